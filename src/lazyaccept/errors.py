@@ -1,0 +1,41 @@
+"""The project's exception types.
+
+Every parser raises :class:`FormatError`; every bad configuration raises :class:`ConfigError`;
+every broken safety rule raises :class:`SafetyViolation`.  All derive from
+:class:`LazyAcceptError`, which the command line turns into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+
+class LazyAcceptError(Exception):
+    """Base of every error lazyaccept raises on purpose."""
+
+
+class FormatError(LazyAcceptError):
+    """An artefact (binary or text) is malformed, truncated or of the wrong kind."""
+
+
+class ConfigError(LazyAcceptError):
+    """A configuration, size or option value makes no sense."""
+
+
+class SafetyViolation(LazyAcceptError):
+    """A safety rule of the real system was broken (fatal on real hardware).
+
+    ``rule`` names the rule (for example ``"touch-unaccepted"`` or ``"double-accept"``),
+    ``actor`` who broke it (``"kernel"``, ``"firmware"``, ``"efistub"`` ...), ``vcpu`` on which
+    vCPU, and ``address`` the first guest-physical address concerned.
+    """
+
+    def __init__(self, rule: str, actor: str, vcpu: int | None, address: int, detail: str = "") -> None:
+        self.rule = rule
+        self.actor = actor
+        self.vcpu = vcpu
+        self.address = address
+        self.detail = detail
+        where = f"vCPU {vcpu}" if vcpu is not None else "no vCPU"
+        msg = f"{rule}: {actor} on {where} at {address:#x}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)

@@ -1,0 +1,56 @@
+"""The one narrow interface between the guest model and the platform.
+
+The guest (firmware, EFI stub, kernel) asks the platform to *accept* a page-aligned range with
+the accept routine it runs (``strategy``), and tells it when it *touches* memory.  The platform
+keeps the true state of every page (the ground truth the sanitizer checks against) and raises
+:class:`~lazyaccept.errors.SafetyViolation` at once when a rule of the real hardware is broken:
+touching memory that is not accepted, or accepting a 4 KiB page twice.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from ..ranges import RangeSet
+from ..record import AcceptStats
+
+
+class Platform(ABC):
+    """A TEE platform (TDX module or SNP RMP) together with its host VMM."""
+
+    #: ``"tdx"`` or ``"snp"``.
+    name: str
+    #: Accept routines this platform's guests run, by name (see each subclass).
+    strategies: tuple[str, ...]
+
+    @abstractmethod
+    def add_at_build(self, start: int, end: int) -> None:
+        """Host adds ``[start, end)`` before the guest runs, already accepted and measured
+        (TDX ``TDH.MEM.PAGE.ADD`` of TDVF sections; SNP ``SNP_LAUNCH_UPDATE`` pre-validation)."""
+
+    @abstractmethod
+    def accept(self, start: int, end: int, *, strategy: str, actor: str, vcpu: int) -> AcceptStats:
+        """Run the accept routine ``strategy`` over ``[start, end)`` (4 KiB aligned).
+
+        Returns the counts of what was done.  Raises ``SafetyViolation("double-accept", ...)``
+        if any 4 KiB page in the range was already accepted (Linux panics on TDX; SNP guests
+        terminate on PVALIDATE with CF=1), or ``SafetyViolation("host-refused", ...)`` when the
+        host does not back memory the guest asked for.
+        """
+
+    @abstractmethod
+    def touch(self, start: int, end: int, *, actor: str, vcpu: int) -> None:
+        """The guest reads or writes ``[start, end)``.  Raises
+        ``SafetyViolation("touch-unaccepted", ...)`` naming the first page that is not accepted."""
+
+    @abstractmethod
+    def accepted(self) -> RangeSet:
+        """Ground truth: every range the guest may touch (accepted or added at build time)."""
+
+    def is_accepted(self, start: int, end: int) -> bool:
+        return self.accepted().contains(start, end)
+
+    @property
+    @abstractmethod
+    def host_committed(self) -> int:
+        """Bytes of host memory committed to this guest so far."""

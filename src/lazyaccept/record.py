@@ -1,0 +1,120 @@
+"""What the actors of a boot did, recorded without time.
+
+The model (platform, firmware, guest) records *what* happens: which ranges were accepted, by
+whom, on which vCPU, at which page size, causing how many exits.  The simulator
+(:mod:`lazyaccept.sim`) later turns these records into time with a cost profile, so the model
+never changes when costs do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+@dataclass
+class AcceptStats:
+    """Counts of platform operations done to accept memory (one request or a sum of many).
+
+    The counts are what a cost profile prices: each accept instruction issued (TDCALL
+    ``TDG.MEM.PAGE.ACCEPT`` or ``PVALIDATE``) by page size, including attempts that failed and
+    were retried or fell back; each exit to the host the guest caused; each page the host had to
+    back (allocate, zero, AUG or RMPUPDATE); each SNP page-state-change request and entry; and
+    the bytes zeroed by the host and by the accept itself (memory-bandwidth work).
+    """
+
+    bytes_accepted: int = 0
+    calls_4k: int = 0
+    calls_2m: int = 0
+    calls_1g: int = 0
+    size_mismatch: int = 0
+    exits: int = 0
+    host_backed_4k: int = 0
+    host_backed_2m: int = 0
+    psc_requests: int = 0
+    psc_entries: int = 0
+    host_zeroed_bytes: int = 0
+    accept_zeroed_bytes: int = 0
+
+    def __iadd__(self, other: AcceptStats) -> AcceptStats:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    def __add__(self, other: AcceptStats) -> AcceptStats:
+        out = AcceptStats()
+        out += self
+        out += other
+        return out
+
+    def scaled(self, factor: int) -> AcceptStats:
+        """The stats of ``factor`` identical requests."""
+        return AcceptStats(**{f.name: getattr(self, f.name) * factor for f in fields(self)})
+
+    @property
+    def host_backed_bytes(self) -> int:
+        return self.host_backed_4k * 4096 + self.host_backed_2m * 2 * 1024 * 1024
+
+    @property
+    def calls(self) -> int:
+        return self.calls_4k + self.calls_2m + self.calls_1g
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class AcceptEvent:
+    """One accept request (or ``requests`` identical back-to-back requests) by one actor.
+
+    ``start``/``end`` bound the memory concerned (end exclusive); ``stats`` is what the
+    platform did for it; ``reason`` says why it was accepted (``"head"``, ``"tail"``,
+    ``"small-range"``, ``"guard"``, ``"memblock"``, ``"watermark"``, ``"zero-watermark"``,
+    ``"eager"``, ``"pre-accept"`` ...).  ``serialized`` marks work done under a lock that
+    every acceptance in the kernel shares (the v6.5 global accept lock).
+    """
+
+    actor: str
+    vcpu: int
+    start: int
+    end: int
+    stats: AcceptStats
+    reason: str = ""
+    requests: int = 1
+    serialized: bool = False
+
+
+@dataclass
+class WorkEvent:
+    """Non-acceptance work: a boot step priced by the cost profile.
+
+    ``kind`` names a cost in the profile (``"firmware_base"``, ``"kernel_decompress"``,
+    ``"struct_page_init"`` ...); ``amount`` is in the unit that cost is given per (1 for
+    fixed steps, pages for struct page init, bytes for copies, vCPUs for bring-up).
+    """
+
+    kind: str
+    vcpu: int
+    amount: float = 1.0
+
+
+Event = AcceptEvent | WorkEvent
+
+
+@dataclass
+class Phase:
+    """A step of the boot.  Each vCPU runs its events in order; vCPUs run in parallel; the
+    phase ends when the last vCPU finishes (a barrier, as at the real hand-offs)."""
+
+    name: str
+    actor: str
+    events: list[Event] = field(default_factory=list)
+
+    def vcpus(self) -> list[int]:
+        return sorted({e.vcpu for e in self.events})
+
+    def accept_stats(self) -> AcceptStats:
+        total = AcceptStats()
+        for e in self.events:
+            if isinstance(e, AcceptEvent):
+                total += e.stats
+        return total
