@@ -1,0 +1,53 @@
+"""The ``lazyaccept`` command line: one program, one subcommand per job.
+
+Every error the project raises on purpose becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import __version__
+from .errors import LazyAcceptError
+
+
+class _Group(click.Group):
+    """A click group that turns project errors into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except LazyAcceptError as exc:
+            click.echo(f"lazyaccept: error: {exc}", err=True)
+            sys.exit(2)
+        except OSError as exc:
+            name = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"lazyaccept: error: {name}{exc.strerror or exc}", err=True)
+            sys.exit(2)
+        except MemoryError:
+            click.echo("lazyaccept: error: out of memory", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lazyaccept")
+def cli() -> None:
+    """See, predict and check lazy memory acceptance in TDX and SEV-SNP guests."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: usage errors, too, are one line on stderr and exit status 2."""
+    try:
+        code = cli.main(args=argv, prog_name="lazyaccept", standalone_mode=False)
+    except click.ClickException as exc:
+        click.echo(f"lazyaccept: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("lazyaccept: aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+# Subcommands register here, one line each.
