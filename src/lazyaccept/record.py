@@ -108,6 +108,8 @@ class Phase:
     name: str
     actor: str
     events: list[Event] = field(default_factory=list)
+    #: vCPUs the guest has running during this phase (per-exit interference grows with it).
+    online_vcpus: int = 1
 
     def vcpus(self) -> list[int]:
         return sorted({e.vcpu for e in self.events})
