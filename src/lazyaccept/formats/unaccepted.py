@@ -1,0 +1,181 @@
+"""The Linux unaccepted-memory EFI configuration table (``struct efi_unaccepted_memory``).
+
+Reference: linux-kernel.md §1.1 (layout), §1.2 (GUID), §1.4 (geometry the EFI stub picks).
+
+Layout (24-byte header, then the bitmap)::
+
+    u32 version (= 1) | u32 unit_size | u64 phys_base | u64 size (bitmap length in BYTES) | bitmap[size]
+
+Bit ``i`` set means ``[phys_base + i*unit_size, phys_base + (i+1)*unit_size)`` is unaccepted.
+The bitmap is an array of little-endian ``unsigned long`` words with bit ``i`` in word ``i // 64``
+at position ``i % 64``; byte for byte that is bit ``i % 8`` of byte ``i // 8``, i.e. numpy's
+``packbits(bitorder="little")``.
+
+Trailing bytes after ``24 + size`` are allowed and ignored: the stub allocates the table with
+``allocate_pool``, so a dump of the pool allocation may run past the bitmap.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import FormatError
+from ..units import PAGE_SIZE, UNIT_SIZE, align_down, align_up
+from .efi_memmap import EfiMemoryDescriptor, MemoryType
+
+#: LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID (include/linux/efi.h).
+UNACCEPTED_TABLE_GUID = uuid.UUID("d5d1de3c-105c-44f9-9ea9-bcef98120031")
+#: The one layout declaration of the header: version, unit_size, phys_base, size.
+_HEADER = struct.Struct("<IIQQ")
+HEADER_SIZE = _HEADER.size  # 24
+#: The only version mainline Linux accepts (stub, decompressor and efi.c all check == 1).
+TABLE_VERSION = 1
+
+_U32 = 1 << 32
+_U64 = 1 << 64
+
+
+def _check_geometry(version: int, unit_size: int, phys_base: int, size: int) -> None:
+    """Header rules shared by the parser and the builder."""
+    if version != TABLE_VERSION:
+        raise FormatError(f"unaccepted table version is {version}, only version {TABLE_VERSION} exists")
+    if not 0 < unit_size < _U32 or unit_size & (unit_size - 1):
+        raise FormatError(f"unit_size {unit_size:#x} is not a non-zero power of two that fits in 32 bits")
+    if unit_size % PAGE_SIZE:
+        raise FormatError(f"unit_size {unit_size:#x} is not a multiple of 4 KiB")
+    if not 0 <= phys_base < _U64:
+        raise FormatError(f"phys_base {phys_base:#x} does not fit in 64 bits")
+    if phys_base % unit_size:
+        raise FormatError(f"phys_base {phys_base:#x} is not aligned to unit_size {unit_size:#x}")
+    if not 0 <= size < _U64:
+        raise FormatError(f"bitmap size {size:#x} does not fit in 64 bits")
+    if phys_base + size * 8 * unit_size > _U64:
+        raise FormatError(
+            f"bitmap of {size} bytes at phys_base {phys_base:#x} would describe memory past 2^64"
+        )
+
+
+@dataclass(eq=False)
+class UnacceptedTable:
+    """A decoded table; ``bits`` is a 1-D bool array of ``size * 8`` entries, one per unit."""
+
+    version: int
+    unit_size: int
+    phys_base: int
+    bits: np.ndarray = field(repr=False)
+
+    def __post_init__(self) -> None:
+        self.bits = np.asarray(self.bits, dtype=bool).reshape(-1)
+        if self.bits.size % 8:
+            raise FormatError(f"bitmap has {self.bits.size} bits, not a whole number of bytes")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UnacceptedTable):
+            return NotImplemented
+        mine = (self.version, self.unit_size, self.phys_base)
+        theirs = (other.version, other.unit_size, other.phys_base)
+        return mine == theirs and np.array_equal(self.bits, other.bits)
+
+    def __repr__(self) -> str:
+        return (
+            f"UnacceptedTable(version={self.version}, unit_size={self.unit_size:#x}, "
+            f"phys_base={self.phys_base:#x}, size={self.size}, set_bits={int(np.count_nonzero(self.bits))})"
+        )
+
+    @property
+    def size(self) -> int:
+        """Bitmap length in bytes (the header's ``size`` field)."""
+        return self.bits.size // 8
+
+    @property
+    def max_addr(self) -> int:
+        """First address the bitmap does not describe; everything from here up counts as accepted."""
+        return self.phys_base + self.size * 8 * self.unit_size
+
+    def unit_index(self, addr: int) -> int:
+        """Bit number of the unit that holds ``addr`` (which must lie in ``[phys_base, max_addr)``)."""
+        if not self.phys_base <= addr < self.max_addr:
+            raise ValueError(
+                f"address {addr:#x} is outside the bitmap [{self.phys_base:#x}, {self.max_addr:#x})"
+            )
+        return (addr - self.phys_base) // self.unit_size
+
+    def unaccepted_ranges(self) -> list[tuple[int, int]]:
+        """Maximal runs of set bits as ``[start, end)`` address ranges, lowest first."""
+        # Edges of the runs: +1 where a run starts, -1 one past where it ends.
+        zero = np.zeros(1, dtype=np.int8)
+        padded = np.concatenate((zero, self.bits.view(np.int8), zero))
+        edges = np.diff(padded)
+        starts = np.flatnonzero(edges == 1)
+        ends = np.flatnonzero(edges == -1)
+        base, unit = self.phys_base, self.unit_size
+        # tolist() gives Python ints, so the address arithmetic cannot overflow.
+        runs = zip(starts.tolist(), ends.tolist(), strict=True)
+        return [(base + s * unit, base + e * unit) for s, e in runs]
+
+    def unaccepted_bytes(self) -> int:
+        """Bytes still marked unaccepted."""
+        return int(np.count_nonzero(self.bits)) * self.unit_size
+
+
+def parse_unaccepted_table(data: bytes) -> UnacceptedTable:
+    """Decode a table (header + bitmap); bytes after the bitmap are ignored."""
+    data = bytes(data)
+    if len(data) < HEADER_SIZE:
+        raise FormatError(
+            f"unaccepted table is {len(data)} bytes, shorter than its {HEADER_SIZE}-byte header"
+        )
+    version, unit_size, phys_base, size = _HEADER.unpack_from(data, 0)
+    if version != TABLE_VERSION:
+        raise FormatError(f"unaccepted table version is {version}, only version {TABLE_VERSION} exists")
+    # Check the length before the geometry: a huge size is more likely truncation than nonsense.
+    if size > len(data) - HEADER_SIZE:
+        raise FormatError(
+            f"bitmap size field says {size} bytes but only {len(data) - HEADER_SIZE} follow the header"
+        )
+    _check_geometry(version, unit_size, phys_base, size)
+    raw = np.frombuffer(data, dtype=np.uint8, count=size, offset=HEADER_SIZE)
+    bits = np.unpackbits(raw, bitorder="little").astype(bool)
+    return UnacceptedTable(version, unit_size, phys_base, bits)
+
+
+def build_unaccepted_table(t: UnacceptedTable) -> bytes:
+    """Encode a table: header, then exactly ``t.size`` bytes of bitmap."""
+    _check_geometry(t.version, t.unit_size, t.phys_base, t.size)
+    bitmap = np.packbits(np.asarray(t.bits, dtype=bool), bitorder="little")
+    return _HEADER.pack(t.version, t.unit_size, t.phys_base, t.size) + bitmap.tobytes()
+
+
+def stub_geometry(
+    descriptors: Iterable[EfiMemoryDescriptor], unit_size: int = UNIT_SIZE
+) -> tuple[int, int] | None:
+    """``(phys_base, size_bytes)`` exactly as the EFI stub's allocate_unaccepted_bitmap() picks them.
+
+    Over the type-15 descriptors: lo = lowest start, hi = highest end; phys_base = lo rounded down
+    to a unit; size_bytes = ceil((hi rounded up to a unit - phys_base) / (unit * 8)).  ``None``
+    when the map has no unaccepted memory (the stub then installs no table).  linux-kernel.md §1.4.
+    """
+    lo: int | None = None
+    hi = 0
+    for d in descriptors:
+        if d.type != MemoryType.EfiUnacceptedMemoryType:
+            continue
+        lo = d.physical_start if lo is None else min(lo, d.physical_start)
+        hi = max(hi, d.end)
+    if lo is None:
+        return None
+    phys_base = align_down(lo, unit_size)
+    end = align_up(hi, unit_size)
+    size_bytes = -(-(end - phys_base) // (unit_size * 8))
+    return phys_base, size_bytes
+
+
+def new_table(phys_base: int, size_bytes: int, unit_size: int = UNIT_SIZE) -> UnacceptedTable:
+    """A version-1 table with every bit clear, as the stub creates it before setup_e820()."""
+    _check_geometry(TABLE_VERSION, unit_size, phys_base, size_bytes)
+    return UnacceptedTable(TABLE_VERSION, unit_size, phys_base, np.zeros(size_bytes * 8, dtype=bool))
