@@ -51,3 +51,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Subcommands register here, one line each.
+from .commands.boot import boot_cmd  # noqa: E402
+
+cli.add_command(boot_cmd)

@@ -120,3 +120,39 @@ class Phase:
             if isinstance(e, AcceptEvent):
                 total += e.stats
         return total
+
+
+class Recorder:
+    """Collects the phases of a boot as the actors run; the current phase receives events."""
+
+    def __init__(self) -> None:
+        self.phases: list[Phase] = []
+
+    def begin(self, name: str, actor: str, online_vcpus: int = 1) -> Phase:
+        phase = Phase(name=name, actor=actor, online_vcpus=online_vcpus)
+        self.phases.append(phase)
+        return phase
+
+    @property
+    def current(self) -> Phase:
+        if not self.phases:
+            raise RuntimeError("no phase begun")
+        return self.phases[-1]
+
+    def accept(
+        self,
+        actor: str,
+        vcpu: int,
+        start: int,
+        end: int,
+        stats: AcceptStats,
+        reason: str = "",
+        requests: int = 1,
+        serialized: bool = False,
+    ) -> None:
+        """Record an acceptance; requests that accepted nothing are still recorded (they cost a call)."""
+        self.current.events.append(AcceptEvent(actor, vcpu, start, end, stats, reason, requests, serialized))
+
+    def work(self, kind: str, vcpu: int = 0, amount: float = 1.0) -> None:
+        if amount:
+            self.current.events.append(WorkEvent(kind, vcpu, amount))

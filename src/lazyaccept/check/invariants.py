@@ -1,0 +1,99 @@
+"""The sanitizer's invariants (linux-kernel.md §8).
+
+The platform raises at once on a touch of unaccepted memory or a second acceptance.  These
+checks cover the rest, against the platform's true state: what the bitmap says must be true of
+every unit; the allocator's counters must agree with its lists; every page on a free list must
+be accepted; and lazy and eager must end, once drained, with the same usable memory.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import SafetyViolation
+from ..ranges import RangeSet
+from ..units import MAX_ORDER_NR_PAGES
+
+if TYPE_CHECKING:
+    from ..sim.scenario import BootRecord
+
+
+def accepted_ram(ram: RangeSet, accepted: RangeSet) -> RangeSet:
+    out = RangeSet()
+    for s, e in ram:
+        out.update(accepted.intersection(s, e))
+    return out
+
+
+def check_bitmap(rec: BootRecord) -> None:
+    """A set bit means the whole unit is unaccepted; a clear bit (and anything outside the
+    bitmap) means every RAM page of it is accepted."""
+    table = rec.kernel.table
+    ram = rec.kernel.ram
+    acc = accepted_ram(ram, rec.platform.accepted())
+    if table is None:
+        missing = ram.total() - acc.total()
+        if missing:
+            gap = next(g for s, e in ram for g in acc.gaps(s, e))
+            raise SafetyViolation("bitmap", "kernel", None, gap[0], "RAM not accepted and no bitmap records it")
+        return
+    u, base, n = table.unit_size, table.phys_base, table.bits.size
+    ram_bytes = ram.covered_per_block(base, u, n)
+    acc_bytes = acc.covered_per_block(base, u, n)
+    bad_set = np.flatnonzero(table.bits & (acc_bytes > 0))
+    if bad_set.size:
+        i = int(bad_set[0])
+        raise SafetyViolation("bitmap", "kernel", None, base + i * u, "bit set but part of the unit is accepted")
+    bad_clear = np.flatnonzero(~table.bits & (acc_bytes < ram_bytes))
+    if bad_clear.size:
+        i = int(bad_clear[0])
+        raise SafetyViolation("bitmap", "kernel", None, base + i * u, "bit clear but RAM in the unit is unaccepted")
+    for lo, hi in ((0, base), (base + n * u, 1 << 62)):
+        for s, e in ram.intersection(lo, hi):
+            gaps = acc.gaps(s, e)
+            if gaps:
+                raise SafetyViolation("bitmap", "kernel", None, gaps[0][0], "RAM outside the bitmap is unaccepted")
+
+
+def check_allocator(rec: BootRecord) -> None:
+    """Counters match the lists; free lists hold only accepted memory."""
+    acc = rec.platform.accepted()
+    for z in rec.kernel.allocator.zones:
+        chunks = z.chunks_on_list()
+        if z.nr_unaccepted != MAX_ORDER_NR_PAGES * chunks:
+            raise SafetyViolation(
+                "counters", "page_alloc", None, z.start,
+                f"zone {z.name}: NR_UNACCEPTED {z.nr_unaccepted} != 1024 x {chunks} chunks on the list",
+            )
+        if z.free_pages < z.nr_unaccepted:
+            raise SafetyViolation("counters", "page_alloc", None, z.start, f"zone {z.name}: free < unaccepted")
+        if z.free_pages - z.nr_unaccepted != z.free_accepted.total() // 4096:
+            raise SafetyViolation("counters", "page_alloc", None, z.start, f"zone {z.name}: free lists disagree")
+        for s, e in z.free_accepted:
+            if not acc.contains(s, e):
+                gap = acc.gaps(s, e)[0][0]
+                raise SafetyViolation("touch-unaccepted", "page_alloc", None, gap, f"zone {z.name} free list")
+
+
+def check_boot(rec: BootRecord) -> None:
+    check_bitmap(rec)
+    check_allocator(rec)
+
+
+def check_no_memory_lost(lazy: BootRecord, eager: BootRecord) -> None:
+    """After draining the lazy guest, it has the same usable memory as the eager one."""
+    lazy.kernel.allocator.drain()
+    la, ea = lazy.kernel.allocator, eager.kernel.allocator
+    if la.nr_unaccepted() or ea.nr_unaccepted():
+        raise SafetyViolation("memory-lost", "page_alloc", None, 0, "unaccepted memory left after drain")
+    if la.managed_pages() != ea.managed_pages():
+        raise SafetyViolation(
+            "memory-lost", "page_alloc", None, 0,
+            f"managed pages differ: lazy {la.managed_pages()} vs eager {ea.managed_pages()}",
+        )
+    lacc = accepted_ram(lazy.kernel.ram, lazy.platform.accepted()).total()
+    eacc = accepted_ram(eager.kernel.ram, eager.platform.accepted()).total()
+    if lacc != eacc:
+        raise SafetyViolation("memory-lost", "page_alloc", None, 0, f"accepted RAM differs: {lacc} vs {eacc}")

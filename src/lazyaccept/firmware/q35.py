@@ -1,0 +1,35 @@
+"""Guest RAM layout of QEMU's q35 machine (hw/i386/pc_q35.c).
+
+RAM that does not fit below the 32-bit PCI hole is split: when the guest has at least
+0xb0000000 (2816 MiB) of RAM, 2 GiB stay below 4 GiB and the rest starts at 4 GiB; smaller
+guests keep up to 2816 MiB below 4 GiB.  The PCIe MMCFG window (256 MiB at 0xe0000000) is
+reserved.
+"""
+
+from __future__ import annotations
+
+from ..units import GiB, MiB
+
+LOWMEM_SPLIT_THRESHOLD = 0xB0000000
+LOWMEM_LARGE = 0x80000000
+MMCFG_BASE = 0xE0000000
+MMCFG_SIZE = 256 * MiB
+FOUR_GIB = 4 * GiB
+#: The legacy VGA/BIOS window the firmware leaves out of the memory map.
+LEGACY_HOLE = (0xA0000, 0x100000)
+
+
+def q35_split(ram: int) -> tuple[int, int]:
+    """Bytes of RAM below and above 4 GiB for a guest with ``ram`` bytes."""
+    lowmem = LOWMEM_LARGE if ram >= LOWMEM_SPLIT_THRESHOLD else LOWMEM_SPLIT_THRESHOLD
+    below = min(ram, lowmem)
+    return below, ram - below
+
+
+def ram_ranges(ram: int) -> list[tuple[int, int]]:
+    """The guest's RAM as ``[start, end)`` ranges, as QEMU's e820 table gives them."""
+    below, above = q35_split(ram)
+    out = [(0, below)]
+    if above:
+        out.append((FOUR_GIB, FOUR_GIB + above))
+    return out

@@ -1,0 +1,231 @@
+"""The guest kernel's boot, as far as memory acceptance goes (linux-kernel.md §2-§4).
+
+Boot order, each a recorded phase:
+1. ``efi-stub``: bitmap table, e820, unaligned heads and tails accepted.
+2. ``early-init``: memblock from e820; reservations (first MiB, kernel image, the table);
+   memblock allocations (direct-map page tables, memmap, large hashes, per-CPU areas,
+   SWIOTLB), each accepted before use; struct pages of the non-deferred memory.
+3. ``memblock-free``: ``memblock_free_all()`` releases the non-deferred memory to the buddy
+   allocator: chunks with unaccepted memory are parked (lazy) or accepted (eager).
+4. ``early-allocs``: page allocations before zone watermarks exist.
+5. ``smp-bringup``: the boot vCPU brings up the others one by one, allocating for each.
+6. ``deferred-init``: struct page init of the rest of the highest zone, in parallel threads,
+   which free (park or accept) that memory.
+7. ``initcalls``: watermarks are set (``init_per_zone_wmark_min``); initcalls run.
+8. ``userspace``: init and a shell, touching the shell footprint (watermark-driven acceptance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..formats.e820 import E820_TYPE_RAM, E820Entry
+from ..formats.efi_memmap import EfiMemoryDescriptor, MemoryType
+from ..formats.unaccepted import HEADER_SIZE, UnacceptedTable
+from ..platform.base import Platform
+from ..ranges import RangeSet
+from ..record import Recorder
+from ..units import PAGE_SIZE, GiB, MiB, align_down, align_up
+from .efistub import EfiStub, StubResult
+from .footprint import BootFootprint
+from .memblock import Memblock
+from .page_alloc import PageAllocator
+from .rules import KernelRules
+from .unaccepted import UnacceptedMemory
+
+SECTION_SIZE = 128 * MiB  # SPARSEMEM section on x86-64
+FIRST_MIB = 1 * MiB
+
+
+@dataclass
+class KernelState:
+    """What the booted guest looks like."""
+
+    stub: StubResult
+    memblock: Memblock
+    mem: UnacceptedMemory
+    allocator: PageAllocator
+    ram: RangeSet
+    deferred_start: int | None
+    table_reserved: tuple[int, int] | None
+
+    @property
+    def table(self) -> UnacceptedTable | None:
+        return self.mem.table
+
+    @property
+    def e820(self) -> list[E820Entry]:
+        return self.stub.e820
+
+
+def stub_strategy(platform: Platform, rules: KernelRules) -> str:
+    """Accept routine of the EFI stub: TDX shares tdx_accept_memory(); SNP uses the GHCB MSR
+    protocol since 2025 and a GHCB page-state-change request before."""
+    if platform.name == "snp":
+        return "msr" if rules.snp_stub_msr_protocol else "linux"
+    return "linux"
+
+
+def reserve_unaccepted_range(addr: int, size_bytes: int, fixed: bool) -> tuple[int, int]:
+    """``reserve_unaccepted()`` in drivers/firmware/efi/efi.c: the page range reserved for the
+    table.  The original aligned the start down but added ``PAGE_ALIGN(24 + size)`` to it,
+    which can leave the table's last page out (fixed in 2026)."""
+    start = align_down(addr, PAGE_SIZE)
+    if fixed:
+        return start, align_up(addr + HEADER_SIZE + size_bytes, PAGE_SIZE)
+    return start, start + align_up(HEADER_SIZE + size_bytes, PAGE_SIZE)
+
+
+class Kernel:
+    def __init__(
+        self,
+        platform: Platform,
+        rules: KernelRules,
+        recorder: Recorder,
+        *,
+        vcpus: int,
+        lazy: bool,
+        footprint: BootFootprint,
+    ) -> None:
+        self.platform = platform
+        self.rules = rules
+        self.rec = recorder
+        self.vcpus = vcpus
+        self.lazy = lazy
+        self.fp = footprint
+
+    # -- phases --------------------------------------------------------------------------------
+    def boot(
+        self,
+        memmap: list[EfiMemoryDescriptor],
+        kernel_image: tuple[int, int],
+        installed_table: UnacceptedTable | None = None,
+    ) -> KernelState:
+        rec = self.rec
+        rec.begin("efi-stub", "efistub")
+        rec.work("kernel_decompress", 0)
+        table_type = (MemoryType.EfiACPIReclaimMemory if self.rules.table_in_acpi_reclaim
+                      else MemoryType.EfiLoaderData)
+        stub = EfiStub(self.platform, stub_strategy(self.platform, self.rules), rec, table_type).run(
+            memmap, installed_table
+        )
+
+        rec.begin("early-init", "kernel")
+        rec.work("early_init", 0)
+        ram = RangeSet((e.addr, e.end) for e in stub.e820 if e.type == E820_TYPE_RAM)
+        mb = Memblock(ram)
+        mb.reserve(0, FIRST_MIB)  # x86 always reserves the first MiB
+        mb.reserve(*kernel_image)
+        table_reserved = None
+        if stub.table is not None and stub.table_addr is not None and not self.rules.table_in_acpi_reclaim:
+            # v6.5: the table is loader data, i.e. RAM already mapped; memblock_reserve() it.
+            end = stub.table_addr + HEADER_SIZE + stub.table.size
+            table_reserved = (align_down(stub.table_addr, PAGE_SIZE), align_up(end, PAGE_SIZE))
+            mb.reserve(*table_reserved)
+        elif stub.table is not None and stub.table_addr is not None:
+            table_reserved = reserve_unaccepted_range(stub.table_addr, stub.table.size, self.rules.table_reserve_fixed)
+            mb.memory.add(*table_reserved)  # memblock_add: the ACPI-reclaim table must be mapped
+            mb.reserve(*table_reserved)
+            ram.add(*table_reserved)
+            self._check_table_mapped(stub.table_addr, stub.table.size, table_reserved)
+        mem = UnacceptedMemory(stub.table, self.platform, self.rules, strategy="linux")
+        alloc = PageAllocator(ram, mem, self.platform, self.rules, rec, lazy=self.lazy,
+                              serialize=self.rules.global_accept_lock)
+        self._memblock_allocations(mb, mem, ram)
+        deferred_start = self._deferred_start(alloc)
+        early_pages = sum(
+            (e - s) // PAGE_SIZE for s, e in ram.intersection(0, deferred_start or (1 << 62))
+        )
+        rec.work("memmap_init", 0, early_pages)
+
+        rec.begin("memblock-free", "kernel")
+        limit = deferred_start if deferred_start is not None else 1 << 62
+        for s, e in mb.free_ranges(0, limit):
+            alloc.free_range(s, e, actor="memblock_free_all", vcpu=0)
+
+        rec.begin("early-allocs", "kernel")
+        alloc.alloc(self.fp.early_page_allocs, actor="page_alloc:early", vcpu=0)
+
+        rec.begin("smp-bringup", "kernel", online_vcpus=self.vcpus)
+        for ap in range(1, self.vcpus):
+            rec.work("smp_bringup", 0)
+            alloc.alloc(self.fp.page_allocs_per_ap, actor=f"page_alloc:smp(cpu{ap})", vcpu=0)
+
+        rec.begin("deferred-init", "deferred_init", online_vcpus=self.vcpus)
+        if deferred_start is not None:
+            self._deferred_init(mb, alloc, ram, deferred_start)
+
+        rec.begin("initcalls", "kernel", online_vcpus=self.vcpus)
+        alloc.setup_watermarks()
+        rec.work("initcalls", 0)
+
+        rec.begin("userspace", "userspace", online_vcpus=self.vcpus)
+        rec.work("userspace_to_shell", 0)
+        npages = self.fp.shell_footprint // PAGE_SIZE
+        alloc.alloc(npages, actor="page_alloc:userspace", vcpu=0)
+        rec.work("userspace_touch", 0, float(self.fp.shell_footprint))
+        return KernelState(stub, mb, mem, alloc, ram, deferred_start, table_reserved)
+
+    def _check_table_mapped(self, addr: int, size: int, reserved: tuple[int, int]) -> None:
+        """The kernel reads the whole table through the direct map: a table page left out of
+        the reservation is not mapped, and the first access to it faults (the 2026 bug)."""
+        end = addr + HEADER_SIZE + size
+        if end > reserved[1]:
+            from ..errors import SafetyViolation
+
+            raise SafetyViolation(
+                "table-unmapped", "kernel", 0, reserved[1],
+                f"unaccepted table [{addr:#x}, {end:#x}) runs past its reservation ending at {reserved[1]:#x}: "
+                "page fault in accept_memory()",
+            )
+
+    def _memblock_allocations(self, mb: Memblock, mem: UnacceptedMemory, ram: RangeSet) -> None:
+        """memblock allocations of early boot, each accepted before use (memblock_alloc_range_nid)."""
+        total = ram.total()
+        pages = total // PAGE_SIZE
+        allocs: list[tuple[str, int, int | None]] = []
+        # Direct-map page tables: with 1 GiB pages a few pages; model 4 KiB per GiB mapped.
+        allocs.append(("page-tables", max(PAGE_SIZE, align_up(total // GiB * PAGE_SIZE, PAGE_SIZE)), None))
+        # memmap: 2 MiB of struct pages per present 128 MiB section (sparse vmemmap).
+        sections = {s // SECTION_SIZE for a, b in ram for s in range(align_down(a, SECTION_SIZE), b, SECTION_SIZE)}
+        allocs.append(("memmap", len(sections) * (SECTION_SIZE // PAGE_SIZE) * self.fp.memmap_per_page, None))
+        # Large system hashes (dentry: one 8-byte bucket per two pages; inode: per four pages).
+        allocs.append(("dentry-hash", _pow2(pages // 2) * 8, None))
+        allocs.append(("inode-hash", _pow2(pages // 4) * 8, None))
+        allocs.append(("percpu", self.vcpus * self.fp.percpu_unit, None))
+        swiotlb = self.fp.swiotlb_size(total)
+        allocs.append(("swiotlb", swiotlb, None if self.fp.swiotlb_anywhere else 4 * GiB))
+        for name, size, limit in allocs:
+            start, end = mb.alloc(size, limit=limit)
+            stats = mem.accept_memory(start, end - start, actor="memblock", vcpu=0)
+            self.rec.accept("memblock", 0, start, end, stats, name, serialized=self.rules.global_accept_lock)
+            self.platform.touch(start, end, actor=f"memblock:{name}", vcpu=0)
+
+    def _deferred_start(self, alloc: PageAllocator) -> int | None:
+        """First deferred address: in the highest zone only, after its first populated section
+        has been initialised (defer_init()); None when nothing is deferred."""
+        zone = alloc.zones[-1]
+        first = zone.start
+        candidate = align_up(first + SECTION_SIZE + PAGE_SIZE, SECTION_SIZE)
+        return candidate if candidate < zone.end else None
+
+    def _deferred_init(self, mb: Memblock, alloc: PageAllocator, ram: RangeSet, start: int) -> None:
+        """deferred_init_memmap(): padata splits the deferred span into section-aligned pieces,
+        one per thread (at most one per vCPU); each thread initialises struct pages and frees."""
+        end = ram.last() or start
+        span_sections = max(1, -(-(end - start) // SECTION_SIZE))
+        threads = max(1, min(self.vcpus, span_sections))
+        per = -(-span_sections // threads) * SECTION_SIZE
+        for t in range(threads):
+            lo, hi = start + t * per, min(start + (t + 1) * per, end)
+            if lo >= hi:
+                continue
+            pages = sum((e - s) // PAGE_SIZE for s, e in ram.intersection(lo, hi))
+            self.rec.work("struct_page_init", t, pages)
+            for s, e in mb.free_ranges(lo, hi):
+                alloc.free_range(s, e, actor="deferred_init", vcpu=t)
+
+
+def _pow2(n: int) -> int:
+    """roundup_pow_of_two()."""
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()

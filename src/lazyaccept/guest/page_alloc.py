@@ -1,0 +1,367 @@
+"""The page allocator's side of unaccepted memory (mm/page_alloc.c, mm/mm_init.c;
+linux-kernel.md §4).
+
+Zones hold accepted free memory as ranges (the buddy free lists) and unaccepted memory as a
+FIFO of 4 MiB chunks (``zone->unaccepted_pages``), kept as runs of consecutive chunks so a
+multi-TiB guest costs a handful of objects.  Counters follow the kernel: parked chunks count in
+``NR_FREE_PAGES`` (MemFree), in ``NR_UNACCEPTED`` and in ``managed_pages``.
+
+Allocation is modelled in bulk: an allocation of N pages gives the same acceptance as N order-0
+allocations would (to within one chunk of overshoot), computed per "episode" between two
+acceptances, never per page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import LazyAcceptError
+from ..platform.base import Platform
+from ..ranges import RangeSet
+from ..record import AcceptStats, Recorder
+from ..units import CHUNK_SIZE, MAX_ORDER_NR_PAGES, PAGE_SIZE, GiB, MiB, align_down, align_up
+from .rules import KernelRules
+from .unaccepted import UnacceptedMemory
+
+ZONE_BOUNDS = (("DMA", 0, 16 * MiB), ("DMA32", 16 * MiB, 4 * GiB), ("Normal", 4 * GiB, 1 << 62))
+#: vm.watermark_scale_factor default (in units of 1/10000 of the zone).
+WATERMARK_SCALE_FACTOR = 10
+
+
+class BootFailure(LazyAcceptError):
+    """The modelled kernel cannot boot (for example a premature out-of-memory)."""
+
+
+@dataclass
+class Zone:
+    name: str
+    start: int
+    end: int
+    managed_pages: int = 0
+    free_pages: int = 0  # NR_FREE_PAGES, parked chunks included
+    nr_unaccepted: int = 0  # NR_UNACCEPTED
+    free_accepted: RangeSet = field(default_factory=RangeSet)
+    unaccepted: deque[list[int]] = field(default_factory=deque)  # FIFO runs [start, end) of chunks
+    wmark_min: int = 0
+    wmark_low: int = 0
+    wmark_high: int = 0
+    wmark_promo: int = 0
+
+    @property
+    def accepted_free_pages(self) -> int:
+        return self.free_pages - self.nr_unaccepted
+
+    def chunks_on_list(self) -> int:
+        return sum((e - s) // CHUNK_SIZE for s, e in self.unaccepted)
+
+    def target_wmark(self, rules: KernelRules) -> int:
+        return self.wmark_promo if rules.accept_target == "promo" else self.wmark_high
+
+
+def int_sqrt(n: int) -> int:
+    return math.isqrt(n)
+
+
+class PageAllocator:
+    """Zones, watermarks and the unaccepted chunk lists of one guest."""
+
+    def __init__(
+        self,
+        ram: RangeSet,
+        mem: UnacceptedMemory,
+        platform: Platform,
+        rules: KernelRules,
+        recorder: Recorder,
+        lazy: bool = True,
+        serialize: bool = False,
+    ) -> None:
+        self.ram = ram
+        self.mem = mem
+        self.platform = platform
+        self.rules = rules
+        self.rec = recorder
+        self.lazy = lazy
+        self.serialize = serialize
+        self.zones: list[Zone] = []
+        for name, lo, hi in ZONE_BOUNDS:
+            pieces = ram.intersection(lo, hi)
+            if pieces:
+                self.zones.append(Zone(name, pieces[0][0], pieces[-1][1]))
+        self.min_free_kbytes = 0
+        self.watermarks_ready = False
+
+    # -- accounting ------------------------------------------------------------------------
+    def zone_of(self, addr: int) -> Zone:
+        for z in self.zones:
+            if z.start <= addr < z.end:
+                return z
+        raise AssertionError(f"no zone holds {addr:#x}")
+
+    def managed_pages(self) -> int:
+        return sum(z.managed_pages for z in self.zones)
+
+    def free_pages(self) -> int:
+        return sum(z.free_pages for z in self.zones)
+
+    def nr_unaccepted(self) -> int:
+        return sum(z.nr_unaccepted for z in self.zones)
+
+    # -- acceptance --------------------------------------------------------------------------
+    def _accept(self, start: int, size: int, actor: str, vcpu: int, reason: str, requests: int = 1) -> AcceptStats:
+        stats = self.mem.accept_memory(start, size, actor=actor, vcpu=vcpu)
+        self.rec.accept(actor, vcpu, start, start + size, stats, reason, requests, self.serialize)
+        return stats
+
+    # -- freeing memory into the allocator (memblock_free_all, deferred init) -------------------
+    def free_range(self, start: int, end: int, *, actor: str, vcpu: int = 0) -> None:
+        """Release ``[start, end)`` to the buddy allocator, as ``__free_pages_memory()`` does.
+
+        Naturally aligned 4 MiB chunks go through ``__free_pages_core()`` at MAX_PAGE_ORDER and
+        are parked when they contain unaccepted memory (guard unit included) and the kernel is
+        lazy; smaller blocks are accepted on the spot.
+        """
+        for zone in self.zones:
+            lo, hi = max(start, zone.start), min(end, zone.end)
+            if lo < hi:
+                self._free_in_zone(zone, lo, hi, actor, vcpu)
+
+    def _free_in_zone(self, zone: Zone, start: int, end: int, actor: str, vcpu: int) -> None:
+        cs, ce = align_up(start, CHUNK_SIZE), align_down(end, CHUNK_SIZE)
+        if cs >= ce:
+            cs = ce = end  # no whole chunk: everything is head
+        # Blocks are freed in ascending order: the head, the chunks, then the tail.
+        self._free_small(start, cs, actor, vcpu)
+        parked = np.zeros(0, dtype=bool)
+        if cs < ce:
+            parked = self._chunks_with_unaccepted(cs, ce)
+            if not self.lazy and parked.any():
+                for a, b in _runs(parked):
+                    self._accept(cs + a * CHUNK_SIZE, (b - a) * CHUNK_SIZE, actor, vcpu, "eager", requests=b - a)
+                parked[:] = False
+        self._free_small(ce, end, actor, vcpu)
+        npages = (end - start) // PAGE_SIZE
+        zone.managed_pages += npages
+        zone.free_pages += npages
+        nparked = int(parked.sum())
+        zone.nr_unaccepted += nparked * MAX_ORDER_NR_PAGES
+        free_start = start
+        for a, b in _runs(parked):
+            ra, rb = cs + a * CHUNK_SIZE, cs + b * CHUNK_SIZE
+            zone.free_accepted.add(free_start, ra)
+            free_start = rb
+            if zone.unaccepted and zone.unaccepted[-1][1] == ra:
+                zone.unaccepted[-1][1] = rb
+            else:
+                zone.unaccepted.append([ra, rb])
+        zone.free_accepted.add(free_start, end)
+
+    def _free_small(self, s: int, e: int, actor: str, vcpu: int) -> None:
+        """Blocks smaller than a chunk cannot be parked: accepted now if they reach unaccepted
+        memory (each block's own check; one request over the piece accepts the same units)."""
+        if s < e and self.mem.range_contains_unaccepted(s, e - s):
+            self._accept(s, e - s, actor, vcpu, "sub-chunk")
+
+    def _chunks_with_unaccepted(self, cs: int, ce: int) -> np.ndarray:
+        """For each chunk in ``[cs, ce)``: would ``range_contains_unaccepted_memory()`` say yes?
+
+        Vectorised over the bitmap: a chunk covers two units, and its end is unit-aligned, so
+        the guard unit after it counts too.
+        """
+        n = (ce - cs) // CHUNK_SIZE
+        table = self.mem.table
+        if table is None:
+            return np.zeros(n, dtype=bool)
+        unit = table.unit_size
+        # A chunk answers like range_contains_unaccepted() on exactly its bytes.
+        if unit != CHUNK_SIZE // 2 or (cs - table.phys_base) % unit:
+            return np.array(
+                [self.mem.range_contains_unaccepted(cs + i * CHUNK_SIZE, CHUNK_SIZE) for i in range(n)], dtype=bool
+            )
+        bits = table.bits
+        nbits = bits.size
+        first = (cs - table.phys_base) // unit  # may be negative: below phys_base
+        idx = first + 2 * np.arange(n, dtype=np.int64)
+        extra = 3 if self.rules.guard_unit else 2
+        out = np.zeros(n, dtype=bool)
+        for k in range(extra):
+            j = idx + k
+            ok = (j >= 0) & (j < nbits)
+            out[ok] |= bits[j[ok]]
+        # Units below phys_base are accepted by definition, but the kernel clamps the start
+        # to phys_base before testing, so a chunk straddling phys_base tests from there on.
+        return out
+
+    # -- watermarks ---------------------------------------------------------------------------
+    def setup_watermarks(self) -> None:
+        """``init_per_zone_wmark_min()``: min_free_kbytes and the per-zone min/low/high/promo."""
+        lowmem_pages = self.managed_pages()
+        lowmem_kbytes = lowmem_pages * (PAGE_SIZE // 1024)
+        self.min_free_kbytes = max(128, min(262144, int_sqrt(lowmem_kbytes * 16)))
+        pages_min = self.min_free_kbytes // (PAGE_SIZE // 1024)
+        for z in self.zones:
+            if lowmem_pages == 0:
+                continue
+            wmin = pages_min * z.managed_pages // lowmem_pages
+            tmp = max(wmin >> 2, z.managed_pages * WATERMARK_SCALE_FACTOR // 10000)
+            z.wmark_min = wmin
+            z.wmark_low = wmin + tmp
+            z.wmark_high = wmin + 2 * tmp
+            z.wmark_promo = wmin + 3 * tmp
+        self.watermarks_ready = True
+
+    # -- taking chunks off the list -----------------------------------------------------------
+    def accept_chunks(self, zone: Zone, n: int, *, actor: str, vcpu: int, reason: str) -> int:
+        """Take up to ``n`` chunks from the head of the zone's list (FIFO), accept them and free
+        them to the buddy lists (``try_to_accept_memory_one()`` n times).  Returns the count."""
+        done = 0
+        while done < n and zone.unaccepted:
+            run = zone.unaccepted[0]
+            take = min(n - done, (run[1] - run[0]) // CHUNK_SIZE)
+            a = run[0]
+            b = a + take * CHUNK_SIZE
+            if b == run[1]:
+                zone.unaccepted.popleft()
+            else:
+                run[0] = b
+            zone.nr_unaccepted -= take * MAX_ORDER_NR_PAGES
+            # Consecutive chunks accepted back to back accept their union and the last guard.
+            self._accept(a, b - a, actor, vcpu, reason, requests=take)
+            zone.free_accepted.add(a, b)
+            done += take
+        return done
+
+    def cond_accept(self, zone: Zone, *, actor: str, vcpu: int, extra_pages: int = 0) -> int:
+        """``cond_accept_memory()`` (v6.11+) / ``try_to_accept_memory()`` (v6.5-v6.10).
+
+        Returns the number of chunks accepted.  ``extra_pages`` lets a bulk allocation ask for the
+        chunks that its following order-0 allocations would have triggered one by one.
+        """
+        if not zone.unaccepted:
+            return 0
+        wmark = zone.target_wmark(self.rules) if self.watermarks_ready else 0
+        if wmark == 0:
+            if self.rules.zero_wmark_accepts_one:
+                return self.accept_chunks(zone, 1, actor=actor, vcpu=vcpu, reason="zero-watermark")
+            if not self.rules.proactive_accept:
+                # v6.5-v6.10 accept at least one chunk when called (do-while).
+                return self.accept_chunks(zone, 1, actor=actor, vcpu=vcpu, reason="watermark")
+            return 0
+        to_accept = wmark + extra_pages - zone.accepted_free_pages
+        if to_accept <= 0 and self.rules.proactive_accept:
+            return 0
+        n = max(1, -(-to_accept // MAX_ORDER_NR_PAGES))
+        return self.accept_chunks(zone, n, actor=actor, vcpu=vcpu, reason="watermark")
+
+    # -- allocation ---------------------------------------------------------------------------
+    def _take(self, zone: Zone, npages: int) -> list[tuple[int, int]]:
+        """Remove ``npages`` of accepted free memory from the zone (lowest addresses first)."""
+        want = npages * PAGE_SIZE
+        out: list[tuple[int, int]] = []
+        for s, e in list(zone.free_accepted):
+            if want == 0:
+                break
+            n = min(want, e - s)
+            out.append((s, s + n))
+            want -= n
+        for s, e in out:
+            zone.free_accepted.remove(s, e)
+        zone.free_pages -= npages
+        return out
+
+    def _touch(self, ranges: list[tuple[int, int]], actor: str, vcpu: int) -> None:
+        for s, e in ranges:
+            self.platform.touch(s, e, actor=actor, vcpu=vcpu)
+            # load_unaligned_zeropad() may read the first word of the next page.
+            if self.ram.contains(e, e + 1):
+                self.platform.touch(e, e + 8, actor=f"{actor}:zeropad", vcpu=vcpu)
+
+    def alloc(self, npages: int, *, actor: str, vcpu: int = 0) -> list[tuple[int, int]]:
+        """Allocate ``npages`` order-0 pages for a GFP_KERNEL/movable request and touch them.
+
+        Zones are tried from the highest (Normal) down, as the zonelist does.  With watermarks
+        not yet set, every single allocation goes through the per-allocation rules; afterwards
+        allocation proceeds in episodes between acceptances.
+        """
+        got: list[tuple[int, int]] = []
+        remaining = npages
+        if not self.watermarks_ready:
+            for _ in range(npages):
+                got.extend(self._alloc_one_early(actor, vcpu))
+            self._touch(got, actor, vcpu)
+            return got
+        for zone in reversed(self.zones):
+            while remaining > 0:
+                n = self._episode(zone, remaining, actor, vcpu)
+                if n == 0:
+                    break
+                got.extend(self._take(zone, n))
+                remaining -= n
+            if remaining == 0:
+                break
+        if remaining:
+            raise BootFailure(f"out of memory: {remaining} pages of a {npages}-page allocation could not be served")
+        self._touch(got, actor, vcpu)
+        return got
+
+    def _episode(self, zone: Zone, want: int, actor: str, vcpu: int) -> int:
+        """How many of ``want`` pages the zone serves before its next acceptance (accepting first
+        what the rules make it accept)."""
+        mark = zone.wmark_low  # ALLOC_WMARK_LOW for ordinary allocations
+        if self.rules.proactive_accept:
+            # cond_accept_memory() runs before every watermark check and tops accepted free
+            # memory up to the target; for a bulk request, top up for the whole request.
+            self.cond_accept(zone, actor=actor, vcpu=vcpu, extra_pages=want)
+            usable = zone.free_pages  # unaccepted counts as free (v6.11+)
+            if usable - 1 <= mark:
+                return 0
+            return min(want, zone.accepted_free_pages, usable - 1 - mark)
+        # v6.5-v6.10: unaccepted memory is unusable in the watermark check; accept on failure.
+        ok = zone.accepted_free_pages - 1 - mark
+        if ok <= 0:
+            if self.cond_accept(zone, actor=actor, vcpu=vcpu) == 0:
+                return 0
+            ok = zone.accepted_free_pages - 1 - mark
+            if ok <= 0:
+                return 0
+        return min(want, ok)
+
+    def _alloc_one_early(self, actor: str, vcpu: int) -> list[tuple[int, int]]:
+        """One order-0 allocation before the zone watermarks exist (they are all 0)."""
+        for zone in reversed(self.zones):
+            if self.rules.proactive_accept:
+                self.cond_accept(zone, actor=actor, vcpu=vcpu)
+                # Watermark 0: the check passes while any page is free; rmqueue may still fail.
+                if zone.accepted_free_pages <= 0:
+                    if self.cond_accept(zone, actor=actor, vcpu=vcpu) == 0:
+                        continue
+            else:
+                # Unaccepted pages are unusable: the check fails once accepted memory runs out.
+                if zone.accepted_free_pages - 1 < 0:
+                    if self.cond_accept(zone, actor=actor, vcpu=vcpu) == 0:
+                        continue
+            if zone.accepted_free_pages > 0:
+                return self._take(zone, 1)
+        raise BootFailure(
+            "premature out-of-memory before zone watermarks were initialised: accepted memory ran out "
+            "and the kernel's rules accept nothing while watermarks are 0"
+        )
+
+    def drain(self, *, actor: str = "drain", vcpu: int = 0) -> None:
+        """Accept every parked chunk (what a workload touching all memory eventually causes)."""
+        for zone in self.zones:
+            self.accept_chunks(zone, zone.chunks_on_list(), actor=actor, vcpu=vcpu, reason="drain")
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Maximal runs of True in a boolean array, as half-open index pairs."""
+    if mask.size == 0:
+        return []
+    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
+    d = np.diff(padded)
+    starts = np.flatnonzero(d == 1)
+    ends = np.flatnonzero(d == -1)
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))

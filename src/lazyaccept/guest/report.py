@@ -1,0 +1,155 @@
+"""The booted guest as its own text: /proc/meminfo, /proc/vmstat and a dmesg-style log, in the
+real formats, plus the binary artefacts (EFI memory map, unaccepted table, TD HOB)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from ..fileio import atomic_write
+from ..formats.e820 import E820_TYPE_RAM
+from ..formats.efi_memmap import build_memory_map
+from ..formats.kernel_text import (
+    format_dmesg_line,
+    format_e820_lines,
+    format_efi_memmap_lines,
+    format_meminfo,
+    format_vmstat,
+)
+from ..formats.unaccepted import build_unaccepted_table
+from ..units import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from ..sim.scenario import BootRecord
+
+KB_PER_PAGE = PAGE_SIZE // 1024
+
+
+def meminfo_fields(rec: BootRecord) -> dict[str, int]:
+    """``/proc/meminfo`` values (kB) of the booted guest, in the kernel's order."""
+    a = rec.kernel.allocator
+    total = a.managed_pages()
+    free = a.free_pages()
+    reserve = sum(z.wmark_high for z in a.zones)
+    anon = rec.config.footprint.shell_footprint // PAGE_SIZE
+    percpu = (rec.config.vcpus or 1) * rec.config.footprint.percpu_unit // 1024
+    fields = {
+        "MemTotal": total * KB_PER_PAGE,
+        "MemFree": free * KB_PER_PAGE,
+        "MemAvailable": max(0, free - reserve) * KB_PER_PAGE,
+        "Buffers": 0,
+        "Cached": 0,
+        "SwapCached": 0,
+        "Active": anon * KB_PER_PAGE,
+        "Inactive": 0,
+        "Active(anon)": anon * KB_PER_PAGE,
+        "Inactive(anon)": 0,
+        "Active(file)": 0,
+        "Inactive(file)": 0,
+        "Unevictable": 0,
+        "Mlocked": 0,
+        "SwapTotal": 0,
+        "SwapFree": 0,
+        "Dirty": 0,
+        "Writeback": 0,
+        "AnonPages": anon * KB_PER_PAGE,
+        "Mapped": 0,
+        "Shmem": 0,
+        "Percpu": percpu,
+        "Unaccepted": a.nr_unaccepted() * KB_PER_PAGE,
+        "HugePages_Total": 0,
+        "HugePages_Free": 0,
+        "HugePages_Rsvd": 0,
+        "HugePages_Surp": 0,
+        "Hugepagesize": 2048,
+        "Hugetlb": 0,
+    }
+    return fields
+
+
+def vmstat_fields(rec: BootRecord) -> dict[str, int]:
+    a = rec.kernel.allocator
+    anon = rec.config.footprint.shell_footprint // PAGE_SIZE
+    return {
+        "nr_free_pages": a.free_pages(),
+        "nr_zone_inactive_anon": 0,
+        "nr_zone_active_anon": anon,
+        "nr_zone_inactive_file": 0,
+        "nr_zone_active_file": 0,
+        "nr_zone_unevictable": 0,
+        "nr_zone_write_pending": 0,
+        "nr_mlock": 0,
+        "nr_bounce": 0,
+        "nr_free_cma": 0,
+        "nr_unaccepted": a.nr_unaccepted(),
+        "nr_anon_pages": anon,
+        "nr_managed_pages_total": a.managed_pages(),
+    }
+
+
+def dmesg_lines(rec: BootRecord, phase_starts: dict[str, float] | None = None) -> list[str]:
+    """A dmesg excerpt with the lines a user greps for, time-stamped by the phases when given."""
+    t = phase_starts or {}
+    cfg = rec.config
+    lines: list[str] = []
+
+    def at(phase: str, text: str) -> None:
+        lines.append(format_dmesg_line(t.get(phase, 0.0), text))
+
+    policy = "eager" if cfg.policy == "eager" else "lazy"
+    if cfg.platform == "tdx":
+        at("efi-stub", "tdx: Guest detected")
+    at("efi-stub", f"Linux version {rec.rules.name} (lazyaccept model)")
+    at("efi-stub", f"Command line: console=ttyS0 efi=debug accept_memory={policy}")
+    at("efi-stub", "BIOS-provided physical RAM map:")
+    lines.extend(format_e820_lines(rec.kernel.e820, t.get("efi-stub", 0.0)))
+    at("efi-stub", "efi: EFI v2.70 by EDK II")
+    lines.extend(format_efi_memmap_lines(rec.kernel.stub.memory_map, t.get("efi-stub", 0.0)))
+    features = "Intel TDX" if cfg.platform == "tdx" else "AMD SEV SEV-ES SEV-SNP"
+    at("early-init", f"Memory Encryption Features active: {features}")
+    at("early-init", "Zone ranges:")
+    names = {z.name for z in rec.kernel.allocator.zones}
+    for name, lo, hi in (("DMA", 0x1000, 16 << 20), ("DMA32", 16 << 20, 4 << 30)):
+        zone = next((z for z in rec.kernel.allocator.zones if z.name == name), None)
+        if zone is not None:
+            at("early-init", f"  {name:<8} [mem {max(lo, zone.start):#018x}-{min(hi, zone.end) - 1:#018x}]")
+    if "Normal" in names:
+        z = rec.kernel.allocator.zones[-1]
+        at("early-init", f"  Normal   [mem {z.start:#018x}-{z.end - 1:#018x}]")
+    else:
+        at("early-init", "  Normal   empty")
+    at("early-init", "Early memory node ranges")
+    for e in rec.kernel.e820:
+        if e.type == E820_TYPE_RAM:
+            at("early-init", f"  node   0: [mem {e.addr:#018x}-{e.end - 1:#018x}]")
+    unit = rec.config.footprint.percpu_unit
+    at("early-init", f"percpu: Embedded {unit // PAGE_SIZE - 1} pages/cpu u{unit}")
+    total_kb = rec.kernel.allocator.managed_pages() * KB_PER_PAGE
+    ram_kb = rec.kernel.ram.total() // 1024
+    at("initcalls", f"Memory: {total_kb}K/{ram_kb}K available ({ram_kb - total_kb}K reserved)")
+    return lines
+
+
+def write_dump(rec: BootRecord, folder: str | Path, phase_starts: dict[str, float] | None = None) -> list[Path]:
+    """Write the boot's artefacts into ``folder`` (created if needed), each file atomically."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, bytes | str] = {
+        "efi-memmap.bin": build_memory_map(rec.kernel.stub.memory_map),
+        "e820.txt": "\n".join(format_e820_lines(rec.kernel.e820)) + "\n",
+        "meminfo": format_meminfo(meminfo_fields(rec)),
+        "vmstat": format_vmstat(vmstat_fields(rec)),
+        "dmesg.txt": "\n".join(dmesg_lines(rec, phase_starts)) + "\n",
+    }
+    if rec.kernel.table is not None:
+        files["unaccepted-table.bin"] = build_unaccepted_table(rec.kernel.table)
+    if rec.firmware.td_hob is not None:
+        files["td-hob.bin"] = rec.firmware.td_hob
+    written = []
+    for name, data in files.items():
+        atomic_write(out / name, data)
+        written.append(out / name)
+    return written

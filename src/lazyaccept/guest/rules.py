@@ -1,0 +1,99 @@
+"""Kernel versions as sets of named rules (linux-kernel.md §4.6 and §6).
+
+Each behaviour that changed across kernel releases is one named field, so a model of a given
+kernel is a choice of rules, and a historic bug can be re-introduced one rule at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from ..errors import ConfigError
+
+Wmark = Literal["high", "promo"]
+
+
+@dataclass(frozen=True)
+class KernelRules:
+    """What one kernel version does with unaccepted memory."""
+
+    name: str
+    #: v6.5 held one global spinlock across the architecture accept, so all acceptance in the
+    #: guest was serialised (fixed by 50e782a86c98, "Fix soft lockups caused by parallel memory
+    #: acceptance", which added the accepting list).
+    global_accept_lock: bool
+    #: The accepting list's overlap test: ``entry.end <= start`` (fixed, v6.7) or the original
+    #: ``entry.end < start``, which made adjacent requests wait for each other.
+    overlap_off_by_one: bool
+    #: ``accept_memory()`` widens the request to whole pages before the guard check (2026 fix,
+    #: "efi: Align unaccepted memory range to page boundary", corrected form).
+    page_align_request: bool
+    #: ``accept_memory()`` and ``range_contains_unaccepted_memory()`` add the next unit when the
+    #: request ends on a unit boundary (load_unaligned_zeropad guard; in every release).
+    guard_unit: bool
+    #: v6.5-v6.10: accept only when the watermark check or rmqueue fails ("on failure"), accept
+    #: at least one chunk, and count unaccepted pages as unusable.  v6.11+: a proactive
+    #: ``cond_accept_memory()`` before every watermark check; unaccepted counts as free.
+    proactive_accept: bool
+    #: Watermark that acceptance tops free memory up to (v6.12: promo; before: high).
+    accept_target: Wmark
+    #: March 2025 fix: with zone watermarks still 0, accept exactly one chunk per allocation.
+    zero_wmark_accepts_one: bool
+    #: SEV-SNP EFI stub and decompressor accept through the GHCB MSR protocol, one 4 KiB page per
+    #: request (d54d610243a4, 2025); before, through a GHCB page-state-change request.
+    snp_stub_msr_protocol: bool
+    #: The stub allocates the table as EfiACPIReclaimMemory (v6.6, e7761d827e99, so crash
+    #: kernels see it) rather than EfiLoaderData; the kernel then memblock_add()s and reserves it.
+    table_in_acpi_reclaim: bool
+    #: The unaccepted table is reserved with ``end = PAGE_ALIGN(addr + 24 + size)`` (2026 fix);
+    #: before, the aligned-down start plus ``PAGE_ALIGN(24 + size)``, which can drop a page.
+    table_reserve_fixed: bool
+
+    def with_rule(self, **changes: object) -> KernelRules:
+        """A copy with some rules changed (for mutants and what-if runs)."""
+        return replace(self, name=f"{self.name}+mutant", **changes)  # type: ignore[arg-type]
+
+
+KERNELS: dict[str, KernelRules] = {
+    "6.5": KernelRules(
+        name="6.5", global_accept_lock=True, overlap_off_by_one=False, page_align_request=False,
+        guard_unit=True, proactive_accept=False, accept_target="high", zero_wmark_accepts_one=False,
+        snp_stub_msr_protocol=False, table_in_acpi_reclaim=False, table_reserve_fixed=True,
+    ),
+    "6.6": KernelRules(
+        name="6.6", global_accept_lock=False, overlap_off_by_one=True, page_align_request=False,
+        guard_unit=True, proactive_accept=False, accept_target="high", zero_wmark_accepts_one=False,
+        snp_stub_msr_protocol=False, table_in_acpi_reclaim=True, table_reserve_fixed=False,
+    ),
+    "6.7": KernelRules(
+        name="6.7", global_accept_lock=False, overlap_off_by_one=False, page_align_request=False,
+        guard_unit=True, proactive_accept=False, accept_target="high", zero_wmark_accepts_one=False,
+        snp_stub_msr_protocol=False, table_in_acpi_reclaim=True, table_reserve_fixed=False,
+    ),
+    "6.11": KernelRules(
+        name="6.11", global_accept_lock=False, overlap_off_by_one=False, page_align_request=False,
+        guard_unit=True, proactive_accept=True, accept_target="high", zero_wmark_accepts_one=False,
+        snp_stub_msr_protocol=False, table_in_acpi_reclaim=True, table_reserve_fixed=False,
+    ),
+    "6.12": KernelRules(
+        name="6.12", global_accept_lock=False, overlap_off_by_one=False, page_align_request=False,
+        guard_unit=True, proactive_accept=True, accept_target="promo", zero_wmark_accepts_one=False,
+        snp_stub_msr_protocol=False, table_in_acpi_reclaim=True, table_reserve_fixed=False,
+    ),
+    "mainline": KernelRules(
+        name="mainline", global_accept_lock=False, overlap_off_by_one=False, page_align_request=True,
+        guard_unit=True, proactive_accept=True, accept_target="promo", zero_wmark_accepts_one=True,
+        snp_stub_msr_protocol=True, table_in_acpi_reclaim=True, table_reserve_fixed=True,
+    ),
+}
+KERNEL_ALIASES = {"6.5-6.10": "6.7", "6.15": "mainline", "latest": "mainline"}
+
+
+def kernel_rules(name: str) -> KernelRules:
+    """Rules of the kernel called ``name`` (``6.5``, ``6.6``, ``6.7``, ``6.11``, ``6.12``, ``mainline``)."""
+    key = KERNEL_ALIASES.get(name, name)
+    if key not in KERNELS:
+        known = ", ".join(list(KERNELS) + list(KERNEL_ALIASES))
+        raise ConfigError(f"unknown kernel {name!r} (known: {known})")
+    return KERNELS[key]

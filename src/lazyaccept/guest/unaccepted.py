@@ -1,0 +1,230 @@
+"""The kernel's unaccepted-memory core: ``accept_memory()`` and
+``range_contains_unaccepted_memory()`` (drivers/firmware/efi/unaccepted_memory.c;
+linux-kernel.md §3).
+
+No acceptance is needed when: there is no table; the range lies below ``phys_base``; or it lies
+at or beyond the end of the bitmap; or every unit it covers has a clear bit.  Otherwise the
+request is translated to bitmap units, extended by one guard unit when it ends on a unit
+boundary, clamped to the bitmap, registered on the accepting list (which serialises concurrent
+requests that share a unit), and every run of set bits in it is accepted and cleared.
+
+One lock protects the bitmap and the accepting list.  Concurrency is modelled by
+:class:`AcceptTask`, a state machine that yields at every point where another vCPU could run,
+so tests can explore interleavings; :meth:`UnacceptedMemory.accept_memory` runs one task to
+completion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..formats.unaccepted import UnacceptedTable
+from ..platform.base import Platform
+from ..record import AcceptStats
+from ..units import PAGE_SIZE, align_down, align_up
+from .rules import KernelRules
+
+
+@dataclass
+class UnitRange:
+    """Half-open range of bitmap unit indices ``[start, end)``."""
+
+    start: int
+    end: int
+
+
+def request_units(table: UnacceptedTable, rules: KernelRules, start: int, size: int) -> UnitRange | None:
+    """Translate an ``accept_memory(start, size)`` request to bitmap units, as the kernel does.
+
+    Returns None when nothing in the request can be unaccepted.
+    """
+    unit = table.unit_size
+    end = start + size
+    if rules.page_align_request:
+        # 2026 fix, corrected form (Tom Lendacky's review): widen to whole pages first.
+        end = align_up(end, PAGE_SIZE)
+        start = align_down(start, PAGE_SIZE)
+    # Memory below phys_base is accepted by definition.
+    if start < table.phys_base:
+        start = table.phys_base
+    if end < table.phys_base:
+        return None
+    # Translate to offsets from the beginning of the bitmap.
+    start -= table.phys_base
+    end -= table.phys_base
+    # load_unaligned_zeropad() can read one word past the end of the range: if the range ends
+    # on a unit boundary, the next unit must be accepted too.
+    if rules.guard_unit and end % unit == 0:
+        end += unit
+    # Make sure not to overrun the bitmap.
+    limit = table.size * 8 * unit
+    if end > limit:
+        end = limit
+    if start >= end:
+        return None
+    return UnitRange(start // unit, -(-end // unit))
+
+
+def range_contains_unaccepted(table: UnacceptedTable | None, rules: KernelRules, start: int, size: int) -> bool:
+    """``range_contains_unaccepted_memory()``: any set bit among the units the range reaches.
+
+    The kernel steps by one unit from the (possibly unaligned) start offset; this reproduces
+    exactly which units that loop tests.
+    """
+    if table is None:
+        return False
+    unit = table.unit_size
+    end = start + size
+    if rules.page_align_request:
+        end = align_up(end, PAGE_SIZE)
+        start = align_down(start, PAGE_SIZE)
+    if start < table.phys_base:
+        start = table.phys_base
+    if end < table.phys_base:
+        return False
+    start -= table.phys_base
+    end -= table.phys_base
+    if rules.guard_unit and end % unit == 0:
+        end += unit
+    limit = table.size * 8 * unit
+    if end > limit:
+        end = limit
+    if start >= end:
+        return False
+    first = start // unit
+    count = -(-(end - start) // unit)
+    return bool(table.bits[first : first + count].any())
+
+
+def _first_run(bits: np.ndarray, lo: int, hi: int) -> tuple[int, int] | None:
+    """The first run of set bits in ``bits[lo:hi]`` as absolute indices, or None."""
+    if lo >= hi:
+        return None
+    seg = bits[lo:hi]
+    nz = np.flatnonzero(seg)
+    if nz.size == 0:
+        return None
+    a = int(nz[0])
+    clear_after = np.flatnonzero(~seg[a:])
+    b = a + int(clear_after[0]) if clear_after.size else hi - lo
+    return lo + a, lo + b
+
+
+@dataclass
+class AcceptTask:
+    """One ``accept_memory()`` call on one vCPU, as a state machine.
+
+    :meth:`step` advances to the next point where another vCPU may run and returns False once
+    the call has returned.  States: ``lock`` (trying to take the lock), ``arch`` (lock dropped,
+    IRQs off, about to run the architecture accept of ``run``), ``relock`` (retaking the lock
+    to clear the bits of ``run``), ``done``.
+    """
+
+    mem: UnacceptedMemory
+    units: UnitRange | None
+    actor: str
+    vcpu: int
+    stats: AcceptStats = field(default_factory=AcceptStats)
+    state: str = "lock"
+    run: tuple[int, int] | None = None
+    cursor: int = 0
+    spins: int = 0
+
+    def step(self) -> bool:
+        m = self.mem
+        if self.state == "done":
+            return False
+        if self.units is None:
+            self.state = "done"
+            return False
+        if self.state in ("lock", "relock"):
+            if m.lock_holder is not None and m.lock_holder != self.vcpu:
+                self.spins += 1  # spinning with IRQs off
+                return True
+            m.lock_holder = self.vcpu
+            if self.state == "lock":
+                # Another request on an overlapping unit range: drop the lock and retry.
+                if any(m.overlaps(e, self.units) for e in m.accepting if e is not self.units):
+                    m.lock_holder = None
+                    self.spins += 1
+                    return True
+                if m.use_accepting_list:
+                    m.accepting.append(self.units)
+                self.cursor = self.units.start
+            else:
+                assert self.run is not None
+                m.table.bits[self.run[0] : self.run[1]] = False
+                self.cursor = self.run[1]
+            self.run = _first_run(m.table.bits, self.cursor, self.units.end)
+            if self.run is None:
+                if m.use_accepting_list:
+                    m.accepting.remove(self.units)
+                m.lock_holder = None
+                self.state = "done"
+                return False
+            if not m.rules.global_accept_lock:
+                m.lock_holder = None  # the lock is dropped, IRQs stay disabled
+            self.state = "arch"
+            return True
+        if self.state == "arch":
+            assert self.run is not None
+            base, unit = m.table.phys_base, m.table.unit_size
+            self.stats += m.arch_accept(base + self.run[0] * unit, base + self.run[1] * unit, self.actor, self.vcpu)
+            self.state = "relock"
+            return True
+        raise AssertionError(f"bad state {self.state}")
+
+
+class UnacceptedMemory:
+    """The kernel's view of unaccepted memory: the table, its lock and the accepting list."""
+
+    def __init__(
+        self,
+        table: UnacceptedTable | None,
+        platform: Platform,
+        rules: KernelRules,
+        strategy: str,
+        use_accepting_list: bool = True,
+    ) -> None:
+        self.table = table
+        self.platform = platform
+        self.rules = rules
+        self.strategy = strategy
+        self.use_accepting_list = use_accepting_list
+        self.accepting: list[UnitRange] = []
+        self.lock_holder: int | None = None
+        #: Called after every architecture accept, e.g. by the sanitizer.
+        self.on_accept: Callable[[int, int, str, int], None] | None = None
+
+    def overlaps(self, entry: UnitRange, r: UnitRange) -> bool:
+        """Accepting-list overlap test, at unit granularity."""
+        if self.rules.overlap_off_by_one:
+            # The original test treated adjacent ranges as overlapping (fixed in v6.7).
+            return not (entry.end < r.start or entry.start >= r.end)
+        return not (entry.end <= r.start or entry.start >= r.end)
+
+    def arch_accept(self, start: int, end: int, actor: str, vcpu: int) -> AcceptStats:
+        stats = self.platform.accept(start, end, strategy=self.strategy, actor=actor, vcpu=vcpu)
+        if self.on_accept is not None:
+            self.on_accept(start, end, actor, vcpu)
+        return stats
+
+    def task(self, start: int, size: int, actor: str, vcpu: int) -> AcceptTask:
+        units = None if self.table is None else request_units(self.table, self.rules, start, size)
+        return AcceptTask(self, units, actor, vcpu)
+
+    def accept_memory(self, start: int, size: int, *, actor: str, vcpu: int = 0) -> AcceptStats:
+        """``accept_memory(start, size)`` run to completion on one vCPU."""
+        t = self.task(start, size, actor, vcpu)
+        while t.step():
+            pass
+        return t.stats
+
+    def range_contains_unaccepted(self, start: int, size: int) -> bool:
+        return range_contains_unaccepted(self.table, self.rules, start, size)
+
+    def unaccepted_bytes(self) -> int:
+        return 0 if self.table is None else int(self.table.bits.sum()) * self.table.unit_size
