@@ -32,6 +32,12 @@ def acceptance_by_group(result: BootResult) -> dict[str, AcceptStats]:
     return out
 
 
+def make_console() -> Console:
+    """A console that keeps tables readable when output goes to a pipe or file (not 80 columns)."""
+    c = Console()
+    return c if c.is_terminal else Console(width=132)
+
+
 def boot_summary(result: BootResult) -> dict[str, Any]:
     """The JSON document of one boot."""
     rec, tl = result.record, result.timeline
@@ -176,7 +182,7 @@ def boot_cmd(memory: str, policy: str, platform: str, vcpus: int | None, host_ma
     if as_json:
         click.echo(json.dumps(boot_summary(result), indent=2))
     else:
-        print_boot(result, Console())
+        print_boot(result, make_console())
         if dump_dir is not None:
             click.echo(f"Artefacts written to {dump_dir}/")
         if plot_file is not None:
