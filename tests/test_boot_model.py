@@ -1,0 +1,147 @@
+"""Whole boots through the model: firmware, stub, kernel, sanitizer (issue: the acceptance path)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lazyaccept.check import check_no_memory_lost
+from lazyaccept.errors import ConfigError, SafetyViolation
+from lazyaccept.firmware.q35 import q35_split
+from lazyaccept.formats.efi_memmap import MemoryType
+from lazyaccept.record import AcceptEvent
+from lazyaccept.sim.scenario import VMConfig, build_record
+from lazyaccept.units import GiB, MiB, TiB
+
+G4 = 4 * GiB
+
+
+def boot(memory: int, **kw) -> object:
+    kw.setdefault("kernel", "mainline")
+    kw.setdefault("vcpus", 2)
+    return build_record(VMConfig(memory=memory, **kw))
+
+
+@pytest.mark.parametrize(
+    "ram,below,above",
+    [
+        (4 * GiB, 2 * GiB, 2 * GiB),  # >= 2816 MiB: 2 GiB below 4 GiB
+        (2816 * MiB, 2 * GiB, 768 * MiB),
+        (2815 * MiB, 2815 * MiB, 0),  # below the threshold everything stays low
+        (1 * GiB, 1 * GiB, 0),
+    ],
+)
+def test_q35_split(ram, below, above):
+    assert q35_split(ram) == (below, above)
+
+
+@pytest.mark.parametrize("memory", [1 * GiB, 4095 * MiB, 4 * GiB, 67000 * MiB, 64 * GiB, 1 * TiB])
+@pytest.mark.parametrize("platform", ["tdx", "snp"])
+def test_guest_sizes_boot_clean_and_lose_nothing(memory, platform):
+    lazy = boot(memory, platform=platform, policy="lazy")
+    eager = boot(memory, platform=platform, policy="eager")
+    _, above = q35_split(memory)
+    # Eager: nothing left unaccepted, bitmap clear.
+    assert eager.kernel.allocator.nr_unaccepted() == 0
+    assert eager.kernel.table is None or not eager.kernel.table.bits.any()
+    # Lazy: only memory above 4 GiB can still be unaccepted (firmware took everything below).
+    assert lazy.unaccepted_after_boot <= above
+    if above >= 8 * GiB:
+        assert lazy.unaccepted_after_boot > above // 2
+    # Same memory in the end (the sanitizer's nothing-lost check drains the lazy guest).
+    check_no_memory_lost(lazy, eager)
+
+
+def test_16_tib_guest():
+    lazy = boot(16 * TiB, policy="lazy")
+    # The memmap alone is 64 bytes per 4 KiB page = 256 GiB, accepted by memblock at boot.
+    memblock = sum(e.stats.bytes_accepted for p in lazy.phases for e in p.events
+                   if isinstance(e, AcceptEvent) and e.reason == "memmap")
+    assert memblock >= 256 * GiB - 16 * 2 * MiB  # minus units accepted earlier as neighbours
+    assert lazy.unaccepted_after_boot > 15 * TiB
+
+
+def test_firmware_stripes_32mib_chunks_over_vcpus():
+    # 4 GiB TDX guest, 4 vCPUs, firmware accepts below 4 GiB.  The big low region is
+    # [0x820000, 2G) (TDVF sections end at 0x820000): head [0x820000, 0xA00000) by the BSP, body
+    # [0xA00000, 2G) = 2038 MiB = 63 full 32 MiB chunks + one of 22 MiB; chunk k goes to
+    # vCPU k % 4: vCPU 1 gets 16 full chunks (512 MiB), vCPU 3 15 full + the 22 MiB one.
+    rec = boot(4 * GiB, vcpus=4, firmware_accept="below-4g")
+    per_cpu: dict[int, int] = {}
+    for e in rec.phases[1].events:
+        if isinstance(e, AcceptEvent) and e.reason == "pre-accept-mp":
+            per_cpu[e.vcpu] = per_cpu.get(e.vcpu, 0) + e.stats.bytes_accepted
+    assert per_cpu[1] == per_cpu[2] == 512 * MiB
+    assert per_cpu[3] == 15 * 32 * MiB + 22 * MiB
+    assert per_cpu[0] == 512 * MiB
+
+
+def test_tdvf_sections_are_added_not_accepted():
+    rec = boot(4 * GiB)
+    # TD_HOB at 0x809000 (Debian OVMF): added by the host, never accepted by the guest.
+    assert rec.platform.accepted().contains(0x809000, 0x80B000)
+    events = [e for p in rec.phases for e in p.events if isinstance(e, AcceptEvent)]
+    assert not any(e.start < 0x80B000 and e.end > 0x809000 for e in events)
+
+
+def test_partial_firmware_accept_size():
+    rec = boot(8 * GiB, firmware_accept="512M")
+    types = {d.type for d in rec.firmware.memory_map}
+    assert MemoryType.EfiUnacceptedMemoryType in types
+    # Unaccepted memory then starts below 4 GiB: phys_base is the first unaccepted unit.
+    assert rec.kernel.table.phys_base < 4 * GiB
+
+
+def test_firmware_accept_too_small_is_a_clear_error():
+    with pytest.raises(ConfigError, match="firmware accepts too little"):
+        boot(8 * GiB, firmware_accept="16M")
+
+
+def test_snp_without_os_opt_in_firmware_accepts_everything():
+    rec = build_record(VMConfig(memory=8 * GiB, platform="snp", kernel="mainline", vcpus=1, snp_os_opt_in=False))
+    assert not any(d.type == MemoryType.EfiUnacceptedMemoryType for d in rec.firmware.memory_map)
+    assert rec.kernel.table is None
+    assert rec.firmware.pre_accepted_bytes >= 8 * GiB - 64 * MiB
+
+
+def test_snp_with_opt_in_leaves_memory_above_4g_unaccepted():
+    rec = build_record(VMConfig(memory=8 * GiB, platform="snp", kernel="mainline", vcpus=1))
+    unacc = [d for d in rec.firmware.memory_map if d.type == MemoryType.EfiUnacceptedMemoryType]
+    assert [(d.physical_start, d.end) for d in unacc] == [(G4, G4 + 6 * GiB)]
+
+
+@pytest.mark.parametrize("kernel,fails", [("6.11", True), ("6.12", True), ("mainline", False)])
+def test_unaccepted_table_reservation_bug_at_67000m(kernel, fails):
+    # The 2026 report: -m 67000M TDX guests fault in accept_memory() just past the first page of
+    # the table (table at ...4030, size 0xfdc).  Bitmap: (67000 MiB - 2 GiB) / 2 MiB = 32476 bits
+    # = 4059.5 -> 4060 = 0xfdc bytes; at page offset 0x30 it ends at 0x30 + 24 + 0xfdc = 0x1024:
+    # past the first page, which is all the unfixed reservation covers.
+    if fails:
+        with pytest.raises(SafetyViolation) as e:
+            boot(67000 * MiB, kernel=kernel)
+        assert e.value.rule == "table-unmapped"
+    else:
+        rec = boot(67000 * MiB, kernel=kernel)
+        assert rec.kernel.table.size == 0xFDC
+        assert rec.kernel.stub.table_addr % 4096 == 0x30
+
+
+def test_sanitizer_fires_on_touch_of_unaccepted_memory():
+    rec = boot(64 * GiB)
+    zone = rec.kernel.allocator.zones[-1]
+    start, _ = zone.unaccepted[0]
+    with pytest.raises(SafetyViolation) as e:
+        rec.platform.touch(start + 2 * MiB, start + 2 * MiB + 64, actor="test", vcpu=3)
+    assert e.value.rule == "touch-unaccepted" and e.value.vcpu == 3 and e.value.address == start + 2 * MiB
+
+
+def test_early_boot_zero_watermark_acceptance_is_bounded_by_the_non_deferred_memory():
+    # Mainline, before watermarks, each page allocation accepts one 4 MiB chunk.  But only what
+    # memblock_free_all() released is on the list then: the highest zone's first 256 MiB
+    # (deferred init starts at the second section boundary past 128 MiB: 4G + 256M), i.e.
+    # 64 chunks.  The 256 + 16 * (vCPUs - 1) early allocations drain exactly those.
+    for vcpus in (1, 9):
+        rec = boot(64 * GiB, vcpus=vcpus)
+        assert rec.kernel.deferred_start == G4 + 256 * MiB
+        chunks = sum(e.requests for p in rec.phases for e in p.events
+                     if isinstance(e, AcceptEvent) and e.reason == "zero-watermark")
+        assert chunks == 64

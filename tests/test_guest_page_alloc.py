@@ -1,0 +1,126 @@
+"""Page allocator rules (linux-kernel.md §4), on allocators built by hand."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import G4, tdx, unaccepted_memory
+
+from lazyaccept.errors import SafetyViolation
+from lazyaccept.guest.page_alloc import BootFailure, PageAllocator
+from lazyaccept.guest.rules import kernel_rules
+from lazyaccept.ranges import RangeSet
+from lazyaccept.record import Recorder
+from lazyaccept.units import GiB, MiB
+
+
+def allocator(kernel: str = "mainline", *, accepted_mib: int = 0, total_mib: int = 64, lazy: bool = True,
+              rules=None) -> PageAllocator:
+    """RAM [4G, 4G+total) whose first ``accepted_mib`` were accepted by firmware, rest unaccepted."""
+    p = tdx()
+    if accepted_mib:
+        p.add_at_build(G4, G4 + accepted_mib * MiB)
+    mem = unaccepted_memory(total_mib // 2, kernel=kernel, platform=p, set_bits=False)
+    mem.table.bits[accepted_mib // 2 : total_mib // 2] = True
+    if rules is not None:
+        mem.rules = rules
+    rec = Recorder()
+    rec.begin("test", "kernel")
+    ram = RangeSet([(G4, G4 + total_mib * MiB)])
+    a = PageAllocator(ram, mem, p, rules or kernel_rules(kernel), rec, lazy=lazy)
+    a.free_range(G4, G4 + total_mib * MiB, actor="test")
+    return a
+
+
+def test_lazy_free_parks_chunks_and_counts_them_as_free():
+    # 16 MiB accepted then 48 MiB unaccepted: chunks 0-2 fully accepted; chunk 3 = [12M,16M) is
+    # accepted but its guard unit [16M,18M) is not, so it is parked too: 13 chunks parked.
+    a = allocator(accepted_mib=16)
+    z = a.zones[-1]
+    assert z.name == "Normal"
+    assert z.chunks_on_list() == 13
+    assert z.nr_unaccepted == 13 * 1024
+    assert z.free_pages == 64 * MiB // 4096
+    assert z.free_accepted.total() == 12 * MiB
+
+
+def test_eager_leaves_no_chunk_parked():
+    a = allocator(accepted_mib=16, lazy=False)
+    z = a.zones[-1]
+    assert z.chunks_on_list() == 0 and z.nr_unaccepted == 0
+    assert a.platform.accepted().contains(G4, G4 + 64 * MiB)
+    assert not a.mem.table.bits.any()
+
+
+def test_zero_watermark_accepts_exactly_one_chunk():
+    a = allocator("mainline", accepted_mib=16)
+    before = a.zones[-1].chunks_on_list()
+    a.alloc(1, actor="t")
+    assert a.zones[-1].chunks_on_list() == before - 1
+    a.alloc(1, actor="t")
+    assert a.zones[-1].chunks_on_list() == before - 2  # one per allocation
+
+
+def test_before_the_fix_zero_watermark_accepts_nothing_and_boot_runs_out_of_memory():
+    # v6.12 rules: with watermarks 0 nothing is accepted; once the 12 MiB of accepted free
+    # memory is gone the allocation fails although 52 MiB sit on the list (the premature OOM).
+    a = allocator("6.12", accepted_mib=16)
+    a.alloc(12 * MiB // 4096, actor="t")
+    assert a.zones[-1].chunks_on_list() == 13
+    with pytest.raises(BootFailure, match="premature out-of-memory"):
+        a.alloc(1, actor="t")
+
+
+def test_v6_5_accepts_one_chunk_only_when_accepted_memory_runs_out():
+    a = allocator("6.5", accepted_mib=16)
+    a.alloc(12 * MiB // 4096, actor="t")
+    assert a.zones[-1].chunks_on_list() == 13
+    a.alloc(1, actor="t")
+    assert a.zones[-1].chunks_on_list() == 12
+
+
+def test_watermarks_follow_the_kernel_formulas():
+    # 64 MiB zone, all managed: lowmem_kbytes = 65536; min_free_kbytes = isqrt(65536*16) = 1024
+    # -> 256 pages; tmp = max(256/4, 16384*10/10000 = 16) = 64: low 320, high 384, promo 448.
+    a = allocator(accepted_mib=16)
+    a.setup_watermarks()
+    z = a.zones[-1]
+    assert a.min_free_kbytes == 1024
+    assert (z.wmark_min, z.wmark_low, z.wmark_high, z.wmark_promo) == (256, 320, 384, 448)
+
+
+def test_after_watermarks_mainline_tops_up_to_promo():
+    # Accepted free 3072 pages (12 MiB) is above promo (448): a 1-page allocation in mainline
+    # accepts nothing.  An allocation of 3000 pages must leave >= 448 accepted free pages:
+    # to_accept = 448 + 3000 - 3072 = 376 pages -> one chunk.
+    a = allocator(accepted_mib=16)
+    a.setup_watermarks()
+    a.alloc(1, actor="t")
+    assert a.zones[-1].chunks_on_list() == 13
+    a.alloc(3000, actor="t")
+    assert a.zones[-1].chunks_on_list() == 12
+
+
+def test_unaccepted_kb_is_four_times_nr_unaccepted():
+    from lazyaccept.sim.scenario import VMConfig, build_record
+    from lazyaccept.guest.report import meminfo_fields, vmstat_fields
+
+    rec = build_record(VMConfig(memory=64 * GiB, kernel="mainline", vcpus=2))
+    assert meminfo_fields(rec)["Unaccepted"] == 4 * vmstat_fields(rec)["nr_unaccepted"] > 0
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_missing_guard_unit_is_caught_by_the_zeropad_read(guard):
+    # Mutant: no guard unit.  Chunk 3 = [12M, 16M) (accepted, followed by unaccepted unit 8) is
+    # not parked, reaches the free lists, and once its last page is handed out the
+    # load_unaligned_zeropad() read past it lands in unaccepted memory at 4G+16M.  With the
+    # guard the chunk is parked, and taking it off the list accepts unit 8 first.
+    rules = kernel_rules("6.5").with_rule(guard_unit=guard)
+    a = allocator("6.5", accepted_mib=16, rules=rules)
+    assert a.zones[-1].chunks_on_list() == (13 if guard else 12)
+    if guard:
+        a.alloc(16 * MiB // 4096, actor="t")
+        assert a.platform.accepted().contains(G4, G4 + 18 * MiB)
+        return
+    with pytest.raises(SafetyViolation) as e:
+        a.alloc(16 * MiB // 4096, actor="t")
+    assert e.value.rule == "touch-unaccepted" and e.value.address == G4 + 16 * MiB
