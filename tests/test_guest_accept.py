@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import G4, M2, snp, tdx, unaccepted_memory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import G4, M2, snp, tdx, unaccepted_memory
 from lazyaccept.errors import SafetyViolation
 from lazyaccept.units import MiB
 

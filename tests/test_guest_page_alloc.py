@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import G4, tdx, unaccepted_memory
 
+from conftest import G4, tdx, unaccepted_memory
 from lazyaccept.errors import SafetyViolation
 from lazyaccept.guest.page_alloc import BootFailure, PageAllocator
 from lazyaccept.guest.rules import kernel_rules
@@ -101,8 +101,8 @@ def test_after_watermarks_mainline_tops_up_to_promo():
 
 
 def test_unaccepted_kb_is_four_times_nr_unaccepted():
-    from lazyaccept.sim.scenario import VMConfig, build_record
     from lazyaccept.guest.report import meminfo_fields, vmstat_fields
+    from lazyaccept.sim.scenario import VMConfig, build_record
 
     rec = build_record(VMConfig(memory=64 * GiB, kernel="mainline", vcpus=2))
     assert meminfo_fields(rec)["Unaccepted"] == 4 * vmstat_fields(rec)["nr_unaccepted"] > 0

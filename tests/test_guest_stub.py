@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import G4, M2, tdx
 
+from conftest import G4, M2, tdx
 from lazyaccept.formats.efi_memmap import EfiMemoryDescriptor, MemoryType
 from lazyaccept.formats.unaccepted import new_table
 from lazyaccept.guest.efistub import POOL_OFFSET, EfiStub, StubError
