@@ -110,24 +110,26 @@ class RangeSet:
         """Bytes covered in each of ``count`` blocks ``[base + i*block, base + (i+1)*block)``.
 
         Vectorised: cost is O(count + len(self)), so it serves bitmap-wide checks of a
-        multi-TiB guest.
+        multi-TiB guest; worked in slices so temporary arrays stay small.
         """
-        if count <= 0:
-            return np.zeros(0, dtype=np.int64)
+        out = np.zeros(max(count, 0), dtype=np.int64)
+        if count <= 0 or not self._starts:
+            return out
         starts = np.asarray(self._starts, dtype=np.int64)
         ends = np.asarray(self._ends, dtype=np.int64)
-        edges = base + np.arange(count + 1, dtype=np.int64) * block
-        # cum(x) = bytes of the set below address x.
-        if len(starts) == 0:
-            return np.zeros(count, dtype=np.int64)
         lengths = ends - starts
         prefix = np.concatenate(([0], np.cumsum(lengths)))
-        idx = np.searchsorted(starts, edges, side="right") - 1  # range starting at or before x
-        cum = np.where(idx >= 0, prefix[np.maximum(idx, 0)], 0)
-        inside = np.where(idx >= 0, np.clip(edges - starts[np.maximum(idx, 0)], 0, None), 0)
-        inside = np.where(idx >= 0, np.minimum(inside, lengths[np.maximum(idx, 0)]), 0)
-        cum = cum + inside
-        return np.diff(cum)
+        step = 1 << 20
+        for first in range(0, count, step):
+            n = min(step, count - first)
+            edges = base + (first + np.arange(n + 1, dtype=np.int64)) * block
+            # cum(x) = bytes of the set below address x.
+            idx = np.searchsorted(starts, edges, side="right") - 1
+            safe = np.maximum(idx, 0)
+            inside = np.minimum(np.clip(edges - starts[safe], 0, None), lengths[safe])
+            cum = np.where(idx >= 0, prefix[safe] + inside, 0)
+            out[first : first + n] = np.diff(cum)
+        return out
 
     # -- updates ---------------------------------------------------------------------------
     def add(self, start: int, end: int) -> None:

@@ -134,6 +134,9 @@ def config_options(f: Any) -> Any:
         click.option("--profile", default=None, metavar="NAME|PATH", help="Cost profile (default: the platform's)."),
         click.option("--shell-footprint", default=None, metavar="SIZE",
                      help="Memory touched to reach a shell (default 256M)."),
+        click.option("--os-opt-in/--no-os-opt-in", default=True, show_default=True,
+                     help="SNP: the OS calls AllowUnacceptedMemory; without it OVMF accepts everything at "
+                          "ExitBootServices."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -142,13 +145,14 @@ def config_options(f: Any) -> Any:
 
 def make_config(memory: str, policy: str, platform: str, vcpus: int | None, host_mapping: str | None,
                 firmware_accept: str | None, kernel: str | None, firmware_path: str | None,
-                shell_footprint: str | None) -> VMConfig:
+                shell_footprint: str | None, os_opt_in: bool = True) -> VMConfig:
     fp = BootFootprint()
     if shell_footprint is not None:
         fp = BootFootprint(shell_footprint=parse_size(shell_footprint))
     return VMConfig(
         memory=parse_size(memory), platform=platform, vcpus=vcpus, policy=policy, host_mapping=host_mapping,
         firmware_accept=firmware_accept, kernel=kernel, firmware_path=firmware_path, footprint=fp,
+        snp_os_opt_in=os_opt_in,
     )
 
 
@@ -164,12 +168,13 @@ def make_config(memory: str, policy: str, platform: str, vcpus: int | None, host
               help="Draw the timeline and memory over time.")
 def boot_cmd(memory: str, policy: str, platform: str, vcpus: int | None, host_mapping: str | None,
              firmware_accept: str | None, kernel: str | None, firmware_path: str | None, profile: str | None,
-             shell_footprint: str | None, as_json: bool, dump_dir: str | None, plot_file: str | None) -> None:
+             shell_footprint: str | None, os_opt_in: bool, as_json: bool, dump_dir: str | None,
+             plot_file: str | None) -> None:
     """Simulate one boot of a confidential guest and report its acceptance."""
     from ..sim.costs import load_profile
 
     config = make_config(memory, policy, platform, vcpus, host_mapping, firmware_accept, kernel, firmware_path,
-                         shell_footprint)
+                         shell_footprint, os_opt_in)
     prof = load_profile(profile or platform)
     result = run(config, prof)
     starts = {p.name: p.start for p in result.timeline.phases}
