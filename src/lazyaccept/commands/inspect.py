@@ -1,0 +1,217 @@
+"""``lazyaccept inspect``: read real artefacts (firmware images, logs, /proc files, binary dumps).
+
+Every path is read and checked before anything is printed, so one bad file gives one error
+line and no partial output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..inspect import KINDS, cross_checks, inspect_file
+from ..units import format_size
+
+
+def _hex(value: int | None) -> str:
+    return "-" if value is None else f"{value:#x}"
+
+
+def _size(value: int | None) -> str:
+    return "-" if value is None else format_size(value)
+
+
+def _range_table(title: str, rows: list[dict[str, Any]], label: str = "type") -> Table:
+    """A memory map: [start, end) in hex, size, and one label column."""
+    t = Table(title=title, title_justify="left")
+    t.add_column("start", justify="right", no_wrap=True)
+    t.add_column("end (excl.)", justify="right", no_wrap=True)
+    t.add_column("size", justify="right", no_wrap=True)
+    t.add_column(label)
+    for r in rows:
+        t.add_row(_hex(r["start"]), _hex(r["end"]), _size(r["size"]), str(r.get(label, "")))
+    return t
+
+
+def _summary(pairs: list[tuple[str, str]], title: str) -> Table:
+    t = Table(title=title, title_justify="left", show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    for k, v in pairs:
+        t.add_row(k, v)
+    return t
+
+
+# -- one renderer per kind --------------------------------------------------------------------
+
+
+def _show_firmware(doc: dict[str, Any], out: Console) -> None:
+    td = doc["tdvf"]
+    if td is None:
+        names = ", ".join(e["name"] or e["guid"] for e in doc["ovmf_table"])
+        out.print(f"OVMF image without TDX metadata (GUIDed table: {names})")
+        return
+    t = Table(title=f"TDVF sections (descriptor at {td['descriptor_offset']:#x})", title_justify="left")
+    columns = ("#", "type", "data offset", "raw size", "memory start", "memory end (excl.)", "size",
+               "attributes")
+    for col in columns:
+        t.add_column(col, justify="left" if col in ("type", "attributes") else "right", no_wrap=True)
+    for s in td["sections"]:
+        t.add_row(
+            str(s["index"]), s["type"], _hex(s["data_offset"]), _hex(s["raw_data_size"]),
+            _hex(s["memory_address"]), _hex(s["memory_end"]), _size(s["memory_size"]),
+            "|".join(s["attribute_names"]) or "-",
+        )
+    out.print(t)
+    title = "Added by the host at build time (KVM_TDX_INIT_MEM_REGION)"
+    out.print(_range_table(title, td["host_added_ranges"], label="section"))
+    out.print(f"Host-added total: {format_size(td['host_added_bytes'])}")
+    if td["image_base"]:
+        out.print(f"CODE-only image: data offsets count from the start of the whole flash, "
+                  f"{td['image_base']:#x} bytes (the VARS part) before this file.")
+    out.print("TDVF rules: " + ("all met" if td["valid"] else "; ".join(td["problems"])))
+
+
+def _show_dmesg(doc: dict[str, Any], out: Console) -> None:
+    mem = doc["memory"]
+    pairs = [
+        ("platform", doc["platform"] or "unknown"),
+        ("kernel", doc["kernel_version"] or "-"),
+        ("memory encryption", "active" if doc["memory_encryption_active"] else "not seen"),
+        ("features", " ".join(doc["encryption_features"] or doc["sev_status"]) or "-"),
+        ("usable memory", f"{_size(mem['usable_bytes'])}" + (f" (from {mem['usable_from']})"
+                                                              if mem["usable_from"] else "")),
+        ("unaccepted (EFI type 15)", _size(mem["unaccepted_bytes"])),
+        ("lines read / ignored", f"{doc['lines_parsed']} / {doc['lines_ignored']}"
+         + (" (last line cut off)" if doc["partial_last_line"] else "")),
+    ]
+    if mem["kernel_total_bytes"]:
+        pairs.append(("kernel Memory: line", f"{_size(mem['kernel_available_bytes'])} of "
+                                             f"{_size(mem['kernel_total_bytes'])} available"))
+    if doc["tdx_host"]:
+        pairs.append(("TDX host PAMT", _size(doc["tdx_host"]["pamt_bytes"])))
+    out.print(_summary(pairs, "Kernel log"))
+    if doc["e820"]:
+        out.print(_range_table("BIOS-e820 map", doc["e820"]))
+    if doc["efi_memmap"]:
+        out.print(_range_table("EFI memory map (efi=debug)", doc["efi_memmap"]))
+    if doc["zones"]:
+        zones = [z for z in doc["zones"] if not z["empty"]]
+        out.print(_range_table("Zones", [z | {"size": z["end"] - z["start"]} for z in zones], label="name"))
+    if doc["node_ranges"]:
+        out.print(_range_table("Early memory node ranges", doc["node_ranges"], label="node"))
+    if doc["tdx_host"] and doc["tdx_host"]["cmrs"]:
+        out.print(_range_table("TDX CMRs", doc["tdx_host"]["cmrs"], label=""))
+
+
+def _show_e820(doc: dict[str, Any], out: Console) -> None:
+    out.print(_range_table(f"e820 ({doc['format']})", doc["entries"]))
+    out.print(f"usable: {format_size(doc['usable_bytes'])}")
+
+
+def _show_meminfo(doc: dict[str, Any], out: Console) -> None:
+    s = doc["summary"]
+    frac = s["unaccepted_fraction"]
+    out.print(_summary([
+        ("MemTotal", _size(s["mem_total_bytes"])),
+        ("MemFree", _size(s["mem_free_bytes"])),
+        ("MemAvailable", _size(s["mem_available_bytes"])),
+        ("Unaccepted", _size(s["unaccepted_bytes"]) + ("" if frac is None else f" ({frac:.1%} of MemTotal)")),
+    ], "/proc/meminfo"))
+    t = Table(title="All fields", title_justify="left")
+    t.add_column("field")
+    t.add_column("value", justify="right")
+    t.add_column("unit")
+    for name, value in doc["fields"].items():
+        unitless = name in doc["unitless_fields"]
+        t.add_row(name, str(value), "" if unitless else "kB")
+    out.print(t)
+
+
+def _show_node_meminfo(doc: dict[str, Any], out: Console) -> None:
+    t = Table(title="Node meminfo", title_justify="left")
+    for col in ("node", "MemTotal", "MemFree", "Unaccepted"):
+        t.add_column(col, justify="right")
+    for n in doc["nodes"]:
+        s = n["summary"]
+        t.add_row(str(n["node"]), _size(s["mem_total_bytes"]), _size(s["mem_free_bytes"]),
+                  _size(s["unaccepted_bytes"]))
+    out.print(t)
+
+
+def _show_vmstat(doc: dict[str, Any], out: Console) -> None:
+    out.print(_summary([
+        ("nr_free_pages", f"{doc['nr_free_pages']} pages = {format_size(doc['free_bytes'])}"),
+        ("nr_unaccepted", "-" if doc["nr_unaccepted"] is None
+         else f"{doc['nr_unaccepted']} pages = {format_size(doc['unaccepted_bytes'])}"),
+        ("counters", str(len(doc["counters"]))),
+    ], "/proc/vmstat"))
+
+
+def _show_efi_memmap(doc: dict[str, Any], out: Console) -> None:
+    out.print(_range_table(f"EFI memory map ({doc['descriptor_size']}-byte descriptors)", doc["descriptors"]))
+    out.print(f"usable: {format_size(doc['usable_bytes'])}; "
+              f"unaccepted: {format_size(doc['unaccepted_bytes'])}")
+
+
+def _show_unaccepted_table(doc: dict[str, Any], out: Console) -> None:
+    out.print(_summary([
+        ("version", str(doc["version"])),
+        ("unit size", format_size(doc["unit_size"])),
+        ("phys_base", _hex(doc["phys_base"])),
+        ("bitmap", f"{doc['bitmap_bytes']} bytes, covers up to {doc['max_addr']:#x}"),
+        ("unaccepted", f"{doc['units_unaccepted']} of {doc['units']} units = "
+                       f"{format_size(doc['unaccepted_bytes'])}"),
+    ], "Unaccepted-memory table"))
+    if doc["unaccepted_ranges"]:
+        out.print(_range_table("Unaccepted ranges", doc["unaccepted_ranges"], label=""))
+
+
+def _show_hob_list(doc: dict[str, Any], out: Console) -> None:
+    rows = [r | {"type": r["type"].removeprefix("EFI_RESOURCE_")} for r in doc["resources"]]
+    out.print(_range_table("Resource descriptor HOBs", rows))
+    out.print(f"system memory: {format_size(doc['system_memory_bytes'])}; "
+              f"unaccepted: {format_size(doc['unaccepted_bytes'])}; other HOBs: {len(doc['other_hobs'])}")
+
+
+_RENDERERS: dict[str, Callable[[dict[str, Any], Console], None]] = {
+    "firmware": _show_firmware,
+    "dmesg": _show_dmesg,
+    "e820": _show_e820,
+    "meminfo": _show_meminfo,
+    "node-meminfo": _show_node_meminfo,
+    "vmstat": _show_vmstat,
+    "efi-memmap": _show_efi_memmap,
+    "unaccepted-table": _show_unaccepted_table,
+    "hob-list": _show_hob_list,
+}
+
+
+@click.command("inspect")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=str))
+@click.option("--kind", type=click.Choice(KINDS), default=None,
+              help="What the files are (default: detected per file).")
+@click.option("--json", "as_json", is_flag=True, help='Print one JSON document: {"files": [...]}.')
+def inspect_cmd(paths: tuple[str, ...], kind: str | None, as_json: bool) -> None:
+    """Read firmware images, kernel logs, /proc/meminfo, /proc/vmstat and binary dumps."""
+    docs = [inspect_file(p, kind) for p in paths]  # all or nothing: errors before any output
+    checks = cross_checks(docs)
+    if as_json:
+        out: dict[str, Any] = {"files": docs}
+        if checks:
+            out["checks"] = checks
+        click.echo(json.dumps(out, indent=2))
+        return
+    console = Console(width=max(Console().width, 110))
+    for doc in docs:
+        console.rule(f"{doc['path']}  [dim]({doc['kind']}, {doc['size_bytes']} bytes)[/dim]")
+        _RENDERERS[doc["kind"]](doc, console)
+    for c in checks:
+        verdict = "consistent" if c["consistent"] else "DIFFERENT (read at different moments?)"
+        console.print(f"Unaccepted: {c['unaccepted_kb']} kB vs nr_unaccepted {c['nr_unaccepted']} pages "
+                      f"(x4 = {c['nr_unaccepted'] * 4} kB): {verdict}")

@@ -1,0 +1,626 @@
+"""Text the Linux kernel prints: dmesg lines, ``/proc/meminfo``, node meminfo, ``/proc/vmstat``.
+
+Parsers read what real guests print; builders write the kernel's exact layout, so that
+``parse(format(x)) == x``.  Formats were read in torvalds/linux:
+
+* e820 (arch/x86/kernel/e820.c ``e820__print_table``): ``BIOS-e820: [mem %#018Lx-%#018Lx] <type>``,
+  the end inclusive; type ``usable``, ``reserved``, ``ACPI data``, ``ACPI NVS``, ``unusable``,
+  ``persistent (type N)``, ``soft reserved``, ``type N``; newer trees may add ``; crypto-capable``.
+* EFI map with ``efi=debug`` (``efi_print_memmap`` + drivers/firmware/efi/efi.c
+  ``efi_md_typeattr_format``): ``efi: mem%02u: [<type %-12s>|<attribute columns>] range=[0x%016llx-
+  0x%016llx] (%lluMB)``.  The columns grew over time (SP, then CC, then HP were added), an
+  attribute with unknown bits prints ``|attr=0x%016llx``, a type past the name table prints
+  ``[type=%u``; before v5.x the names were longer ("Conventional Memory").  All of these parse.
+  The size is ``num_pages >> 8`` MiB; a size printed in another unit is kept as text.
+* zones and node ranges (mm/mm_init.c): ``Zone ranges:``, ``  %-8s [mem ...]`` or ``empty``,
+  ``Early memory node ranges``, ``  node %3d: [mem ...]``.
+* meminfo (fs/proc/meminfo.c ``show_val_kb``): name and colon padded to 16 columns, value right
+  aligned in 8, `` kB``; the HugePages counters have no unit; node meminfo (drivers/base/node.c)
+  prefixes ``Node N`` and pads two names one column less.
+* vmstat (mm/vmstat.c): ``name value``.
+
+Decisions on damaged text (each one tested):
+
+* Empty text, text with NUL bytes or mostly control characters: FormatError.
+* dmesg: lines we do not recognise are counted and ignored (logs are full of noise); a last line
+  cut short usually matches nothing and is therefore ignored too (``DmesgInfo.partial_last_line``
+  says so).  A recognised line with impossible content (an e820 range ending before it starts) is
+  a FormatError: it would silently change the memory map.
+* meminfo: every non-blank line must be ``Name: <digits>[ kB]``; anything else is a FormatError
+  naming the line.  A last line without a trailing newline and without the ``kB`` its field needs
+  is reported as cut off mid-number (FormatError): the unit shows the number ended.
+* vmstat: every non-blank line must be ``name <digits>``; a cut last line cannot be told from a
+  short number, so it is accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import FormatError
+
+__all__ = [
+    "E820_TYPE_NAMES",
+    "EFI_TYPE_NAMES",
+    "EfiMemmapLine",
+    "DmesgInfo",
+    "parse_dmesg",
+    "format_dmesg_line",
+    "format_e820_lines",
+    "format_efi_memmap_lines",
+    "efi_typeattr",
+    "parse_meminfo",
+    "format_meminfo",
+    "parse_node_meminfo",
+    "format_node_meminfo",
+    "parse_vmstat",
+    "format_vmstat",
+    "MEMINFO_UNITLESS",
+]
+
+# -- common checks ----------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f\ufffd]")
+
+
+def _check_text(text: str, what: str) -> None:
+    """Empty, non-str and binary input are errors for every parser."""
+    if not isinstance(text, str):
+        raise FormatError(f"{what}: expected text, got {type(text).__name__}")
+    if not text.strip():
+        raise FormatError(f"{what}: empty text")
+    sample = text[:65536]
+    bad = len(_CONTROL.findall(sample))
+    if "\x00" in sample or bad > max(2, len(sample) // 100):
+        raise FormatError(f"{what}: binary data, not text ({bad} control characters)")
+
+
+def _lines(text: str) -> list[str]:
+    """Lines without their end; a trailing ``\\r`` or a literal ``^M`` (mail archives) is dropped."""
+    out = []
+    for line in text.split("\n"):
+        while line.endswith(("\r", "^M")):
+            line = line[:-1] if line.endswith("\r") else line[:-2]
+        out.append(line)
+    if out and out[-1] == "" and text.endswith("\n"):
+        out.pop()
+    return out
+
+
+# -- dmesg: names and codes -------------------------------------------------------------------
+
+#: e820 type codes by the name ``e820_print_type`` prints.
+E820_TYPE_NAMES: dict[int, str] = {
+    1: "usable",
+    2: "reserved",
+    3: "ACPI data",
+    4: "ACPI NVS",
+    5: "unusable",
+    7: "persistent (type 7)",
+    12: "persistent (type 12)",
+    0xEFFFFFFF: "soft reserved",
+}
+_E820_CODES = {name: code for code, name in E820_TYPE_NAMES.items()}
+
+#: EFI memory type names as ``efi_md_typeattr_format`` prints them (memory_type_name[][13]).
+EFI_TYPE_NAMES: tuple[str, ...] = (
+    "Reserved",
+    "Loader Code",
+    "Loader Data",
+    "Boot Code",
+    "Boot Data",
+    "Runtime Code",
+    "Runtime Data",
+    "Conventional",
+    "Unusable",
+    "ACPI Reclaim",
+    "ACPI Mem NVS",
+    "MMIO",
+    "MMIO Port",
+    "PAL Code",
+    "Persistent",
+    "Unaccepted",
+)
+#: Names older kernels printed (memory_type_name[][20], before the names were shortened).
+_EFI_OLD_NAMES = {
+    "Conventional Memory": 7,
+    "Unusable Memory": 8,
+    "ACPI Reclaim Memory": 9,
+    "ACPI Memory NVS": 10,
+    "Memory Mapped I/O": 11,
+    "MMIO Port Space": 12,
+    "Persistent Memory": 14,
+}
+_EFI_CODES = {name: code for code, name in enumerate(EFI_TYPE_NAMES)} | _EFI_OLD_NAMES
+
+# Attribute columns, newest kernel order (RUN, HP, MR, CC, SP, NV, XP, RP, WP, RO, UCE, WB, WT, WC, UC).
+_EFI_COLUMNS: tuple[tuple[str, int, int], ...] = (
+    ("RUN", 1 << 63, 3),
+    ("HP", 0x100000, 2),
+    ("MR", 0x10000, 2),
+    ("CC", 0x80000, 2),
+    ("SP", 0x40000, 2),
+    ("NV", 0x8000, 2),
+    ("XP", 0x4000, 2),
+    ("RP", 0x2000, 2),
+    ("WP", 0x1000, 2),
+    ("RO", 0x20000, 2),
+    ("UCE", 0x10, 3),
+    ("WB", 0x8, 2),
+    ("WT", 0x4, 2),
+    ("WC", 0x2, 2),
+    ("UC", 0x1, 2),
+)
+_EFI_ATTR_BITS = {name: bit for name, bit, _ in _EFI_COLUMNS} | {"RT": 1 << 63}
+_EFI_KNOWN_MASK = sum(bit for _, bit, _ in _EFI_COLUMNS)
+_EFI_NAME_WIDTH = 12  # sizeof(memory_type_name[0]) - 1
+
+_ZONE_NAMES = ("DMA", "DMA32", "Normal", "HighMem", "Movable", "Device")
+
+# -- dmesg: line prefixes ---------------------------------------------------------------------
+
+_HEX = r"0x[0-9a-fA-F]+"
+_SYSLOG = re.compile(
+    r"^(?:[A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d|\d{4}-\d\d-\d\d[T ][0-9:.]+(?:Z|[+-]\d\d:?\d\d)?) "
+    r"\S+ kernel: ?"
+)
+_FACILITY = re.compile(r"^[a-z]+ *:[a-z]+ *: ")  # dmesg -x: "kern  :info  : "
+_LEVEL = re.compile(r"^<\d{1,3}>")
+_MAIL_QUOTE = re.compile(r"^(?:> ?)+(?=[\[<A-Z])")  # "> [    0.000000] ..." pasted from a mail reply
+_TIMESTAMP = re.compile(r"^\[ *(\d+)\.(\d+)\] ?")
+_TIMESTAMP_HUMAN = re.compile(r"^\[[A-Z][a-z]{2} [A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d \d{4}\] ?")
+_CALLER = re.compile(r"^\[ *[TC]\d+\] ?")
+
+
+def _strip_prefixes(line: str) -> tuple[str, bool]:
+    """The message of a log line, and whether the line had a kernel-log prefix at all."""
+    shaped = False
+    for pattern in (_MAIL_QUOTE, _SYSLOG, _FACILITY, _LEVEL, _TIMESTAMP, _TIMESTAMP_HUMAN, _CALLER):
+        m = pattern.match(line)
+        if m:
+            line = line[m.end() :]
+            shaped |= pattern is not _MAIL_QUOTE
+    return line, shaped
+
+
+# -- dmesg: messages --------------------------------------------------------------------------
+
+_E820 = re.compile(rf"^BIOS-e820: \[mem ({_HEX})-({_HEX})\] (.+?)(?:; crypto-capable)?\s*$")
+_EFI_MEM = re.compile(
+    rf"^efi: mem([0-9]+): \[([^\]]*)\] range=\[({_HEX})-({_HEX})([\])]) \(([^)]*)\)\s*$"
+)
+_TDX_GUEST = re.compile(r"^tdx: Guest detected\s*$")
+_FEATURES = re.compile(r"^Memory Encryption Features active:(.*)$")
+_SEV_STATUS = re.compile(r"^SEV: Status:(.*)$")
+_ZONE_HEADER = re.compile(r"^Zone ranges:\s*$")
+_ZONE = re.compile(rf"^ +({'|'.join(_ZONE_NAMES)}) +(?:\[mem ({_HEX})-({_HEX})\]|(empty))\s*$")
+_NODE_HEADER = re.compile(r"^(?:Early memory node ranges|Movable zone start for each node)\s*$")
+_NODE = re.compile(rf"^ +node +([0-9]+): \[mem ({_HEX})-({_HEX})\]\s*$")
+_VERSION = re.compile(r"^Linux version (\S+)")
+_OOPS_VERSION = re.compile(
+    r"^CPU: [0-9]+ (?:UID: [0-9]+ )?PID: [0-9]+ Comm: .*? (?:Not tainted|Tainted: [A-Z ]+?) (\S+) #"
+)
+_MEMORY = re.compile(r"^Memory: ([0-9]+)K/([0-9]+)K available")
+_SYSTEMD_CC = re.compile(r"^systemd\[1\]: Detected confidential virtualization ([\w-]+)\.")
+_HOST_CMR = re.compile(rf"^virt/tdx: CMR: \[({_HEX}), ({_HEX})\)\s*$")
+_HOST_PAMT = re.compile(r"^virt/tdx: ([0-9]+) KB allocated for PAMT\s*$")
+_ENCRYPTION_ACTIVE = re.compile(r"^software IO TLB: Memory encryption is active")
+
+
+@dataclass(frozen=True)
+class EfiMemmapLine:
+    """One ``efi: memNN:`` line; ``end`` is exclusive; ``type`` is None for a name we do not know."""
+
+    index: int
+    type_name: str
+    type: int | None
+    attribute_names: tuple[str, ...]
+    attribute: int
+    start: int
+    end: int
+    size_mb: int | None
+    size_text: str
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+@dataclass
+class DmesgInfo:
+    """What a kernel log says about memory and the platform.  All ends are exclusive."""
+
+    e820: list[tuple[int, int, str]] = field(default_factory=list)
+    efi_memmap: list[EfiMemmapLine] = field(default_factory=list)
+    platform: str | None = None
+    encryption_features: list[str] = field(default_factory=list)
+    sev_status: list[str] = field(default_factory=list)
+    zones: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    node_ranges: list[tuple[int, int, int]] = field(default_factory=list)
+    kernel_version: str | None = None
+    memory_available_kb: int | None = None
+    memory_total_kb: int | None = None
+    tdx_host_cmrs: list[tuple[int, int]] = field(default_factory=list)
+    tdx_host_pamt_kb: int | None = None
+    memory_encryption_active: bool = False
+    lines_parsed: int = 0
+    lines_ignored: int = 0
+    partial_last_line: bool = False
+
+    def e820_total(self, type_name: str = "usable") -> int:
+        """Bytes in e820 entries of one type."""
+        return sum(end - start for start, end, t in self.e820 if t == type_name)
+
+    def efi_total(self, type_code: int) -> int:
+        """Bytes in EFI map lines of one memory type (15 = unaccepted)."""
+        return sum(d.size for d in self.efi_memmap if d.type == type_code)
+
+
+def _range(start: str, end: str, lineno: int, what: str, inclusive: bool = True) -> tuple[int, int]:
+    a, b = int(start, 16), int(end, 16) + (1 if inclusive else 0)
+    if b <= a:
+        raise FormatError(f"line {lineno}: {what} range [{start}-{end}] ends before it starts")
+    return a, b
+
+
+def _parse_typeattr(text: str) -> tuple[str, int | None, tuple[str, ...], int]:
+    """Split ``Conventional|   |  |...|UC`` or ``type=16|attr=0x...`` into its parts."""
+    parts = text.split("|")
+    head = parts[0].strip()
+    if head.startswith("type="):
+        code: int | None = int(head[5:]) if re.fullmatch("[0-9]+", head[5:]) else None
+        name = head
+    else:
+        name = head
+        code = _EFI_CODES.get(head)
+    cols = [p.strip() for p in parts[1:]]
+    if len(cols) == 1 and cols[0].startswith("attr=0x"):
+        try:
+            attr = int(cols[0][5:], 16)
+        except ValueError:
+            attr = 0
+        return name, code, (), attr
+    names = tuple(c for c in cols if c)
+    attr = 0
+    for c in names:
+        attr |= _EFI_ATTR_BITS.get(c, 0)
+    return name, code, names, attr
+
+
+def parse_dmesg(text: str) -> DmesgInfo:
+    """Read a kernel log (dmesg, journalctl -k, syslog, serial console) and extract memory facts."""
+    _check_text(text, "dmesg")
+    info = DmesgInfo()
+    lines = _lines(text)
+    shaped_any = False
+    last_recognised = True
+    for lineno, raw in enumerate(lines, 1):
+        msg, shaped = _strip_prefixes(raw)
+        shaped_any |= shaped
+        recognised = _parse_message(info, msg, lineno)
+        if recognised:
+            info.lines_parsed += 1
+        elif raw.strip():
+            info.lines_ignored += 1
+        last_recognised = recognised or not raw.strip()
+    info.partial_last_line = not text.endswith("\n") and not last_recognised
+    if info.lines_parsed == 0 and not shaped_any:
+        raise FormatError("dmesg: no kernel log line found (no timestamps, no known kernel messages)")
+    if info.platform is None:
+        info.platform = _platform_from(info)
+    return info
+
+
+def _parse_message(info: DmesgInfo, msg: str, lineno: int) -> bool:
+    """Record what one message says; False when it is not one we know."""
+    m = _E820.match(msg)
+    if m:
+        start, end = _range(m[1], m[2], lineno, "e820")
+        info.e820.append((start, end, m[3].strip()))
+        return True
+    m = _EFI_MEM.match(msg)
+    if m:
+        # Kernels before ~v4.5 printed the end exclusive, closed with ")".
+        start, end = _range(m[3], m[4], lineno, "EFI memory map", inclusive=m[5] == "]")
+        name, code, names, attr = _parse_typeattr(m[2])
+        size_text = m[6].strip()
+        mb = re.fullmatch(r"([0-9]+)MB", size_text)
+        size_mb = int(mb[1]) if mb else None
+        line = EfiMemmapLine(int(m[1]), name, code, names, attr, start, end, size_mb, size_text)
+        info.efi_memmap.append(line)
+        return True
+    m = _ZONE.match(msg)
+    if m:
+        info.zones[m[1]] = None if m[4] else _range(m[2], m[3], lineno, f"zone {m[1]}")
+        return True
+    m = _NODE.match(msg)
+    if m:
+        start, end = _range(m[2], m[3], lineno, "node")
+        info.node_ranges.append((int(m[1]), start, end))
+        return True
+    if _TDX_GUEST.match(msg):
+        info.platform = "tdx"
+        return True
+    m = _FEATURES.match(msg)
+    if m:
+        words = m[1].split()
+        info.encryption_features = [w for w in words if w not in ("Intel", "AMD")]
+        info.memory_encryption_active = True
+        return True
+    m = _SEV_STATUS.match(msg)
+    if m:
+        info.sev_status = _sev_status_names(m[1])
+        info.memory_encryption_active = True
+        return True
+    if _ENCRYPTION_ACTIVE.match(msg):
+        info.memory_encryption_active = True
+        return True
+    m = _VERSION.match(msg)
+    if m:
+        info.kernel_version = m[1]
+        return True
+    m = _OOPS_VERSION.match(msg)
+    if m:
+        info.kernel_version = info.kernel_version or m[1]
+        return True
+    m = _MEMORY.match(msg)
+    if m:
+        info.memory_available_kb, info.memory_total_kb = int(m[1]), int(m[2])
+        return True
+    m = _SYSTEMD_CC.match(msg)
+    if m:
+        cc = {"tdx": "tdx", "sev-snp": "snp"}.get(m[1])
+        if cc and info.platform is None:
+            info.platform = cc
+        return True
+    m = _HOST_CMR.match(msg)
+    if m:
+        info.tdx_host_cmrs.append((int(m[1], 16), int(m[2], 16)))
+        return True
+    m = _HOST_PAMT.match(msg)
+    if m:
+        info.tdx_host_pamt_kb = int(m[1])
+        return True
+    return bool(_ZONE_HEADER.match(msg) or _NODE_HEADER.match(msg))
+
+
+#: Names ``sev_show_status`` prints, some of several words (arch/x86/coco/sev, sev_status_feat_names).
+_SEV_STATUS_NAMES = (
+    "SEV", "SEV-ES", "SEV-SNP", "vTom", "Reflect VC", "RI", "AI", "DebugSwap", "No HostIBS", "BTB Isol",
+    "VmplSSS", "Secure TSC", "VMGExit param", "IBS Virt", "VMSA reg prot", "SMT prot",
+)
+_SEV_MULTI = sorted((n.split() for n in _SEV_STATUS_NAMES if " " in n), key=len, reverse=True)
+
+
+def _sev_status_names(text: str) -> list[str]:
+    """Split the status words into feature names, keeping the multi-word ones together."""
+    words, out, i = text.split(), [], 0
+    while i < len(words):
+        for name in _SEV_MULTI:
+            if words[i : i + len(name)] == name:
+                out.append(" ".join(name))
+                i += len(name)
+                break
+        else:
+            out.append(words[i])
+            i += 1
+    return out
+
+
+def _platform_from(info: DmesgInfo) -> str | None:
+    if "TDX" in info.encryption_features:
+        return "tdx"
+    if "SEV-SNP" in info.encryption_features or "SEV-SNP" in info.sev_status:
+        return "snp"
+    return None
+
+
+# -- dmesg builders ---------------------------------------------------------------------------
+
+
+def format_dmesg_line(ts: float, text: str) -> str:
+    """``[%5lu.%06lu] text`` as printk prints the time stamp."""
+    usec_total = round(ts * 1_000_000)
+    if usec_total < 0:
+        raise FormatError(f"negative time stamp {ts}")
+    sec, usec = divmod(usec_total, 1_000_000)
+    return f"[{sec:5d}.{usec:06d}] {text}"
+
+
+def _prefixed(ts: float | None, text: str) -> str:
+    return text if ts is None else format_dmesg_line(ts, text)
+
+
+def _e820_fields(entry: Any) -> tuple[int, int, int | str]:
+    """(start, end exclusive, type) from a tuple or an object with start/end or addr/size."""
+    if isinstance(entry, tuple):
+        start, end, typ = entry
+        return start, end, typ
+    typ = getattr(entry, "type_name", None) or entry.type
+    if hasattr(entry, "start") and hasattr(entry, "end"):
+        return entry.start, entry.end, typ
+    return entry.addr, entry.addr + entry.size, typ
+
+
+def format_e820_lines(entries: Iterable[Any], timestamp: float | None = 0.0) -> list[str]:
+    """``BIOS-e820:`` lines for ``(start, end_exclusive, type)`` entries (type: name or e820 code)."""
+    out = []
+    for entry in entries:
+        start, end, typ = _e820_fields(entry)
+        if end <= start:
+            raise FormatError(f"e820 entry [{start:#x}, {end:#x}) is empty")
+        if isinstance(typ, int):
+            name = E820_TYPE_NAMES.get(typ, f"type {typ}")
+        else:
+            name = str(getattr(typ, "name", typ))
+        out.append(_prefixed(timestamp, f"BIOS-e820: [mem {start:#018x}-{end - 1:#018x}] {name}"))
+    return out
+
+
+def efi_typeattr(type_code: int, attribute: int) -> str:
+    """The ``[type|attribute columns]`` text ``efi_md_typeattr_format`` makes (newest layout)."""
+    if 0 <= type_code < len(EFI_TYPE_NAMES):
+        head = "[" + EFI_TYPE_NAMES[type_code].ljust(_EFI_NAME_WIDTH)
+    else:
+        head = f"[type={type_code}"
+    if attribute & ~_EFI_KNOWN_MASK:
+        return head + f"|attr=0x{attribute:016x}]"
+    cols = [(name if attribute & bit else "").rjust(width) for name, bit, width in _EFI_COLUMNS]
+    return head + "|" + "|".join(cols) + "]"
+
+
+def format_efi_memmap_lines(descriptors: Iterable[Any], timestamp: float | None = 0.0) -> list[str]:
+    """``efi: memNN:`` lines as ``efi_print_memmap`` prints them with ``efi=debug``.
+
+    Each descriptor needs ``type``, ``physical_start``, ``number_of_pages`` and ``attribute``.
+    """
+    out = []
+    for i, d in enumerate(descriptors):
+        start, pages = d.physical_start, d.number_of_pages
+        if pages <= 0:
+            raise FormatError(f"descriptor {i} has {pages} pages")
+        end_incl = start + (pages << 12) - 1
+        text = (
+            f"efi: mem{i:02d}: {efi_typeattr(d.type, d.attribute)} "
+            f"range=[0x{start:016x}-0x{end_incl:016x}] ({pages >> 8}MB)"
+        )
+        out.append(_prefixed(timestamp, text))
+    return out
+
+
+# -- /proc/meminfo and node meminfo -----------------------------------------------------------
+
+#: meminfo fields printed without a unit (hugetlb_report_meminfo).
+MEMINFO_UNITLESS = frozenset({"HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp"})
+#: node meminfo names printed one column narrower than the rest (drivers/base/node.c).
+_NODE_NARROW = frozenset({"FileHugePages", "FilePmdMapped"})
+
+_FIELD = re.compile(r"^([^\s:][^:]*):(.*)$")
+_VALUE = re.compile(r"^\s*([0-9]+)(?:\s+(kB))?\s*$")
+_NODE_FIELD = re.compile(r"^Node ([0-9]+) ([^\s:][^:]*):(.*)$")
+
+
+def _field_value(name: str, rest: str, lineno: int, is_cut_candidate: bool, what: str) -> int:
+    m = _VALUE.match(rest)
+    if not m:
+        raise FormatError(f"{what}: line {lineno}: field {name!r} has a non-number value {rest.strip()!r}")
+    if m[2] is None and name not in MEMINFO_UNITLESS and is_cut_candidate:
+        raise FormatError(
+            f"{what}: last line {lineno} ({name}: {m[1]}) has no kB unit: the text looks cut off mid-number"
+        )
+    return int(m[1])
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """``/proc/meminfo`` as ``{name: value}``: kB values as printed, unit-less counters as they are."""
+    _check_text(text, "meminfo")
+    lines = _lines(text)
+    out: dict[str, int] = {}
+    last = len(lines)
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        m = _FIELD.match(line.strip())
+        if not m:
+            raise FormatError(f"meminfo: line {lineno} is not a 'Name: value' field: {line.strip()[:60]!r}")
+        name = m[1]
+        if name in out:
+            raise FormatError(f"meminfo: line {lineno}: field {name!r} appears twice")
+        cut = lineno == last and not text.endswith("\n")
+        out[name] = _field_value(name, m[2], lineno, cut, "meminfo")
+    if "MemTotal" not in out:
+        raise FormatError("meminfo: no MemTotal field: not a /proc/meminfo")
+    return out
+
+
+def _meminfo_line(name: str, value: int, *, node: bool) -> str:
+    if value < 0:
+        raise FormatError(f"meminfo field {name!r} has a negative value {value}")
+    prefix = f"{name}:"
+    if name in MEMINFO_UNITLESS:
+        # meminfo: "HugePages_Total:   %5lu"; node: "HugePages_Total: %5u", "HugePages_Free:  %5u".
+        return prefix.ljust(17 if node else 19) + f"{value:5d}"
+    if node and name in _NODE_NARROW:
+        return prefix.ljust(15) + f"{value:8d} kB"
+    if len(prefix) <= 16:
+        return prefix.ljust(16) + f"{value:8d} kB"
+    # Longer names keep one space and the 24-column alignment ("HardwareCorrupted: %5lu kB").
+    return prefix + " " + f"{value:{24 - len(prefix) - 1}d} kB"
+
+
+def format_meminfo(fields: Mapping[str, int]) -> str:
+    """``/proc/meminfo`` text in the kernel's layout, fields in the given order."""
+    return "".join(_meminfo_line(name, value, node=False) + "\n" for name, value in fields.items())
+
+
+def parse_node_meminfo(text: str) -> dict[int, dict[str, int]]:
+    """``/sys/devices/system/node/nodeN/meminfo`` (one or several nodes) as ``{node: {name: value}}``."""
+    _check_text(text, "node meminfo")
+    lines = _lines(text)
+    out: dict[int, dict[str, int]] = {}
+    last = len(lines)
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        m = _NODE_FIELD.match(line.strip())
+        if not m:
+            raise FormatError(
+                f"node meminfo: line {lineno} is not a 'Node N Name: value' field: {line.strip()[:60]!r}"
+            )
+        nid, name = int(m[1]), m[2]
+        fields = out.setdefault(nid, {})
+        if name in fields:
+            raise FormatError(f"node meminfo: line {lineno}: field {name!r} of node {nid} appears twice")
+        cut = lineno == last and not text.endswith("\n")
+        fields[name] = _field_value(name, m[3], lineno, cut, "node meminfo")
+    for nid, fields in out.items():
+        if "MemTotal" not in fields:
+            raise FormatError(f"node meminfo: node {nid} has no MemTotal field")
+    return out
+
+
+def format_node_meminfo(nodes: Mapping[int, Mapping[str, int]]) -> str:
+    """Node meminfo text for one or several nodes, in the layout of drivers/base/node.c."""
+    return "".join(
+        f"Node {nid} " + _meminfo_line(name, value, node=True) + "\n"
+        for nid, fields in nodes.items()
+        for name, value in fields.items()
+    )
+
+
+# -- /proc/vmstat -----------------------------------------------------------------------------
+
+_VMSTAT = re.compile(r"^([A-Za-z0-9_]+) +(\S+)$")
+
+
+def parse_vmstat(text: str) -> dict[str, int]:
+    """``/proc/vmstat`` (or a node's vmstat) as ``{name: value}``; values are page counts or events."""
+    _check_text(text, "vmstat")
+    out: dict[str, int] = {}
+    for lineno, line in enumerate(_lines(text), 1):
+        if not line.strip():
+            continue
+        m = _VMSTAT.match(line.strip())
+        if not m:
+            raise FormatError(f"vmstat: line {lineno} is not a 'name value' pair: {line.strip()[:60]!r}")
+        if not re.fullmatch("[0-9]+", m[2]):
+            raise FormatError(f"vmstat: line {lineno}: {m[1]!r} has a non-number value {m[2][:30]!r}")
+        if m[1] in out:
+            raise FormatError(f"vmstat: line {lineno}: {m[1]!r} appears twice")
+        out[m[1]] = int(m[2])
+    if "nr_free_pages" not in out:
+        raise FormatError("vmstat: no nr_free_pages counter: not a /proc/vmstat")
+    return out
+
+
+def format_vmstat(d: Mapping[str, int]) -> str:
+    """``/proc/vmstat`` text: ``name value`` lines in the given order."""
+    out = []
+    for name, value in d.items():
+        if not re.fullmatch(r"[A-Za-z0-9_]+", name) or value < 0:
+            raise FormatError(f"cannot write vmstat counter {name!r} = {value}")
+        out.append(f"{name} {value}\n")
+    return "".join(out)
