@@ -1,0 +1,159 @@
+"""The host VMM (KVM + QEMU): backs guest memory lazily, when an accept asks for it.
+
+Reference: firmware-and-platform.md §8 (guest_memfd allocates and zeroes a page on first use;
+only the TDVF sections / SNP pre-validated pages are populated before the guest runs), §6.7 (KVM
+TDX AUGs the page on the EPT violation an accept causes, at 4 KiB only upstream), §7.5 (SNP:
+the page-state change makes the host assign and back the page).
+
+Two pieces:
+
+* :class:`HostPolicy` is the *one* interface through which the host decides anything: at which
+  page size to back a range the guest's accept faulted on, or whether to refuse.  Tests and
+  hostile hosts replace it.
+* :class:`HostVMM` does what was decided: it commits host memory (``committed``), zeroes it, and
+  counts what it did.  It never decides.
+
+The platforms ask the policy once per *run* of identical faults when they work range-batched
+(see :meth:`HostPolicy.back`), and once per fault when driven instruction by instruction; the two
+agree for any policy whose answer for a range is its answer for every block of that range.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..ranges import RangeSet
+from ..record import AcceptStats
+from ..units import PAGE_SIZE, SIZE_2M, is_aligned
+
+#: Page sizes a host can map private guest memory with (TDX Secure-EPT leaves, SNP RMP entries).
+HOST_PAGE_SIZES = (PAGE_SIZE, SIZE_2M)
+
+
+class HostPolicy:
+    """How the host backs memory the guest's accept faulted on.
+
+    ``mapping="4k"`` is upstream KVM: private memory is mapped at 4 KiB only ("TODO: handle large
+    pages", §6.7), so every accept fault is backed by one 4 KiB page.  ``mapping="2m"`` is the
+    proposed huge-page design (Yan Zhao, LKML 2025-06, not merged): the host maps at 2 MiB when
+    the guest's request is 2 MiB and the whole 2 MiB GPA block is still unbacked, else at 4 KiB.
+    """
+
+    MAPPINGS = ("4k", "2m")
+
+    def __init__(self, mapping: str = "4k") -> None:
+        mapping = mapping.lower()
+        if mapping not in self.MAPPINGS:
+            raise ConfigError(f"host mapping must be one of {', '.join(self.MAPPINGS)}: {mapping!r}")
+        self.mapping = mapping
+
+    def back(self, start: int, end: int, requested_level: int) -> int | None:
+        """Page size (4096 or 2 MiB) to back ``[start, end)`` with, or ``None`` to refuse.
+
+        ``requested_level`` is the page size *in bytes* the guest's request asked for (the TDX
+        accept level, the SNP page-state-change entry size).  The host only asks about memory that
+        is entirely unbacked, and the answer applies to every ``requested_level`` block of the
+        range: with ``requested_level == 2 MiB`` and a 2 MiB-aligned range, the range is made of
+        whole unbacked 2 MiB blocks.  A 2 MiB answer is only valid for such ranges.
+        """
+        if (
+            self.mapping == "2m"
+            and requested_level >= SIZE_2M
+            and is_aligned(start, SIZE_2M)
+            and is_aligned(end, SIZE_2M)
+        ):
+            return SIZE_2M
+        return PAGE_SIZE
+
+    def __repr__(self) -> str:
+        return f"HostPolicy(mapping={self.mapping!r})"
+
+
+class HostVMM:
+    """The host: commits and zeroes memory for the guest, as its :class:`HostPolicy` decides.
+
+    ``committed`` is the host memory backing the guest (guest-physical ranges); build-time
+    additions (TDVF sections, SNP launch pages) are committed too.  Counters: ``backed_4k`` /
+    ``backed_2m`` (pages allocated, zeroed and mapped for the guest on demand: TDH.MEM.PAGE.AUG or
+    the RMP assignment of a page-state change), ``zeroed_bytes`` (bytes guest_memfd zeroed on
+    first use), ``added_bytes`` (populated before the guest ran), ``released_bytes`` (taken back
+    by the host) and ``refusals`` (requests the policy refused).
+    """
+
+    def __init__(self, policy: HostPolicy | None = None) -> None:
+        self.policy = policy if policy is not None else HostPolicy()
+        self.committed = RangeSet()
+        self.backed_4k = 0
+        self.backed_2m = 0
+        self.zeroed_bytes = 0
+        self.added_bytes = 0
+        self.released_bytes = 0
+        self.refusals = 0
+
+    @property
+    def committed_bytes(self) -> int:
+        return self.committed.total()
+
+    def decide(self, start: int, end: int, requested_level: int) -> int | None:
+        """Ask the policy how to back the unbacked range ``[start, end)`` faulted on at
+        ``requested_level`` bytes; check the answer is one a real host could give.
+
+        Raises :class:`ConfigError` for an impossible answer: a size other than 4 KiB / 2 MiB, a
+        size larger than requested (the TDX guest would fault again forever; an SNP 4 KiB entry
+        cannot make a 2 MiB RMP entry), or 2 MiB for a range that is not whole unbacked 2 MiB
+        blocks.
+        """
+        size = self.policy.back(start, end, requested_level)
+        if size is None:
+            self.refusals += 1
+            return None
+        if size not in HOST_PAGE_SIZES:
+            raise ConfigError(f"host policy answered page size {size}; only 4 KiB and 2 MiB exist")
+        if size > requested_level:
+            raise ConfigError(f"host policy answered {size} bytes for a {requested_level}-byte request")
+        if size == SIZE_2M and (
+            not is_aligned(start, SIZE_2M)
+            or not is_aligned(end, SIZE_2M)
+            or self.committed.overlaps(start, end)
+        ):
+            raise ConfigError(
+                f"host policy answered 2 MiB for [{start:#x}, {end:#x}), "
+                "which is not whole unbacked 2 MiB blocks"
+            )
+        return size
+
+    def allocate(self, start: int, end: int, page_size: int) -> AcceptStats:
+        """Back ``[start, end)`` with fresh zeroed pages of ``page_size`` (guest_memfd allocation on
+        first use, then AUG / RMPUPDATE).  Returns the host's share of the accept counts."""
+        if end <= start:
+            return AcceptStats()
+        if page_size not in HOST_PAGE_SIZES or not (
+            is_aligned(start, page_size) and is_aligned(end, page_size)
+        ):
+            raise ConfigError(f"cannot back [{start:#x}, {end:#x}) with {page_size}-byte pages")
+        if self.committed.overlaps(start, end):
+            raise ConfigError(f"host memory for [{start:#x}, {end:#x}) is already committed")
+        self.committed.add(start, end)
+        n = (end - start) // page_size
+        self.zeroed_bytes += end - start
+        if page_size == SIZE_2M:
+            self.backed_2m += n
+            return AcceptStats(host_backed_2m=n, host_zeroed_bytes=end - start)
+        self.backed_4k += n
+        return AcceptStats(host_backed_4k=n, host_zeroed_bytes=end - start)
+
+    def add_at_build(self, start: int, end: int) -> None:
+        """Populate ``[start, end)`` before the guest runs (content copied in, not zeroed)."""
+        if self.committed.overlaps(start, end):
+            raise ConfigError(f"host memory for [{start:#x}, {end:#x}) is already committed")
+        self.committed.add(start, end)
+        self.added_bytes += max(end - start, 0)
+
+    def release(self, start: int, end: int) -> int:
+        """Take back whatever host memory backs ``[start, end)``; returns the bytes released."""
+        freed = self.committed.covered(start, end)
+        self.committed.remove(start, end)
+        self.released_bytes += freed
+        return freed
+
+    def __repr__(self) -> str:
+        return f"HostVMM({self.policy!r}, committed={self.committed_bytes:#x})"
