@@ -1,0 +1,161 @@
+"""A boot's phases, priced by a cost profile and run on the simulated clock.
+
+:func:`simulate` is the bridge from a record (what happened, :mod:`lazyaccept.record`) to time:
+every event of every phase is priced with :meth:`CostProfile.price`, the phases run one after
+the other on :func:`~lazyaccept.sim.engine.simulate_phase` (each starts when the previous one's
+last vCPU finishes), and the result says where the time went.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..record import AcceptEvent, Phase
+from .costs import CostProfile
+from .engine import PhaseTiming, WorkItem, simulate_phase
+
+#: A step series: ``(t, cumulative bytes)`` points, time ascending, starting at ``(start, 0)``.
+Series = list[tuple[float, int]]
+
+
+@dataclass
+class PhaseSpan:
+    """One phase on the clock: when it ran, and the timing of each of its work items."""
+
+    name: str
+    actor: str
+    start: float
+    end: float
+    online_vcpus: int
+    timing: PhaseTiming
+    items: dict[int, list[WorkItem]]
+    #: vCPU seconds spent in accept items (lock spinning included).
+    accept_s: float = 0.0
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class Timeline:
+    """Where the time of a boot went.
+
+    * ``total_s``: end of the last phase (the boot starts at 0);
+    * ``phases``: per phase start/end and item timings;
+    * ``vcpu_busy_s`` / ``vcpu_spin_s``: per vCPU, summed over phases (spin is waiting for a lock);
+    * ``accept_s``: vCPU-seconds in accept items, summed over vCPUs (spinning on the accept lock
+      included); ``accept_by_actor`` splits it by actor; ``accept_wall_s`` counts each instant
+      once however many vCPUs were accepting;
+    * ``accepted_bytes`` / ``committed_bytes``: step series of guest memory accepted and host
+      memory committed, cumulative, a step at the end of each item that did so.
+    """
+
+    total_s: float
+    phases: list[PhaseSpan]
+    vcpu_busy_s: dict[int, float] = field(default_factory=dict)
+    vcpu_spin_s: dict[int, float] = field(default_factory=dict)
+    accept_s: float = 0.0
+    accept_by_actor: dict[str, float] = field(default_factory=dict)
+    accept_wall_s: float = 0.0
+    accepted_bytes: Series = field(default_factory=list)
+    committed_bytes: Series = field(default_factory=list)
+
+    def phase(self, name: str) -> PhaseSpan:
+        """The (first) phase called ``name``."""
+        for p in self.phases:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+def simulate(phases: list[Phase], profile: CostProfile) -> Timeline:
+    """Price every event of ``phases`` with ``profile`` and run the phases in order from t = 0."""
+    host = profile.host
+    t = 0.0
+    spans: list[PhaseSpan] = []
+    busy: dict[int, float] = {}
+    spin: dict[int, float] = {}
+    accept_by_actor: dict[str, float] = {}
+    accept_intervals: list[tuple[float, float]] = []
+    accepted_steps: list[tuple[float, int]] = []
+    committed_steps: list[tuple[float, int]] = []
+
+    for phase in phases:
+        items: dict[int, list[WorkItem]] = {}
+        actors: dict[int, list[str | None]] = {}
+        for ev in phase.events:
+            items.setdefault(ev.vcpu, []).append(profile.price(ev, phase.online_vcpus))
+            actors.setdefault(ev.vcpu, []).append(ev.actor if isinstance(ev, AcceptEvent) else None)
+        timing = simulate_phase(items, t, host)
+        phase_accept = 0.0
+        for v, vt in timing.vcpus.items():
+            busy[v] = busy.get(v, 0.0) + vt.busy_s
+            spin[v] = spin.get(v, 0.0) + vt.spin_s
+            reached = timing.start  # when the vCPU reached the item: the end of its previous one
+            for item, actor, e in zip(items[v], actors[v], timing.item_end[v], strict=True):
+                if item.accepted_bytes:
+                    accepted_steps.append((e, item.accepted_bytes))
+                if item.committed_bytes:
+                    committed_steps.append((e, item.committed_bytes))
+                if actor is not None:
+                    # An accept item's time counts from when the vCPU reached it: lock spin included.
+                    d = e - reached
+                    phase_accept += d
+                    accept_by_actor[actor] = accept_by_actor.get(actor, 0.0) + d
+                    if e > reached:
+                        accept_intervals.append((reached, e))
+                reached = e
+        spans.append(
+            PhaseSpan(
+                name=phase.name,
+                actor=phase.actor,
+                start=timing.start,
+                end=timing.end,
+                online_vcpus=phase.online_vcpus,
+                timing=timing,
+                items=items,
+                accept_s=phase_accept,
+            )
+        )
+        t = timing.end
+
+    return Timeline(
+        total_s=t,
+        phases=spans,
+        vcpu_busy_s=busy,
+        vcpu_spin_s=spin,
+        accept_s=sum(accept_by_actor.values()),
+        accept_by_actor=accept_by_actor,
+        accept_wall_s=_union_length(accept_intervals),
+        accepted_bytes=_cumulative(accepted_steps),
+        committed_bytes=_cumulative(committed_steps),
+    )
+
+
+def _cumulative(steps: Iterable[tuple[float, int]]) -> Series:
+    out: Series = [(0.0, 0)]
+    total = 0
+    for t, b in sorted(steps):
+        total += b
+        if out[-1][0] == t:
+            out[-1] = (t, total)
+        else:
+            out.append((t, total))
+    return out
+
+
+def _union_length(intervals: list[tuple[float, float]]) -> float:
+    total = 0.0
+    cur_s = cur_e = None
+    for s, e in sorted(intervals):
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                total += cur_e - cur_s  # type: ignore[operator]
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    if cur_e is not None:
+        total += cur_e - cur_s  # type: ignore[operator]
+    return total

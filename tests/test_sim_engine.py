@@ -1,0 +1,270 @@
+"""The simulated clock: each mechanism against a hand calculation.
+
+Units in comments: GB = 1e9 bytes, GB/s = 1e9 bytes/s.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lazyaccept.errors import ConfigError
+from lazyaccept.record import AcceptEvent, AcceptStats, Phase, WorkEvent
+from lazyaccept.sim.costs import parse_profile
+from lazyaccept.sim.engine import Host, WorkItem, simulate_phase
+from lazyaccept.sim.timeline import simulate
+
+GB = 1e9
+HOST = Host(memory_bandwidth=40 * GB, vcpu_bandwidth=10 * GB)
+
+
+def cpu(v: int, s: float, lock: str | None = None) -> WorkItem:
+    return WorkItem(v, s, 0.0, lock, f"cpu{v}")
+
+
+# --- one vCPU -------------------------------------------------------------------------------------
+
+
+def test_one_item_alone_takes_cpu_plus_bytes_over_vcpu_bandwidth():
+    # 0.5 s CPU + 6 GB at 10 GB/s = 0.5 + 0.6 = 1.1 s
+    t = simulate_phase({0: [WorkItem(0, 0.5, 6 * GB)]}, 0.0, HOST)
+    assert t.end == pytest.approx(1.1)
+    assert t.item_end[0] == [pytest.approx(1.1)]
+
+
+def test_items_of_one_vcpu_run_back_to_back_from_the_phase_start():
+    # starts at 10 s; items of 1 s, 2 GB (0.2 s) and 0.3 s: ends at 11, 11.2, 11.5
+    items = [cpu(0, 1.0), WorkItem(0, 0.0, 2 * GB), cpu(0, 0.3)]
+    t = simulate_phase({0: items}, 10.0, HOST)
+    assert t.item_start[0] == pytest.approx([10.0, 11.0, 11.2])
+    assert t.item_end[0] == pytest.approx([11.0, 11.2, 11.5])
+    assert t.vcpus[0].busy_s == pytest.approx(1.5)
+    assert t.vcpus[0].spin_s == 0.0
+
+
+def test_empty_items_take_no_time_and_empty_phase_ends_at_start():
+    t = simulate_phase({0: [WorkItem(0, 0.0, 0.0)], 1: []}, 3.0, HOST)
+    assert t.end == 3.0 and t.item_end[0] == [3.0] and t.vcpus[1].end == 3.0
+    assert simulate_phase({}, 5.0, HOST).end == 5.0
+
+
+# --- shared bandwidth -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 16])
+def test_n_bandwidth_bound_items_saturate_the_host(n):
+    # Each vCPU zeroes 10 GB.  Alone a vCPU streams 10 GB/s; together at most 40 GB/s.
+    # Time = max(1 / 10 GB/s, n / 40 GB/s) x 10 GB: n=1,2,4 -> 1 s; n=8 -> 2 s; n=16 -> 4 s.
+    expected = max(1 / (10 * GB), n / (40 * GB)) * 10 * GB
+    t = simulate_phase({v: [WorkItem(v, 0.0, 10 * GB)] for v in range(n)}, 0.0, HOST)
+    assert t.end == pytest.approx(expected)
+    assert all(vt.end == pytest.approx(expected) for vt in t.vcpus.values())
+
+
+def test_cpu_heavy_item_gets_its_ask_and_the_streamer_the_rest():
+    # Host 10 GB/s, one vCPU 10 GB/s.  vCPU 1: 1 s CPU + 1 GB, asks 1 GB / 1.1 s = 0.909 GB/s,
+    # below the fair level (5 GB/s), so it runs as if alone: ends at 1.1 s.  vCPU 0 streams
+    # 20 GB and gets the rest; the host is saturated throughout, so all 21 GB move at 10 GB/s:
+    # vCPU 0 ends at 21 / 10 = 2.1 s.
+    host = Host(memory_bandwidth=10 * GB, vcpu_bandwidth=10 * GB)
+    t = simulate_phase({0: [WorkItem(0, 0.0, 20 * GB)], 1: [WorkItem(1, 1.0, 1 * GB)]}, 0.0, host)
+    assert t.vcpus[1].end == pytest.approx(1.1)
+    assert t.vcpus[0].end == pytest.approx(2.1)
+
+
+def test_cpu_only_items_do_not_use_bandwidth():
+    # 8 vCPUs of 1 s CPU each next to saturating streamers still take 1 s.
+    items = {v: [cpu(v, 1.0)] for v in range(8)}
+    items.update({v: [WorkItem(v, 0.0, 40 * GB)] for v in range(8, 12)})  # 4 x 40 GB at 40 GB/s: 4 s
+    t = simulate_phase(items, 0.0, HOST)
+    assert all(t.vcpus[v].end == pytest.approx(1.0) for v in range(8))
+    assert t.end == pytest.approx(4.0)
+
+
+# --- locks ----------------------------------------------------------------------------------------
+
+
+def test_a_lock_serialises_two_items():
+    # two 1 s items, same lock: one ends at 1 s, the other waits (spins) 1 s and ends at 2 s
+    t = simulate_phase({0: [cpu(0, 1.0, "L")], 1: [cpu(1, 1.0, "L")]}, 0.0, HOST)
+    assert t.vcpus[0].end == pytest.approx(1.0)
+    assert t.vcpus[1].end == pytest.approx(2.0)
+    assert t.vcpus[1].spin_s == pytest.approx(1.0)
+    assert t.vcpus[1].busy_s == pytest.approx(2.0) and t.vcpus[1].work_s == pytest.approx(1.0)
+    assert t.item_start[1] == [pytest.approx(1.0)]
+
+
+def test_different_locks_do_not_serialise():
+    t = simulate_phase({0: [cpu(0, 1.0, "A")], 1: [cpu(1, 1.0, "B")]}, 0.0, HOST)
+    assert t.end == pytest.approx(1.0)
+
+
+def test_lock_waiters_are_served_in_arrival_order():
+    # vCPU 0 holds L for 1 s.  vCPU 2 arrives at 0.2 s, vCPU 1 at 0.5 s: 2 gets it at 1 s
+    # (ends 2 s), 1 at 2 s (ends 3 s).  vCPU 0 then wants L again at 1 s: it queues behind 1
+    # and ends at 4 s.
+    items = {
+        0: [cpu(0, 1.0, "L"), cpu(0, 1.0, "L")],
+        1: [cpu(1, 0.5), cpu(1, 1.0, "L")],
+        2: [cpu(2, 0.2), cpu(2, 1.0, "L")],
+    }
+    t = simulate_phase(items, 0.0, HOST)
+    assert t.vcpus[2].end == pytest.approx(2.0)
+    assert t.vcpus[1].end == pytest.approx(3.0)
+    assert t.vcpus[0].end == pytest.approx(4.0)
+    # spins: vCPU 2 from 0.2 to 1.0; vCPU 1 from 0.5 to 2.0; vCPU 0 from 1.0 to 3.0
+    assert t.vcpus[2].spin_s == pytest.approx(0.8)
+    assert t.vcpus[1].spin_s == pytest.approx(1.5)
+    assert t.vcpus[0].spin_s == pytest.approx(2.0)
+
+
+def test_a_spinning_vcpu_does_not_take_bandwidth():
+    # vCPU 0 streams 10 GB under L (1 s at 10 GB/s); vCPU 1 waits for L, then streams 10 GB.
+    # Host 10 GB/s: if the spinner took a share, vCPU 0 would be slower than 1 s.
+    host = Host(memory_bandwidth=10 * GB, vcpu_bandwidth=10 * GB)
+    items = {0: [WorkItem(0, 0.0, 10 * GB, "L")], 1: [WorkItem(1, 0.0, 10 * GB, "L")]}
+    t = simulate_phase(items, 0.0, host)
+    assert t.vcpus[0].end == pytest.approx(1.0)
+    assert t.vcpus[1].end == pytest.approx(2.0)
+
+
+def test_many_vcpus_in_lockstep():
+    # 512 vCPUs x 20 items of (0.01 s CPU + 0.1 GB): asks 0.1 GB / 0.02 s = 5 GB/s each, 2560 GB/s
+    # in all, host 40 GB/s -> each gets 40/512 GB/s; 20 x 0.1 GB x 512 / 40 GB/s = 25.6 s.
+    n, k = 512, 20
+    t = simulate_phase({v: [WorkItem(v, 0.01, 0.1 * GB)] * k for v in range(n)}, 0.0, HOST)
+    assert t.end == pytest.approx(k * 0.1 * GB * n / (40 * GB))
+
+
+def test_bad_items_are_rejected():
+    with pytest.raises(ConfigError, match="cpu_s"):
+        simulate_phase({0: [WorkItem(0, -1.0, 0.0)]}, 0.0, HOST)
+    with pytest.raises(ConfigError, match="vCPU 1"):
+        simulate_phase({0: [WorkItem(1, 1.0, 0.0)]}, 0.0, HOST)
+    with pytest.raises(ConfigError, match="bandwidth"):
+        Host(0.0, 1.0)
+
+
+# --- timeline ---------------------------------------------------------------------------------------
+
+# A TDX profile with round numbers (independent of the shipped one).
+PROFILE = """
+[profile]
+name = "t"
+platform = "tdx"
+description = "round numbers"
+[defaults]
+vcpus = { value = 2, why = "test" }
+host_mapping = { value = "4k", why = "test" }
+kernel = { value = "6.5", why = "test" }
+firmware_accept = { value = "below-4g", why = "test" }
+[host]
+memory_bandwidth = { value = 40, unit = "GB/s", source = "test" }
+vcpu_bandwidth = { value = 10, unit = "GB/s", source = "test" }
+interference = { value = 0, unit = "1/vCPU", source = "test" }
+[accept]
+tdcall_4k = { value = 1, unit = "us/call", source = "test" }
+tdcall_2m = { value = 1, unit = "us/call", source = "test" }
+tdcall_1g = { value = 1, unit = "us/call", source = "test" }
+td_exit = { value = 1, unit = "us/exit", source = "test" }
+host_fault_4k = { value = 1, unit = "us/page", source = "test" }
+host_fault_2m = { value = 1, unit = "us/page", source = "test" }
+accept_request = { value = 1, unit = "us/request", source = "test" }
+[boot]
+firmware_base = { value = 1, unit = "s", source = "test" }
+firmware_ap_init = { value = 1, unit = "s/AP", source = "test" }
+kernel_decompress = { value = 1, unit = "s", source = "test" }
+early_init = { value = 1, unit = "s", source = "test" }
+memmap_init = { value = 1, unit = "ns/page", source = "test" }
+memmap_init_bytes = { value = 64, unit = "B/page", source = "test" }
+struct_page_init = { value = 1, unit = "ns/page", source = "test" }
+smp_bringup = { value = 1, unit = "s/AP", source = "test" }
+initcalls = { value = 1, unit = "s", source = "test" }
+userspace_to_shell = { value = 1, unit = "s", source = "test" }
+userspace_touch = { value = 1, unit = "B/B", source = "test" }
+"""
+
+
+def one_second_accept(actor: str, vcpu: int, nbytes: int, serialized: bool = False) -> AcceptEvent:
+    # (999_999 - pages) exits x 1 us + pages host faults x 1 us + 1 request x 1 us = 1 s,
+    # where the host backs nbytes as 4 KiB pages
+    pages = nbytes // 4096
+    stats = AcceptStats(bytes_accepted=nbytes, exits=999_999 - pages, host_backed_4k=pages)
+    return AcceptEvent(actor, vcpu, 0, nbytes, stats, "test", requests=1, serialized=serialized)
+
+
+def test_phases_run_one_after_another_with_a_barrier():
+    prof = parse_profile(PROFILE)
+    # phase 1: vCPU 0 works 1 s, vCPU 1 works 3 s (initcalls at 1 s per unit, amount 3);
+    # phase 2 starts when vCPU 1 ends (3 s): vCPU 0 works 1 s -> boot ends at 4 s.
+    p1 = Phase("one", "kernel", [WorkEvent("initcalls", 0, 1), WorkEvent("initcalls", 1, 3)], online_vcpus=2)
+    p2 = Phase("two", "kernel", [WorkEvent("initcalls", 0, 1)], online_vcpus=2)
+    tl = simulate([p1, p2], prof)
+    spans = [(s.start, s.end) for s in tl.phases]
+    assert spans == [(0.0, pytest.approx(3.0)), (pytest.approx(3.0), pytest.approx(4.0))]
+    assert tl.total_s == pytest.approx(4.0)
+    assert tl.vcpu_busy_s == {0: pytest.approx(2.0), 1: pytest.approx(3.0)}
+    assert tl.accept_s == 0.0 and tl.accepted_bytes == [(0.0, 0)]
+
+
+def test_serialized_accepts_take_the_one_accept_lock():
+    prof = parse_profile(PROFILE)
+    mib = 1 << 20
+    # two serialized 1 s accepts on vCPUs 0 and 1: they end at 1 s and 2 s; a third,
+    # unserialized one on vCPU 2 runs beside them and ends at 1 s.
+    events = [
+        one_second_accept("kernel", 0, 4 * mib, serialized=True),
+        one_second_accept("kernel", 1, 4 * mib, serialized=True),
+        one_second_accept("firmware", 2, 2 * mib),
+    ]
+    tl = simulate([Phase("accept", "kernel", events, online_vcpus=3)], prof)
+    assert tl.total_s == pytest.approx(2.0)
+    # accept time, spin included: kernel 1 + 2 = 3 vCPU-s, firmware 1; wall time 2 s
+    assert tl.accept_by_actor == {"kernel": pytest.approx(3.0), "firmware": pytest.approx(1.0)}
+    assert tl.accept_s == pytest.approx(4.0)
+    assert tl.accept_wall_s == pytest.approx(2.0)
+    assert tl.vcpu_spin_s[1] == pytest.approx(1.0)
+    # accepted: 4 + 2 MiB at 1 s, 4 MiB more at 2 s; committed the same (host backed every byte)
+    assert tl.accepted_bytes == [(0.0, 0), (pytest.approx(1.0), 6 * mib), (pytest.approx(2.0), 10 * mib)]
+    assert tl.committed_bytes == tl.accepted_bytes
+
+
+def test_interference_makes_exits_dearer_with_more_online_vcpus():
+    base = parse_profile(PROFILE)
+    prof = base.with_values({"host.interference": 0.5})
+    # one page: 999_998 exits x 1 us x (1 + 0.5 x (3 - 1)) + 1 fault x 1 us + 1 request x 1 us
+    tl = simulate([Phase("p", "kernel", [one_second_accept("kernel", 0, 4096)], online_vcpus=3)], prof)
+    assert tl.total_s == pytest.approx(999_998e-6 * 2 + 2e-6)
+
+
+@pytest.fixture(params=["python", "numpy"])
+def engine_path(request, monkeypatch):
+    """Run a test on both stepping paths (plain Python for few vCPUs, numpy for many)."""
+    import lazyaccept.sim.engine as engine
+
+    monkeypatch.setattr(engine, "_SMALL", 1000 if request.param == "python" else 0)
+    return request.param
+
+
+@pytest.mark.parametrize("n", [1, 3, 12])
+def test_both_stepping_paths_agree_with_the_hand_calculation(engine_path, n):
+    # n vCPUs: vCPU v runs (v+1) x 0.1 s CPU, then 10 GB under lock L, then 5 GB.
+    # Host 40 GB/s, vCPU 10 GB/s.  Checked properties, by hand:
+    # - the locked 10 GB items never overlap and each takes >= 1 s;
+    # - all data moves at <= 40 GB/s: the phase lasts at least (15 GB x n) / 40 GB/s.
+    items = {
+        v: [cpu(v, (v + 1) * 0.1), WorkItem(v, 0.0, 10 * GB, "L"), WorkItem(v, 0.0, 5 * GB)] for v in range(n)
+    }
+    t = simulate_phase(items, 0.0, HOST)
+    locked = sorted((t.item_start[v][1], t.item_end[v][1]) for v in range(n))
+    for (_, e1), (s2, _) in zip(locked, locked[1:], strict=False):
+        assert s2 >= e1 - 1e-9
+    assert all(e - s >= 1.0 - 1e-9 for s, e in locked)
+    assert t.end >= 15 * GB * n / (40 * GB) - 1e-9
+    if n == 1:  # alone: 0.1 + 1.0 + 0.5
+        assert t.end == pytest.approx(1.6)
+    if n == 3:
+        # vCPU 0 takes L at 0.1 s (to 1.1 s), vCPU 1 at 1.1 (to 2.1), vCPU 2 at 2.1 (to 3.1);
+        # while one holds L the others stream their 5 GB at 10 GB/s each (<= 30 GB/s: no
+        # saturation): vCPU 0 ends 1.6, vCPU 1 2.6, vCPU 2 3.6.
+        assert [t.vcpus[v].end for v in range(3)] == pytest.approx([1.6, 2.6, 3.6])
+        assert [t.vcpus[v].spin_s for v in range(3)] == pytest.approx([0.0, 0.9, 1.8])
