@@ -54,3 +54,12 @@ def main(argv: list[str] | None = None) -> None:
 from .commands.boot import boot_cmd  # noqa: E402
 
 cli.add_command(boot_cmd)
+from .commands.compare import compare_cmd  # noqa: E402
+
+cli.add_command(compare_cmd)
+from .commands.calibrate import calibrate_cmd  # noqa: E402
+
+cli.add_command(calibrate_cmd)
+from .commands.inspect import inspect_cmd  # noqa: E402
+
+cli.add_command(inspect_cmd)
