@@ -36,11 +36,10 @@ class UnitRange:
     end: int
 
 
-def request_units(table: UnacceptedTable, rules: KernelRules, start: int, size: int) -> UnitRange | None:
-    """Translate an ``accept_memory(start, size)`` request to bitmap units, as the kernel does.
-
-    Returns None when nothing in the request can be unaccepted.
-    """
+def _bitmap_offsets(table: UnacceptedTable, rules: KernelRules, start: int, size: int) -> tuple[int, int] | None:
+    """The request as byte offsets into the bitmap's span, as both kernel functions compute them:
+    widened to pages (2026 fix), clamped to ``phys_base``, extended by the guard unit when it ends
+    on a unit boundary, clamped to the bitmap.  None when nothing of it can be unaccepted."""
     unit = table.unit_size
     end = start + size
     if rules.page_align_request:
@@ -60,12 +59,22 @@ def request_units(table: UnacceptedTable, rules: KernelRules, start: int, size: 
     if rules.guard_unit and end % unit == 0:
         end += unit
     # Make sure not to overrun the bitmap.
-    limit = table.size * 8 * unit
-    if end > limit:
-        end = limit
+    end = min(end, table.size * 8 * unit)
     if start >= end:
         return None
-    return UnitRange(start // unit, -(-end // unit))
+    return start, end
+
+
+def request_units(table: UnacceptedTable, rules: KernelRules, start: int, size: int) -> UnitRange | None:
+    """Translate an ``accept_memory(start, size)`` request to bitmap units, as the kernel does.
+
+    Returns None when nothing in the request can be unaccepted.
+    """
+    offsets = _bitmap_offsets(table, rules, start, size)
+    if offsets is None:
+        return None
+    unit = table.unit_size
+    return UnitRange(offsets[0] // unit, -(-offsets[1] // unit))
 
 
 def range_contains_unaccepted(table: UnacceptedTable | None, rules: KernelRules, start: int, size: int) -> bool:
@@ -76,26 +85,12 @@ def range_contains_unaccepted(table: UnacceptedTable | None, rules: KernelRules,
     """
     if table is None:
         return False
+    offsets = _bitmap_offsets(table, rules, start, size)
+    if offsets is None:
+        return False
     unit = table.unit_size
-    end = start + size
-    if rules.page_align_request:
-        end = align_up(end, PAGE_SIZE)
-        start = align_down(start, PAGE_SIZE)
-    if start < table.phys_base:
-        start = table.phys_base
-    if end < table.phys_base:
-        return False
-    start -= table.phys_base
-    end -= table.phys_base
-    if rules.guard_unit and end % unit == 0:
-        end += unit
-    limit = table.size * 8 * unit
-    if end > limit:
-        end = limit
-    if start >= end:
-        return False
-    first = start // unit
-    count = -(-(end - start) // unit)
+    first = offsets[0] // unit
+    count = -(-(offsets[1] - offsets[0]) // unit)
     return bool(table.bits[first : first + count].any())
 
 
