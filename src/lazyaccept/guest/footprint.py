@@ -25,9 +25,9 @@ class BootFootprint:
     swiotlb_fraction: float = 0.06
     swiotlb_min: int = 64 * MiB
     swiotlb_max: int = 1 * GiB
-    #: Confidential guests set SWIOTLB_ANY, so memblock places the buffer anywhere (top-down)
-    #: rather than below 4 GiB (arch/x86/kernel/pci-dma.c).
-    swiotlb_anywhere: bool = True
+    #: Confidential guests set SWIOTLB_FORCE but not SWIOTLB_ANY (arch/x86/kernel/pci-dma.c,
+    #: pci_swiotlb_detect()), so the buffer comes from memblock_alloc_low(): below 4 GiB.
+    swiotlb_anywhere: bool = False
     #: Page allocations between mm_core_init() and the initialisation of zone watermarks
     #: (postcore initcall), on the boot CPU (assumed: slab pages, early kmem caches, ...).
     early_page_allocs: int = 256

@@ -1,0 +1,67 @@
+"""One eager and one lazy boot at 1G, 16G, 256G, 1T, 4T and 16T, each in a fresh subprocess.
+
+Prints the wall time (Python start-up included) and the peak resident memory of each run.
+Targets for 16 TiB: < 10 s and < 1 GiB.  Exit status 1 if a 16 TiB run misses them.
+
+    python bench/bench_scale.py [--platform tdx|snp] [--sizes 1G,16G,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+SIZES = ["1G", "16G", "256G", "1T", "4T", "16T"]
+TARGET_S = 10.0
+TARGET_RSS = 1 << 30
+
+CHILD = """
+import sys
+from lazyaccept.sim.costs import load_profile
+from lazyaccept.sim.scenario import VMConfig, run
+from lazyaccept.units import parse_size
+platform, size, policy = sys.argv[1:4]
+res = run(VMConfig(parse_size(size), platform, policy=policy), load_profile(platform))
+print(f"{res.boot_s:.6f} {res.accept_s:.6f}")
+"""
+
+
+def one(platform: str, size: str, policy: str) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS bytes and simulated boot seconds of one run in a fresh process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, platform, size, policy], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{platform} {size} {policy} failed:\n{err}")
+    return wall, usage.ru_maxrss * 1024, float(out.split()[0])  # ru_maxrss is in KiB on Linux
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--platform", choices=["tdx", "snp"], default="tdx")
+    ap.add_argument("--sizes", default=",".join(SIZES))
+    args = ap.parse_args()
+    print(f"platform {args.platform}; each run a fresh Python process (start-up included)")
+    print(f"{'memory':>8} {'policy':>6} {'wall s':>8} {'peak RSS MiB':>13} {'simulated boot s':>17}")
+    ok = True
+    for size in args.sizes.split(","):
+        for policy in ("eager", "lazy"):
+            wall, rss, boot = one(args.platform, size, policy)
+            print(f"{size:>8} {policy:>6} {wall:8.2f} {rss / 2**20:13.1f} {boot:17.2f}")
+            if size.upper().startswith("16T") and (wall >= TARGET_S or rss >= TARGET_RSS):
+                ok = False
+    print(f"16 TiB targets: < {TARGET_S:.0f} s and < {TARGET_RSS >> 30} GiB: {'OK' if ok else 'MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
