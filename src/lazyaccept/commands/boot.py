@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..console import make_console
 from ..guest.footprint import BootFootprint
 from ..guest.report import meminfo_fields, vmstat_fields, write_dump
 from ..record import AcceptEvent, AcceptStats
@@ -30,12 +31,6 @@ def acceptance_by_group(result: BootResult) -> dict[str, AcceptStats]:
             if isinstance(ev, AcceptEvent):
                 out[actor_group(ev.actor)] += ev.stats
     return out
-
-
-def make_console() -> Console:
-    """A console that keeps tables readable when output goes to a pipe or file (not 80 columns)."""
-    c = Console()
-    return c if c.is_terminal else Console(width=132)
 
 
 def boot_summary(result: BootResult) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..console import make_console
 from ..errors import ConfigError
 from ..fileio import atomic_write
 from ..sim.calibrate import CalibrationResult, calibrate, read_calibration
@@ -103,7 +104,7 @@ def calibrate_cmd(data: str, profiles: tuple[str, ...], out: str | None, as_json
     points = read_calibration(data)
     names = list(profiles) or list(PLATFORMS)
     loaded = [load_profile(n) for n in names]
-    console = Console(highlight=False)
+    console = make_console()
     results = []
     for prof in loaded:
         res = calibrate(prof, points)

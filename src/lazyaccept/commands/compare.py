@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass, replace
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from ..console import make_console
 from ..errors import ConfigError
 from ..fileio import atomic_write
 from ..sim.costs import CostProfile, load_profile
@@ -208,7 +208,7 @@ def compare_cmd(
             f"{r.eager_accept_wall_s:.2f} s",
             f"{r.lazy_accept_wall_s:.2f} s",
         )
-    console = Console(highlight=False)
+    console = make_console()
     console.print(table)
     console.print(
         "accepting = time during which at least one vCPU was accepting memory (firmware + kernel, "

@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..console import make_console
 from ..inspect import KINDS, cross_checks, inspect_file
 from ..units import format_size
 
@@ -207,7 +208,7 @@ def inspect_cmd(paths: tuple[str, ...], kind: str | None, as_json: bool) -> None
             out["checks"] = checks
         click.echo(json.dumps(out, indent=2))
         return
-    console = Console(width=max(Console().width, 110))
+    console = make_console()
     for doc in docs:
         console.rule(f"{doc['path']}  [dim]({doc['kind']}, {doc['size_bytes']} bytes)[/dim]")
         _RENDERERS[doc["kind"]](doc, console)
