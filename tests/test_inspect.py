@@ -33,7 +33,7 @@ from lazyaccept.formats.tdvf import TdvfMetadata, TdvfSection, build_tdvf_image
 from lazyaccept.inspect import detect_kind, inspect_file
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
-LOGS = Path("/work/shared/data/real-logs")
+LOGS = Path(__file__).resolve().parent / "data" / "real-logs"
 GiB, MiB = 1 << 30, 1 << 20
 
 

@@ -24,7 +24,7 @@ from lazyaccept.formats.kernel_text import (
     parse_vmstat,
 )
 
-LOGS = Path("/work/shared/data/real-logs")
+LOGS = Path(__file__).resolve().parent / "data" / "real-logs"
 
 
 def _log(name: str) -> str:

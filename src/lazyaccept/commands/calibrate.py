@@ -12,7 +12,7 @@ from rich.table import Table
 from ..console import make_console
 from ..errors import ConfigError
 from ..fileio import atomic_write
-from ..sim.calibrate import CalibrationResult, calibrate, read_calibration
+from ..sim.calibrate import PACKAGED_CALIBRATION, CalibrationResult, calibrate, read_calibration
 from ..sim.costs import PLATFORMS, load_profile
 
 
@@ -86,7 +86,8 @@ def _print(console: Console, res: CalibrationResult, written: Path | None) -> No
 
 
 @click.command("calibrate")
-@click.option("--data", "data", required=True, metavar="CSV", help="Calibration table (calibration.csv).")
+@click.option("--data", "data", default=None, metavar="CSV",
+              help="Calibration table (default: the copy of shared/data/calibration.csv shipped with lazyaccept).")
 @click.option(
     "--profile",
     "profiles",
@@ -101,7 +102,7 @@ def calibrate_cmd(data: str, profiles: tuple[str, ...], out: str | None, as_json
 
     Bounded least squares on relative errors; the same data always gives the same profile.
     """
-    points = read_calibration(data)
+    points = read_calibration(data if data is not None else str(PACKAGED_CALIBRATION))
     names = list(profiles) or list(PLATFORMS)
     loaded = [load_profile(n) for n in names]
     console = make_console()

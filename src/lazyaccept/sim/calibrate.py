@@ -29,6 +29,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -44,6 +45,8 @@ COLUMNS = (
     "ratio_eager_over_lazy", "accept_s", "source",
 )  # fmt: skip
 QUANTITIES = ("eager_s", "lazy_s", "ratio_eager_over_lazy", "accept_s")
+#: The published calibration points, shipped with the package (shared/data/calibration.csv).
+PACKAGED_CALIBRATION = Path(__file__).resolve().parent.parent / "data" / "calibration.csv"
 #: Significant digits fitted values are written with (keeps the written profile stable).
 DIGITS = 6
 
