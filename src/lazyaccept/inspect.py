@@ -1,6 +1,6 @@
 """Read real artefacts and describe them as JSON-ready documents (``lazyaccept inspect``).
 
-One document per file; the keys of every kind are listed in docs/inspect-json.md.  Addresses and
+One document per file; the keys of every kind are listed in the README ("inspect --json schema").  Addresses and
 sizes are integers in bytes, every ``end`` is exclusive.  Errors are :class:`FormatError`
 whose message starts with the file's path, so the command line prints one line naming it.
 """
