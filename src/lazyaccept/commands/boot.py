@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..console import make_console
+from ..errors import ConfigError
 from ..guest.footprint import BootFootprint
 from ..guest.report import meminfo_fields, vmstat_fields, write_dump
 from ..record import AcceptEvent, AcceptStats
@@ -113,6 +115,14 @@ def print_boot(result: BootResult, console: Console) -> None:
     console.print(f"[bold]Boot to shell: {tl.total_s:.2f} s[/bold] (accepting: {tl.accept_s:.2f} s of vCPU time)")
 
 
+def check_output_folder(path: str | None) -> None:
+    """Refuse before any work an output whose folder does not exist."""
+    if path is not None:
+        parent = Path(path).parent
+        if not parent.is_dir():
+            raise ConfigError(f"{path}: folder {parent} does not exist")
+
+
 def config_options(f: Any) -> Any:
     """The options that describe a guest, shared by boot-like commands."""
     opts = [
@@ -168,6 +178,8 @@ def boot_cmd(memory: str, policy: str, platform: str, vcpus: int | None, host_ma
     """Simulate one boot of a confidential guest and report its acceptance."""
     from ..sim.costs import load_profile
 
+    for out in (plot_file,):
+        check_output_folder(out)
     config = make_config(memory, policy, platform, vcpus, host_mapping, firmware_accept, kernel, firmware_path,
                          shell_footprint, os_opt_in)
     prof = load_profile(profile or platform)

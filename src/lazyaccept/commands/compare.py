@@ -15,6 +15,7 @@ from ..fileio import atomic_write
 from ..sim.costs import CostProfile, load_profile
 from ..sim.scenario import VMConfig, run
 from ..units import format_size, parse_size
+from .boot import check_output_folder
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ def compare_cmd(
         raise ConfigError(f"--vcpus must be at least 1, not {vcpus}")
     if plot_path is not None and not plot_path.lower().endswith(".png"):
         raise ConfigError(f"--plot {plot_path}: the plot is written as PNG; name it FILE.png")
+    check_output_folder(plot_path)
     config, rows = compare(
         sizes, profile, vcpus=vcpus, host_mapping=host_mapping, kernel=kernel, firmware_accept=firmware_accept
     )

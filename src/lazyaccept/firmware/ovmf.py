@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, FormatError
 from ..formats.efi_memmap import EfiMemoryDescriptor, MemoryType
 from ..formats.hob import (
     RESOURCE_MEMORY_MAPPED_IO,
@@ -98,7 +98,11 @@ def load_tdvf(path: str | None) -> TdvfMetadata:
     from ..formats.tdvf import TdvfSection
 
     if path is not None:
-        return parse_tdvf(read_input(path))
+        try:
+            return parse_tdvf(read_input(path))
+        except FormatError as exc:
+            msg = str(exc)
+            raise FormatError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
     if DEFAULT_OVMF.is_file():
         return parse_tdvf(DEFAULT_OVMF.read_bytes())
     sections = [TdvfSection(t, 0, 0, a, s, 1 if t == 0 else 0) for t, a, s in BUILTIN_TDVF_SECTIONS]

@@ -17,7 +17,7 @@ from ..guest.kernel import Kernel, KernelState
 from ..guest.rules import KernelRules, kernel_rules
 from ..platform.base import Platform
 from ..record import Phase, Recorder
-from ..units import GiB, MiB, PiB
+from ..units import GiB, MiB, TiB, format_size
 
 if TYPE_CHECKING:
     from .costs import CostProfile
@@ -27,7 +27,8 @@ PLATFORMS = ("tdx", "snp")
 POLICIES = ("lazy", "eager")
 HOST_MAPPINGS = ("4k", "2m")
 MIN_MEMORY = 512 * MiB
-MAX_MEMORY = 4 * PiB  # a 256 MiB bitmap covers 4 PiB
+#: The model keeps one byte per 2 MiB unit in memory: 64 TiB costs ~0.7 GiB of RSS.
+MAX_MEMORY = 64 * TiB
 MAX_VCPUS = 4096
 
 
@@ -52,7 +53,7 @@ class VMConfig:
         if self.policy not in POLICIES:
             raise ConfigError(f"unknown policy {self.policy!r} (lazy or eager)")
         if not MIN_MEMORY <= self.memory <= MAX_MEMORY:
-            raise ConfigError(f"memory must be between 512 MiB and 4 PiB, not {self.memory} bytes")
+            raise ConfigError(f"memory must be between 512 MiB and 64 TiB, not {format_size(self.memory)}")
         if self.memory % (4096) != 0:
             raise ConfigError("memory must be a whole number of 4 KiB pages")
         if self.vcpus is not None and not 1 <= self.vcpus <= MAX_VCPUS:
