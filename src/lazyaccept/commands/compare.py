@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import click
+from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from ..console import make_console
@@ -54,8 +57,11 @@ def compare(
     host_mapping: str | None = None,
     kernel: str | None = None,
     firmware_accept: str | None = None,
+    on_size_done: Callable[[int], None] | None = None,
 ) -> tuple[VMConfig, list[CompareRow]]:
-    """Boot each size eager and lazy; returns the configuration used (defaults filled in)."""
+    """Boot each size eager and lazy; returns the configuration used (defaults filled in).
+
+    ``on_size_done`` is called with each size once both of its boots are simulated."""
     rows = []
     base = VMConfig(
         memory=sizes[0],
@@ -79,6 +85,8 @@ def compare(
                 lazy.timeline.accept_wall_s,
             )
         )
+        if on_size_done is not None:
+            on_size_done(size)
     return base, rows
 
 
@@ -174,9 +182,14 @@ def compare_cmd(
     if plot_path is not None and not plot_path.lower().endswith(".png"):
         raise ConfigError(f"--plot {plot_path}: the plot is written as PNG; name it FILE.png")
     check_output_folder(plot_path)
-    config, rows = compare(
-        sizes, profile, vcpus=vcpus, host_mapping=host_mapping, kernel=kernel, firmware_accept=firmware_accept
-    )
+    # Progress goes to stderr, and only to a terminal: pipes and --json output stay clean.
+    err = Console(stderr=True)
+    with Progress(console=err, transient=True, disable=not err.is_terminal or len(sizes) < 3) as progress:
+        task = progress.add_task("booting eager and lazy", total=len(sizes))
+        config, rows = compare(
+            sizes, profile, vcpus=vcpus, host_mapping=host_mapping, kernel=kernel, firmware_accept=firmware_accept,
+            on_size_done=lambda _size: progress.advance(task),
+        )
     if plot_path is not None:
         plot(plot_path, config, rows, profile)
     if as_json:
