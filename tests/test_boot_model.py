@@ -145,3 +145,34 @@ def test_early_boot_zero_watermark_acceptance_is_bounded_by_the_non_deferred_mem
         chunks = sum(e.requests for p in rec.phases for e in p.events
                      if isinstance(e, AcceptEvent) and e.reason == "zero-watermark")
         assert chunks == 64
+
+
+def test_application_processors_accept_whole_chunks_at_2mib():
+    # MP accept of a 34 MiB 2 MiB-aligned body on 2 vCPUs and a 2M host: chunk 0 (32 MiB) on
+    # vCPU 0, chunk 1 (2 MiB) on vCPU 1.  APs run TdAcceptPages at 2 MiB on their chunk: 17
+    # blocks, each one exit (host AUGs 2 MiB) and two 2M TDCALLs; no 4 KiB accept at all (the
+    # BSP's "body only above 2 MiB" rule would have made chunk 1 512 x 4K).
+    from lazyaccept.firmware.ovmf import Ovmf
+    from lazyaccept.platform.host import HostPolicy, HostVMM
+    from lazyaccept.platform.tdx import TdxPlatform
+    from lazyaccept.record import Recorder
+
+    p = TdxPlatform(host=HostVMM(HostPolicy(mapping="2m")))
+    rec = Recorder()
+    rec.begin("firmware-accept", "firmware", online_vcpus=2)
+    fw = Ovmf(p, rec, ram=8 * GiB, vcpus=2)
+    fw._mp_accept(G4, G4 + 34 * MiB)
+    events = [e for e in rec.phases[0].events if isinstance(e, AcceptEvent)]
+    by_cpu = {e.vcpu: e.stats for e in events}
+    assert by_cpu[0].calls_2m == 2 * 16 and by_cpu[0].exits == 16
+    assert by_cpu[1].calls_2m == 2 and by_cpu[1].exits == 1 and by_cpu[1].calls_4k == 0
+    assert sum(e.stats.bytes_accepted for e in events) == 34 * MiB
+
+
+def test_swiotlb_halves_until_it_fits():
+    # 40 GiB guest, firmware accepts 1 GiB: the firmware area splits accepted low memory so no
+    # free 1 GiB range is left below 4 GiB for the 1 GiB SWIOTLB (6% of 40 GiB, clamped);
+    # swiotlb_init_remap() halves it and retries, so the guest still boots with 512 MiB.
+    rec = boot(40 * GiB, firmware_accept="1G", kernel="mainline")
+    swiotlb = [e for p in rec.phases for e in p.events if isinstance(e, AcceptEvent) and e.reason == "swiotlb"]
+    assert len(swiotlb) == 1 and swiotlb[0].end - swiotlb[0].start == 512 * MiB

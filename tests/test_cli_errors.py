@@ -40,3 +40,12 @@ def test_dump_into_a_file_path_writes_nothing(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "is not a folder" in r.stderr
     assert target.read_text() == "keep me"
+
+
+def test_dump_that_cannot_be_written_is_refused_before_any_file(tmp_path):
+    out = tmp_path / "dump"
+    (out / "meminfo").mkdir(parents=True)
+    r = subprocess.run([sys.executable, "-m", "lazyaccept", "boot", "--memory", "4G", "--dump", str(out)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip() == f"lazyaccept: error: {out / 'meminfo'}: is a directory, not a file"
+    assert sorted(p.name for p in out.iterdir()) == ["meminfo"]

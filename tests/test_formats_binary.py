@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from lazyaccept.errors import FormatError
 from lazyaccept.formats import e820, hob
 from lazyaccept.formats.e820 import (
+    KNOWN_TYPES,
     E820Entry,
     build_e820_table,
     efi_to_e820,
@@ -845,7 +846,7 @@ def test_hob_round_trip(hl):
 def e820_entries(draw):
     addr = draw(st.integers(0, _U64))
     size = draw(st.integers(0, min(_U64, (1 << 64) - addr)))
-    return E820Entry(addr, size, draw(st.integers(0, 0xFFFFFFFF)))
+    return E820Entry(addr, size, draw(st.sampled_from(sorted(KNOWN_TYPES))))
 
 
 @settings(max_examples=100, deadline=None)
@@ -855,3 +856,10 @@ def test_e820_round_trip(entries):
     assert len(raw) == 20 * len(entries)
     assert parse_e820_table(raw) == entries
     assert build_e820_table(parse_e820_table(raw)) == raw
+
+
+def test_e820_binary_with_an_unknown_type_is_not_an_e820_table():
+    # One 20-byte entry: addr 0x1000, size 0x1000, type 0x01010101 (random bytes look like this).
+    raw = (0x1000).to_bytes(8, "little") + (0x1000).to_bytes(8, "little") + (0x01010101).to_bytes(4, "little")
+    with pytest.raises(FormatError, match="unknown type"):
+        parse_e820_table(raw)

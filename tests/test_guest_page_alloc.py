@@ -101,11 +101,20 @@ def test_after_watermarks_mainline_tops_up_to_promo():
 
 
 def test_unaccepted_kb_is_four_times_nr_unaccepted():
+    # The texts the guest prints, read back, against the chunk lists counted directly: every
+    # listed chunk is 4 MiB = 1024 pages = 4096 kB.
+    from lazyaccept.formats.kernel_text import format_meminfo, format_vmstat, parse_meminfo, parse_vmstat
     from lazyaccept.guest.report import meminfo_fields, vmstat_fields
     from lazyaccept.sim.scenario import VMConfig, build_record
 
     rec = build_record(VMConfig(memory=64 * GiB, kernel="mainline", vcpus=2))
-    assert meminfo_fields(rec)["Unaccepted"] == 4 * vmstat_fields(rec)["nr_unaccepted"] > 0
+    listed_bytes = sum(e - s for z in rec.kernel.allocator.zones for s, e in z.unaccepted)
+    meminfo = parse_meminfo(format_meminfo(meminfo_fields(rec)))
+    vmstat = parse_vmstat(format_vmstat(vmstat_fields(rec)))
+    assert listed_bytes > 0
+    assert meminfo["Unaccepted"] == listed_bytes // 1024
+    assert vmstat["nr_unaccepted"] == listed_bytes // 4096
+    assert meminfo["Unaccepted"] == 4 * vmstat["nr_unaccepted"]
 
 
 @pytest.mark.parametrize("guard", [True, False])

@@ -39,8 +39,13 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors, too, are one line on stderr and exit status 2."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        # No command: the help text is the answer, not an error.
+        click.echo(cli.get_help(click.Context(cli, info_name="lazyaccept")))
+        sys.exit(0)
     try:
-        code = cli.main(args=argv, prog_name="lazyaccept", standalone_mode=False)
+        code = cli.main(args=args, prog_name="lazyaccept", standalone_mode=False)
     except click.ClickException as exc:
         click.echo(f"lazyaccept: error: {exc.format_message()}", err=True)
         sys.exit(2)

@@ -476,7 +476,8 @@ def inspect_file(path: str | os.PathLike[str], kind: str | None = None) -> dict[
             body = _BINARY_BUILDERS[kind](data)
     except FormatError as exc:
         msg = str(exc)
-        prefix = "" if kind is None or msg.startswith(f"{path}:") else f"{kind}: "
+        # Parsers already name their format ("meminfo: line 2: ..."); do not say it twice.
+        prefix = "" if kind is None or msg.startswith((f"{path}:", f"{kind}:")) else f"{kind}: "
         raise FormatError(_with_path(path, prefix + msg)) from None
     except _PARSER_SLIPS as exc:
         raise FormatError(f"{path}: {kind}: malformed data ({type(exc).__name__}: {exc})") from None

@@ -46,6 +46,9 @@ class AcceptStats:
         out += other
         return out
 
+    def __sub__(self, other: AcceptStats) -> AcceptStats:
+        return AcceptStats(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
+
     def scaled(self, factor: int) -> AcceptStats:
         """The stats of ``factor`` identical requests."""
         return AcceptStats(**{f.name: getattr(self, f.name) * factor for f in fields(self)})

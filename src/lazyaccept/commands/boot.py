@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -11,9 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..console import make_console
-from ..errors import ConfigError
+from ..fileio import check_writable
 from ..guest.footprint import BootFootprint
-from ..guest.report import meminfo_fields, vmstat_fields, write_dump
+from ..guest.report import check_dump_folder, meminfo_fields, vmstat_fields, write_dump
 from ..record import AcceptEvent, AcceptStats
 from ..sim.scenario import BootResult, VMConfig, run
 from ..units import format_size, parse_size
@@ -116,11 +115,9 @@ def print_boot(result: BootResult, console: Console) -> None:
 
 
 def check_output_folder(path: str | None) -> None:
-    """Refuse before any work an output whose folder does not exist."""
+    """Refuse, before any work, an output file that cannot be written."""
     if path is not None:
-        parent = Path(path).parent
-        if not parent.is_dir():
-            raise ConfigError(f"{path}: folder {parent} does not exist")
+        check_writable(path)
 
 
 def config_options(f: Any) -> Any:
@@ -178,8 +175,9 @@ def boot_cmd(memory: str, policy: str, platform: str, vcpus: int | None, host_ma
     """Simulate one boot of a confidential guest and report its acceptance."""
     from ..sim.costs import load_profile
 
-    for out in (plot_file,):
-        check_output_folder(out)
+    check_output_folder(plot_file)
+    if dump_dir is not None:
+        check_dump_folder(dump_dir)
     config = make_config(memory, policy, platform, vcpus, host_mapping, firmware_accept, kernel, firmware_path,
                          shell_footprint, os_opt_in)
     prof = load_profile(profile or platform)

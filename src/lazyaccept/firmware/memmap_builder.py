@@ -38,12 +38,6 @@ class MemoryMapPainter:
         out.append((start, end, mtype))
         self.segments = sorted(out)
 
-    def type_at(self, addr: int) -> int | None:
-        for s, e, t in self.segments:
-            if s <= addr < e:
-                return t
-        return None
-
     def descriptors(self) -> list[EfiMemoryDescriptor]:
         """The map, adjacent segments of one type merged, with the attributes OVMF reports."""
         merged: list[tuple[int, int, int]] = []

@@ -8,6 +8,9 @@ a 4 KiB head up to the first 2 MiB boundary, and bodies over 32 MiB are striped 
 chunks over all vCPUs, accepted at 2 MiB; the rest stays type 7 and reaches the OS as
 ``EfiUnacceptedMemoryType``.
 
+Not modelled: TDVF's phase 1, where the boot vCPU accepts the APs' stacks first; it changes who
+accepts a few MiB, not what is accepted.
+
 SEV-SNP (OVMF): the host pre-validates the firmware's own pages; PEI validates all RAM below
 4 GiB on the boot vCPU with 2 MiB page-state-change entries and retypes RAM above 4 GiB to
 unaccepted.  At ExitBootServices the firmware accepts everything unless the OS called
@@ -35,7 +38,7 @@ from ..formats.tdvf import TdvfMetadata, parse_tdvf
 from ..platform.base import Platform
 from ..ranges import RangeSet
 from ..record import AcceptStats, Recorder
-from ..units import SIZE_2M, GiB, KiB, MiB, align_down, align_up, parse_size
+from ..units import SIZE_2M, KiB, MiB, align_down, align_up, parse_size
 from .memmap_builder import MemoryMapPainter
 from .q35 import FOUR_GIB, LEGACY_HOLE, MMCFG_BASE, MMCFG_SIZE, ram_ranges
 
@@ -126,7 +129,6 @@ class Ovmf:
     ) -> None:
         self.platform = platform
         self.rec = recorder
-        self.ram_size = ram
         self.ram = RangeSet(ram_ranges(ram))
         self.vcpus = vcpus
         self.mode, self.budget = parse_firmware_accept(firmware_accept, ram)
@@ -135,6 +137,11 @@ class Ovmf:
         self.os_opts_in = os_opts_in
         self.accepted = RangeSet()
         self.stats = AcceptStats()
+
+    @property
+    def low_end(self) -> int:
+        """End of RAM below 4 GiB."""
+        return self.ram.intersection(0, FOUR_GIB)[-1][1]
 
     # -- acceptance helpers -------------------------------------------------------------------
     def _accept(self, start: int, end: int, vcpu: int, strategy: str, reason: str = "pre-accept") -> AcceptStats:
@@ -159,14 +166,14 @@ class Ovmf:
         nchunks = -(-(body_end - start) // ACCEPT_CHUNK_SIZE)
         # The striped chunks tile the body: accept one full chunk to learn its cost, then the
         # rest in one request, and share the counts out to the vCPUs that own each chunk.
-        first = self.platform.accept(start, start + ACCEPT_CHUNK_SIZE, strategy="tdvf", actor="firmware", vcpu=0)
-        rest = self.platform.accept(start + ACCEPT_CHUNK_SIZE, body_end, strategy="tdvf", actor="firmware", vcpu=0)
+        first = self.platform.accept(start, start + ACCEPT_CHUNK_SIZE, strategy="tdvf-ap", actor="firmware", vcpu=0)
+        rest = self.platform.accept(start + ACCEPT_CHUNK_SIZE, body_end, strategy="tdvf-ap", actor="firmware", vcpu=0)
         self.accepted.add(start, body_end)
         self.stats += first
         self.stats += rest
         nfull = (body_end - start) // ACCEPT_CHUNK_SIZE
         partial = nchunks - nfull
-        last_stats = _minus(rest, first.scaled(nfull - 1)) if partial else None
+        last_stats = rest - first.scaled(nfull - 1) if partial else None
         for cpu in range(min(self.vcpus, nchunks)):
             owned = len(range(cpu, nfull, self.vcpus))
             stats = first.scaled(owned)
@@ -198,7 +205,7 @@ class Ovmf:
         return out
 
     def _memory_map(self, added_in_ram: list[tuple[int, int]]) -> tuple[list[EfiMemoryDescriptor], tuple[int, int]]:
-        low_end = self.ram.intersection(0, FOUR_GIB)[-1][1]
+        low_end = self.low_end
         painter = MemoryMapPainter()
         for s, e in self.ram:
             for gs, ge in self.accepted.gaps(s, e):
@@ -258,7 +265,7 @@ class Ovmf:
         for cpu in range(1, self.vcpus):
             self.rec.work("firmware_ap_init", cpu)
         self.rec.begin("firmware-accept", "firmware", online_vcpus=self.vcpus)
-        low_end = self.ram.intersection(0, FOUR_GIB)[-1][1]
+        low_end = self.low_end
         plan = self._accept_plan(unaccepted_regions)
         for s, e in plan:
             self._mp_accept(s, e)
@@ -315,7 +322,7 @@ class Ovmf:
         for s, e in plan:
             for gs, ge in self.accepted.gaps(s, e):
                 self._accept(gs, ge, 0, "ovmf")
-        low_end = self.ram.intersection(0, FOUR_GIB)[-1][1]
+        low_end = self.low_end
         for gs, ge in self.accepted.gaps(low_end - TOP_RESERVED, low_end):
             self._accept(gs, ge, 0, "ovmf", "firmware-work-area")
         if not self.os_opts_in:
@@ -333,11 +340,4 @@ class Ovmf:
         return self.boot_snp()
 
 
-def _minus(a: AcceptStats, b: AcceptStats) -> AcceptStats:
-    d = a.as_dict()
-    for k, v in b.as_dict().items():
-        d[k] -= v
-    return AcceptStats(**d)
-
-
-__all__ = ["Ovmf", "FirmwareResult", "load_tdvf", "parse_firmware_accept", "GiB"]
+__all__ = ["Ovmf", "FirmwareResult", "load_tdvf", "parse_firmware_accept"]

@@ -82,11 +82,18 @@ def _check_entry(e: E820Entry, where: str) -> None:
         raise FormatError(f"{where}: [{e.addr:#x}, +{e.size:#x}) runs past the 64-bit address space")
 
 
+#: Types a binary table may hold: Linux's E820_TYPE_* values and the ACPI "address range"
+#: types up to 12 (6 disabled, 8-11 reserved by ACPI); anything else means the bytes are not
+#: an e820 table.
+KNOWN_TYPES = frozenset(range(1, 13)) | {E820_TYPE_SOFT_RESERVED}
+
+
 def parse_e820_table(data: bytes) -> list[E820Entry]:
     """Decode an array of ``struct boot_e820_entry``.
 
-    Any type value is kept (Linux prints unknown ones as ``type N``); zero-size entries are kept
-    too (Linux's sanitizer drops them later).  An entry wrapping past 2^64 is an error.
+    Zero-size entries are kept (Linux's sanitizer drops them later).  A type outside
+    :data:`KNOWN_TYPES` or an entry wrapping past 2^64 is an error: such bytes are not an e820
+    table (a file of random bytes is often a multiple of 20 bytes long).
     """
     data = bytes(data)
     if len(data) % E820_ENTRY_SIZE:
@@ -97,6 +104,8 @@ def parse_e820_table(data: bytes) -> list[E820Entry]:
     for i, (addr, size, etype) in enumerate(_ENTRY.iter_unpack(data)):
         e = E820Entry(addr, size, etype)
         _check_entry(e, f"e820 entry {i}")
+        if etype not in KNOWN_TYPES:
+            raise FormatError(f"e820 entry {i}: unknown type {etype}: not an e820 table")
         entries.append(e)
     return entries
 

@@ -20,6 +20,8 @@ class BootFootprint:
     #: Per-CPU area unit per vCPU: the real TDX guest log prints "percpu: Embedded 63 pages/cpu
     #: ... u524288" (tdx_guest_nosave_intel_tdx-linux_issue1.txt).
     percpu_unit: int = 512 * KiB
+    #: Pages of that unit the first chunk uses ("Embedded 63 pages/cpu" in the same log).
+    percpu_embedded_pages: int = 63
     #: SWIOTLB bounce buffer of a confidential guest: 6% of memory clamped to [64 MiB, 1 GiB]
     #: (arch/x86/mm/mem_encrypt.c, mem_encrypt_setup_arch()); allocated below 4 GiB by memblock.
     swiotlb_fraction: float = 0.06

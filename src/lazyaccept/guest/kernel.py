@@ -28,7 +28,7 @@ from ..record import Recorder
 from ..units import PAGE_SIZE, GiB, MiB, align_down, align_up
 from .efistub import EfiStub, StubResult
 from .footprint import BootFootprint
-from .memblock import Memblock
+from .memblock import Memblock, MemblockError
 from .page_alloc import PageAllocator
 from .rules import KernelRules
 from .unaccepted import UnacceptedMemory
@@ -48,6 +48,8 @@ class KernelState:
     ram: RangeSet
     deferred_start: int | None
     table_reserved: tuple[int, int] | None
+    #: Free pages right after memblock_free_all() (what the kernel's "Memory:" line reports).
+    free_after_memblock: int = 0
 
     @property
     def table(self) -> UnacceptedTable | None:
@@ -119,8 +121,7 @@ class Kernel:
         table_reserved = None
         if stub.table is not None and stub.table_addr is not None and not self.rules.table_in_acpi_reclaim:
             # v6.5: the table is loader data, i.e. RAM already mapped; memblock_reserve() it.
-            end = stub.table_addr + HEADER_SIZE + stub.table.size
-            table_reserved = (align_down(stub.table_addr, PAGE_SIZE), align_up(end, PAGE_SIZE))
+            table_reserved = reserve_unaccepted_range(stub.table_addr, stub.table.size, fixed=True)
             mb.reserve(*table_reserved)
         elif stub.table is not None and stub.table_addr is not None:
             table_reserved = reserve_unaccepted_range(stub.table_addr, stub.table.size, self.rules.table_reserve_fixed)
@@ -143,6 +144,8 @@ class Kernel:
         for s, e in mb.free_ranges(0, limit):
             alloc.free_range(s, e, actor="memblock_free_all", vcpu=0)
 
+        free_after_memblock = alloc.free_pages()
+
         rec.begin("early-allocs", "kernel")
         alloc.alloc(self.fp.early_page_allocs, actor="page_alloc:early", vcpu=0)
 
@@ -164,7 +167,7 @@ class Kernel:
         npages = self.fp.shell_footprint // PAGE_SIZE
         alloc.alloc(npages, actor="page_alloc:userspace", vcpu=0)
         rec.work("userspace_touch", 0, float(self.fp.shell_footprint))
-        return KernelState(stub, mb, mem, alloc, ram, deferred_start, table_reserved)
+        return KernelState(stub, mb, mem, alloc, ram, deferred_start, table_reserved, free_after_memblock)
 
     def _check_table_mapped(self, addr: int, size: int, reserved: tuple[int, int]) -> None:
         """The kernel reads the whole table through the direct map: a table page left out of
@@ -196,10 +199,22 @@ class Kernel:
         swiotlb = self.fp.swiotlb_size(total)
         allocs.append(("swiotlb", swiotlb, None if self.fp.swiotlb_anywhere else 4 * GiB))
         for name, size, limit in allocs:
-            start, end = mb.alloc(size, limit=limit)
+            start, end = self._alloc(mb, name, size, limit)
             stats = mem.accept_memory(start, end - start, actor="memblock", vcpu=0)
             self.rec.accept("memblock", 0, start, end, stats, name, serialized=self.rules.global_accept_lock)
             self.platform.touch(start, end, actor=f"memblock:{name}", vcpu=0)
+
+    @staticmethod
+    def _alloc(mb: Memblock, name: str, size: int, limit: int | None) -> tuple[int, int]:
+        """memblock_alloc(); for SWIOTLB, swiotlb_init_remap() halves the buffer and retries when
+        no free range is big enough, down to its 1 MiB minimum."""
+        while True:
+            try:
+                return mb.alloc(size, limit=limit)
+            except MemblockError:
+                if name != "swiotlb" or size // 2 < MiB:
+                    raise
+                size //= 2
 
     def _deferred_start(self, alloc: PageAllocator) -> int | None:
         """First deferred address: in the highest zone only, after its first populated section

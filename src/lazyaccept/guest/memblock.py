@@ -11,6 +11,10 @@ from ..ranges import RangeSet
 from ..units import PAGE_SIZE, align_down, align_up
 
 
+class MemblockError(LazyAcceptError):
+    """memblock found no free range for an allocation (the guest fails to boot)."""
+
+
 class Memblock:
     def __init__(self, memory: RangeSet) -> None:
         self.memory = memory.copy()
@@ -35,4 +39,4 @@ class Memblock:
             if start >= s:
                 self.reserve(start, start + size)
                 return start, start + size
-        raise LazyAcceptError(f"memblock: cannot allocate {size:#x} bytes below {hi:#x} (out of memory at boot)")
+        raise MemblockError(f"memblock: cannot allocate {size:#x} bytes below {hi:#x} (out of memory at boot)")

@@ -62,10 +62,6 @@ class Zone:
         return self.wmark_promo if rules.accept_target == "promo" else self.wmark_high
 
 
-def int_sqrt(n: int) -> int:
-    return math.isqrt(n)
-
-
 class PageAllocator:
     """Zones, watermarks and the unaccepted chunk lists of one guest."""
 
@@ -95,12 +91,6 @@ class PageAllocator:
         self.watermarks_ready = False
 
     # -- accounting ------------------------------------------------------------------------
-    def zone_of(self, addr: int) -> Zone:
-        for z in self.zones:
-            if z.start <= addr < z.end:
-                return z
-        raise AssertionError(f"no zone holds {addr:#x}")
-
     def managed_pages(self) -> int:
         return sum(z.managed_pages for z in self.zones)
 
@@ -191,8 +181,6 @@ class PageAllocator:
             j = idx + k
             ok = (j >= 0) & (j < nbits)
             out[ok] |= bits[j[ok]]
-        # Units below phys_base are accepted by definition, but the kernel clamps the start
-        # to phys_base before testing, so a chunk straddling phys_base tests from there on.
         return out
 
     # -- watermarks ---------------------------------------------------------------------------
@@ -200,7 +188,7 @@ class PageAllocator:
         """``init_per_zone_wmark_min()``: min_free_kbytes and the per-zone min/low/high/promo."""
         lowmem_pages = self.managed_pages()
         lowmem_kbytes = lowmem_pages * (PAGE_SIZE // 1024)
-        self.min_free_kbytes = max(128, min(262144, int_sqrt(lowmem_kbytes * 16)))
+        self.min_free_kbytes = max(128, min(262144, math.isqrt(lowmem_kbytes * 16)))
         pages_min = self.min_free_kbytes // (PAGE_SIZE // 1024)
         for z in self.zones:
             if lowmem_pages == 0:

@@ -84,7 +84,6 @@ def vmstat_fields(rec: BootRecord) -> dict[str, int]:
         "nr_free_cma": 0,
         "nr_unaccepted": a.nr_unaccepted(),
         "nr_anon_pages": anon,
-        "nr_managed_pages_total": a.managed_pages(),
     }
 
 
@@ -123,20 +122,35 @@ def dmesg_lines(rec: BootRecord, phase_starts: dict[str, float] | None = None) -
     for e in rec.kernel.e820:
         if e.type == E820_TYPE_RAM:
             at("early-init", f"  node   0: [mem {e.addr:#018x}-{e.end - 1:#018x}]")
-    unit = rec.config.footprint.percpu_unit
-    at("early-init", f"percpu: Embedded {unit // PAGE_SIZE - 1} pages/cpu u{unit}")
-    total_kb = rec.kernel.allocator.managed_pages() * KB_PER_PAGE
+    fp = rec.config.footprint
+    at("early-init", f"percpu: Embedded {fp.percpu_embedded_pages} pages/cpu u{fp.percpu_unit}")
+    # mem_init_print_info() runs right after memblock_free_all(): with deferred struct page
+    # init, only the memory freed so far counts as available.
+    free_kb = rec.kernel.free_after_memblock * KB_PER_PAGE
     ram_kb = rec.kernel.ram.total() // 1024
-    at("initcalls", f"Memory: {total_kb}K/{ram_kb}K available ({ram_kb - total_kb}K reserved)")
+    at("memblock-free", f"Memory: {free_kb}K/{ram_kb}K available ({ram_kb - free_kb}K reserved)")
     return lines
+
+
+DUMP_FILES = ("efi-memmap.bin", "e820.txt", "meminfo", "vmstat", "dmesg.txt", "unaccepted-table.bin", "td-hob.bin")
+
+
+def check_dump_folder(folder: str | Path) -> None:
+    """Refuse a dump target that cannot take the files, before the boot is simulated."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    if not out.exists() and not out.parent.is_dir():
+        raise ConfigError(f"{out}: folder {out.parent} does not exist")
+    for name in DUMP_FILES:
+        if (out / name).is_dir():
+            raise ConfigError(f"{out / name}: is a directory, not a file")
 
 
 def write_dump(rec: BootRecord, folder: str | Path, phase_starts: dict[str, float] | None = None) -> list[Path]:
     """Write the boot's artefacts into ``folder`` (created if needed), each file atomically."""
+    check_dump_folder(folder)
     out = Path(folder)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     files: dict[str, bytes | str] = {
         "efi-memmap.bin": build_memory_map(rec.kernel.stub.memory_map),
         "e820.txt": "\n".join(format_e820_lines(rec.kernel.e820)) + "\n",
@@ -148,6 +162,7 @@ def write_dump(rec: BootRecord, folder: str | Path, phase_starts: dict[str, floa
         files["unaccepted-table.bin"] = build_unaccepted_table(rec.kernel.table)
     if rec.firmware.td_hob is not None:
         files["td-hob.bin"] = rec.firmware.td_hob
+    out.mkdir(exist_ok=True)
     written = []
     for name, data in files.items():
         atomic_write(out / name, data)

@@ -10,9 +10,13 @@ touching memory that is not accepted, or accepting a 4 KiB page twice.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 from ..ranges import RangeSet
 from ..record import AcceptStats
+
+if TYPE_CHECKING:
+    from .host import HostVMM
 
 
 class Platform(ABC):
@@ -22,6 +26,8 @@ class Platform(ABC):
     name: str
     #: Accept routines this platform's guests run, by name (see each subclass).
     strategies: tuple[str, ...]
+    #: The host VMM backing this guest.
+    host: HostVMM
 
     @abstractmethod
     def add_at_build(self, start: int, end: int) -> None:

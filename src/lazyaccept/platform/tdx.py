@@ -45,7 +45,11 @@ Accept routines (``accept(strategy=...)``):
 * ``"tdvf"``: EDK2 BspAcceptMemoryResourceRange + TdAcceptPages.  4 KiB pages up to the first
   2 MiB boundary; a 2 MiB-aligned body at 2 MiB only when the remaining length is *strictly*
   greater than 2 MiB (so an aligned range of exactly 2 MiB is 512 x 4 KiB); the tail at 4 KiB.
-  PAGE_SIZE_MISMATCH at 2 MiB -> 512 x 4 KiB; OPERAND_BUSY -> retry, at most 3 times.
+  PAGE_SIZE_MISMATCH at 2 MiB -> 512 x 4 KiB; OPERAND_BUSY -> retry, at most 3 times (a page
+  in ``busy_pages`` stays busy, so it fails after the retries, like Linux's first BUSY).
+* ``"tdvf-ap"``: the per-chunk loop of EDK2's MP accept on an application processor:
+  TdAcceptPages over ``min(32 MiB, end - addr) / 2 MiB`` pages at 2 MiB, with no BSP split (an
+  aligned 2 MiB chunk is one 2 MiB accept); unaligned edges, which the BSP handles, at 4 KiB.
   EDK2 only warns on PAGE_ALREADY_ACCEPTED; this model treats every second acceptance as a
   violation because the project's sanitizer forbids it.
 
@@ -163,7 +167,7 @@ class TdxPlatform(Platform):
     """The TDX module with its host.  See the module docstring for the rules and counts."""
 
     name = "tdx"
-    strategies = ("linux", "tdvf")
+    strategies = ("linux", "tdvf", "tdvf-ap")
 
     def __init__(self, host: HostVMM | None = None, gpa_limit: int = 1 << 52) -> None:
         if gpa_limit <= 0 or not is_aligned(gpa_limit, SIZE_1G):
@@ -301,7 +305,7 @@ class TdxPlatform(Platform):
 
     # -- the accept routines, range-batched ---------------------------------------------------
     def accept(self, start: int, end: int, *, strategy: str, actor: str, vcpu: int) -> AcceptStats:
-        """Run the guest's accept routine ``strategy`` (``"linux"`` or ``"tdvf"``) over
+        """Run the guest's accept routine ``strategy`` (``"linux"``, ``"tdvf"`` or ``"tdvf-ap"``) over
         ``[start, end)``; see the module docstring for the rules and the counts."""
         _check_range(start, end)
         if strategy not in self.strategies:

@@ -62,6 +62,8 @@ class VMConfig:
             raise ConfigError(f"unknown host mapping {self.host_mapping!r} (4k or 2m)")
         if self.kernel is not None:
             kernel_rules(self.kernel)
+        if self.firmware_path is not None and self.platform != "tdx":
+            raise ConfigError("--firmware gives TDVF sections, which only TDX guests have")
 
     def with_defaults(self, profile: CostProfile | None) -> VMConfig:
         """This configuration with every unset field filled from the profile's defaults."""
@@ -148,7 +150,8 @@ def run(config: VMConfig, profile: CostProfile) -> BootResult:
     if profile.platform != config.platform:
         raise ConfigError(f"profile {profile.name!r} is for {profile.platform}, not {config.platform}")
     record = build_record(config, profile)
-    return BootResult(record, simulate(record.phases, profile))
+    at_start = record.platform.host.added_bytes  # pages added at build time
+    return BootResult(record, simulate(record.phases, profile, committed_at_start=at_start))
 
 
 __all__ = ["VMConfig", "BootRecord", "BootResult", "build_record", "run", "GiB"]

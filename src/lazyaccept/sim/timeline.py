@@ -70,8 +70,11 @@ class Timeline:
         raise KeyError(name)
 
 
-def simulate(phases: list[Phase], profile: CostProfile) -> Timeline:
-    """Price every event of ``phases`` with ``profile`` and run the phases in order from t = 0."""
+def simulate(phases: list[Phase], profile: CostProfile, *, committed_at_start: int = 0) -> Timeline:
+    """Price every event of ``phases`` with ``profile`` and run the phases in order from t = 0.
+
+    ``committed_at_start`` is host memory committed before the guest runs (pages the host added
+    at build time); the committed series starts there."""
     host = profile.host
     t = 0.0
     spans: list[PhaseSpan] = []
@@ -130,13 +133,13 @@ def simulate(phases: list[Phase], profile: CostProfile) -> Timeline:
         accept_by_actor=accept_by_actor,
         accept_wall_s=_union_length(accept_intervals),
         accepted_bytes=_cumulative(accepted_steps),
-        committed_bytes=_cumulative(committed_steps),
+        committed_bytes=_cumulative(committed_steps, committed_at_start),
     )
 
 
-def _cumulative(steps: Iterable[tuple[float, int]]) -> Series:
-    out: Series = [(0.0, 0)]
-    total = 0
+def _cumulative(steps: Iterable[tuple[float, int]], start: int = 0) -> Series:
+    out: Series = [(0.0, start)]
+    total = start
     for t, b in sorted(steps):
         total += b
         if out[-1][0] == t:
