@@ -12,8 +12,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigError
 from ..ranges import RangeSet
 from ..record import AcceptStats
+from ..units import PAGE_SIZE, is_aligned
 
 if TYPE_CHECKING:
     from .host import HostVMM
@@ -57,6 +59,35 @@ class Platform(ABC):
         return self.accepted().contains(start, end)
 
     @property
-    @abstractmethod
     def host_committed(self) -> int:
         """Bytes of host memory committed to this guest so far."""
+        return self.host.committed_bytes
+
+    # Pages the guest had accepted that a hostile host took back (TDX REMOVE, SNP RMPUPDATE),
+    # and those the guest accepted again afterwards: the hardware allows it, the contents are
+    # gone, so the sanitizer reports them.  Subclasses create both sets.
+    _lost: RangeSet
+    _reaccepted: RangeSet
+
+    def lost(self) -> RangeSet:
+        """Pages the guest had accepted that the host took back, not accepted again since."""
+        return self._lost.copy()
+
+    def reaccepted(self) -> RangeSet:
+        """Pages accepted again after the host took them back."""
+        return self._reaccepted.copy()
+
+    def _note_accepted_again(self, s: int, e: int) -> None:
+        """``[s, e)`` was just accepted: any of it the host had taken back is now re-accepted."""
+        if self._lost.overlaps(s, e):
+            for x, y in self._lost.intersection(s, e):
+                self._reaccepted.add(x, y)
+            self._lost.remove(s, e)
+
+
+def check_range(start: int, end: int) -> None:
+    """A platform request must be a 4 KiB-aligned ``[start, end)`` with ``start <= end``."""
+    if start < 0 or end < start:
+        raise ConfigError(f"bad range [{start:#x}, {end:#x})")
+    if not (is_aligned(start, PAGE_SIZE) and is_aligned(end, PAGE_SIZE)):
+        raise ConfigError(f"range [{start:#x}, {end:#x}) is not 4 KiB aligned")

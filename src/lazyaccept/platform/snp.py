@@ -72,7 +72,7 @@ from ..errors import ConfigError, SafetyViolation
 from ..ranges import RangeSet
 from ..record import AcceptStats
 from ..units import PAGE_SIZE, SIZE_2M, align_down, align_up, is_aligned
-from .base import Platform
+from .base import Platform, check_range
 from .host import HostVMM
 
 PVALIDATE_SUCCESS = 0
@@ -174,14 +174,6 @@ class SnpPlatform(Platform):
         """Blocks held by a 2 MiB RMP entry."""
         return self._rmp2m.copy()
 
-    def lost(self) -> RangeSet:
-        """Pages the guest had validated that the host re-assigned, not validated again since."""
-        return self._lost.copy()
-
-    def reaccepted(self) -> RangeSet:
-        """Pages validated again after the host re-assigned them (CF=0: the hardware allows it)."""
-        return self._reaccepted.copy()
-
     def rmp_state(self, gpa: int) -> str:
         """``"shared"``, ``"assigned"`` or ``"validated"`` for the page holding ``gpa``."""
         page = align_down(gpa, PAGE_SIZE)
@@ -191,14 +183,10 @@ class SnpPlatform(Platform):
             return "assigned"
         return "shared"
 
-    @property
-    def host_committed(self) -> int:
-        return self.host.committed_bytes
-
     # -- build time --------------------------------------------------------------------------
     def add_at_build(self, start: int, end: int) -> None:
         """SNP_LAUNCH_UPDATE of ``[start, end)``: assigned and validated by the PSP (4 KiB entries)."""
-        _check_range(start, end)
+        check_range(start, end)
         if self.finalized:
             raise ConfigError("SNP_LAUNCH_UPDATE after SNP_LAUNCH_FINISH")
         if self._assigned.overlaps(start, end):
@@ -254,7 +242,7 @@ class SnpPlatform(Platform):
     def accept(self, start: int, end: int, *, strategy: str, actor: str, vcpu: int) -> AcceptStats:
         """Make ``[start, end)`` private and validate it with the routine ``strategy``
         (``"linux"``, ``"ovmf"`` or ``"msr"``); see the module docstring."""
-        _check_range(start, end)
+        check_range(start, end)
         if strategy not in self.strategies:
             raise ConfigError(
                 f"unknown SNP accept strategy {strategy!r} (use one of {', '.join(self.strategies)})"
@@ -356,10 +344,7 @@ class SnpPlatform(Platform):
         if e <= s:
             return
         self._validated.add(s, e)
-        if self._lost.overlaps(s, e):
-            for x, y in self._lost.intersection(s, e):
-                self._reaccepted.add(x, y)
-            self._lost.remove(s, e)
+        self._note_accepted_again(s, e)
 
     # -- touching memory -------------------------------------------------------------------
     def touch(self, start: int, end: int, *, actor: str, vcpu: int) -> None:
@@ -379,7 +364,7 @@ class SnpPlatform(Platform):
     def host_rmpupdate(self, start: int, end: int) -> None:
         """The host RMPUPDATEs every page of ``[start, end)`` to assigned with Validated clear,
         at 4 KiB (splitting any 2 MiB RMP entry it touches), backing pages that were not."""
-        _check_range(start, end)
+        check_range(start, end)
         for x, y in self._validated.intersection(start, end):
             self._lost.add(x, y)
         self._rmp2m.remove(align_down(start, SIZE_2M), align_up(end, SIZE_2M))
@@ -387,10 +372,3 @@ class SnpPlatform(Platform):
         for s, e in self._assigned.gaps(start, end):
             self.host.allocate(s, e, PAGE_SIZE)
             self._assigned.add(s, e)
-
-
-def _check_range(start: int, end: int) -> None:
-    if start < 0 or end < start:
-        raise ConfigError(f"bad range [{start:#x}, {end:#x})")
-    if not (is_aligned(start, PAGE_SIZE) and is_aligned(end, PAGE_SIZE)):
-        raise ConfigError(f"range [{start:#x}, {end:#x}) is not 4 KiB aligned")

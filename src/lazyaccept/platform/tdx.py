@@ -96,7 +96,7 @@ from ..errors import ConfigError, SafetyViolation
 from ..ranges import RangeSet
 from ..record import AcceptStats
 from ..units import PAGE_SIZE, SIZE_1G, SIZE_2M, align_down, align_up, is_aligned
-from .base import Platform
+from .base import Platform, check_range
 from .host import HostVMM
 
 # TDX status codes (RAX), class in bits 63:32 (§6.5; Linux tdx_errno.h, EDK2 Tdx.h).
@@ -199,14 +199,6 @@ class TdxPlatform(Platform):
         """Blocks the host maps with a 2 MiB Secure-EPT leaf (PENDING or MAPPED)."""
         return self._leaf2m.copy()
 
-    def lost(self) -> RangeSet:
-        """Pages the guest had accepted that the host removed, not accepted again since."""
-        return self._lost.copy()
-
-    def reaccepted(self) -> RangeSet:
-        """Pages accepted again after the host removed them: TDX_SUCCESS, contents now zero."""
-        return self._reaccepted.copy()
-
     def sept_state(self, gpa: int) -> str:
         """``"FREE"``, ``"PENDING"`` or ``"MAPPED"`` for the page holding ``gpa``."""
         page = align_down(gpa, PAGE_SIZE)
@@ -223,14 +215,10 @@ class TdxPlatform(Platform):
             return SIZE_2M
         return None if self.sept_state(page) == "FREE" else PAGE_SIZE
 
-    @property
-    def host_committed(self) -> int:
-        return self.host.committed_bytes
-
     # -- build time --------------------------------------------------------------------------
     def add_at_build(self, start: int, end: int) -> None:
         """TDH.MEM.PAGE.ADD of ``[start, end)`` (4 KiB leaves, MAPPED); only before ``finalize``."""
-        _check_range(start, end)
+        check_range(start, end)
         if self.finalized:
             raise ConfigError("TDH.MEM.PAGE.ADD after TDH.MR.FINALIZE: the TD is already finalized")
         if self._mapped.overlaps(start, end) or self._pending.overlaps(start, end):
@@ -307,7 +295,7 @@ class TdxPlatform(Platform):
     def accept(self, start: int, end: int, *, strategy: str, actor: str, vcpu: int) -> AcceptStats:
         """Run the guest's accept routine ``strategy`` (``"linux"``, ``"tdvf"`` or ``"tdvf-ap"``) over
         ``[start, end)``; see the module docstring for the rules and the counts."""
-        _check_range(start, end)
+        check_range(start, end)
         if strategy not in self.strategies:
             raise ConfigError(
                 f"unknown TDX accept strategy {strategy!r} (use one of {', '.join(self.strategies)})"
@@ -481,10 +469,7 @@ class TdxPlatform(Platform):
         self._mapped.add(s, e)
         stats.bytes_accepted += e - s
         stats.accept_zeroed_bytes += e - s
-        if self._lost.overlaps(s, e):
-            for x, y in self._lost.intersection(s, e):
-                self._reaccepted.add(x, y)
-            self._lost.remove(s, e)
+        self._note_accepted_again(s, e)
 
     def _free_gaps(self, a: int, b: int) -> list[tuple[int, int]]:
         """The FREE pieces of ``[a, b)``, in address order."""
@@ -528,7 +513,7 @@ class TdxPlatform(Platform):
     def host_remove(self, start: int, end: int) -> None:
         """TDH.MEM.PAGE.REMOVE of every backed page in ``[start, end)``: back to FREE, host
         memory released, guest data lost.  A 2 MiB leaf partly inside is demoted first."""
-        _check_range(start, end)
+        check_range(start, end)
         for x, y in self._mapped.intersection(start, end):
             self._lost.add(x, y)
         # 2 MiB leaves wholly inside go; the ones straddling an edge are demoted to 4 KiB leaves
@@ -541,7 +526,7 @@ class TdxPlatform(Platform):
     def host_aug(self, start: int, end: int, page_size: int = PAGE_SIZE) -> None:
         """The host AUGs the FREE pages of ``[start, end)`` before the guest asked (they become
         PENDING): at 2 MiB for whole FREE aligned blocks when ``page_size`` is 2 MiB, else 4 KiB."""
-        _check_range(start, end)
+        check_range(start, end)
         if page_size not in (PAGE_SIZE, SIZE_2M):
             raise ConfigError(f"TDH.MEM.PAGE.AUG page size must be 4 KiB or 2 MiB: {page_size}")
         scratch = AcceptStats()
@@ -554,10 +539,3 @@ class TdxPlatform(Platform):
                     self._aug(be, e, PAGE_SIZE, scratch)
                     continue
             self._aug(s, e, PAGE_SIZE, scratch)
-
-
-def _check_range(start: int, end: int) -> None:
-    if start < 0 or end < start:
-        raise ConfigError(f"bad range [{start:#x}, {end:#x})")
-    if not (is_aligned(start, PAGE_SIZE) and is_aligned(end, PAGE_SIZE)):
-        raise ConfigError(f"range [{start:#x}, {end:#x}) is not 4 KiB aligned")
