@@ -55,38 +55,29 @@ class KernelRules:
         return replace(self, name=f"{self.name}+mutant", **changes)  # type: ignore[arg-type]
 
 
-KERNELS: dict[str, KernelRules] = {
-    "6.5": KernelRules(
-        name="6.5", global_accept_lock=True, overlap_off_by_one=False, page_align_request=False,
-        guard_unit=True, proactive_accept=False, accept_target="high", zero_wmark_accepts_one=False,
-        snp_stub_msr_protocol=False, table_in_acpi_reclaim=False, table_reserve_fixed=True,
-    ),
-    "6.6": KernelRules(
-        name="6.6", global_accept_lock=False, overlap_off_by_one=True, page_align_request=False,
-        guard_unit=True, proactive_accept=False, accept_target="high", zero_wmark_accepts_one=False,
-        snp_stub_msr_protocol=False, table_in_acpi_reclaim=True, table_reserve_fixed=False,
-    ),
-    "6.7": KernelRules(
-        name="6.7", global_accept_lock=False, overlap_off_by_one=False, page_align_request=False,
-        guard_unit=True, proactive_accept=False, accept_target="high", zero_wmark_accepts_one=False,
-        snp_stub_msr_protocol=False, table_in_acpi_reclaim=True, table_reserve_fixed=False,
-    ),
-    "6.11": KernelRules(
-        name="6.11", global_accept_lock=False, overlap_off_by_one=False, page_align_request=False,
-        guard_unit=True, proactive_accept=True, accept_target="high", zero_wmark_accepts_one=False,
-        snp_stub_msr_protocol=False, table_in_acpi_reclaim=True, table_reserve_fixed=False,
-    ),
-    "6.12": KernelRules(
-        name="6.12", global_accept_lock=False, overlap_off_by_one=False, page_align_request=False,
-        guard_unit=True, proactive_accept=True, accept_target="promo", zero_wmark_accepts_one=False,
-        snp_stub_msr_protocol=False, table_in_acpi_reclaim=True, table_reserve_fixed=False,
-    ),
-    "mainline": KernelRules(
-        name="mainline", global_accept_lock=False, overlap_off_by_one=False, page_align_request=True,
-        guard_unit=True, proactive_accept=True, accept_target="promo", zero_wmark_accepts_one=True,
-        snp_stub_msr_protocol=True, table_in_acpi_reclaim=True, table_reserve_fixed=True,
-    ),
-}
+# Each release is the one before it plus what changed (linux-kernel.md §4.6 and §6).
+_V6_5 = KernelRules(
+    name="6.5", global_accept_lock=True, overlap_off_by_one=False, page_align_request=False, guard_unit=True,
+    proactive_accept=False, accept_target="high", zero_wmark_accepts_one=False, snp_stub_msr_protocol=False,
+    # The v6.5 table is loader data: RAM, mapped, reserved exactly.
+    table_in_acpi_reclaim=False, table_reserve_fixed=True,
+)
+# Oct 2023: accepting list instead of holding the lock (with the off-by-one overlap test);
+# Aug/Sep 2023: table in ACPI reclaim memory, memblock_add()ed with the flawed reservation.
+_V6_6 = replace(_V6_5, name="6.6", global_accept_lock=False, overlap_off_by_one=True,
+                table_in_acpi_reclaim=True, table_reserve_fixed=False)
+# Nov 2023: off-by-one fixed.
+_V6_7 = replace(_V6_6, name="6.7", overlap_off_by_one=False)
+# Aug 2024: unaccepted memory counts as free; proactive cond_accept_memory().
+_V6_11 = replace(_V6_7, name="6.11", proactive_accept=True)
+# v6.12: accept up to the promo watermark.
+_V6_12 = replace(_V6_11, name="6.12", accept_target="promo")
+# 2025-2026: zero-watermark fix, SNP stub via the MSR protocol, page-aligned requests, table
+# reservation fix.
+_MAINLINE = replace(_V6_12, name="mainline", zero_wmark_accepts_one=True, snp_stub_msr_protocol=True,
+                    page_align_request=True, table_reserve_fixed=True)
+
+KERNELS: dict[str, KernelRules] = {k.name: k for k in (_V6_5, _V6_6, _V6_7, _V6_11, _V6_12, _MAINLINE)}
 KERNEL_ALIASES = {"6.5-6.10": "6.7", "6.15": "mainline", "latest": "mainline"}
 
 
