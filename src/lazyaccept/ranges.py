@@ -166,3 +166,16 @@ class RangeSet:
     def update(self, ranges: Iterable[tuple[int, int]]) -> None:
         for s, e in ranges:
             self.add(s, e)
+
+
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Maximal runs of True in a boolean array, as half-open index pairs ``[start, end)``."""
+    if mask.size == 0:
+        return []
+    zero = np.zeros(1, dtype=np.int8)
+    # Edges of the runs: +1 where a run starts, -1 one past where it ends.
+    edges = np.diff(np.concatenate((zero, mask.astype(np.int8, copy=False), zero)))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    # tolist() gives Python ints, so callers' address arithmetic cannot overflow.
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))

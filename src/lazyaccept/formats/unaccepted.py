@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import FormatError
+from ..ranges import true_runs
 from ..units import PAGE_SIZE, UNIT_SIZE, align_down, align_up
 from .efi_memmap import EfiMemoryDescriptor, MemoryType
 
@@ -107,16 +108,8 @@ class UnacceptedTable:
 
     def unaccepted_ranges(self) -> list[tuple[int, int]]:
         """Maximal runs of set bits as ``[start, end)`` address ranges, lowest first."""
-        # Edges of the runs: +1 where a run starts, -1 one past where it ends.
-        zero = np.zeros(1, dtype=np.int8)
-        padded = np.concatenate((zero, self.bits.view(np.int8), zero))
-        edges = np.diff(padded)
-        starts = np.flatnonzero(edges == 1)
-        ends = np.flatnonzero(edges == -1)
         base, unit = self.phys_base, self.unit_size
-        # tolist() gives Python ints, so the address arithmetic cannot overflow.
-        runs = zip(starts.tolist(), ends.tolist(), strict=True)
-        return [(base + s * unit, base + e * unit) for s, e in runs]
+        return [(base + s * unit, base + e * unit) for s, e in true_runs(self.bits)]
 
     def unaccepted_bytes(self) -> int:
         """Bytes still marked unaccepted."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import LazyAcceptError
 from ..platform.base import Platform
-from ..ranges import RangeSet
+from ..ranges import RangeSet, true_runs
 from ..record import AcceptStats, Recorder
 from ..units import CHUNK_SIZE, MAX_ORDER_NR_PAGES, PAGE_SIZE, GiB, MiB, align_down, align_up
 from .rules import KernelRules
@@ -129,7 +129,7 @@ class PageAllocator:
         if cs < ce:
             parked = self._chunks_with_unaccepted(cs, ce)
             if not self.lazy and parked.any():
-                for a, b in _runs(parked):
+                for a, b in true_runs(parked):
                     self._accept(cs + a * CHUNK_SIZE, (b - a) * CHUNK_SIZE, actor, vcpu, "eager", requests=b - a)
                 parked[:] = False
         self._free_small(ce, end, actor, vcpu)
@@ -139,7 +139,7 @@ class PageAllocator:
         nparked = int(parked.sum())
         zone.nr_unaccepted += nparked * MAX_ORDER_NR_PAGES
         free_start = start
-        for a, b in _runs(parked):
+        for a, b in true_runs(parked):
             ra, rb = cs + a * CHUNK_SIZE, cs + b * CHUNK_SIZE
             zone.free_accepted.add(free_start, ra)
             free_start = rb
@@ -342,14 +342,3 @@ class PageAllocator:
         """Accept every parked chunk (what a workload touching all memory eventually causes)."""
         for zone in self.zones:
             self.accept_chunks(zone, zone.chunks_on_list(), actor=actor, vcpu=vcpu, reason="drain")
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Maximal runs of True in a boolean array, as half-open index pairs."""
-    if mask.size == 0:
-        return []
-    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
-    d = np.diff(padded)
-    starts = np.flatnonzero(d == 1)
-    ends = np.flatnonzero(d == -1)
-    return list(zip(starts.tolist(), ends.tolist(), strict=True))
