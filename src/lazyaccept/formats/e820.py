@@ -204,5 +204,10 @@ def format_e820_line(entry: E820Entry, who: str = "BIOS-e820") -> str:
     The end printed is inclusive (``addr + size - 1``, wrapping as the kernel's u64 does) and
     both addresses are ``%#018Lx``, which the kernel prints as ``0x`` plus 16 digits even for 0.
     """
-    last = (entry.addr + entry.size - 1) % _U64
-    return f"{who}: [mem 0x{entry.addr:016x}-0x{last:016x}] {e820_type_name(entry.type)}"
+    return format_e820_range(entry.addr, entry.addr + entry.size, e820_type_name(entry.type), who)
+
+
+def format_e820_range(start: int, end: int, name: str, who: str = "BIOS-e820") -> str:
+    """One ``BIOS-e820:`` line for ``[start, end)`` of the type printed as ``name``."""
+    last = (end - 1) % _U64
+    return f"{who}: [mem 0x{start:016x}-0x{last:016x}] {name}"

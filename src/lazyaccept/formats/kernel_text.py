@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FormatError
+from .e820 import E820_TYPE_SOFT_RESERVED, e820_type_name, format_e820_range
 
 __all__ = [
     "E820_TYPE_NAMES",
@@ -92,17 +93,8 @@ def _lines(text: str) -> list[str]:
 
 # -- dmesg: names and codes -------------------------------------------------------------------
 
-#: e820 type codes by the name ``e820_print_type`` prints.
-E820_TYPE_NAMES: dict[int, str] = {
-    1: "usable",
-    2: "reserved",
-    3: "ACPI data",
-    4: "ACPI NVS",
-    5: "unusable",
-    7: "persistent (type 7)",
-    12: "persistent (type 12)",
-    0xEFFFFFFF: "soft reserved",
-}
+#: e820 type codes by the name ``e820_print_type`` prints (the names come from formats.e820).
+E820_TYPE_NAMES: dict[int, str] = {t: e820_type_name(t) for t in (1, 2, 3, 4, 5, 7, 12, E820_TYPE_SOFT_RESERVED)}
 _E820_CODES = {name: code for code, name in E820_TYPE_NAMES.items()}
 
 #: EFI memory type names as ``efi_md_typeattr_format`` prints them (memory_type_name[][13]).
@@ -452,11 +444,8 @@ def format_e820_lines(entries: Iterable[Any], timestamp: float | None = 0.0) -> 
         start, end, typ = _e820_fields(entry)
         if end <= start:
             raise FormatError(f"e820 entry [{start:#x}, {end:#x}) is empty")
-        if isinstance(typ, int):
-            name = E820_TYPE_NAMES.get(typ, f"type {typ}")
-        else:
-            name = str(getattr(typ, "name", typ))
-        out.append(_prefixed(timestamp, f"BIOS-e820: [mem {start:#018x}-{end - 1:#018x}] {name}"))
+        name = e820_type_name(typ) if isinstance(typ, int) else str(getattr(typ, "name", typ))
+        out.append(_prefixed(timestamp, format_e820_range(start, end, name)))
     return out
 
 
