@@ -20,9 +20,9 @@ TARGET_RSS = 1 << 30
 
 CHILD = """
 import sys
-from lazyaccept.sim.costs import load_profile
-from lazyaccept.sim.scenario import VMConfig, run
-from lazyaccept.units import parse_size
+from lazyaccept.sim.profile import load_profile
+from lazyaccept.scenario.build import VMConfig, run
+from lazyaccept.base.units import parse_size
 platform, size, policy = sys.argv[1:4]
 res = run(VMConfig(parse_size(size), platform, policy=policy), load_profile(platform))
 print(f"{res.boot_s:.6f} {res.accept_s:.6f}")

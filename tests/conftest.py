@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from lazyaccept.base.choices import AcceptPolicy, AcceptRoutine, FirmwareAccept, HostMapping, Tee
+from lazyaccept.base.units import GiB, MiB
 from lazyaccept.formats.unaccepted import new_table
 from lazyaccept.guest.rules import kernel_rules
 from lazyaccept.guest.unaccepted import UnacceptedMemory
 from lazyaccept.platform.host import HostPolicy, HostVMM
 from lazyaccept.platform.snp import SnpPlatform
 from lazyaccept.platform.tdx import TdxPlatform
-from lazyaccept.units import GiB, MiB
+from lazyaccept.scenario.config import GuestRequest, VMConfig
 
 G4 = 4 * GiB
 M2 = 2 * MiB
@@ -30,7 +32,25 @@ def unaccepted_memory(nunits: int, *, kernel: str = "mainline", platform=None, b
     table = new_table(base, -(-nunits // 8))
     if set_bits:
         table.bits[:nunits] = True
-    return UnacceptedMemory(table, platform or tdx(), kernel_rules(kernel), "linux", use_accepting_list=use_list)
+    rules = kernel_rules(kernel)
+    return UnacceptedMemory(table, platform or tdx(), rules, AcceptRoutine.LINUX, use_accepting_list=use_list)
+
+
+def request_for(memory: int, platform: str = "tdx", *, policy: str = "lazy", vcpus: int | None = None,
+                kernel: str | None = None, host_mapping: str | None = None, firmware_accept: str | None = None,
+                snp_os_opt_in: bool = True) -> GuestRequest:
+    """A guest request from the strings a user would type."""
+    return GuestRequest(
+        memory=memory, tee=Tee(platform), policy=AcceptPolicy(policy), vcpus=vcpus, kernel=kernel,
+        host_mapping=HostMapping(host_mapping) if host_mapping else None,
+        firmware_accept=FirmwareAccept.parse(firmware_accept) if firmware_accept else None,
+        snp_os_opt_in=snp_os_opt_in,
+    )
+
+
+def config_for(memory: int, platform: str = "tdx", **kw: object) -> VMConfig:
+    """A resolved configuration with the plain defaults (1 vCPU, 4K host, mainline, below-4g)."""
+    return request_for(memory, platform, **kw).resolve()  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from lazyaccept.check import check_no_memory_lost
-from lazyaccept.errors import ConfigError, SafetyViolation
+from conftest import config_for
+from lazyaccept.base.errors import ConfigError, SafetyViolation
+from lazyaccept.base.record import AcceptEvent
+from lazyaccept.base.units import GiB, MiB, TiB
 from lazyaccept.firmware.q35 import q35_split
 from lazyaccept.formats.efi_memmap import MemoryType
-from lazyaccept.record import AcceptEvent
-from lazyaccept.sim.scenario import VMConfig, build_record
-from lazyaccept.units import GiB, MiB, TiB
+from lazyaccept.scenario.build import build_record
+from lazyaccept.scenario.sanitizer import check_no_memory_lost
 
 G4 = 4 * GiB
 
@@ -18,7 +19,7 @@ G4 = 4 * GiB
 def boot(memory: int, **kw) -> object:
     kw.setdefault("kernel", "mainline")
     kw.setdefault("vcpus", 2)
-    return build_record(VMConfig(memory=memory, **kw))
+    return build_record(config_for(memory, **kw))
 
 
 @pytest.mark.parametrize(
@@ -97,14 +98,14 @@ def test_firmware_accept_too_small_is_a_clear_error():
 
 
 def test_snp_without_os_opt_in_firmware_accepts_everything():
-    rec = build_record(VMConfig(memory=8 * GiB, platform="snp", kernel="mainline", vcpus=1, snp_os_opt_in=False))
+    rec = build_record(config_for(8 * GiB, "snp", kernel="mainline", vcpus=1, snp_os_opt_in=False))
     assert not any(d.type == MemoryType.EfiUnacceptedMemoryType for d in rec.firmware.memory_map)
     assert rec.kernel.table is None
     assert rec.firmware.pre_accepted_bytes >= 8 * GiB - 64 * MiB
 
 
 def test_snp_with_opt_in_leaves_memory_above_4g_unaccepted():
-    rec = build_record(VMConfig(memory=8 * GiB, platform="snp", kernel="mainline", vcpus=1))
+    rec = build_record(config_for(8 * GiB, "snp", kernel="mainline", vcpus=1))
     unacc = [d for d in rec.firmware.memory_map if d.type == MemoryType.EfiUnacceptedMemoryType]
     assert [(d.physical_start, d.end) for d in unacc] == [(G4, G4 + 6 * GiB)]
 
@@ -152,15 +153,17 @@ def test_application_processors_accept_whole_chunks_at_2mib():
     # vCPU 0, chunk 1 (2 MiB) on vCPU 1.  APs run TdAcceptPages at 2 MiB on their chunk: 17
     # blocks, each one exit (host AUGs 2 MiB) and two 2M TDCALLs; no 4 KiB accept at all (the
     # BSP's "body only above 2 MiB" rule would have made chunk 1 512 x 4K).
-    from lazyaccept.firmware.ovmf import Ovmf
+    from lazyaccept.base.choices import FirmwareAccept
+    from lazyaccept.base.record import Recorder
+    from lazyaccept.firmware.tdvf import Tdvf, load_tdvf
     from lazyaccept.platform.host import HostPolicy, HostVMM
     from lazyaccept.platform.tdx import TdxPlatform
-    from lazyaccept.record import Recorder
 
     p = TdxPlatform(host=HostVMM(HostPolicy(mapping="2m")))
     rec = Recorder()
     rec.begin("firmware-accept", "firmware", online_vcpus=2)
-    fw = Ovmf(p, rec, ram=8 * GiB, vcpus=2)
+    fw = Tdvf(p, rec, ram=8 * GiB, vcpus=2, firmware_accept=FirmwareAccept.parse("below-4g"),
+              kernel_image=64 * MiB, tdvf=load_tdvf("builtin"))
     fw._mp_accept(G4, G4 + 34 * MiB)
     events = [e for e in rec.phases[0].events if isinstance(e, AcceptEvent)]
     by_cpu = {e.vcpu: e.stats for e in events}

@@ -8,11 +8,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from lazyaccept.base.errors import ConfigError, FormatError
+from lazyaccept.base.units import GiB
 from lazyaccept.cli import cli
-from lazyaccept.errors import ConfigError, FormatError
 from lazyaccept.sim.calibrate import PACKAGED_CALIBRATION, Predictor, calibrate, parse_calibration, read_calibration
-from lazyaccept.sim.costs import load_profile, parse_profile
-from lazyaccept.units import GiB
+from lazyaccept.sim.profile import load_profile, parse_profile
 
 #: The calibration table shipped with the package (a copy of shared/data/calibration.csv).
 DATA = PACKAGED_CALIBRATION

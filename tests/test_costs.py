@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from lazyaccept.errors import ConfigError, FormatError
-from lazyaccept.record import AcceptEvent, AcceptStats, WorkEvent
-from lazyaccept.sim.costs import ACCEPT_LOCK, load_profile, parse_profile, profile_path
+from lazyaccept.base.choices import FirmwareAccept, FirmwareAcceptMode
+from lazyaccept.base.errors import ConfigError, FormatError
+from lazyaccept.base.record import AcceptEvent, AcceptStats, WorkEvent
+from lazyaccept.guest.rules import GLOBAL_ACCEPT_LOCK as ACCEPT_LOCK
+from lazyaccept.sim.pricing import price
+from lazyaccept.sim.profile import load_profile, parse_profile, profile_path
 
 MiB = 1 << 20
 US = 1e-6
@@ -117,7 +120,7 @@ def changed(doc: dict, section: str, key: str, field: str | None = None, value=N
 @pytest.mark.parametrize("name", ["tdx", "snp"])
 def test_shipped_profiles_load_and_every_number_has_a_source(name):
     prof = load_profile(name)
-    assert prof.platform == name
+    assert prof.tee == name
     raw = tomllib.loads(profile_path(name).read_text())
     for section in ("host", "accept", "boot"):
         for key, entry in raw[section].items():
@@ -126,7 +129,7 @@ def test_shipped_profiles_load_and_every_number_has_a_source(name):
     for ref in prof.free_parameters():
         assert ref.lo <= ref.value <= ref.hi
     for key in ("vcpus", "host_mapping", "kernel", "firmware_accept"):
-        assert prof.defaults.why[key].strip()
+        assert prof.defaults_why[key].strip()
 
 
 def test_shipped_profiles_price_the_kinds_the_model_emits():
@@ -222,7 +225,7 @@ def test_fit_needs_bounds_and_defaults_need_why():
     with pytest.raises(ConfigError, match="host_mapping: must be one of 4k, 2m"):
         parse_profile(changed(TDX, "defaults", "host_mapping", "value", "1g"))
     fw = parse_profile(changed(TDX, "defaults", "firmware_accept", "value", "512M")).defaults.firmware_accept
-    assert fw == "512M"
+    assert fw == FirmwareAccept(FirmwareAcceptMode.SIZE, 512 * MiB)
 
 
 def test_malformed_toml_is_a_format_error():
@@ -239,8 +242,8 @@ def test_price_tdx_accept_by_hand():
         bytes_accepted=4 * MiB, calls_4k=1024, calls_2m=2, calls_1g=1, size_mismatch=1, exits=1024,
         host_backed_4k=1024, host_zeroed_bytes=4 * MiB, accept_zeroed_bytes=4 * MiB,
     )  # fmt: skip
-    ev = AcceptEvent("kernel", 3, 0, 4 * MiB, stats, "watermark", requests=1, serialized=True)
-    item = prof.price(ev, online_vcpus=5)
+    ev = AcceptEvent("kernel", 3, 0, 4 * MiB, stats, "watermark", requests=1, lock=ACCEPT_LOCK)
+    item = price(prof, ev, online_vcpus=5)
     # 1024 x 0.25 + 2 x 0.5 + 1 x 0.2                    = 256 + 1 + 0.2    = 257.2 us (TDCALLs)
     # 1024 exits x 1.0 x (1 + 0.05 x (5 - 1)) = 1024 x 1.2                  = 1228.8 us
     # 1024 AUGs x 0.5                                                       = 512 us
@@ -252,7 +255,7 @@ def test_price_tdx_accept_by_hand():
     assert item.accepted_bytes == 4 * MiB and item.committed_bytes == 4 * MiB
     # not serialized: no lock; one online vCPU: no interference (1024 x 1.0 instead of 1228.8)
     ev2 = AcceptEvent("kernel", 0, 0, 4 * MiB, stats, requests=1)
-    item2 = prof.price(ev2, online_vcpus=1)
+    item2 = price(prof, ev2, online_vcpus=1)
     assert item2.lock is None and item2.cpu_s == pytest.approx((257.2 + 1024 + 512 + 2) * US)
 
 
@@ -262,7 +265,7 @@ def test_price_snp_accept_by_hand():
         bytes_accepted=4 * MiB, calls_4k=1024, calls_2m=2, size_mismatch=2, exits=1, psc_requests=1,
         psc_entries=2, host_backed_4k=1024, host_zeroed_bytes=4 * MiB,
     )  # fmt: skip
-    item = prof.price(AcceptEvent("kernel", 0, 0, 4 * MiB, stats, requests=1), online_vcpus=1)
+    item = price(prof, AcceptEvent("kernel", 0, 0, 4 * MiB, stats, requests=1), online_vcpus=1)
     # 1 PSC round trip x 2 + 2 entries x 0.5 + 1024 x 0.3 + 2 x 0.5 + 1024 faults x 2 + 1 request x 1
     # = 2 + 1 + 307.2 + 1 + 2048 + 1 = 2360.2 us
     assert item.cpu_s == pytest.approx(2360.2 * US)
@@ -270,43 +273,43 @@ def test_price_snp_accept_by_hand():
     # 9 online vCPUs: every exit costs 1 + 0.05 x 8 = 1.4 times more: the round trip 2.8 us and
     # the 1024 host faults (each on a nested page fault) 2867.2 us:
     # 2.8 + 1 + 307.2 + 1 + 2867.2 + 1 = 3180.2 us
-    assert prof.price(AcceptEvent("kernel", 0, 0, 4 * MiB, stats), 9).cpu_s == pytest.approx(3180.2 * US)
+    assert price(prof, AcceptEvent("kernel", 0, 0, 4 * MiB, stats), 9).cpu_s == pytest.approx(3180.2 * US)
 
 
 def test_price_of_requests_that_accepted_nothing():
     prof = parse_profile(toml(TDX))
     # 16 aggregated requests that found nothing to accept: 16 x 2 us of bookkeeping, no bytes
-    item = prof.price(AcceptEvent("kernel", 0, 0, 0, AcceptStats(), requests=16), 1)
+    item = price(prof, AcceptEvent("kernel", 0, 0, 0, AcceptStats(), requests=16), 1)
     assert item.cpu_s == pytest.approx(32 * US) and item.bytes == 0
 
 
 def test_price_work_events_by_hand():
     prof = parse_profile(toml(TDX))
     # 262144 pages x 20 ns = 5.24288 ms; 262144 x 64 B = 16 MiB written
-    item = prof.price(WorkEvent("memmap_init", 0, 262144), 1)
+    item = price(prof, WorkEvent("memmap_init", 0, 262144), 1)
     assert item.cpu_s == pytest.approx(262144 * 20e-9) and item.bytes == pytest.approx(16 * MiB)
     # 3 APs x 10 ms
-    assert prof.price(WorkEvent("smp_bringup", 0, 3), 4).cpu_s == pytest.approx(0.030)
+    assert price(prof, WorkEvent("smp_bringup", 0, 3), 4).cpu_s == pytest.approx(0.030)
     # 100 MiB of shell footprint x 1 B/B zeroed, no CPU cost
-    item = prof.price(WorkEvent("userspace_touch", 1, 100 * MiB), 4)
+    item = price(prof, WorkEvent("userspace_touch", 1, 100 * MiB), 4)
     assert item.bytes == pytest.approx(100 * MiB) and item.cpu_s == 0 and item.vcpu == 1
-    assert prof.price(WorkEvent("initcalls", 0), 1).cpu_s == pytest.approx(1.0)
+    assert price(prof, WorkEvent("initcalls", 0), 1).cpu_s == pytest.approx(1.0)
 
 
 def test_unknown_work_kind_is_an_error_naming_it():
     prof = parse_profile(toml(TDX))
     with pytest.raises(ConfigError, match="unknown work kind 'kexec_load'"):
-        prof.price(WorkEvent("kexec_load", 0), 1)
+        price(prof, WorkEvent("kexec_load", 0), 1)
     # a bytes companion is not a kind of its own
     with pytest.raises(ConfigError, match="unknown work kind 'memmap_init_bytes'"):
-        prof.price(WorkEvent("memmap_init_bytes", 0), 1)
+        price(prof, WorkEvent("memmap_init_bytes", 0), 1)
 
 
 def test_platform_mismatch_in_a_record_is_an_error():
     with pytest.raises(ConfigError, match="cannot price SNP page-state changes"):
-        parse_profile(toml(TDX)).price(AcceptEvent("k", 0, 0, 0, AcceptStats(psc_requests=1)), 1)
+        price(parse_profile(toml(TDX)), AcceptEvent("k", 0, 0, 0, AcceptStats(psc_requests=1)), 1)
     with pytest.raises(ConfigError, match="no 1 GiB size"):
-        parse_profile(toml(SNP)).price(AcceptEvent("k", 0, 0, 0, AcceptStats(calls_1g=1)), 1)
+        price(parse_profile(toml(SNP)), AcceptEvent("k", 0, 0, 0, AcceptStats(calls_1g=1)), 1)
 
 
 # --- free parameters, copies, writing -----------------------------------------------------------------

@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from lazyaccept.base.units import GiB
 from lazyaccept.cli import cli
-from lazyaccept.units import GiB
 
 
 def run_json(args: list[str]) -> dict:

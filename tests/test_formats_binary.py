@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lazyaccept.errors import FormatError
+from lazyaccept.base.errors import FormatError
 from lazyaccept.formats import e820, hob
 from lazyaccept.formats.e820 import (
     KNOWN_TYPES,

@@ -13,7 +13,7 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lazyaccept.errors import FormatError
+from lazyaccept.base.errors import FormatError
 from lazyaccept.formats.e820 import E820Entry, build_e820_table, parse_e820_table
 from lazyaccept.formats.efi_memmap import EfiMemoryDescriptor, build_memory_map, parse_memory_map
 from lazyaccept.formats.hob import (

@@ -7,8 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import G4, M2, snp, tdx, unaccepted_memory
-from lazyaccept.errors import SafetyViolation
-from lazyaccept.units import MiB
+from lazyaccept.base.choices import AcceptRoutine
+from lazyaccept.base.errors import SafetyViolation
+from lazyaccept.base.units import MiB
+from lazyaccept.guest.unaccepted import TaskState
 
 
 def test_request_ending_on_unit_boundary_pulls_in_guard_unit():
@@ -70,7 +72,7 @@ def test_snp_double_validation_is_caught():
     mem = unaccepted_memory(4, platform=p)
     mem.accept_memory(G4, M2 - 4096, actor="t")
     with pytest.raises(SafetyViolation) as e:
-        p.accept(G4, G4 + 4096, strategy="linux", actor="evil", vcpu=1)
+        p.accept(G4, G4 + 4096, routine=AcceptRoutine.LINUX, actor="evil", vcpu=1)
     assert e.value.rule == "double-accept" and e.value.address == G4
 
 
@@ -78,12 +80,12 @@ def run_schedule(mem, tasks, schedule):
     """Step tasks in the order the schedule names (skipping finished ones), then finish all."""
     live = list(tasks)
     for pick in schedule:
-        live = [t for t in live if t.state != "done"]
+        live = [t for t in live if t.state is not TaskState.DONE]
         if not live:
             break
         live[pick % len(live)].step()
     for _ in range(10_000):
-        live = [t for t in live if t.state != "done"]
+        live = [t for t in live if t.state is not TaskState.DONE]
         if not live:
             return
         for t in live:
@@ -125,7 +127,7 @@ def test_accepting_list_makes_the_second_request_wait():
     a, b = neighbour_tasks(mem)
     a.step()  # A registered [0,3), lock dropped during its architecture accept
     b.step()  # B overlaps at unit 2: drops the lock and retries
-    assert b.spins == 1 and b.state == "lock"
+    assert b.spins == 1 and b.state is TaskState.LOCK
     run_schedule(mem, [a, b], [])
     assert b.stats.bytes_accepted == 2 * M2  # units 3 and 4: A took unit 2
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import G4, tdx, unaccepted_memory
-from lazyaccept.errors import SafetyViolation
+from conftest import G4, config_for, tdx, unaccepted_memory
+from lazyaccept.base.errors import SafetyViolation
+from lazyaccept.base.ranges import RangeSet
+from lazyaccept.base.record import Recorder
+from lazyaccept.base.units import GiB, MiB
 from lazyaccept.guest.page_alloc import BootFailure, PageAllocator
 from lazyaccept.guest.rules import kernel_rules
-from lazyaccept.ranges import RangeSet
-from lazyaccept.record import Recorder
-from lazyaccept.units import GiB, MiB
 
 
 def allocator(kernel: str = "mainline", *, accepted_mib: int = 0, total_mib: int = 64, lazy: bool = True,
@@ -104,10 +104,10 @@ def test_unaccepted_kb_is_four_times_nr_unaccepted():
     # The texts the guest prints, read back, against the chunk lists counted directly: every
     # listed chunk is 4 MiB = 1024 pages = 4096 kB.
     from lazyaccept.formats.kernel_text import format_meminfo, format_vmstat, parse_meminfo, parse_vmstat
-    from lazyaccept.guest.report import meminfo_fields, vmstat_fields
-    from lazyaccept.sim.scenario import VMConfig, build_record
+    from lazyaccept.scenario.artefacts import meminfo_fields, vmstat_fields
+    from lazyaccept.scenario.build import build_record
 
-    rec = build_record(VMConfig(memory=64 * GiB, kernel="mainline", vcpus=2))
+    rec = build_record(config_for(64 * GiB, kernel="mainline", vcpus=2))
     listed_bytes = sum(e - s for z in rec.kernel.allocator.zones for s, e in z.unaccepted)
     meminfo = parse_meminfo(format_meminfo(meminfo_fields(rec)))
     vmstat = parse_vmstat(format_vmstat(vmstat_fields(rec)))

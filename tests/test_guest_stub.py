@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import G4, tdx
+from lazyaccept.base.record import Recorder
+from lazyaccept.base.units import GiB, KiB, MiB
 from lazyaccept.formats.efi_memmap import EfiMemoryDescriptor, MemoryType
 from lazyaccept.formats.unaccepted import new_table
 from lazyaccept.guest.efistub import POOL_OFFSET, EfiStub, StubError
-from lazyaccept.record import Recorder
-from lazyaccept.units import GiB, KiB, MiB
 
 UNACC = MemoryType.EfiUnacceptedMemoryType
 CONV = MemoryType.EfiConventionalMemory

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lazyaccept.base.errors import FormatError
 from lazyaccept.cli import cli
-from lazyaccept.errors import FormatError
 from lazyaccept.formats.efi_memmap import EfiMemoryDescriptor, build_memory_map
 from lazyaccept.formats.hob import HobList, ResourceDescriptor, build_hob_list
 from lazyaccept.formats.kernel_text import (
@@ -30,7 +30,7 @@ from lazyaccept.formats.kernel_text import (
     format_vmstat,
 )
 from lazyaccept.formats.tdvf import TdvfMetadata, TdvfSection, build_tdvf_image
-from lazyaccept.inspect import detect_kind, inspect_file
+from lazyaccept.presentation.inspect import detect_kind, inspect_file
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
 LOGS = Path(__file__).resolve().parent / "data" / "real-logs"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lazyaccept.errors import FormatError
+from lazyaccept.base.errors import FormatError
 from lazyaccept.formats.e820 import E820Entry
 from lazyaccept.formats.efi_memmap import EfiMemoryDescriptor
 from lazyaccept.formats.kernel_text import (

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from lazyaccept.errors import ConfigError, SafetyViolation
+from lazyaccept.base.choices import AcceptRoutine
+from lazyaccept.base.errors import ConfigError, SafetyViolation
+from lazyaccept.base.ranges import RangeSet
+from lazyaccept.base.record import AcceptStats
+from lazyaccept.base.units import GiB, MiB
 from lazyaccept.platform import HostPolicy, HostVMM, SnpPlatform, TdxPlatform
-from lazyaccept.ranges import RangeSet
-from lazyaccept.record import AcceptStats
-from lazyaccept.units import GiB, MiB
 
 K4 = 4096
 M2 = 2 * MiB
@@ -94,13 +95,13 @@ def test_platforms_ask_the_policy_and_use_the_given_host():
     pol = Recording()
     host = HostVMM(pol)
     p = TdxPlatform(host)
-    p.accept(B, B + M2, strategy="linux", actor="kernel", vcpu=0)
+    p.accept(B, B + M2, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     # one accept fault at the 2M level on a whole unbacked block
     assert pol.asked == [(B, B + M2, M2)]
     assert p.mapped_2m() == RangeSet([(B, B + M2)]) and host.committed_bytes == p.host_committed == M2
     pol2 = Recording()
     q = SnpPlatform(HostVMM(pol2))
-    q.accept(B + M2 - K4, B + 2 * M2, strategy="linux", actor="kernel", vcpu=0)
+    q.accept(B + M2 - K4, B + 2 * M2, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     # a 4K entry for the head page, then one 2M entry
     assert pol2.asked == [(B + M2 - K4, B + M2, K4), (B + M2, B + 2 * M2, M2)]
     assert q.rmp_2m() == RangeSet([(B + M2, B + 2 * M2)])
@@ -109,6 +110,6 @@ def test_platforms_ask_the_policy_and_use_the_given_host():
 def test_refusing_host_is_a_violation_on_both_platforms():
     for p in (TdxPlatform(HostVMM(Answer(None))), SnpPlatform(HostVMM(Answer(None)))):
         with pytest.raises(SafetyViolation) as e:
-            p.accept(B, B + K4, strategy="linux", actor="kernel", vcpu=4)
+            p.accept(B, B + K4, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=4)
         assert (e.value.rule, e.value.address, e.value.vcpu) == ("host-refused", B, 4)
         assert p.host_committed == 0

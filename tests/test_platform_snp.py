@@ -12,7 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lazyaccept.errors import ConfigError, SafetyViolation
+from lazyaccept.base.errors import ConfigError, SafetyViolation
+from lazyaccept.base.ranges import RangeSet
+from lazyaccept.base.record import AcceptStats
+from lazyaccept.base.units import GiB, MiB, TiB
 from lazyaccept.platform.host import HostPolicy, HostVMM
 from lazyaccept.platform.snp import (
     PVALIDATE_FAIL_INPUT,
@@ -20,9 +23,6 @@ from lazyaccept.platform.snp import (
     PVALIDATE_SUCCESS,
     SnpPlatform,
 )
-from lazyaccept.ranges import RangeSet
-from lazyaccept.record import AcceptStats
-from lazyaccept.units import GiB, MiB, TiB
 
 K4 = 4096
 M2 = 2 * MiB
@@ -33,8 +33,8 @@ def snp(mapping: str = "4k") -> SnpPlatform:
     return SnpPlatform(HostVMM(HostPolicy(mapping)))
 
 
-def accept(p: SnpPlatform, start: int, end: int, strategy: str = "linux", vcpu: int = 0) -> AcceptStats:
-    return p.accept(start, end, strategy=strategy, actor="kernel", vcpu=vcpu)
+def accept(p: SnpPlatform, start: int, end: int, routine: str = "linux", vcpu: int = 0) -> AcceptStats:
+    return p.accept(start, end, routine=routine, actor="kernel", vcpu=vcpu)
 
 
 # -- the routines, request by request (the reference the batched code must equal) ---------------
@@ -47,17 +47,17 @@ class Stepper:
         self.p, self.actor, self.vcpu = p, actor, vcpu
         self.stats = AcceptStats()
 
-    def run(self, start: int, end: int, strategy: str) -> AcceptStats:
+    def run(self, start: int, end: int, routine: str) -> AcceptStats:
         entries = []
         a = start
         while a < end:
-            if strategy != "msr" and a % M2 == 0 and end - a >= M2:
+            if routine != "msr" and a % M2 == 0 and end - a >= M2:
                 entries.append((a, M2))
                 a += M2
             else:
                 entries.append((a, K4))
                 a += K4
-        per = self.BATCH[strategy]
+        per = self.BATCH[routine]
         for i in range(0, len(entries), per):
             batch = entries[i : i + per]
             self.stats += self.p.page_state_change(batch, actor=self.actor, vcpu=self.vcpu)
@@ -179,9 +179,9 @@ def test_msr_protocol_is_one_4k_page_per_request():
     )
 
 
-@pytest.mark.parametrize("strategy, requests", [("linux", 2), ("ovmf", 1)])
-def test_batches_of_2m_entries(strategy, requests):
-    s = accept(snp("2m"), BASE, BASE + 65 * M2, strategy)
+@pytest.mark.parametrize("routine, requests", [("linux", 2), ("ovmf", 1)])
+def test_batches_of_2m_entries(routine, requests):
+    s = accept(snp("2m"), BASE, BASE + 65 * M2, routine)
     # 65 2M entries: Linux 64 + 1 -> 2 requests; OVMF up to 253 -> 1 request
     assert (s.psc_entries, s.psc_requests, s.exits, s.calls_2m, s.host_backed_2m) == (
         65,
@@ -192,10 +192,10 @@ def test_batches_of_2m_entries(strategy, requests):
     )
 
 
-@pytest.mark.parametrize("strategy, requests", [("linux", 5), ("ovmf", 2), ("msr", 300)])
-def test_batches_of_4k_entries(strategy, requests):
+@pytest.mark.parametrize("routine, requests", [("linux", 5), ("ovmf", 2), ("msr", 300)])
+def test_batches_of_4k_entries(routine, requests):
     start = BASE + K4  # unaligned, and the range ends before the next 2M boundary: all 4K entries
-    s = accept(snp(), start, start + 300 * K4, strategy)
+    s = accept(snp(), start, start + 300 * K4, routine)
     # ceil(300/64) = 5; ceil(300/253) = 2; one page per MSR request = 300
     assert (s.psc_entries, s.psc_requests, s.calls_4k, s.calls_2m) == (300, requests, 300, 0)
 
@@ -210,12 +210,12 @@ def test_head_body_tail_entries():
 
 
 # -- safety --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("strategy", ["linux", "ovmf", "msr"])
-def test_second_accept_of_a_4k_page_is_double_accept(strategy):
+@pytest.mark.parametrize("routine", ["linux", "ovmf", "msr"])
+def test_second_accept_of_a_4k_page_is_double_accept(routine):
     p = snp()
-    accept(p, BASE, BASE + K4, strategy)
+    accept(p, BASE, BASE + K4, routine)
     with pytest.raises(SafetyViolation) as e:
-        p.accept(BASE, BASE + K4, strategy=strategy, actor="kernel", vcpu=2)
+        p.accept(BASE, BASE + K4, routine=routine, actor="kernel", vcpu=2)
     assert (e.value.rule, e.value.actor, e.value.vcpu, e.value.address) == (
         "double-accept",
         "kernel",
@@ -225,19 +225,19 @@ def test_second_accept_of_a_4k_page_is_double_accept(strategy):
 
 
 @pytest.mark.parametrize(
-    "strategy, assigned_pages",
+    "routine, assigned_pages",
     [
         ("linux", 100),  # batches of 64: entries 64..99 had their PSC before PVALIDATE hit page 70
         ("ovmf", 100),  # one batch of 100 entries
         ("msr", 71),  # PSC and PVALIDATE alternate page by page: stops at page 70
     ],
 )
-def test_double_accept_mid_batch(strategy, assigned_pages):
+def test_double_accept_mid_batch(routine, assigned_pages):
     p = snp()
     start = BASE + K4
     p.add_at_build(start + 70 * K4, start + 71 * K4)  # page 70 is validated already
     with pytest.raises(SafetyViolation) as e:
-        accept(p, start, start + 100 * K4, strategy)
+        accept(p, start, start + 100 * K4, routine)
     assert (e.value.rule, e.value.address) == ("double-accept", start + 70 * K4)
     # pages 0..69 were validated before the CF=1 on page 70; page 70 was validated at launch
     assert p.accepted() == RangeSet([(start, start + 71 * K4)])
@@ -283,8 +283,8 @@ def test_host_commits_only_what_is_accepted(mapping):
     ranges = [(BASE + 3 * K4, BASE + 9 * K4), (BASE + 4 * M2, BASE + 7 * M2), (2 * BASE, 2 * BASE + M2 + K4)]
     expected = 0x10000
     for s, e in ranges:
-        for strategy in ("linux",):
-            accept(p, s, e, strategy)
+        for routine in ("linux",):
+            accept(p, s, e, routine)
         expected += e - s
         assert p.host_committed == expected
     assert p.host.committed == RangeSet([(0x800000, 0x810000), *ranges])
@@ -417,7 +417,7 @@ def build(blocks, policy: str) -> SnpPlatform:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layouts(), st.sampled_from(sorted(POLICIES)), st.sampled_from(["linux", "ovmf", "msr"]))
-def test_batched_accept_equals_request_by_request(layout, policy, strategy):
+def test_batched_accept_equals_request_by_request(layout, policy, routine):
     blocks, s, e = layout
     start, end = BASE + s * K4, BASE + e * K4
     batched, stepped = build(blocks, policy), build(blocks, policy)
@@ -425,9 +425,9 @@ def test_batched_accept_equals_request_by_request(layout, policy, strategy):
     for p in (batched, stepped):
         try:
             if p is batched:
-                res = p.accept(start, end, strategy=strategy, actor="kernel", vcpu=1)
+                res = p.accept(start, end, routine=routine, actor="kernel", vcpu=1)
             else:
-                res = Stepper(p, "kernel", 1).run(start, end, strategy)
+                res = Stepper(p, "kernel", 1).run(start, end, routine)
             outcomes.append(("ok", res))
         except SafetyViolation as v:
             outcomes.append(("violation", v.rule, v.address, v.actor, v.vcpu))

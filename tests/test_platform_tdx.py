@@ -12,7 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lazyaccept.errors import ConfigError, SafetyViolation
+from lazyaccept.base.choices import AcceptRoutine
+from lazyaccept.base.errors import ConfigError, SafetyViolation
+from lazyaccept.base.ranges import RangeSet
+from lazyaccept.base.record import AcceptStats
+from lazyaccept.base.units import GiB, MiB, TiB
 from lazyaccept.platform.host import HostPolicy, HostVMM
 from lazyaccept.platform.tdx import (
     LEVEL_1G,
@@ -25,9 +29,6 @@ from lazyaccept.platform.tdx import (
     TDX_SUCCESS,
     TdxPlatform,
 )
-from lazyaccept.ranges import RangeSet
-from lazyaccept.record import AcceptStats
-from lazyaccept.units import GiB, MiB, TiB
 
 K4 = 4096
 M2 = 2 * MiB
@@ -205,7 +206,7 @@ def test_busy_page():
 # -- the hand-derived example of the brief -----------------------------------------------------
 def test_linux_2m_unit_on_4k_host_becomes_512_4k_accepts():
     p = tdx("4k")
-    stats = p.accept(BASE, BASE + M2, strategy="linux", actor="kernel", vcpu=0)
+    stats = p.accept(BASE, BASE + M2, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     # 2M TDCALL -> FREE -> exit, AUG one 4K page; 2M again -> SIZE_MISMATCH  (calls_2m = 2)
     # 4K on page 0: PENDING -> success (1 call); pages 1..511: exit + success (2 calls each)
     # calls_4k = 1 + 2*511 = 1023; exits = 1 + 511 = 512; AUGs = 1 + 511 = 512 (4K).
@@ -225,7 +226,7 @@ def test_linux_2m_unit_on_4k_host_becomes_512_4k_accepts():
 
 def test_linux_2m_unit_on_2m_host():
     p = tdx("2m")
-    stats = p.accept(BASE, BASE + M2, strategy="linux", actor="kernel", vcpu=0)
+    stats = p.accept(BASE, BASE + M2, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     # 2M -> exit, host AUGs the whole block at 2M; 2M again -> success.
     assert stats == AcceptStats(
         bytes_accepted=M2, calls_2m=2, exits=1, host_backed_2m=1, host_zeroed_bytes=M2, accept_zeroed_bytes=M2
@@ -235,7 +236,7 @@ def test_linux_2m_unit_on_2m_host():
 
 def test_linux_many_units_on_4k_host_scale_by_block():
     p = tdx("4k")
-    stats = p.accept(BASE, BASE + 10 * M2, strategy="linux", actor="kernel", vcpu=0)
+    stats = p.accept(BASE, BASE + 10 * M2, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     # ten independent blocks, each as in the example above
     assert (stats.calls_2m, stats.calls_4k, stats.exits, stats.host_backed_4k, stats.size_mismatch) == (
         20,
@@ -248,13 +249,13 @@ def test_linux_many_units_on_4k_host_scale_by_block():
 
 def test_linux_tries_1g_first_at_1g_aligned_addresses():
     p = tdx("2m")
-    stats = p.accept(BASE, BASE + 2 * GiB, strategy="linux", actor="kernel", vcpu=0)
+    stats = p.accept(BASE, BASE + 2 * GiB, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     # 1G TDCALLs at BASE and BASE+1G (>= 1G left at each) -> OPERAND_INVALID, then 2M.
     # 1024 blocks x (2M exit + 2M success) on the 2M host.
     assert stats.calls_1g == 2
     assert (stats.calls_2m, stats.exits, stats.host_backed_2m, stats.calls_4k) == (2048, 1024, 1024, 0)
     q = tdx("2m")
-    stats = q.accept(BASE, BASE + 2 * GiB - M2, strategy="linux", actor="kernel", vcpu=0)
+    stats = q.accept(BASE, BASE + 2 * GiB - M2, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     # at BASE+1G only 1G-2M is left: no 1G attempt there
     assert stats.calls_1g == 1
 
@@ -263,14 +264,14 @@ def test_1g_path_matches_tdcall_by_tdcall():
     # (the 4K-host behaviour per block is covered by the property test at the end)
     a, b = tdx("2m"), tdx("2m")
     rng = (BASE - 2 * M2 + 5 * K4, BASE + GiB + M2)
-    assert a.accept(*rng, strategy="linux", actor="guest", vcpu=0) == Stepper(b).linux(*rng)
+    assert a.accept(*rng, routine=AcceptRoutine.LINUX, actor="guest", vcpu=0) == Stepper(b).linux(*rng)
     assert snapshot(a) == snapshot(b)
 
 
 # -- TDVF split ---------------------------------------------------------------------------------
 def test_tdvf_exactly_2m_aligned_is_512_4k_accepts():
     p = tdx("2m")
-    stats = p.accept(BASE, BASE + M2, strategy="tdvf", actor="firmware", vcpu=0)
+    stats = p.accept(BASE, BASE + M2, routine=AcceptRoutine.TDVF, actor="firmware", vcpu=0)
     # Part 2 only if the remaining length is > 2M: exactly 2M is Part 3, 512 x 4K.
     # Each FREE 4K page: exit + AUG 4K, then success -> 2 calls.  No 2M TDCALL at all.
     assert stats.calls_2m == 0 and stats.calls_4k == 1024 and stats.exits == 512
@@ -280,7 +281,7 @@ def test_tdvf_exactly_2m_aligned_is_512_4k_accepts():
 def test_tdvf_head_body_tail_split():
     p = tdx("2m")
     start, end = BASE + 1 * MiB, BASE + 5 * MiB + K4
-    stats = p.accept(start, end, strategy="tdvf", actor="firmware", vcpu=0)
+    stats = p.accept(start, end, routine=AcceptRoutine.TDVF, actor="firmware", vcpu=0)
     # head [1M, 2M): 256 pages x 2 calls; remaining 3M+4K > 2M -> body [2M, 4M) one 2M block
     # (exit + AUG 2M + success = 2 calls); tail [4M, 5M+4K): 257 pages x 2 calls.
     assert stats.calls_4k == 2 * (256 + 257)
@@ -292,7 +293,7 @@ def test_tdvf_head_body_tail_split():
 
 def test_tdvf_body_on_4k_host_falls_back_per_block():
     p = tdx("4k")
-    stats = p.accept(BASE, BASE + 4 * MiB, strategy="tdvf", actor="firmware", vcpu=0)
+    stats = p.accept(BASE, BASE + 4 * MiB, routine=AcceptRoutine.TDVF, actor="firmware", vcpu=0)
     # 4M > 2M: two 2M blocks, each like Linux's: 2 calls_2m, 1023 calls_4k, 512 exits
     assert (stats.calls_2m, stats.calls_4k, stats.exits, stats.size_mismatch) == (4, 2046, 1024, 2)
 
@@ -301,7 +302,7 @@ def test_tdvf_busy_retries_then_fails():
     p = tdx()
     p.busy_pages.add(BASE + M2)
     with pytest.raises(SafetyViolation) as e:
-        p.accept(BASE, BASE + 3 * M2, strategy="tdvf", actor="firmware", vcpu=2)
+        p.accept(BASE, BASE + 3 * M2, routine=AcceptRoutine.TDVF, actor="firmware", vcpu=2)
     assert (e.value.rule, e.value.address, e.value.vcpu) == ("accept-failed", BASE + M2, 2)
     # the first block was done before the busy one
     assert p.accepted() == RangeSet([(BASE, BASE + M2)])
@@ -311,18 +312,18 @@ def test_linux_busy_at_4k_panics():
     p = tdx()
     p.busy_pages.add(BASE + 5 * K4)
     with pytest.raises(SafetyViolation) as e:
-        p.accept(BASE + 4 * K4, BASE + 8 * K4, strategy="linux", actor="kernel", vcpu=0)
+        p.accept(BASE + 4 * K4, BASE + 8 * K4, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     assert (e.value.rule, e.value.address) == ("accept-failed", BASE + 5 * K4)
     assert p.accepted() == RangeSet([(BASE + 4 * K4, BASE + 5 * K4)])
 
 
 # -- safety --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("strategy", ["linux", "tdvf"])
-def test_second_accept_of_a_4k_page_is_double_accept(strategy):
+@pytest.mark.parametrize("routine", ["linux", "tdvf"])
+def test_second_accept_of_a_4k_page_is_double_accept(routine):
     p = tdx()
-    p.accept(BASE, BASE + K4, strategy=strategy, actor="kernel", vcpu=0)
+    p.accept(BASE, BASE + K4, routine=routine, actor="kernel", vcpu=0)
     with pytest.raises(SafetyViolation) as e:
-        p.accept(BASE, BASE + K4, strategy=strategy, actor="kernel", vcpu=3)
+        p.accept(BASE, BASE + K4, routine=routine, actor="kernel", vcpu=3)
     assert (e.value.rule, e.value.actor, e.value.vcpu, e.value.address) == (
         "double-accept",
         "kernel",
@@ -331,30 +332,30 @@ def test_second_accept_of_a_4k_page_is_double_accept(strategy):
     )
 
 
-@pytest.mark.parametrize("strategy", ["linux", "tdvf"])
-def test_overlapping_accept_stops_at_first_accepted_page(strategy):
+@pytest.mark.parametrize("routine", ["linux", "tdvf"])
+def test_overlapping_accept_stops_at_first_accepted_page(routine):
     p = tdx()
-    p.accept(BASE + 8 * K4, BASE + 10 * K4, strategy=strategy, actor="kernel", vcpu=0)
+    p.accept(BASE + 8 * K4, BASE + 10 * K4, routine=routine, actor="kernel", vcpu=0)
     with pytest.raises(SafetyViolation) as e:
-        p.accept(BASE, BASE + 16 * K4, strategy=strategy, actor="kernel", vcpu=0)
+        p.accept(BASE, BASE + 16 * K4, routine=routine, actor="kernel", vcpu=0)
     assert e.value.address == BASE + 8 * K4
     # pages before the violation were accepted, pages after it were not
     assert p.accepted() == RangeSet([(BASE, BASE + 10 * K4)])
 
 
-@pytest.mark.parametrize("strategy", ["linux", "tdvf"])
-def test_accept_of_build_time_added_page_is_double_accept(strategy):
+@pytest.mark.parametrize("routine", ["linux", "tdvf"])
+def test_accept_of_build_time_added_page_is_double_accept(routine):
     p = tdx()
     p.add_at_build(BASE + M2, BASE + M2 + 3 * K4)
     p.finalize()
     with pytest.raises(SafetyViolation) as e:
-        p.accept(BASE, BASE + 4 * M2, strategy=strategy, actor="kernel", vcpu=0)
+        p.accept(BASE, BASE + 4 * M2, routine=routine, actor="kernel", vcpu=0)
     assert (e.value.rule, e.value.address) == ("double-accept", BASE + M2)
 
 
 def test_touch():
     p = tdx()
-    p.accept(BASE, BASE + 2 * K4, strategy="linux", actor="kernel", vcpu=0)
+    p.accept(BASE, BASE + 2 * K4, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     p.touch(BASE, BASE + 2 * K4, actor="kernel", vcpu=0)
     p.touch(BASE + 100, BASE + 200, actor="kernel", vcpu=0)
     with pytest.raises(SafetyViolation) as e:
@@ -385,27 +386,27 @@ def test_add_at_build_then_finalize():
 def test_bad_arguments():
     p = tdx()
     with pytest.raises(ConfigError):
-        p.accept(BASE + 1, BASE + K4, strategy="linux", actor="kernel", vcpu=0)
+        p.accept(BASE + 1, BASE + K4, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     with pytest.raises(ConfigError):
-        p.accept(BASE, BASE + K4, strategy="ovmf", actor="kernel", vcpu=0)
+        p.accept(BASE, BASE + K4, routine=AcceptRoutine.OVMF, actor="kernel", vcpu=0)
     with pytest.raises(ConfigError):
         TdxPlatform(gpa_limit=3 * MiB)
-    assert p.accept(BASE, BASE, strategy="linux", actor="kernel", vcpu=0) == AcceptStats()
+    assert p.accept(BASE, BASE, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0) == AcceptStats()
 
 
 def test_accept_beyond_gpaw_fails_there():
     p = tdx(gpa_limit=4 * GiB)
     with pytest.raises(SafetyViolation) as e:
-        p.accept(4 * GiB - M2, 4 * GiB + M2, strategy="linux", actor="kernel", vcpu=0)
+        p.accept(4 * GiB - M2, 4 * GiB + M2, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     assert (e.value.rule, e.value.address) == ("accept-failed", 4 * GiB)
     assert p.accepted() == RangeSet([(4 * GiB - M2, 4 * GiB)])
-    for strategy in ("linux", "tdvf"):
+    for routine in ("linux", "tdvf"):
         a, b = tdx(gpa_limit=4 * GiB), tdx(gpa_limit=4 * GiB)
         rng = (4 * GiB - 2 * M2 + K4, 4 * GiB + 3 * M2)
         with pytest.raises(SafetyViolation) as ea:
-            a.accept(*rng, strategy=strategy, actor="kernel", vcpu=0)
+            a.accept(*rng, routine=routine, actor="kernel", vcpu=0)
         with pytest.raises(SafetyViolation) as eb:
-            getattr(Stepper(b, "kernel"), strategy)(*rng)
+            getattr(Stepper(b, "kernel"), routine)(*rng)
         assert (
             (ea.value.rule, ea.value.address)
             == (eb.value.rule, eb.value.address)
@@ -423,7 +424,7 @@ def test_host_commits_only_what_is_accepted(mapping):
     ranges = [(BASE + 3 * K4, BASE + 9 * K4), (BASE + 4 * M2, BASE + 7 * M2), (2 * GiB, 2 * GiB + M2 + K4)]
     expected = 0x10000
     for s, e in ranges:
-        p.accept(s, e, strategy="linux", actor="kernel", vcpu=0)
+        p.accept(s, e, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
         expected += e - s
         assert p.host_committed == expected
     assert p.host.committed == RangeSet([(0x800000, 0x810000), *ranges])
@@ -435,7 +436,7 @@ def test_16_tib_in_one_call_exact_counts():
     n_blocks = 16 * TiB // M2  # 2**23
     start = 4 * GiB
     p = tdx("4k")
-    s = p.accept(start, start + 16 * TiB, strategy="linux", actor="kernel", vcpu=0)
+    s = p.accept(start, start + 16 * TiB, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     # every block as in the 2M example: 512 exits, 2 calls_2m, 1023 calls_4k; 1G tries at each GiB
     assert s.exits == n_pages == 2**32
     assert s.host_backed_4k == n_pages and s.size_mismatch == n_blocks
@@ -444,17 +445,17 @@ def test_16_tib_in_one_call_exact_counts():
     assert s.bytes_accepted == s.accept_zeroed_bytes == s.host_zeroed_bytes == 16 * TiB
     assert p.host_committed == 16 * TiB
     q = tdx("2m")
-    s = q.accept(start, start + 16 * TiB, strategy="linux", actor="kernel", vcpu=0)
+    s = q.accept(start, start + 16 * TiB, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     assert s.exits == n_blocks == 16 * TiB // M2
     assert s.host_backed_2m == n_blocks and s.calls_2m == 2 * n_blocks and s.calls_4k == 0
-    r = tdx("2m").accept(start, start + 16 * TiB, strategy="tdvf", actor="firmware", vcpu=0)
+    r = tdx("2m").accept(start, start + 16 * TiB, routine=AcceptRoutine.TDVF, actor="firmware", vcpu=0)
     assert r.exits == n_blocks and r.calls_1g == 0
 
 
 # -- hostile host ---------------------------------------------------------------------------------
 def test_host_remove_then_touch_and_reaccept():
     p = tdx()
-    p.accept(BASE, BASE + 4 * K4, strategy="linux", actor="kernel", vcpu=0)
+    p.accept(BASE, BASE + 4 * K4, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     p.host_remove(BASE + K4, BASE + 2 * K4)
     assert p.sept_state(BASE + K4) == "FREE" and p.host_committed == 3 * K4
     assert p.lost() == RangeSet([(BASE + K4, BASE + 2 * K4)])
@@ -462,14 +463,14 @@ def test_host_remove_then_touch_and_reaccept():
         p.touch(BASE, BASE + 4 * K4, actor="kernel", vcpu=0)
     assert (e.value.rule, e.value.address) == ("touch-unaccepted", BASE + K4)
     # The real module sees a FREE page: exit, fresh AUG, TDX_SUCCESS -- data silently zeroed.
-    s = p.accept(BASE + K4, BASE + 2 * K4, strategy="linux", actor="kernel", vcpu=0)
+    s = p.accept(BASE + K4, BASE + 2 * K4, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     assert (s.calls_4k, s.exits, s.bytes_accepted) == (2, 1, K4)
     assert p.reaccepted() == RangeSet([(BASE + K4, BASE + 2 * K4)]) and p.lost() == RangeSet()
 
 
 def test_host_remove_part_of_2m_leaf_demotes_it():
     p = tdx("2m")
-    p.accept(BASE, BASE + M2, strategy="linux", actor="kernel", vcpu=0)
+    p.accept(BASE, BASE + M2, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     p.host_remove(BASE, BASE + K4)
     assert p.mapped_2m() == RangeSet()
     assert p.accepted() == RangeSet([(BASE + K4, BASE + M2)])
@@ -479,12 +480,12 @@ def test_host_remove_part_of_2m_leaf_demotes_it():
 def test_host_aug_before_the_guest_asked():
     p = tdx()
     p.host_aug(BASE, BASE + 8 * K4)
-    s = p.accept(BASE, BASE + 8 * K4, strategy="linux", actor="kernel", vcpu=0)
+    s = p.accept(BASE, BASE + 8 * K4, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     # already PENDING: one successful TDCALL per page, no exit, no host work in the accept
     assert s == AcceptStats(bytes_accepted=8 * K4, calls_4k=8, accept_zeroed_bytes=8 * K4)
     q = tdx("4k")
     q.host_aug(BASE, BASE + M2, M2)
-    s = q.accept(BASE, BASE + M2, strategy="linux", actor="kernel", vcpu=0)
+    s = q.accept(BASE, BASE + M2, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     assert (s.calls_2m, s.exits, s.calls_4k) == (1, 0, 0)
 
 
@@ -496,7 +497,7 @@ class Refuse(HostPolicy):
 def test_host_refusal():
     p = TdxPlatform(HostVMM(Refuse()))
     with pytest.raises(SafetyViolation) as e:
-        p.accept(BASE + M2, BASE + 2 * M2, strategy="linux", actor="kernel", vcpu=0)
+        p.accept(BASE + M2, BASE + 2 * M2, routine=AcceptRoutine.LINUX, actor="kernel", vcpu=0)
     assert (e.value.rule, e.value.address) == ("host-refused", BASE + M2)
     assert p.host_committed == 0
 
@@ -571,15 +572,15 @@ def build(blocks, busy, policy: str) -> TdxPlatform:
     return p
 
 
-def run_both(layout, policy, strategy):
+def run_both(layout, policy, routine):
     blocks, busy, s, e = layout
     start, end = BASE + s * K4, BASE + e * K4
     batched, stepped = build(blocks, busy, policy), build(blocks, busy, policy)
     outcomes = []
-    for p, fn in ((batched, None), (stepped, getattr(Stepper(stepped, "kernel", 1), strategy))):
+    for p, fn in ((batched, None), (stepped, getattr(Stepper(stepped, "kernel", 1), routine))):
         try:
             if fn is None:
-                res = p.accept(start, end, strategy=strategy, actor="kernel", vcpu=1)
+                res = p.accept(start, end, routine=routine, actor="kernel", vcpu=1)
             else:
                 res = fn(start, end)
             outcomes.append(("ok", res))
@@ -590,8 +591,8 @@ def run_both(layout, policy, strategy):
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layouts(), st.sampled_from(sorted(POLICIES)), st.sampled_from(["linux", "tdvf"]))
-def test_batched_accept_equals_tdcall_by_tdcall(layout, policy, strategy):
-    outcomes, batched, stepped = run_both(layout, policy, strategy)
+def test_batched_accept_equals_tdcall_by_tdcall(layout, policy, routine):
+    outcomes, batched, stepped = run_both(layout, policy, routine)
     assert outcomes[0] == outcomes[1]
     assert snapshot(batched) == snapshot(stepped)
     # the host backs exactly the SEPT-backed pages

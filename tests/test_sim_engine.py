@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from lazyaccept.errors import ConfigError
-from lazyaccept.record import AcceptEvent, AcceptStats, Phase, WorkEvent
-from lazyaccept.sim.costs import parse_profile
+from lazyaccept.base.errors import ConfigError
+from lazyaccept.base.record import AcceptEvent, AcceptStats, Phase, WorkEvent
+from lazyaccept.guest.rules import GLOBAL_ACCEPT_LOCK
 from lazyaccept.sim.engine import Host, WorkItem, simulate_phase
+from lazyaccept.sim.profile import parse_profile
 from lazyaccept.sim.timeline import simulate
 
 GB = 1e9
@@ -189,7 +190,8 @@ def one_second_accept(actor: str, vcpu: int, nbytes: int, serialized: bool = Fal
     # where the host backs nbytes as 4 KiB pages
     pages = nbytes // 4096
     stats = AcceptStats(bytes_accepted=nbytes, exits=999_999 - pages, host_backed_4k=pages)
-    return AcceptEvent(actor, vcpu, 0, nbytes, stats, "test", requests=1, serialized=serialized)
+    lock = GLOBAL_ACCEPT_LOCK if serialized else None
+    return AcceptEvent(actor, vcpu, 0, nbytes, stats, "test", requests=1, lock=lock)
 
 
 def test_phases_run_one_after_another_with_a_barrier():

@@ -15,9 +15,10 @@ from functools import cache
 
 import pytest
 
-from lazyaccept.sim.costs import CostProfile, load_profile
-from lazyaccept.sim.scenario import BootResult, VMConfig, run
-from lazyaccept.units import GiB
+from conftest import request_for
+from lazyaccept.base.units import GiB
+from lazyaccept.sim.profile import CostProfile, load_profile
+from lazyaccept.sim.run import BootResult, resolve, run
 
 
 @cache
@@ -27,7 +28,9 @@ def profile(platform: str) -> CostProfile:
 
 @cache
 def boot(platform: str, gib: int, policy: str, vcpus: int | None = None, host_mapping: str | None = None) -> BootResult:
-    return run(VMConfig(gib * GiB, platform, vcpus=vcpus, policy=policy, host_mapping=host_mapping), profile(platform))
+    prof = profile(platform)
+    req = request_for(gib * GiB, platform, vcpus=vcpus, policy=policy, host_mapping=host_mapping)
+    return run(resolve(req, prof), prof)
 
 
 def speedup(platform: str, gib: int) -> float:
@@ -93,7 +96,7 @@ def test_more_vcpus_never_slow_eager_acceptance_without_interference(platform, k
     prof = profile(platform).with_values({"host.interference": 0.0})
     accept = {}
     for n in (1, 2, 4, 8, 16, 64):
-        res = run(VMConfig(16 * GiB, platform, vcpus=n, policy="eager", kernel=kernel), prof)
+        res = run(resolve(request_for(16 * GiB, platform, vcpus=n, policy="eager", kernel=kernel), prof), prof)
         accept[n] = res.timeline.accept_wall_s / res.timeline.accepted_bytes[-1][1]
     assert all(accept[n] <= accept[1] * (1 + 1e-4) for n in accept), accept
     if kernel == "mainline":
@@ -105,7 +108,7 @@ def test_parallel_eager_acceptance_saturates_host_bandwidth():
     # Mainline TDX, 64 GiB, interference 0: the deferred-init phase cannot move its zeroed bytes
     # (host + TDX module zeroing) faster than the host bandwidth, and with 64 vCPUs it is bound by it.
     prof = profile("tdx").with_values({"host.interference": 0.0})
-    res = run(VMConfig(64 * GiB, "tdx", vcpus=64, policy="eager", kernel="mainline"), prof)
+    res = run(resolve(request_for(64 * GiB, "tdx", vcpus=64, policy="eager", kernel="mainline"), prof), prof)
     i = [p.name for p in res.record.phases].index("deferred-init")
     stats = res.record.phases[i].accept_stats()
     floor = (stats.host_zeroed_bytes + stats.accept_zeroed_bytes) / prof.host.memory_bandwidth

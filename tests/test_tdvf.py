@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lazyaccept.errors import FormatError
+from lazyaccept.base.errors import FormatError
 from lazyaccept.formats.tdvf import (
     TdvfMetadata,
     TdvfSection,

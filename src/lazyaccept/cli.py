@@ -10,7 +10,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import LazyAcceptError
+from .base.errors import LazyAcceptError
 
 
 class _Group(click.Group):

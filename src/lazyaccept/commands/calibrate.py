@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from ..console import make_console
-from ..errors import ConfigError
-from ..fileio import atomic_write
-from ..sim.calibrate import PACKAGED_CALIBRATION, CalibrationResult, calibrate, read_calibration
-from ..sim.costs import PLATFORMS, load_profile
+from ..base.choices import Tee
+from ..base.errors import ConfigError
+from ..base.fileio import atomic_write
+from ..presentation.calibration_report import calibration_document, print_calibration
+from ..presentation.console import make_console
+from ..sim.calibrate import PACKAGED_CALIBRATION, calibrate, read_calibration
+from ..sim.profile import load_profile
 
 
 def _out_path(out: str, name: str, many: bool) -> Path:
@@ -23,66 +23,6 @@ def _out_path(out: str, name: str, many: bool) -> Path:
     if many:
         raise ConfigError(f"--out {out}: with several profiles, --out must be an existing folder")
     return p
-
-
-def _as_json(res: CalibrationResult) -> dict[str, object]:
-    return {
-        "profile": res.profile.name,
-        "platform": res.profile.platform,
-        "success": res.success,
-        "rms_rel_error": res.rms_rel_error,
-        "params": [
-            {"key": p.key, "unit": p.unit, "before": p.before, "after": p.after, "bounds": [p.lo, p.hi]}
-            for p in res.params
-        ],
-        "points": [
-            {
-                "id": r.point.id,
-                "quantity": r.point.quantity,
-                "memory_bytes": r.point.memory,
-                "target": r.point.target,
-                "prediction": r.prediction,
-                "rel_error": r.rel_error,
-            }
-            for r in res.points
-        ],
-    }
-
-
-_QUANTITY = {
-    "ratio_eager_over_lazy": "eager/lazy",
-    "eager_s": "eager boot s",
-    "lazy_s": "lazy boot s",
-    "accept_s": "accept s",
-}
-
-
-def _print(console: Console, res: CalibrationResult, written: Path | None) -> None:
-    prof = res.profile
-    params = Table(title=f"{prof.name} ({prof.platform.upper()}): fitted parameters", title_justify="left")
-    for col in ("parameter", "unit", "before", "fitted", "bounds"):
-        params.add_column(col, justify="left" if col in ("parameter", "unit") else "right")
-    for p in res.params:
-        params.add_row(p.key, p.unit, f"{p.before:.4g}", f"{p.after:.6g}", f"[{p.lo:g}, {p.hi:g}]")
-    console.print(params)
-    pts = Table(title=f"{prof.name}: calibration points", title_justify="left")
-    for col in ("point", "quantity", "memory", "target", "prediction", "rel. error"):
-        pts.add_column(col, justify="left" if col in ("point", "quantity") else "right")
-    for r in res.points:
-        pts.add_row(
-            r.point.id,
-            _QUANTITY.get(r.point.quantity, r.point.quantity),
-            f"{r.point.memory / 2**30:g} GiB",
-            f"{r.point.target:.4g}",
-            f"{r.prediction:.4g}",
-            f"{r.rel_error:+.1%}",
-        )
-    console.print(pts)
-    status = "converged" if res.success else f"did not converge: {res.message}"
-    line = f"rms relative error {res.rms_rel_error:.2%} ({status})"
-    if written is not None:
-        line += f"; wrote {written}"
-    console.print(line)
 
 
 @click.command("calibrate")
@@ -103,7 +43,7 @@ def calibrate_cmd(data: str, profiles: tuple[str, ...], out: str | None, as_json
     Bounded least squares on relative errors; the same data always gives the same profile.
     """
     points = read_calibration(data if data is not None else str(PACKAGED_CALIBRATION))
-    names = list(profiles) or list(PLATFORMS)
+    names = list(profiles) or [t.value for t in Tee]
     loaded = [load_profile(n) for n in names]
     console = make_console()
     results = []
@@ -115,6 +55,6 @@ def calibrate_cmd(data: str, profiles: tuple[str, ...], out: str | None, as_json
             atomic_write(written, res.profile.to_toml())
         results.append(res)
         if not as_json:
-            _print(console, res, written)
+            print_calibration(console, res, written)
     if as_json:
-        click.echo(json.dumps([_as_json(r) for r in results], indent=2))
+        click.echo(json.dumps([calibration_document(r) for r in results], indent=2))

@@ -14,9 +14,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..console import make_console
-from ..inspect import KINDS, cross_checks, inspect_file
-from ..units import format_size
+from ..base.units import format_size
+from ..presentation.console import make_console
+from ..presentation.inspect import KINDS, cross_checks, inspect_file
 
 
 def _hex(value: int | None) -> str:

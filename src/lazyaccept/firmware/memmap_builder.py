@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..base.units import PAGE_SIZE
 from ..formats.efi_memmap import (
     EFI_MEMORY_RUNTIME,
     EFI_MEMORY_UC,
@@ -11,7 +12,6 @@ from ..formats.efi_memmap import (
     EfiMemoryDescriptor,
     MemoryType,
 )
-from ..units import PAGE_SIZE
 
 RAM_ATTRIBUTES = EFI_MEMORY_UC | EFI_MEMORY_WC | EFI_MEMORY_WT | EFI_MEMORY_WB
 _RUNTIME_TYPES = {MemoryType.EfiRuntimeServicesCode, MemoryType.EfiRuntimeServicesData}

@@ -8,7 +8,7 @@ reserved.
 
 from __future__ import annotations
 
-from ..units import GiB, MiB
+from ..base.units import GiB, MiB
 
 LOWMEM_SPLIT_THRESHOLD = 0xB0000000
 LOWMEM_LARGE = 0x80000000

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import FormatError
+from ..base.errors import FormatError
 from .efi_memmap import EFI_MEMORY_SP, EfiMemoryDescriptor, MemoryType
 
 E820_TYPE_RAM = 1

@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from ..errors import FormatError
-from ..units import PAGE_SIZE
+from ..base.errors import FormatError
+from ..base.units import PAGE_SIZE
 
 #: The one layout declaration: Type, padding, PhysicalStart, VirtualStart, NumberOfPages, Attribute.
 _DESC = struct.Struct("<I4xQQQQ")

@@ -23,8 +23,8 @@ import uuid
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
-from ..errors import FormatError
-from ..units import PAGE_SIZE
+from ..base.errors import FormatError
+from ..base.units import PAGE_SIZE
 
 # -- HOB types (PiHob.h) ----------------------------------------------------------------------
 HOB_TYPE_HANDOFF = 0x0001

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import FormatError
+from ..base.errors import FormatError
 from .e820 import E820_TYPE_SOFT_RESERVED, e820_type_name, format_e820_range
 
 __all__ = [

@@ -34,8 +34,8 @@ import uuid
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from ..errors import FormatError
-from ..units import PAGE_SIZE
+from ..base.errors import FormatError
+from ..base.units import PAGE_SIZE
 
 __all__ = [
     "FOOTER_GUID",

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import FormatError
-from ..ranges import true_runs
-from ..units import PAGE_SIZE, UNIT_SIZE, align_down, align_up
+from ..base.errors import FormatError
+from ..base.ranges import true_runs
+from ..base.units import PAGE_SIZE, UNIT_SIZE, align_down, align_up
 from .efi_memmap import EfiMemoryDescriptor, MemoryType
 
 #: LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID (include/linux/efi.h).

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import LazyAcceptError
+from ..base.choices import AcceptRoutine
+from ..base.errors import LazyAcceptError
+from ..base.record import AcceptStats, Recorder
+from ..base.units import PAGE_SIZE, GiB, align_down, align_up
 from ..formats.e820 import E820Entry, efi_to_e820
 from ..formats.efi_memmap import EfiMemoryDescriptor, MemoryType
 from ..formats.unaccepted import HEADER_SIZE, UnacceptedTable, new_table, stub_geometry
 from ..platform.base import Platform
-from ..record import AcceptStats, Recorder
-from ..units import PAGE_SIZE, GiB, align_down, align_up
 
 #: EDK2 pool allocations are not page aligned; the 2026 bug report shows the table at a page
 #: offset of 0x30, which is what this model reproduces.
@@ -74,11 +75,11 @@ def allocate_unaccepted_bitmap(
 class EfiStub:
     """Runs the stub's unaccepted-memory work on the boot vCPU."""
 
-    def __init__(self, platform: Platform, strategy: str, recorder: Recorder,
+    def __init__(self, platform: Platform, routine: AcceptRoutine, recorder: Recorder,
                  table_type: int = MemoryType.EfiACPIReclaimMemory) -> None:
         self.table_type = table_type
         self.platform = platform
-        self.strategy = strategy
+        self.routine = routine
         self.rec = recorder
         self.stats = AcceptStats()
 
@@ -86,7 +87,7 @@ class EfiStub:
         """``arch_accept_memory()`` from the stub: no bitmap check, straight to the platform."""
         if start >= end:
             return
-        stats = self.platform.accept(start, end, strategy=self.strategy, actor="efistub", vcpu=0)
+        stats = self.platform.accept(start, end, routine=self.routine, actor="efistub", vcpu=0)
         self.stats += stats
         self.rec.accept("efistub", 0, start, end, stats, reason)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..units import GiB, KiB, MiB
+from ..base.units import GiB, KiB, MiB
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,18 @@ Boot order, each a recorded phase:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..base.choices import AcceptPolicy, AcceptRoutine, BootPhase, Tee
+from ..base.errors import SafetyViolation
+from ..base.ranges import RangeSet
+from ..base.record import Recorder
+from ..base.units import PAGE_SIZE, GiB, MiB, align_down, align_up
 from ..formats.e820 import E820_TYPE_RAM, E820Entry
 from ..formats.efi_memmap import EfiMemoryDescriptor, MemoryType
 from ..formats.unaccepted import HEADER_SIZE, UnacceptedTable
 from ..platform.base import Platform
-from ..ranges import RangeSet
-from ..record import Recorder
-from ..units import PAGE_SIZE, GiB, MiB, align_down, align_up
 from .efistub import EfiStub, StubResult
 from .footprint import BootFootprint
 from .memblock import Memblock, MemblockError
@@ -60,12 +63,12 @@ class KernelState:
         return self.stub.e820
 
 
-def stub_strategy(platform: Platform, rules: KernelRules) -> str:
-    """Accept routine of the EFI stub: TDX shares tdx_accept_memory(); SNP uses the GHCB MSR
-    protocol since 2025 and a GHCB page-state-change request before."""
-    if platform.name == "snp":
-        return "msr" if rules.snp_stub_msr_protocol else "linux"
-    return "linux"
+#: Accept routine of the EFI stub, per TEE: TDX shares tdx_accept_memory() with the kernel; SNP
+#: uses the GHCB MSR protocol since 2025 (d54d610243a4) and a GHCB page-state-change request before.
+STUB_ROUTINE: dict[Tee, Callable[[KernelRules], AcceptRoutine]] = {
+    Tee.TDX: lambda rules: AcceptRoutine.LINUX,
+    Tee.SNP: lambda rules: AcceptRoutine.MSR if rules.snp_stub_msr_protocol else AcceptRoutine.LINUX,
+}
 
 
 def reserve_unaccepted_range(addr: int, size_bytes: int, fixed: bool) -> tuple[int, int]:
@@ -86,14 +89,14 @@ class Kernel:
         recorder: Recorder,
         *,
         vcpus: int,
-        lazy: bool,
+        policy: AcceptPolicy,
         footprint: BootFootprint,
     ) -> None:
         self.platform = platform
         self.rules = rules
         self.rec = recorder
         self.vcpus = vcpus
-        self.lazy = lazy
+        self.policy = policy
         self.fp = footprint
 
     # -- phases --------------------------------------------------------------------------------
@@ -104,15 +107,16 @@ class Kernel:
         installed_table: UnacceptedTable | None = None,
     ) -> KernelState:
         rec = self.rec
-        rec.begin("efi-stub", "efistub")
+        rec.begin(BootPhase.EFI_STUB, "efistub")
         rec.work("kernel_decompress", 0)
         table_type = (MemoryType.EfiACPIReclaimMemory if self.rules.table_in_acpi_reclaim
                       else MemoryType.EfiLoaderData)
-        stub = EfiStub(self.platform, stub_strategy(self.platform, self.rules), rec, table_type).run(
+        stub_routine = STUB_ROUTINE[self.platform.tee](self.rules)
+        stub = EfiStub(self.platform, stub_routine, rec, table_type).run(
             memmap, installed_table
         )
 
-        rec.begin("early-init", "kernel")
+        rec.begin(BootPhase.EARLY_INIT, "kernel")
         rec.work("early_init", 0)
         ram = RangeSet((e.addr, e.end) for e in stub.e820 if e.type == E820_TYPE_RAM)
         mb = Memblock(ram)
@@ -129,9 +133,8 @@ class Kernel:
             mb.reserve(*table_reserved)
             ram.add(*table_reserved)
             self._check_table_mapped(stub.table_addr, stub.table.size, table_reserved)
-        mem = UnacceptedMemory(stub.table, self.platform, self.rules, strategy="linux")
-        alloc = PageAllocator(ram, mem, self.platform, self.rules, rec, lazy=self.lazy,
-                              serialize=self.rules.global_accept_lock)
+        mem = UnacceptedMemory(stub.table, self.platform, self.rules, AcceptRoutine.LINUX)
+        alloc = PageAllocator(ram, mem, self.platform, self.rules, rec, lazy=self.policy is AcceptPolicy.LAZY)
         self._memblock_allocations(mb, mem, ram)
         deferred_start = self._deferred_start(alloc)
         early_pages = sum(
@@ -139,30 +142,30 @@ class Kernel:
         )
         rec.work("memmap_init", 0, early_pages)
 
-        rec.begin("memblock-free", "kernel")
+        rec.begin(BootPhase.MEMBLOCK_FREE, "kernel")
         limit = deferred_start if deferred_start is not None else 1 << 62
         for s, e in mb.free_ranges(0, limit):
             alloc.free_range(s, e, actor="memblock_free_all", vcpu=0)
 
         free_after_memblock = alloc.free_pages()
 
-        rec.begin("early-allocs", "kernel")
+        rec.begin(BootPhase.EARLY_ALLOCS, "kernel")
         alloc.alloc(self.fp.early_page_allocs, actor="page_alloc:early", vcpu=0)
 
-        rec.begin("smp-bringup", "kernel", online_vcpus=self.vcpus)
+        rec.begin(BootPhase.SMP_BRINGUP, "kernel", online_vcpus=self.vcpus)
         for ap in range(1, self.vcpus):
             rec.work("smp_bringup", 0)
             alloc.alloc(self.fp.page_allocs_per_ap, actor=f"page_alloc:smp(cpu{ap})", vcpu=0)
 
-        rec.begin("deferred-init", "deferred_init", online_vcpus=self.vcpus)
+        rec.begin(BootPhase.DEFERRED_INIT, "deferred_init", online_vcpus=self.vcpus)
         if deferred_start is not None:
             self._deferred_init(mb, alloc, ram, deferred_start)
 
-        rec.begin("initcalls", "kernel", online_vcpus=self.vcpus)
+        rec.begin(BootPhase.INITCALLS, "kernel", online_vcpus=self.vcpus)
         alloc.setup_watermarks()
         rec.work("initcalls", 0)
 
-        rec.begin("userspace", "userspace", online_vcpus=self.vcpus)
+        rec.begin(BootPhase.USERSPACE, "userspace", online_vcpus=self.vcpus)
         rec.work("userspace_to_shell", 0)
         npages = self.fp.shell_footprint // PAGE_SIZE
         alloc.alloc(npages, actor="page_alloc:userspace", vcpu=0)
@@ -174,8 +177,6 @@ class Kernel:
         the reservation is not mapped, and the first access to it faults (the 2026 bug)."""
         end = addr + HEADER_SIZE + size
         if end > reserved[1]:
-            from ..errors import SafetyViolation
-
             raise SafetyViolation(
                 "table-unmapped", "kernel", 0, reserved[1],
                 f"unaccepted table [{addr:#x}, {end:#x}) runs past its reservation ending at {reserved[1]:#x}: "
@@ -201,7 +202,7 @@ class Kernel:
         for name, size, limit in allocs:
             start, end = self._alloc(mb, name, size, limit)
             stats = mem.accept_memory(start, end - start, actor="memblock", vcpu=0)
-            self.rec.accept("memblock", 0, start, end, stats, name, serialized=self.rules.global_accept_lock)
+            self.rec.accept("memblock", 0, start, end, stats, name, lock=self.rules.accept_lock)
             self.platform.touch(start, end, actor=f"memblock:{name}", vcpu=0)
 
     @staticmethod

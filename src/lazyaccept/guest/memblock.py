@@ -6,9 +6,9 @@ is accepted before use (``memblock_alloc_range_nid()`` calls ``accept_memory()``
 
 from __future__ import annotations
 
-from ..errors import LazyAcceptError
-from ..ranges import RangeSet
-from ..units import PAGE_SIZE, align_down, align_up
+from ..base.errors import LazyAcceptError
+from ..base.ranges import RangeSet
+from ..base.units import PAGE_SIZE, align_down, align_up
 
 
 class MemblockError(LazyAcceptError):

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import LazyAcceptError
+from ..base.errors import LazyAcceptError
+from ..base.ranges import RangeSet, true_runs
+from ..base.record import AcceptStats, Recorder
+from ..base.units import CHUNK_SIZE, MAX_ORDER_NR_PAGES, PAGE_SIZE, GiB, MiB, align_down, align_up
 from ..platform.base import Platform
-from ..ranges import RangeSet, true_runs
-from ..record import AcceptStats, Recorder
-from ..units import CHUNK_SIZE, MAX_ORDER_NR_PAGES, PAGE_SIZE, GiB, MiB, align_down, align_up
 from .rules import KernelRules
 from .unaccepted import UnacceptedMemory
 
@@ -73,7 +73,6 @@ class PageAllocator:
         rules: KernelRules,
         recorder: Recorder,
         lazy: bool = True,
-        serialize: bool = False,
     ) -> None:
         self.ram = ram
         self.mem = mem
@@ -81,7 +80,6 @@ class PageAllocator:
         self.rules = rules
         self.rec = recorder
         self.lazy = lazy
-        self.serialize = serialize
         self.zones: list[Zone] = []
         for name, lo, hi in ZONE_BOUNDS:
             pieces = ram.intersection(lo, hi)
@@ -103,7 +101,7 @@ class PageAllocator:
     # -- acceptance --------------------------------------------------------------------------
     def _accept(self, start: int, size: int, actor: str, vcpu: int, reason: str, requests: int = 1) -> AcceptStats:
         stats = self.mem.accept_memory(start, size, actor=actor, vcpu=vcpu)
-        self.rec.accept(actor, vcpu, start, start + size, stats, reason, requests, self.serialize)
+        self.rec.accept(actor, vcpu, start, start + size, stats, reason, requests, self.rules.accept_lock)
         return stats
 
     # -- freeing memory into the allocator (memblock_free_all, deferred init) -------------------

@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from ..errors import ConfigError
+from ..base.errors import ConfigError
 
 Wmark = Literal["high", "promo"]
+#: The spinlock v6.5's accept_memory() held across the architecture accept
+#: (drivers/firmware/efi/unaccepted_memory.c, ``unaccepted_memory_lock``).
+GLOBAL_ACCEPT_LOCK = "unaccepted_memory_lock"
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ class KernelRules:
     #: The unaccepted table is reserved with ``end = PAGE_ALIGN(addr + 24 + size)`` (2026 fix);
     #: before, the aligned-down start plus ``PAGE_ALIGN(24 + size)``, which can drop a page.
     table_reserve_fixed: bool
+
+    @property
+    def accept_lock(self) -> str | None:
+        """The lock every acceptance holds across the architecture call, if the release has one."""
+        return GLOBAL_ACCEPT_LOCK if self.global_accept_lock else None
 
     def with_rule(self, **changes: object) -> KernelRules:
         """A copy with some rules changed (for mutants and what-if runs)."""

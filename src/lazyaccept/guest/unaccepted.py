@@ -16,15 +16,16 @@ completion.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
+from ..base.choices import AcceptRoutine
+from ..base.record import AcceptStats
+from ..base.units import PAGE_SIZE, align_down, align_up
 from ..formats.unaccepted import UnacceptedTable
 from ..platform.base import Platform
-from ..record import AcceptStats
-from ..units import PAGE_SIZE, align_down, align_up
 from .rules import KernelRules
 
 
@@ -108,14 +109,21 @@ def _first_run(bits: np.ndarray, lo: int, hi: int) -> tuple[int, int] | None:
     return lo + a, lo + b
 
 
+class TaskState(Enum):
+    """Where an :class:`AcceptTask` stands."""
+
+    LOCK = "lock"  # trying to take the lock
+    ARCH = "arch"  # lock dropped, IRQs off, about to run the architecture accept of ``run``
+    RELOCK = "relock"  # retaking the lock to clear the bits of ``run``
+    DONE = "done"
+
+
 @dataclass
 class AcceptTask:
     """One ``accept_memory()`` call on one vCPU, as a state machine.
 
-    :meth:`step` advances to the next point where another vCPU may run and returns False once
-    the call has returned.  States: ``lock`` (trying to take the lock), ``arch`` (lock dropped,
-    IRQs off, about to run the architecture accept of ``run``), ``relock`` (retaking the lock
-    to clear the bits of ``run``), ``done``.
+    :meth:`step` advances to the next point where another vCPU may run (see :class:`TaskState`)
+    and returns False once the call has returned.
     """
 
     mem: UnacceptedMemory
@@ -123,24 +131,24 @@ class AcceptTask:
     actor: str
     vcpu: int
     stats: AcceptStats = field(default_factory=AcceptStats)
-    state: str = "lock"
+    state: TaskState = TaskState.LOCK
     run: tuple[int, int] | None = None
     cursor: int = 0
     spins: int = 0
 
     def step(self) -> bool:
         m = self.mem
-        if self.state == "done":
+        if self.state is TaskState.DONE:
             return False
         if self.units is None:
-            self.state = "done"
+            self.state = TaskState.DONE
             return False
-        if self.state in ("lock", "relock"):
+        if self.state in (TaskState.LOCK, TaskState.RELOCK):
             if m.lock_holder is not None and m.lock_holder != self.vcpu:
                 self.spins += 1  # spinning with IRQs off
                 return True
             m.lock_holder = self.vcpu
-            if self.state == "lock":
+            if self.state is TaskState.LOCK:
                 # Another request on an overlapping unit range: drop the lock and retry.
                 if any(m.overlaps(e, self.units) for e in m.accepting if e is not self.units):
                     m.lock_holder = None
@@ -158,17 +166,17 @@ class AcceptTask:
                 if m.use_accepting_list:
                     m.accepting.remove(self.units)
                 m.lock_holder = None
-                self.state = "done"
+                self.state = TaskState.DONE
                 return False
             if not m.rules.global_accept_lock:
                 m.lock_holder = None  # the lock is dropped, IRQs stay disabled
-            self.state = "arch"
+            self.state = TaskState.ARCH
             return True
-        if self.state == "arch":
+        if self.state is TaskState.ARCH:
             assert self.run is not None
             base, unit = m.table.phys_base, m.table.unit_size
             self.stats += m.arch_accept(base + self.run[0] * unit, base + self.run[1] * unit, self.actor, self.vcpu)
-            self.state = "relock"
+            self.state = TaskState.RELOCK
             return True
         raise AssertionError(f"bad state {self.state}")
 
@@ -181,18 +189,16 @@ class UnacceptedMemory:
         table: UnacceptedTable | None,
         platform: Platform,
         rules: KernelRules,
-        strategy: str,
+        routine: AcceptRoutine = AcceptRoutine.LINUX,
         use_accepting_list: bool = True,
     ) -> None:
         self.table = table
         self.platform = platform
         self.rules = rules
-        self.strategy = strategy
+        self.routine = routine
         self.use_accepting_list = use_accepting_list
         self.accepting: list[UnitRange] = []
         self.lock_holder: int | None = None
-        #: Called after every architecture accept, e.g. by the sanitizer.
-        self.on_accept: Callable[[int, int, str, int], None] | None = None
 
     def overlaps(self, entry: UnitRange, r: UnitRange) -> bool:
         """Accepting-list overlap test, at unit granularity."""
@@ -202,10 +208,7 @@ class UnacceptedMemory:
         return not (entry.end <= r.start or entry.start >= r.end)
 
     def arch_accept(self, start: int, end: int, actor: str, vcpu: int) -> AcceptStats:
-        stats = self.platform.accept(start, end, strategy=self.strategy, actor=actor, vcpu=vcpu)
-        if self.on_accept is not None:
-            self.on_accept(start, end, actor, vcpu)
-        return stats
+        return self.platform.accept(start, end, routine=self.routine, actor=actor, vcpu=vcpu)
 
     def task(self, start: int, size: int, actor: str, vcpu: int) -> AcceptTask:
         units = None if self.table is None else request_units(self.table, self.rules, start, size)

@@ -1,9 +1,9 @@
 """The one narrow interface between the guest model and the platform.
 
 The guest (firmware, EFI stub, kernel) asks the platform to *accept* a page-aligned range with
-the accept routine it runs (``strategy``), and tells it when it *touches* memory.  The platform
+the accept routine it runs (``routine``), and tells it when it *touches* memory.  The platform
 keeps the true state of every page (the ground truth the sanitizer checks against) and raises
-:class:`~lazyaccept.errors.SafetyViolation` at once when a rule of the real hardware is broken:
+:class:`~lazyaccept.base.errors.SafetyViolation` at once when a rule of the real hardware is broken:
 touching memory that is not accepted, or accepting a 4 KiB page twice.
 """
 
@@ -12,10 +12,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
-from ..ranges import RangeSet
-from ..record import AcceptStats
-from ..units import PAGE_SIZE, is_aligned
+from ..base.choices import AcceptRoutine, Tee
+from ..base.errors import ConfigError
+from ..base.ranges import RangeSet
+from ..base.record import AcceptStats
+from ..base.units import PAGE_SIZE, is_aligned
 
 if TYPE_CHECKING:
     from .host import HostVMM
@@ -24,10 +25,10 @@ if TYPE_CHECKING:
 class Platform(ABC):
     """A TEE platform (TDX module or SNP RMP) together with its host VMM."""
 
-    #: ``"tdx"`` or ``"snp"``.
-    name: str
-    #: Accept routines this platform's guests run, by name (see each subclass).
-    strategies: tuple[str, ...]
+    #: The TEE this platform is.
+    tee: Tee
+    #: Accept routines this platform's guests run (see each subclass).
+    routines: tuple[AcceptRoutine, ...]
     #: The host VMM backing this guest.
     host: HostVMM
 
@@ -37,8 +38,8 @@ class Platform(ABC):
         (TDX ``TDH.MEM.PAGE.ADD`` of TDVF sections; SNP ``SNP_LAUNCH_UPDATE`` pre-validation)."""
 
     @abstractmethod
-    def accept(self, start: int, end: int, *, strategy: str, actor: str, vcpu: int) -> AcceptStats:
-        """Run the accept routine ``strategy`` over ``[start, end)`` (4 KiB aligned).
+    def accept(self, start: int, end: int, *, routine: AcceptRoutine, actor: str, vcpu: int) -> AcceptStats:
+        """Run the accept routine ``routine`` over ``[start, end)`` (4 KiB aligned).
 
         Returns the counts of what was done.  Raises ``SafetyViolation("double-accept", ...)``
         if any 4 KiB page in the range was already accepted (Linux panics on TDX; SNP guests
@@ -57,6 +58,17 @@ class Platform(ABC):
 
     def is_accepted(self, start: int, end: int) -> bool:
         return self.accepted().contains(start, end)
+
+    def check_routine(self, routine: AcceptRoutine | str) -> AcceptRoutine:
+        """``routine`` as an :class:`AcceptRoutine` this platform runs, or a ConfigError."""
+        try:
+            r = AcceptRoutine(routine)
+        except ValueError:
+            r = None
+        if r not in self.routines:
+            known = ", ".join(x.value for x in self.routines)
+            raise ConfigError(f"unknown {self.tee.value.upper()} accept routine {routine!r} (use one of {known})")
+        return r
 
     @property
     def host_committed(self) -> int:

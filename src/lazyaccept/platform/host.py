@@ -20,10 +20,11 @@ agree for any policy whose answer for a range is its answer for every block of t
 
 from __future__ import annotations
 
-from ..errors import ConfigError
-from ..ranges import RangeSet
-from ..record import AcceptStats
-from ..units import PAGE_SIZE, SIZE_2M, is_aligned
+from ..base.choices import HostMapping
+from ..base.errors import ConfigError
+from ..base.ranges import RangeSet
+from ..base.record import AcceptStats
+from ..base.units import PAGE_SIZE, SIZE_2M, is_aligned
 
 #: Page sizes a host can map private guest memory with (TDX Secure-EPT leaves, SNP RMP entries).
 HOST_PAGE_SIZES = (PAGE_SIZE, SIZE_2M)
@@ -38,16 +39,15 @@ class HostPolicy:
     the guest's request is 2 MiB and the whole 2 MiB GPA block is still unbacked, else at 4 KiB.
     """
 
-    MAPPINGS = ("4k", "2m")
-
-    def __init__(self, mapping: str = "4k") -> None:
-        mapping = mapping.lower()
-        if mapping not in self.MAPPINGS:
-            raise ConfigError(f"host mapping must be one of {', '.join(self.MAPPINGS)}: {mapping!r}")
-        self.mapping = mapping
+    def __init__(self, mapping: HostMapping | str = HostMapping.PAGE_4K) -> None:
+        try:
+            self.mapping = HostMapping(str(mapping).lower())
+        except ValueError:
+            known = ", ".join(m.value for m in HostMapping)
+            raise ConfigError(f"host mapping must be one of {known}: {mapping!r}") from None
 
     def back(self, start: int, end: int, requested_level: int) -> int | None:
-        """Page size (4096 or 2 MiB) to back ``[start, end)`` with, or ``None`` to refuse.
+        """Page size (4 KiB or 2 MiB) to back ``[start, end)`` with, or ``None`` to refuse.
 
         ``requested_level`` is the page size *in bytes* the guest's request asked for (the TDX
         accept level, the SNP page-state-change entry size).  The host only asks about memory that
@@ -56,7 +56,7 @@ class HostPolicy:
         whole unbacked 2 MiB blocks.  A 2 MiB answer is only valid for such ranges.
         """
         if (
-            self.mapping == "2m"
+            self.mapping is HostMapping.PAGE_2M
             and requested_level >= SIZE_2M
             and is_aligned(start, SIZE_2M)
             and is_aligned(end, SIZE_2M)
@@ -65,7 +65,7 @@ class HostPolicy:
         return PAGE_SIZE
 
     def __repr__(self) -> str:
-        return f"HostPolicy(mapping={self.mapping!r})"
+        return f"HostPolicy(mapping={self.mapping.value!r})"
 
 
 class HostVMM:

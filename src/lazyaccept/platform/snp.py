@@ -68,10 +68,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import ConfigError, SafetyViolation
-from ..ranges import RangeSet
-from ..record import AcceptStats
-from ..units import PAGE_SIZE, SIZE_2M, align_down, align_up, is_aligned
+from ..base.choices import AcceptRoutine, Tee
+from ..base.errors import ConfigError, SafetyViolation
+from ..base.ranges import RangeSet
+from ..base.record import AcceptStats
+from ..base.units import PAGE_SIZE, SIZE_2M, align_down, align_up, is_aligned
 from .base import Platform, check_range
 from .host import HostVMM
 
@@ -85,7 +86,7 @@ PVALIDATE_FAULT = -1
 VC_PAGE_NOT_VALIDATED = 0x404
 
 #: Entries per page-state-change request, by accept routine.
-PSC_MAX_ENTRIES = {"linux": 64, "ovmf": 253, "msr": 1}
+PSC_MAX_ENTRIES = {AcceptRoutine.LINUX: 64, AcceptRoutine.OVMF: 253, AcceptRoutine.MSR: 1}
 
 _PAGES_PER_2M = SIZE_2M // PAGE_SIZE
 
@@ -146,8 +147,8 @@ class _Plan:
 class SnpPlatform(Platform):
     """SEV-SNP hardware (RMP, PVALIDATE) with its host.  See the module docstring."""
 
-    name = "snp"
-    strategies = ("linux", "msr", "ovmf")
+    tee = Tee.SNP
+    routines = (AcceptRoutine.LINUX, AcceptRoutine.MSR, AcceptRoutine.OVMF)
 
     def __init__(self, host: HostVMM | None = None) -> None:
         self.host = host if host is not None else HostVMM()
@@ -239,23 +240,20 @@ class SnpPlatform(Platform):
         return PvalidateResult(PVALIDATE_SUCCESS)
 
     # -- the accept routines, range-batched ---------------------------------------------------
-    def accept(self, start: int, end: int, *, strategy: str, actor: str, vcpu: int) -> AcceptStats:
-        """Make ``[start, end)`` private and validate it with the routine ``strategy``
-        (``"linux"``, ``"ovmf"`` or ``"msr"``); see the module docstring."""
+    def accept(self, start: int, end: int, *, routine: AcceptRoutine, actor: str, vcpu: int) -> AcceptStats:
+        """Make ``[start, end)`` private and validate it with the accept routine (``linux``,
+        ``ovmf`` or ``msr``); see the module docstring."""
         check_range(start, end)
-        if strategy not in self.strategies:
-            raise ConfigError(
-                f"unknown SNP accept strategy {strategy!r} (use one of {', '.join(self.strategies)})"
-            )
+        routine = self.check_routine(routine)
         stats = AcceptStats()
         if end == start:
             return stats
-        if strategy == "msr":
+        if routine is AcceptRoutine.MSR:
             plan = _Plan(start, end, end, end)
         else:
             h = min(align_up(start, SIZE_2M), end)
             plan = _Plan(start, h, max(align_down(end, SIZE_2M), h), end)
-        per_request = PSC_MAX_ENTRIES[strategy]
+        per_request = PSC_MAX_ENTRIES[routine]
         n = plan.count
 
         def batch_start(addr: int) -> int:

@@ -37,7 +37,7 @@ its :class:`~lazyaccept.platform.host.HostPolicy` (4 KiB or 2 MiB, never larger 
 and AUGs the faulting page (4 KiB) or block (2 MiB); a refusal is ``SafetyViolation("host-refused")``.
 A successful accept zeroes the page(s) under the TD key and makes them MAPPED.
 
-Accept routines (``accept(strategy=...)``):
+Accept routines (``accept(routine=...)``):
 
 * ``"linux"``: tdx_accept_memory.  At each address try 1 GiB (aligned and >= 1 GiB left), then
   2 MiB (aligned and >= 2 MiB left), then 4 KiB; any non-zero status means "try smaller"; a
@@ -92,10 +92,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError, SafetyViolation
-from ..ranges import RangeSet
-from ..record import AcceptStats
-from ..units import PAGE_SIZE, SIZE_1G, SIZE_2M, align_down, align_up, is_aligned
+from ..base.choices import AcceptRoutine, Tee
+from ..base.errors import ConfigError, SafetyViolation
+from ..base.ranges import RangeSet
+from ..base.record import AcceptStats
+from ..base.units import PAGE_SIZE, SIZE_1G, SIZE_2M, align_down, align_up, is_aligned
 from .base import Platform, check_range
 from .host import HostVMM
 
@@ -111,7 +112,6 @@ LEVEL_4K, LEVEL_2M, LEVEL_1G = 0, 1, 2
 LEVEL_SIZE = {LEVEL_4K: PAGE_SIZE, LEVEL_2M: SIZE_2M, LEVEL_1G: SIZE_1G}
 
 #: EDK2 TDX_ACCEPTPAGE_MAX_RETRIED: TdAcceptPages re-issues a BUSY accept at most 3 times.
-TDVF_BUSY_RETRIES = 3
 
 _PAGES_PER_2M = SIZE_2M // PAGE_SIZE
 
@@ -166,8 +166,8 @@ class _Run:
 class TdxPlatform(Platform):
     """The TDX module with its host.  See the module docstring for the rules and counts."""
 
-    name = "tdx"
-    strategies = ("linux", "tdvf", "tdvf-ap")
+    tee = Tee.TDX
+    routines = (AcceptRoutine.LINUX, AcceptRoutine.TDVF, AcceptRoutine.TDVF_AP)
 
     def __init__(self, host: HostVMM | None = None, gpa_limit: int = 1 << 52) -> None:
         if gpa_limit <= 0 or not is_aligned(gpa_limit, SIZE_1G):
@@ -292,23 +292,20 @@ class TdxPlatform(Platform):
         return done(None)
 
     # -- the accept routines, range-batched ---------------------------------------------------
-    def accept(self, start: int, end: int, *, strategy: str, actor: str, vcpu: int) -> AcceptStats:
-        """Run the guest's accept routine ``strategy`` (``"linux"``, ``"tdvf"`` or ``"tdvf-ap"``) over
-        ``[start, end)``; see the module docstring for the rules and the counts."""
+    def accept(self, start: int, end: int, *, routine: AcceptRoutine, actor: str, vcpu: int) -> AcceptStats:
+        """Run the guest's accept routine (``linux``, ``tdvf`` or ``tdvf-ap``) over ``[start, end)``;
+        see the module docstring for the rules and the counts."""
         check_range(start, end)
-        if strategy not in self.strategies:
-            raise ConfigError(
-                f"unknown TDX accept strategy {strategy!r} (use one of {', '.join(self.strategies)})"
-            )
+        routine = self.check_routine(routine)
         run = _Run(actor, vcpu, AcceptStats())
         if end == start:
             return run.stats
         # The split into a 4 KiB head, 2 MiB body and 4 KiB tail.
         head_end = min(align_up(start, SIZE_2M), end)
         body_end = max(align_down(end, SIZE_2M), head_end)
-        if strategy == "tdvf" and end - head_end <= SIZE_2M:
+        if routine is AcceptRoutine.TDVF and end - head_end <= SIZE_2M:
             body_end = head_end  # EDK2: a body only if more than 2 MiB remains
-        if strategy == "linux":
+        if routine is AcceptRoutine.LINUX:
             # A 1 GiB TDCALL (OPERAND_INVALID on this module) at each 1 GiB-aligned body address
             # with at least 1 GiB left; it changes nothing, so it is only counted.
             first = align_up(head_end, SIZE_1G)

@@ -33,11 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, FormatError
-from ..fileio import read_input
-from ..units import GiB
-from .costs import CostProfile
-from .scenario import BootRecord, VMConfig, build_record
+from ..base.choices import AcceptPolicy, HostMapping, Tee
+from ..base.errors import ConfigError, FormatError
+from ..base.fileio import read_input
+from ..base.units import GiB
+from ..scenario.boot_record import BootRecord
+from ..scenario.build import build_record
+from ..scenario.config import GuestRequest, VMConfig
+from .profile import CostProfile
+from .run import resolve
 from .timeline import Timeline, simulate
 
 COLUMNS = (
@@ -57,28 +61,22 @@ class CalibrationPoint:
 
     id: str  # the row id, with ":eager" / ":lazy" when the row gives both times
     row_id: str
-    platform: str
+    tee: Tee
     quantity: str
     memory: int
     vcpus: int | None
-    host_mapping: str | None
+    host_mapping: HostMapping | None
     target: float
     source: str = ""
 
-    def configs(self) -> list[VMConfig]:
+    def requests(self) -> list[GuestRequest]:
         """The boots the prediction needs."""
-        policies = {"eager_s": ["eager"], "lazy_s": ["lazy"], "accept_s": ["eager"]}.get(
-            self.quantity, ["eager", "lazy"]
-        )
-        return [self.config(p) for p in policies]
+        policies = {"eager_s": [AcceptPolicy.EAGER], "lazy_s": [AcceptPolicy.LAZY], "accept_s": [AcceptPolicy.EAGER]}
+        return [self.request(p) for p in policies.get(self.quantity, [AcceptPolicy.EAGER, AcceptPolicy.LAZY])]
 
-    def config(self, policy: str) -> VMConfig:
-        return VMConfig(
-            memory=self.memory,
-            platform=self.platform,
-            vcpus=self.vcpus,
-            policy=policy,
-            host_mapping=self.host_mapping,
+    def request(self, policy: AcceptPolicy) -> GuestRequest:
+        return GuestRequest(
+            memory=self.memory, tee=self.tee, vcpus=self.vcpus, policy=policy, host_mapping=self.host_mapping
         )
 
 
@@ -152,7 +150,7 @@ def parse_calibration(text: str, path: str = "<calibration>") -> list[Calibratio
             raise FormatError(f"{where}: id {rid!r} appears twice")
         seen.add(rid)
         platform = (row.get("platform") or "").strip().lower()
-        if platform not in ("tdx", "snp"):
+        if platform not in set(Tee):
             raise FormatError(f"{where}: platform must be tdx or snp, not {platform!r}")
         gib = _number(row, "memory_gib", where)
         if gib is None:
@@ -161,7 +159,7 @@ def parse_calibration(text: str, path: str = "<calibration>") -> list[Calibratio
         if vcpus_f is not None and not vcpus_f.is_integer():
             raise FormatError(f"{where}: vcpus must be a whole number, not {vcpus_f}")
         mapping = (row.get("host_private_mapping") or "").strip().lower() or None
-        if mapping not in (None, "4k", "2m"):
+        if mapping not in (None, *HostMapping):
             raise FormatError(f"{where}: host_private_mapping must be 4K or 2M, not {mapping!r}")
         values = {q: _number(row, q, where) for q in QUANTITIES}
         if values["eager_s"] is not None and values["lazy_s"] is not None:
@@ -175,11 +173,11 @@ def parse_calibration(text: str, path: str = "<calibration>") -> list[Calibratio
                 CalibrationPoint(
                     id=rid + suffix,
                     row_id=rid,
-                    platform=platform,
+                    tee=Tee(platform),
                     quantity=q,
                     memory=int(round(gib * GiB)),
                     vcpus=int(vcpus_f) if vcpus_f is not None else None,
-                    host_mapping=mapping,
+                    host_mapping=None if mapping is None else HostMapping(mapping),
                     target=float(values[q]),  # type: ignore[arg-type]
                     source=(row.get("source") or "").strip(),
                 )
@@ -206,12 +204,16 @@ class Predictor:
     def __init__(self, points: list[CalibrationPoint], profile: CostProfile) -> None:
         self.points = points
         self.records: dict[VMConfig, BootRecord] = {}
+        #: Per point, the resolved configuration of each boot it needs, by policy.
+        self.configs: list[dict[AcceptPolicy, VMConfig]] = []
         for p in points:
-            for cfg in p.configs():
-                full = cfg.with_defaults(profile)
-                if full not in self.records:
-                    self.records[full] = build_record(full, profile)
-        self.base = profile
+            by_policy = {}
+            for req in p.requests():
+                cfg = resolve(req, profile)
+                if cfg not in self.records:
+                    self.records[cfg] = build_record(cfg)
+                by_policy[req.policy] = cfg
+            self.configs.append(by_policy)
 
     def timelines(self, profile: CostProfile) -> dict[VMConfig, Timeline]:
         return {cfg: simulate(rec.phases, profile) for cfg, rec in self.records.items()}
@@ -219,16 +221,16 @@ class Predictor:
     def predict(self, profile: CostProfile) -> list[float]:
         tls = self.timelines(profile)
         out = []
-        for p in self.points:
-            tl = {cfg.policy: tls[cfg.with_defaults(self.base)] for cfg in p.configs()}
+        for p, by_policy in zip(self.points, self.configs, strict=True):
+            tl = {policy: tls[cfg] for policy, cfg in by_policy.items()}
             if p.quantity == "eager_s":
-                out.append(tl["eager"].total_s)
+                out.append(tl[AcceptPolicy.EAGER].total_s)
             elif p.quantity == "lazy_s":
-                out.append(tl["lazy"].total_s)
+                out.append(tl[AcceptPolicy.LAZY].total_s)
             elif p.quantity == "accept_s":
-                out.append(tl["eager"].accept_s)
+                out.append(tl[AcceptPolicy.EAGER].accept_s)
             else:
-                out.append(tl["eager"].total_s / tl["lazy"].total_s)
+                out.append(tl[AcceptPolicy.EAGER].total_s / tl[AcceptPolicy.LAZY].total_s)
         return out
 
 
@@ -245,9 +247,9 @@ def calibrate(profile: CostProfile, points: list[CalibrationPoint]) -> Calibrati
     """Fit ``profile``'s free parameters to the ``points`` of its platform (see the module doc)."""
     from scipy.optimize import least_squares  # imported here: slow to import, only needed to fit
 
-    mine = [p for p in points if p.platform == profile.platform]
+    mine = [p for p in points if p.tee is profile.tee]
     if not mine:
-        raise ConfigError(f"no calibration points for platform {profile.platform} (profile {profile.name})")
+        raise ConfigError(f"no calibration points for platform {profile.tee.value} (profile {profile.name})")
     predictor = Predictor(mine, profile)
     targets = np.array([p.target for p in mine])
     free = profile.free_parameters()

@@ -1,9 +1,9 @@
 """A tiny simulated clock: vCPUs run work items, share memory bandwidth, and take locks.
 
 This is the whole of the time-keeping machinery.  Nothing else in the project knows how time
-passes: the model records *what* was done (:mod:`lazyaccept.record`), a cost profile turns each
+passes: the model records *what* was done (:mod:`lazyaccept.base.record`), a cost profile turns each
 record into a :class:`WorkItem` (CPU seconds plus bytes moved through memory), and
-:func:`simulate_phase` runs those items on the vCPUs of one boot phase.
+:class:`PhaseRun` runs those items on the vCPUs of one boot phase.
 
 The mechanisms, each one rule:
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..base.errors import ConfigError
 
 #: A running item whose remaining fraction is at most this is complete (absorbs float rounding).
 _DONE_FRACTION = 1e-9
@@ -188,103 +188,118 @@ def _step(
     return dt, finished.tolist()
 
 
+class PhaseRun:
+    """One phase on the clock: each vCPU runs its items in order, all vCPUs in parallel.
+
+    The methods say what happens at an event: an item is :meth:`_started` (after taking its
+    lock, or queueing for it), runs at the rate :func:`_step` gives it, and when it ends its lock
+    is :meth:`_released` to the next waiter and its vCPU moves on.
+    """
+
+    def __init__(self, items_by_vcpu: dict[int, list[WorkItem]], start: float, host: Host) -> None:
+        self.items = items_by_vcpu
+        self.vcpus = sorted(items_by_vcpu)
+        for v in self.vcpus:
+            for i, item in enumerate(items_by_vcpu[v]):
+                _check_item(v, i, item)
+        self.host = host
+        self.t = float(start)
+        self.timing = PhaseTiming(start=self.t, end=self.t)
+        for v in self.vcpus:
+            self.timing.vcpus[v] = VcpuTiming(start=self.t, end=self.t)
+            self.timing.item_start[v] = []
+            self.timing.item_end[v] = []
+        self.next_item = {v: 0 for v in self.vcpus}
+        self.waiting_since: dict[int, float] = {}
+        self.lock_owner: dict[str, int] = {}
+        self.lock_queue: dict[str, deque[int]] = {}
+        self.ready: deque[int] = deque(self.vcpus)
+        # Per-vCPU state of the current item, as arrays (position = index in ``vcpus``).
+        self.pos = {v: i for i, v in enumerate(self.vcpus)}
+        n = len(self.vcpus)
+        self.frac = np.zeros(n)  # remaining fraction of the current item
+        self.running = np.zeros(n, dtype=bool)
+        self.cpu = np.zeros(n)
+        self.nbytes = np.zeros(n)
+
+    def run(self) -> PhaseTiming:
+        """Run to the end of the phase (a barrier: the last vCPU's last item)."""
+        while True:
+            while self.ready:
+                v = self.ready.popleft()
+                if self._started(v):
+                    self._set_running(v)
+            if not self.running.any():
+                break
+            dt, done = _step(
+                self.frac, self.running, self.cpu, self.nbytes, self.host.vcpu_bandwidth, self.host.memory_bandwidth
+            )
+            self.t += dt
+            for i in done:
+                self._ended(self.vcpus[i])
+        if self.waiting_since:  # cannot happen: an owner is always running its item
+            raise RuntimeError(f"lock wait never ended on vCPUs {sorted(self.waiting_since)}")
+        self.timing.end = max((vt.end for vt in self.timing.vcpus.values()), default=self.timing.start)
+        return self.timing
+
+    def _started(self, v: int) -> bool:
+        """vCPU ``v`` moves to its next item at time ``t``: it takes the item's lock or queues
+        for it.  True if an item with work to do has started (the caller sets it running)."""
+        items = self.items[v]
+        while self.next_item[v] < len(items):
+            item = items[self.next_item[v]]
+            lock = item.lock
+            if lock is not None and self.lock_owner.get(lock) != v:
+                if lock not in self.lock_owner:
+                    self.lock_owner[lock] = v
+                else:
+                    self.lock_queue.setdefault(lock, deque()).append(v)
+                    self.waiting_since[v] = self.t
+                    return False
+            self.timing.item_start[v].append(self.t)
+            if item.cpu_s > 0 or item.bytes > 0:
+                return True
+            # Nothing to do: the item ends as it starts.
+            self.timing.item_end[v].append(self.t)
+            self.next_item[v] += 1
+            if lock is not None:
+                self._released(lock)
+        self.timing.vcpus[v].end = self.t
+        return False
+
+    def _set_running(self, v: int) -> None:
+        i = self.pos[v]
+        item = self.items[v][self.next_item[v]]
+        self.frac[i] = 1.0
+        self.running[i] = True
+        self.cpu[i] = item.cpu_s
+        self.nbytes[i] = item.bytes
+
+    def _ended(self, v: int) -> None:
+        """vCPU ``v``'s current item has ended: record it, free its lock, move on."""
+        item = self.items[v][self.next_item[v]]
+        self.timing.item_end[v].append(self.t)
+        self.next_item[v] += 1
+        if item.lock is not None:
+            self._released(item.lock)
+        self.ready.append(v)
+
+    def _released(self, lock: str) -> None:
+        """The lock passes to the first waiter (FIFO, as Linux queued spinlocks), which stops spinning."""
+        q = self.lock_queue.get(lock)
+        if q:
+            w = q.popleft()
+            self.lock_owner[lock] = w
+            self.timing.vcpus[w].spin_s += self.t - self.waiting_since.pop(w)
+            self.ready.append(w)
+        else:
+            del self.lock_owner[lock]
+
+
 def simulate_phase(items_by_vcpu: dict[int, list[WorkItem]], start: float, host: Host) -> PhaseTiming:
     """Run each vCPU's items in order, all vCPUs in parallel, from ``start``.
 
     Returns the phase timing; the phase ends when the last vCPU finishes its last item (a
     barrier).  See the module docstring for the bandwidth and lock rules.
     """
-    vcpus = sorted(items_by_vcpu)
-    for v in vcpus:
-        for i, item in enumerate(items_by_vcpu[v]):
-            _check_item(v, i, item)
-
-    t = float(start)
-    timing = PhaseTiming(start=t, end=t)
-    idx = {v: 0 for v in vcpus}
-    waiting_since: dict[int, float] = {}
-    owner: dict[str, int] = {}
-    queue: dict[str, deque[int]] = {}
-    for v in vcpus:
-        timing.vcpus[v] = VcpuTiming(start=t, end=t)
-        timing.item_start[v] = []
-        timing.item_end[v] = []
-
-    ready: deque[int] = deque(vcpus)
-
-    def release(v: int, lock: str) -> None:
-        q = queue.get(lock)
-        if q:
-            w = q.popleft()
-            owner[lock] = w
-            timing.vcpus[w].spin_s += t - waiting_since.pop(w)
-            ready.append(w)
-        else:
-            del owner[lock]
-
-    def advance(v: int) -> bool:
-        """Start vCPU ``v``'s next item(s) at time ``t``: take its lock or queue for it.
-
-        True if an item with work to do has started (the caller sets it running)."""
-        items = items_by_vcpu[v]
-        while idx[v] < len(items):
-            item = items[idx[v]]
-            lock = item.lock
-            if lock is not None and owner.get(lock) != v:
-                if lock not in owner:
-                    owner[lock] = v
-                else:
-                    queue.setdefault(lock, deque()).append(v)
-                    waiting_since[v] = t
-                    return False
-            timing.item_start[v].append(t)
-            if item.cpu_s > 0 or item.bytes > 0:
-                return True
-            # Nothing to do: the item ends as it starts.
-            timing.item_end[v].append(t)
-            idx[v] += 1
-            if lock is not None:
-                release(v, lock)
-        timing.vcpus[v].end = t
-        return False
-
-    # Per-vCPU state of the current item, as arrays (position = index in ``vcpus``).
-    pos = {v: i for i, v in enumerate(vcpus)}
-    n = len(vcpus)
-    frac = np.zeros(n)  # remaining fraction of the current item
-    running = np.zeros(n, dtype=bool)
-    cpu = np.zeros(n)
-    nbytes = np.zeros(n)
-    vbw = host.vcpu_bandwidth
-    hbw = host.memory_bandwidth
-
-    def start_running(v: int) -> None:
-        i = pos[v]
-        item = items_by_vcpu[v][idx[v]]
-        frac[i] = 1.0
-        running[i] = True
-        cpu[i] = item.cpu_s
-        nbytes[i] = item.bytes
-
-    while True:
-        while ready:
-            v = ready.popleft()
-            if advance(v):
-                start_running(v)
-        if not running.any():
-            break
-        dt, done = _step(frac, running, cpu, nbytes, vbw, hbw)
-        t += dt
-        for i in done:
-            v = vcpus[i]
-            item = items_by_vcpu[v][idx[v]]
-            timing.item_end[v].append(t)
-            idx[v] += 1
-            if item.lock is not None:
-                release(v, item.lock)
-            ready.append(v)
-
-    if waiting_since:  # cannot happen: an owner is always running its item
-        raise RuntimeError(f"lock wait never ended on vCPUs {sorted(waiting_since)}")
-    timing.end = max((vt.end for vt in timing.vcpus.values()), default=timing.start)
-    return timing
+    return PhaseRun(items_by_vcpu, start, host).run()

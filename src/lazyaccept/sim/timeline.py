@@ -1,7 +1,7 @@
 """A boot's phases, priced by a cost profile and run on the simulated clock.
 
-:func:`simulate` is the bridge from a record (what happened, :mod:`lazyaccept.record`) to time:
-every event of every phase is priced with :meth:`CostProfile.price`, the phases run one after
+:func:`simulate` is the bridge from a record (what happened, :mod:`lazyaccept.base.record`) to time:
+every event of every phase is priced with :func:`~lazyaccept.sim.pricing.price`, the phases run one after
 the other on :func:`~lazyaccept.sim.engine.simulate_phase` (each starts when the previous one's
 last vCPU finishes), and the result says where the time went.
 """
@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..record import AcceptEvent, Phase
-from .costs import CostProfile
+from ..base.record import AcceptEvent, Phase
 from .engine import PhaseTiming, WorkItem, simulate_phase
+from .pricing import price
+from .profile import CostProfile
 
 #: A step series: ``(t, cumulative bytes)`` points, time ascending, starting at ``(start, 0)``.
 Series = list[tuple[float, int]]
@@ -89,7 +90,7 @@ def simulate(phases: list[Phase], profile: CostProfile, *, committed_at_start: i
         items: dict[int, list[WorkItem]] = {}
         actors: dict[int, list[str | None]] = {}
         for ev in phase.events:
-            items.setdefault(ev.vcpu, []).append(profile.price(ev, phase.online_vcpus))
+            items.setdefault(ev.vcpu, []).append(price(profile, ev, phase.online_vcpus))
             actors.setdefault(ev.vcpu, []).append(ev.actor if isinstance(ev, AcceptEvent) else None)
         timing = simulate_phase(items, t, host)
         phase_accept = 0.0

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from .units import PAGE_SIZE, SIZE_2M
+
 
 @dataclass
 class AcceptStats:
@@ -55,7 +57,7 @@ class AcceptStats:
 
     @property
     def host_backed_bytes(self) -> int:
-        return self.host_backed_4k * 4096 + self.host_backed_2m * 2 * 1024 * 1024
+        return self.host_backed_4k * PAGE_SIZE + self.host_backed_2m * SIZE_2M
 
     @property
     def calls(self) -> int:
@@ -72,8 +74,8 @@ class AcceptEvent:
     ``start``/``end`` bound the memory concerned (end exclusive); ``stats`` is what the
     platform did for it; ``reason`` says why it was accepted (``"head"``, ``"tail"``,
     ``"small-range"``, ``"guard"``, ``"memblock"``, ``"watermark"``, ``"zero-watermark"``,
-    ``"eager"``, ``"pre-accept"`` ...).  ``serialized`` marks work done under a lock that
-    every acceptance in the kernel shares (the v6.5 global accept lock).
+    ``"eager"``, ``"pre-accept"`` ...).  ``lock`` names a lock the actor held for the whole
+    request (the v6.5 kernel's global ``unaccepted_memory_lock``), or is ``None``.
     """
 
     actor: str
@@ -83,7 +85,7 @@ class AcceptEvent:
     stats: AcceptStats
     reason: str = ""
     requests: int = 1
-    serialized: bool = False
+    lock: str | None = None
 
 
 @dataclass
@@ -151,10 +153,10 @@ class Recorder:
         stats: AcceptStats,
         reason: str = "",
         requests: int = 1,
-        serialized: bool = False,
+        lock: str | None = None,
     ) -> None:
         """Record an acceptance; requests that accepted nothing are still recorded (they cost a call)."""
-        self.current.events.append(AcceptEvent(actor, vcpu, start, end, stats, reason, requests, serialized))
+        self.current.events.append(AcceptEvent(actor, vcpu, start, end, stats, reason, requests, lock))
 
     def work(self, kind: str, vcpu: int = 0, amount: float = 1.0) -> None:
         if amount:

@@ -3,21 +3,19 @@
 The platform raises at once on a touch of unaccepted memory or a second acceptance.  These
 checks cover the rest, against the platform's true state: what the bitmap says must be true of
 every unit; the allocator's counters must agree with its lists; every page on a free list must
-be accepted; and lazy and eager must end, once drained, with the same usable memory.
+be accepted; no page the guest accepted was taken back by the host (TDX REMOVE, SNP RMPUPDATE)
+and none was accepted again after that (its contents are gone: a silent data loss); and lazy and
+eager must end, once drained, with the same usable memory.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from ..errors import SafetyViolation
-from ..ranges import RangeSet
-from ..units import MAX_ORDER_NR_PAGES
-
-if TYPE_CHECKING:
-    from ..sim.scenario import BootRecord
+from ..base.errors import SafetyViolation
+from ..base.ranges import RangeSet
+from ..base.units import MAX_ORDER_NR_PAGES, PAGE_SIZE
+from .boot_record import BootRecord
 
 
 def accepted_ram(ram: RangeSet, accepted: RangeSet) -> RangeSet:
@@ -69,7 +67,7 @@ def check_allocator(rec: BootRecord) -> None:
             )
         if z.free_pages < z.nr_unaccepted:
             raise SafetyViolation("counters", "page_alloc", None, z.start, f"zone {z.name}: free < unaccepted")
-        if z.free_pages - z.nr_unaccepted != z.free_accepted.total() // 4096:
+        if z.free_pages - z.nr_unaccepted != z.free_accepted.total() // PAGE_SIZE:
             raise SafetyViolation("counters", "page_alloc", None, z.start, f"zone {z.name}: free lists disagree")
         for s, e in z.free_accepted:
             if not acc.contains(s, e):
@@ -77,9 +75,26 @@ def check_allocator(rec: BootRecord) -> None:
                 raise SafetyViolation("touch-unaccepted", "page_alloc", None, gap, f"zone {z.name} free list")
 
 
+def check_host_took_nothing(rec: BootRecord) -> None:
+    """Memory the guest accepted stays accepted: the host took none back, and the guest did not
+    accept again a page the host had taken (re-accepting zeroes it)."""
+    again = rec.platform.reaccepted()
+    if again:
+        raise SafetyViolation(
+            "silent-data-loss", "host", None, next(iter(again))[0],
+            f"{again.total()} bytes accepted again after the host took them back: their contents are gone",
+        )
+    lost = rec.platform.lost()
+    if lost:
+        raise SafetyViolation(
+            "memory-lost", "host", None, next(iter(lost))[0], f"{lost.total()} bytes the guest accepted were taken back"
+        )
+
+
 def check_boot(rec: BootRecord) -> None:
     check_bitmap(rec)
     check_allocator(rec)
+    check_host_took_nothing(rec)
 
 
 def check_no_memory_lost(lazy: BootRecord, eager: BootRecord) -> None:

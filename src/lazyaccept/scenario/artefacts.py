@@ -4,10 +4,11 @@ real formats, plus the binary artefacts (EFI memory map, unaccepted table, TD HO
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
-from ..fileio import atomic_write
+from ..base.choices import AcceptPolicy, BootPhase, Tee
+from ..base.errors import ConfigError
+from ..base.fileio import atomic_write
+from ..base.units import PAGE_SIZE
 from ..formats.e820 import E820_TYPE_RAM
 from ..formats.efi_memmap import build_memory_map
 from ..formats.kernel_text import (
@@ -18,12 +19,15 @@ from ..formats.kernel_text import (
     format_vmstat,
 )
 from ..formats.unaccepted import build_unaccepted_table
-from ..units import PAGE_SIZE
-
-if TYPE_CHECKING:
-    from ..sim.scenario import BootRecord
+from .boot_record import BootRecord
 
 KB_PER_PAGE = PAGE_SIZE // 1024
+#: Per TEE: the line that says the guest detected it (if any), and the features the kernel prints
+#: in "Memory Encryption Features active:" (arch/x86/mm/mem_encrypt.c, print_mem_encrypt_feature_info()).
+TEE_LINES: dict[Tee, tuple[str | None, str]] = {
+    Tee.TDX: ("tdx: Guest detected", "Intel TDX"),
+    Tee.SNP: (None, "AMD SEV SEV-ES SEV-SNP"),
+}
 
 
 def meminfo_fields(rec: BootRecord) -> dict[str, int]:
@@ -33,7 +37,7 @@ def meminfo_fields(rec: BootRecord) -> dict[str, int]:
     free = a.free_pages()
     reserve = sum(z.wmark_high for z in a.zones)
     anon = rec.config.footprint.shell_footprint // PAGE_SIZE
-    percpu = (rec.config.vcpus or 1) * rec.config.footprint.percpu_unit // 1024
+    percpu = rec.config.vcpus * rec.config.footprint.percpu_unit // 1024
     fields = {
         "MemTotal": total * KB_PER_PAGE,
         "MemFree": free * KB_PER_PAGE,
@@ -93,42 +97,41 @@ def dmesg_lines(rec: BootRecord, phase_starts: dict[str, float] | None = None) -
     cfg = rec.config
     lines: list[str] = []
 
-    def at(phase: str, text: str) -> None:
+    def at(phase: BootPhase, text: str) -> None:
         lines.append(format_dmesg_line(t.get(phase, 0.0), text))
 
-    policy = "eager" if cfg.policy == "eager" else "lazy"
-    if cfg.platform == "tdx":
-        at("efi-stub", "tdx: Guest detected")
-    at("efi-stub", f"Linux version {rec.rules.name} (lazyaccept model)")
-    at("efi-stub", f"Command line: console=ttyS0 efi=debug accept_memory={policy}")
-    at("efi-stub", "BIOS-provided physical RAM map:")
-    lines.extend(format_e820_lines(rec.kernel.e820, t.get("efi-stub", 0.0)))
-    at("efi-stub", "efi: EFI v2.70 by EDK II")
-    lines.extend(format_efi_memmap_lines(rec.kernel.stub.memory_map, t.get("efi-stub", 0.0)))
-    features = "Intel TDX" if cfg.platform == "tdx" else "AMD SEV SEV-ES SEV-SNP"
-    at("early-init", f"Memory Encryption Features active: {features}")
-    at("early-init", "Zone ranges:")
+    detected, features = TEE_LINES[cfg.tee]
+    if detected is not None:
+        at(BootPhase.EFI_STUB, detected)
+    at(BootPhase.EFI_STUB, f"Linux version {cfg.kernel.name} (lazyaccept model)")
+    at(BootPhase.EFI_STUB, f"Command line: console=ttyS0 efi=debug accept_memory={AcceptPolicy(cfg.policy).value}")
+    at(BootPhase.EFI_STUB, "BIOS-provided physical RAM map:")
+    lines.extend(format_e820_lines(rec.kernel.e820, t.get(BootPhase.EFI_STUB, 0.0)))
+    at(BootPhase.EFI_STUB, "efi: EFI v2.70 by EDK II")
+    lines.extend(format_efi_memmap_lines(rec.kernel.stub.memory_map, t.get(BootPhase.EFI_STUB, 0.0)))
+    at(BootPhase.EARLY_INIT, f"Memory Encryption Features active: {features}")
+    at(BootPhase.EARLY_INIT, "Zone ranges:")
     names = {z.name for z in rec.kernel.allocator.zones}
     for name, lo, hi in (("DMA", 0x1000, 16 << 20), ("DMA32", 16 << 20, 4 << 30)):
         zone = next((z for z in rec.kernel.allocator.zones if z.name == name), None)
         if zone is not None:
-            at("early-init", f"  {name:<8} [mem {max(lo, zone.start):#018x}-{min(hi, zone.end) - 1:#018x}]")
+            at(BootPhase.EARLY_INIT, f"  {name:<8} [mem {max(lo, zone.start):#018x}-{min(hi, zone.end) - 1:#018x}]")
     if "Normal" in names:
         z = rec.kernel.allocator.zones[-1]
-        at("early-init", f"  Normal   [mem {z.start:#018x}-{z.end - 1:#018x}]")
+        at(BootPhase.EARLY_INIT, f"  Normal   [mem {z.start:#018x}-{z.end - 1:#018x}]")
     else:
-        at("early-init", "  Normal   empty")
-    at("early-init", "Early memory node ranges")
+        at(BootPhase.EARLY_INIT, "  Normal   empty")
+    at(BootPhase.EARLY_INIT, "Early memory node ranges")
     for e in rec.kernel.e820:
         if e.type == E820_TYPE_RAM:
-            at("early-init", f"  node   0: [mem {e.addr:#018x}-{e.end - 1:#018x}]")
+            at(BootPhase.EARLY_INIT, f"  node   0: [mem {e.addr:#018x}-{e.end - 1:#018x}]")
     fp = rec.config.footprint
-    at("early-init", f"percpu: Embedded {fp.percpu_embedded_pages} pages/cpu u{fp.percpu_unit}")
+    at(BootPhase.EARLY_INIT, f"percpu: Embedded {fp.percpu_embedded_pages} pages/cpu u{fp.percpu_unit}")
     # mem_init_print_info() runs right after memblock_free_all(): with deferred struct page
     # init, only the memory freed so far counts as available.
     free_kb = rec.kernel.free_after_memblock * KB_PER_PAGE
     ram_kb = rec.kernel.ram.total() // 1024
-    at("memblock-free", f"Memory: {free_kb}K/{ram_kb}K available ({ram_kb - free_kb}K reserved)")
+    at(BootPhase.MEMBLOCK_FREE, f"Memory: {free_kb}K/{ram_kb}K available ({ram_kb - free_kb}K reserved)")
     return lines
 
 

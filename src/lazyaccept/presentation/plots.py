@@ -1,17 +1,18 @@
-"""Pictures of a boot: what each vCPU did when, and memory accepted over time."""
+"""Pictures: a boot (what each vCPU did when, memory accepted over time) and a comparison of
+policies across memory sizes."""
 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .fileio import atomic_write
-from .units import GiB, format_size
-
-if TYPE_CHECKING:
-    from .sim.scenario import BootResult
+from ..base.fileio import atomic_write
+from ..base.units import GiB, format_size
+from ..scenario.config import VMConfig
+from ..sim.profile import CostProfile
+from ..sim.run import BootResult
+from ..sim.sweep import CompareRow
 
 
 def _figure_bytes(fig: object) -> bytes:
@@ -51,8 +52,8 @@ def plot_boot(result: BootResult, path: str) -> None:
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="accepting memory"))
     ax1.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax1.set_title(
-        f"{cfg.platform.upper()} guest, {format_size(cfg.memory)}, {cfg.vcpus} vCPU(s), accept_memory={cfg.policy}, "
-        f"kernel {cfg.kernel}, {cfg.host_mapping} host: boot to shell {tl.total_s:.2f} s"
+        f"{cfg.tee.value.upper()} guest, {format_size(cfg.memory)}, {cfg.vcpus} vCPU(s), accept_memory={cfg.policy}, "
+        f"kernel {cfg.kernel_release}, {cfg.host_mapping} host: boot to shell {tl.total_s:.2f} s"
     )
 
     ram = rec.kernel.ram.total()
@@ -90,3 +91,64 @@ def _ramps(result: BootResult, field: str) -> tuple[np.ndarray, np.ndarray]:
     frac = np.clip((times[:, None] - s_arr[None, :]) / width[None, :], 0.0, 1.0)
     frac = np.where((e_arr == s_arr)[None, :], (times[:, None] >= s_arr[None, :]).astype(float), frac)
     return times, frac @ amt
+
+
+def vcpus_label(n: int) -> str:
+    return f"{n} vCPU" if n == 1 else f"{n} vCPUs"
+
+
+def plot_compare(path: str, config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> None:
+    """Boot time against memory size for both policies, written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    gib = [r.memory_bytes / 2**30 for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    ax.plot(gib, [r.eager_s for r in rows], "o-", color="#c0392b", lw=2, label="eager (accept_memory=eager)")
+    ax.plot(gib, [r.lazy_s for r in rows], "s-", color="#2471a3", lw=2, label="lazy (accept_memory=lazy)")
+    wide = len(rows) > 1 and max(gib) / min(gib) >= 8
+    if wide:
+        ax.set_xscale("log", base=2)
+        spread = max(r.eager_s for r in rows) / min(r.lazy_s for r in rows)
+        if spread >= 30:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: format_size(int(round(x * 2**30)))))
+    ax.set_xticks(gib)
+    if len(rows) > 1:
+        ax.tick_params(axis="x", labelrotation=30 if len(rows) > 6 else 0)
+    for g, r in zip(gib, rows, strict=True):
+        ax.annotate(
+            f"{r.speedup:.1f}x",
+            (g, r.eager_s),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+            fontsize=9,
+            color="#555555",
+        )
+    ax.set_xlabel("guest memory")
+    ax.set_ylabel("boot time to shell (s, simulated)")
+    ax.set_title(
+        f"{config.tee.value.upper()} boot time, eager vs lazy acceptance\n"
+        f"{vcpus_label(config.vcpus)}, host mapping {config.host_mapping}, kernel {config.kernel_release}, "
+        f"firmware accepts {config.firmware_accept}, profile {profile.name}",
+        fontsize=10,
+    )
+    ax.grid(True, which="major", alpha=0.35)
+    ax.legend(loc="upper left", title="numbers: speed-up of lazy (eager / lazy)", title_fontsize=8)
+    top = max(r.eager_s for r in rows)
+    if ax.get_yscale() == "linear":
+        ax.set_ylim(0, top * 1.15)  # headroom for the speed-up labels
+    else:
+        ax.set_ylim(min(r.lazy_s for r in rows) / 1.3, top * 1.6)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())

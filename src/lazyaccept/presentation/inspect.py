@@ -13,12 +13,13 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from .errors import FormatError
-from .fileio import read_input
-from .formats import kernel_text as kt
-from .formats import tdvf
-from .formats.e820 import E820_TYPE_RAM, e820_type_name, efi_type_to_e820, parse_e820_table
-from .formats.efi_memmap import (
+from ..base.errors import FormatError
+from ..base.fileio import read_input
+from ..base.units import PAGE_SIZE, KiB
+from ..formats import kernel_text as kt
+from ..formats import tdvf
+from ..formats.e820 import E820_TYPE_RAM, e820_type_name, efi_type_to_e820, parse_e820_table
+from ..formats.efi_memmap import (
     DESCRIPTOR_SIZE_EDK2,
     DESCRIPTOR_SIZE_MIN,
     EfiMemoryDescriptor,
@@ -26,9 +27,8 @@ from .formats.efi_memmap import (
     attribute_names,
     parse_memory_map,
 )
-from .formats.hob import HobList, RawHob, hob_type_name, parse_hob_list, resource_attribute_names
-from .formats.unaccepted import HEADER_SIZE, parse_unaccepted_table
-from .units import PAGE_SIZE, KiB
+from ..formats.hob import HobList, RawHob, hob_type_name, parse_hob_list, resource_attribute_names
+from ..formats.unaccepted import HEADER_SIZE, parse_unaccepted_table
 
 __all__ = ["KINDS", "detect_kind", "inspect_file", "cross_checks"]
 

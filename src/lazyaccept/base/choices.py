@@ -1,0 +1,121 @@
+"""Every fixed choice of the model, declared once.
+
+Command-line choices, profile validation and JSON output all derive from these enums.  They are
+``StrEnum``s, so a member prints and serialises as its value (``Tee.TDX`` is ``"tdx"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .errors import ConfigError
+from .units import parse_size
+
+
+class Tee(StrEnum):
+    """The trusted execution environment the guest runs in."""
+
+    TDX = "tdx"
+    SNP = "snp"
+
+
+class AcceptPolicy(StrEnum):
+    """The ``accept_memory=`` kernel parameter: accept on demand, or everything at boot."""
+
+    LAZY = "lazy"
+    EAGER = "eager"
+
+
+class HostMapping(StrEnum):
+    """The page size at which the host maps the guest's private memory."""
+
+    PAGE_4K = "4k"
+    PAGE_2M = "2m"
+
+
+class AcceptRoutine(StrEnum):
+    """The code that accepts a range, as each actor runs it.
+
+    ``linux``: the kernel's and EFI stub's ``tdx_accept_memory()`` (1G/2M/4K tries) or SNP's
+    GHCB page-state change then PVALIDATE; ``tdvf``: TDVF's boot-vCPU accept; ``tdvf-ap``: the
+    32 MiB chunks TDVF's APs accept at 2 MiB; ``ovmf``: OVMF-SNP's PEI validation (253-entry
+    PSC); ``msr``: the SNP EFI stub's GHCB MSR protocol, one 4 KiB page per request.
+    """
+
+    LINUX = "linux"
+    TDVF = "tdvf"
+    TDVF_AP = "tdvf-ap"
+    OVMF = "ovmf"
+    MSR = "msr"
+
+
+class BootPhase(StrEnum):
+    """The phases of a boot, in order (each a barrier: the next starts when all vCPUs are done)."""
+
+    FIRMWARE = "firmware"
+    FIRMWARE_ACCEPT = "firmware-accept"
+    EFI_STUB = "efi-stub"
+    EARLY_INIT = "early-init"
+    MEMBLOCK_FREE = "memblock-free"
+    EARLY_ALLOCS = "early-allocs"
+    SMP_BRINGUP = "smp-bringup"
+    DEFERRED_INIT = "deferred-init"
+    INITCALLS = "initcalls"
+    USERSPACE = "userspace"
+
+
+class FirmwareAcceptMode(StrEnum):
+    """How much unaccepted RAM the firmware accepts before handing over to the OS."""
+
+    BELOW_4G = "below-4g"
+    ALL = "all"
+    SIZE = "size"
+
+
+@dataclass(frozen=True)
+class FirmwareAccept:
+    """What the firmware accepts: all RAM below 4 GiB (upstream TDVF and OVMF-SNP), all RAM, or
+    a fixed amount in HOB order (the partial accept of 2022 TDVF, ``PcdTdxAcceptPartialMemorySize``)."""
+
+    mode: FirmwareAcceptMode
+    size: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> FirmwareAccept:
+        """``below-4g`` (also ``below4g``), ``all``, or a size such as ``256M``; any case."""
+        v = text.strip().lower()
+        if v in ("below-4g", "below4g"):
+            return cls(FirmwareAcceptMode.BELOW_4G)
+        if v == "all":
+            return cls(FirmwareAcceptMode.ALL)
+        try:
+            return cls(FirmwareAcceptMode.SIZE, parse_size(text))
+        except ConfigError:
+            raise ConfigError(
+                f'firmware accept must be "below-4g", "all" or a size like "256M", not {text!r}'
+            ) from None
+
+    def __str__(self) -> str:
+        if self.mode is not FirmwareAcceptMode.SIZE:
+            return self.mode.value
+        return _compact_size(self.size)
+
+
+def _compact_size(n: int) -> str:
+    """The shortest exact spelling with a binary suffix, as QEMU's ``-m`` takes it (``256M``)."""
+    for suffix, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n % (1 << shift) == 0:
+            return f"{n >> shift}{suffix}"
+    return str(n)
+
+
+def choice_values(enum: type[StrEnum]) -> list[str]:
+    """The values of an enum, for click choices and messages."""
+    return [m.value for m in enum]
+
+
+__all__ = [
+    "AcceptPolicy", "AcceptRoutine", "BootPhase", "FirmwareAccept", "FirmwareAcceptMode", "HostMapping", "Tee",
+    "choice_values",
+]

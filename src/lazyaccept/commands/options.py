@@ -1,0 +1,91 @@
+"""Command-line options shared by the commands that model a guest, and their translation into a
+:class:`~lazyaccept.scenario.config.GuestRequest`: the edge where strings become values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..base.choices import AcceptPolicy, FirmwareAccept, HostMapping, Tee, choice_values
+from ..base.fileio import check_writable
+from ..base.units import parse_size
+from ..guest.footprint import BootFootprint
+from ..scenario.config import GuestRequest
+
+
+def enum_choice(enum: type) -> click.Choice:
+    """A click choice of an enum's values, any case."""
+    return click.Choice(choice_values(enum), case_sensitive=False)
+
+
+def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that describe a guest, shared by boot-like commands."""
+    opts = [
+        click.option("--platform", type=enum_choice(Tee), default=None,
+                     help="TEE platform (default: the profile's, else tdx)."),
+        click.option("--vcpus", type=int, default=None, help="vCPUs (default: the profile's)."),
+        click.option("--host-mapping", type=enum_choice(HostMapping), default=None,
+                     help="Page size the host maps private memory at (default: the profile's)."),
+        click.option("--firmware-accept", default=None, metavar="below-4g|all|SIZE",
+                     help="What firmware accepts before the OS (default: the profile's)."),
+        click.option("--kernel", default=None, metavar="VERSION",
+                     help="Kernel release whose rules apply, e.g. 6.5, 6.8, 6.12, mainline (default: the profile's)."),
+        click.option("--firmware", "firmware_path", default=None, metavar="PATH",
+                     help="OVMF/TDVF image to take TDVF sections from (default: Debian's OVMF_CODE.fd)."),
+        click.option("--profile", default=None, metavar="NAME|PATH",
+                     help="Host cost profile (default: the platform's)."),
+        click.option("--shell-footprint", default=None, metavar="SIZE",
+                     help="Memory touched to reach a shell (default 256M)."),
+        click.option("--os-opt-in/--no-os-opt-in", default=True, show_default=True,
+                     help="SNP: the OS calls AllowUnacceptedMemory; without it OVMF accepts everything at "
+                          "ExitBootServices."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def guest_request(
+    memory: int,
+    *,
+    platform: str | None,
+    policy: str = AcceptPolicy.LAZY,
+    vcpus: int | None = None,
+    host_mapping: str | None = None,
+    firmware_accept: str | None = None,
+    kernel: str | None = None,
+    firmware_path: str | None = None,
+    shell_footprint: str | None = None,
+    os_opt_in: bool = True,
+    **_: object,
+) -> GuestRequest:
+    """The guest the options describe; choices parsed into values, nothing defaulted that the
+    profile decides."""
+    footprint = BootFootprint()
+    if shell_footprint is not None:
+        footprint = BootFootprint(shell_footprint=parse_size(shell_footprint))
+    return GuestRequest(
+        memory=memory,
+        tee=Tee(platform.lower()) if platform else Tee.TDX,
+        policy=AcceptPolicy(policy.lower()),
+        vcpus=vcpus,
+        host_mapping=HostMapping(host_mapping.lower()) if host_mapping else None,
+        firmware_accept=FirmwareAccept.parse(firmware_accept) if firmware_accept is not None else None,
+        kernel=kernel,
+        firmware_path=firmware_path,
+        snp_os_opt_in=os_opt_in,
+        footprint=footprint,
+    )
+
+
+def profile_name(profile: str | None, platform: str | None) -> str:
+    """The profile to load: the one named, else the platform's packaged one."""
+    return profile or (platform.lower() if platform else Tee.TDX.value)
+
+
+def check_output_file(path: str | None) -> None:
+    """Refuse, before any work, an output file that cannot be written."""
+    if path is not None:
+        check_writable(path)

@@ -1,0 +1,1 @@
+"""Presentation: tables, plots and reports of what the model and the simulator produced."""

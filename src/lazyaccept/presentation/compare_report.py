@@ -1,0 +1,56 @@
+"""A comparison of eager and lazy acceptance across memory sizes: a table and a JSON document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..base.units import format_size
+from ..scenario.config import VMConfig
+from ..sim.profile import CostProfile
+from ..sim.sweep import CompareRow
+from .plots import vcpus_label
+
+
+def compare_document(config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> dict[str, Any]:
+    """The JSON document of a comparison."""
+    return {
+        "platform": config.tee.value,
+        "profile": profile.name,
+        "vcpus": config.vcpus,
+        "host_mapping": config.host_mapping.value,
+        "kernel": config.kernel_release,
+        "kernel_rules": config.kernel.name,
+        "firmware_accept": str(config.firmware_accept),
+        "rows": [r.as_dict() for r in rows],
+    }
+
+
+def print_compare(console: Console, config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> None:
+    table = Table(
+        title=(
+            f"{config.tee.value.upper()}: eager vs lazy acceptance ({vcpus_label(config.vcpus)}, host mapping "
+            f"{config.host_mapping.value}, kernel {config.kernel_release}, firmware accepts {config.firmware_accept}, "
+            f"profile {profile.name})"
+        ),
+        title_justify="left",
+    )
+    for col in ("memory", "eager boot", "lazy boot", "speed-up", "eager accepting", "lazy accepting"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            format_size(r.memory_bytes),
+            f"{r.eager_s:.2f} s",
+            f"{r.lazy_s:.2f} s",
+            f"{r.speedup:.2f}x",
+            f"{r.eager_accept_wall_s:.2f} s",
+            f"{r.lazy_accept_wall_s:.2f} s",
+        )
+    console.print(table)
+    console.print(
+        "accepting = time during which at least one vCPU was accepting memory (firmware + kernel, "
+        "lock waits included)",
+        style="dim",
+    )

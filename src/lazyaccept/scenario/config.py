@@ -1,0 +1,119 @@
+"""A guest's configuration: what the user asked for, and the same resolved once, at the edge.
+
+:class:`GuestRequest` is what a command line or a grid file says, with ``None`` where the user
+said nothing.  :meth:`GuestRequest.resolve` fills those fields from :class:`StackDefaults` (the
+guest stack a host profile was measured with) and validates everything, giving a
+:class:`VMConfig` with no optional field: nothing below the edge applies a default again.  A
+``VMConfig`` is frozen, hashable and picklable, so a run is a pure function of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..base.choices import AcceptPolicy, FirmwareAccept, HostMapping, Tee
+from ..base.errors import ConfigError
+from ..base.units import PAGE_SIZE, MiB, TiB, format_size
+from ..firmware.tdvf import default_image
+from ..guest.footprint import BootFootprint
+from ..guest.rules import KernelRules, kernel_rules
+
+MIN_MEMORY = 512 * MiB
+#: The model keeps one byte per 2 MiB unit in memory: 64 TiB costs ~0.7 GiB of RSS.
+MAX_MEMORY = 64 * TiB
+MAX_VCPUS = 4096
+
+
+@dataclass(frozen=True)
+class StackDefaults:
+    """The guest stack used where the user gives no choice (a host profile's ``[defaults]``)."""
+
+    vcpus: int
+    host_mapping: HostMapping
+    kernel: str
+    firmware_accept: FirmwareAccept
+
+
+#: When no profile is involved: one vCPU, a 4 KiB host, the current kernel and upstream firmware.
+PLAIN_DEFAULTS = StackDefaults(
+    vcpus=1, host_mapping=HostMapping.PAGE_4K, kernel="mainline", firmware_accept=FirmwareAccept.parse("below-4g")
+)
+
+
+@dataclass(frozen=True)
+class VMConfig:
+    """A guest to model, every choice made."""
+
+    memory: int
+    tee: Tee
+    vcpus: int
+    policy: AcceptPolicy
+    host_mapping: HostMapping
+    firmware_accept: FirmwareAccept
+    #: The release the user named (``6.5``, ``mainline`` ...), and the rules in force at it.
+    kernel_release: str
+    kernel: KernelRules
+    #: TDX: the OVMF image whose TDVF sections the host adds (a path, or ``"builtin"``);
+    #: SEV-SNP guests have no TDVF, and this is ``""``.
+    tdvf_image: str
+    snp_os_opt_in: bool
+    footprint: BootFootprint
+
+    def as_dict(self) -> dict[str, object]:
+        """The configuration as plain JSON values."""
+        return {
+            "memory_bytes": self.memory,
+            "platform": self.tee.value,
+            "vcpus": self.vcpus,
+            "policy": self.policy.value,
+            "host_mapping": self.host_mapping.value,
+            "firmware_accept": str(self.firmware_accept),
+            "kernel": self.kernel_release,
+            "kernel_rules": self.kernel.name,
+            "tdvf_image": self.tdvf_image or None,
+            "snp_os_opt_in": self.snp_os_opt_in,
+            "shell_footprint_bytes": self.footprint.shell_footprint,
+        }
+
+
+@dataclass(frozen=True)
+class GuestRequest:
+    """What the user asked for; ``None`` takes the profile's default."""
+
+    memory: int
+    tee: Tee = Tee.TDX
+    policy: AcceptPolicy = AcceptPolicy.LAZY
+    vcpus: int | None = None
+    host_mapping: HostMapping | None = None
+    firmware_accept: FirmwareAccept | None = None
+    kernel: str | None = None
+    firmware_path: str | None = None
+    snp_os_opt_in: bool = True
+    footprint: BootFootprint = field(default_factory=BootFootprint)
+
+    def resolve(self, defaults: StackDefaults = PLAIN_DEFAULTS) -> VMConfig:
+        """Every unset field from ``defaults``; the whole configuration checked."""
+        if not MIN_MEMORY <= self.memory <= MAX_MEMORY:
+            raise ConfigError(f"memory must be between 512 MiB and 64 TiB, not {format_size(self.memory)}")
+        if self.memory % PAGE_SIZE != 0:
+            raise ConfigError("memory must be a whole number of 4 KiB pages")
+        vcpus = self.vcpus if self.vcpus is not None else defaults.vcpus
+        if not 1 <= vcpus <= MAX_VCPUS:
+            raise ConfigError(f"vcpus must be between 1 and {MAX_VCPUS}, not {vcpus}")
+        if self.firmware_path is not None and self.tee is not Tee.TDX:
+            raise ConfigError("--firmware gives TDVF sections, which only TDX guests have")
+        release = self.kernel if self.kernel is not None else defaults.kernel
+        tdvf_image = "" if self.tee is not Tee.TDX else (self.firmware_path or default_image())
+        return VMConfig(
+            memory=self.memory,
+            tee=Tee(self.tee),
+            vcpus=vcpus,
+            policy=AcceptPolicy(self.policy),
+            host_mapping=HostMapping(self.host_mapping if self.host_mapping is not None else defaults.host_mapping),
+            firmware_accept=self.firmware_accept if self.firmware_accept is not None else defaults.firmware_accept,
+            kernel_release=release,
+            kernel=kernel_rules(release),
+            tdvf_image=tdvf_image,
+            snp_os_opt_in=self.snp_os_opt_in,
+            footprint=self.footprint,
+        )

@@ -1,0 +1,414 @@
+"""Cost profiles: every timing of the simulator, as data with its source.
+
+A profile is a TOML file (``src/lazyaccept/profiles/*.toml``).  Every number is a table
+``{ value = ..., unit = "...", source = "..." }``, optionally with ``bounds = [lo, hi]`` and
+``fit = true`` (a free parameter that calibration may change) and a ``note``.  ``source`` cites
+a public source (commit, mailing-list thread, repository path, spec section), or says
+``"assumed: <why>"`` or ``"fitted to <calibration ids>"``.
+
+Sections (the keys of each: :mod:`lazyaccept.sim.profile_schema`):
+
+``[profile]``   name, platform (``"tdx"`` | ``"snp"``), description.
+``[defaults]``  the guest stack the calibration assumes and commands use when the user gives no
+                option: ``vcpus``, ``host_mapping``, ``kernel``, ``firmware_accept``, each as
+                ``{ value = ..., why = "..." }``; read into a
+                :class:`~lazyaccept.scenario.config.StackDefaults`.
+``[host]``      memory bandwidth (shared, and per vCPU) and per-vCPU exit interference.
+``[accept]``    per-operation costs of acceptance; each platform has only its own keys.
+``[boot]``      costs of boot steps that do not accept memory, one per :class:`WorkEvent` kind.
+
+:mod:`lazyaccept.sim.pricing` turns record events into work with a profile.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..base.choices import FirmwareAccept, HostMapping, Tee, choice_values
+from ..base.errors import ConfigError, FormatError
+from ..guest.rules import kernel_rules
+from ..scenario.config import StackDefaults
+from .engine import Host
+from .profile_schema import PARAM_KEYS, SECTION_DOCS, SECTIONS, Spec, schema
+from .profile_units import unit_hint, unit_scale
+
+#: The keys of ``[defaults]``, in the order a profile file writes them.
+DEFAULT_KEYS = ("vcpus", "host_mapping", "kernel", "firmware_accept")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One number of a profile, as written in the file (``value`` in ``unit``)."""
+
+    key: str  # "section.name"
+    value: float
+    unit: str
+    source: str
+    si: float  # value in SI units (s, B, B/s, 1/vCPU ...)
+    bounds: tuple[float, float] | None = None
+    fit: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ParamRef:
+    """A free parameter: its key, current value and bounds, in the file's unit."""
+
+    key: str
+    value: float
+    unit: str
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True)
+class CostProfile:
+    """A loaded, validated cost profile.  Immutable: :meth:`with_values` makes a changed copy."""
+
+    name: str
+    tee: Tee
+    description: str
+    path: str
+    defaults: StackDefaults
+    #: Why the calibration assumes each default (key of :class:`StackDefaults` -> reason).
+    defaults_why: dict[str, str]
+    params: dict[str, Param]
+
+    # -- access --
+
+    def si(self, key: str) -> float:
+        """The SI value of ``"section.name"``."""
+        try:
+            return self.params[key].si
+        except KeyError:
+            raise ConfigError(f"{self.path}: no cost {key!r}") from None
+
+    @property
+    def host(self) -> Host:
+        return Host(self.si("host.memory_bandwidth"), self.si("host.vcpu_bandwidth"))
+
+    @property
+    def work_kinds(self) -> tuple[str, ...]:
+        """The WorkEvent kinds this profile prices."""
+        boot = [k.split(".", 1)[1] for k in self.params if k.startswith("boot.")]
+        return tuple(k for k in boot if not (k.endswith("_bytes") and k[: -len("_bytes")] in boot))
+
+    def free_parameters(self) -> list[ParamRef]:
+        """The parameters calibration may change (``fit = true``), in file order."""
+        out = []
+        for p in self.params.values():
+            if p.fit:
+                assert p.bounds is not None  # validated at load
+                out.append(ParamRef(p.key, p.value, p.unit, p.bounds[0], p.bounds[1]))
+        return out
+
+    def with_values(self, values: dict[str, float], source: str | None = None) -> CostProfile:
+        """A copy with the parameters in ``values`` (key -> value in the file's unit) replaced.
+
+        ``source``, if given, becomes the source of every replaced value (the old source is
+        kept in its ``note``).  Values are validated like a loaded file's.
+        """
+        params = dict(self.params)
+        for key, value in values.items():
+            if key not in params:
+                raise ConfigError(f"{self.path}: no parameter {key!r} to set")
+            old = params[key]
+            section, name = key.split(".", 1)
+            spec = schema(self.tee)[section][name]
+            fval = float(value)
+            _check_value(self.path, key, fval, spec, old.bounds)
+            note = old.note
+            if source is not None and source != old.source:
+                was = f"was {_fmt_number(old.value)} {old.unit}: {old.source}"
+                note = was if not old.note else f"{was} | {old.note}"
+                note = note if len(note) < 400 else note[:397] + "..."
+            params[key] = replace(
+                old,
+                value=fval,
+                si=fval * unit_scale(old.unit, spec.dim, spec.per),  # type: ignore[operator]
+                source=source if source is not None else old.source,
+                note=note,
+            )
+        return replace(self, params=params)
+
+    # -- writing --
+
+    def to_toml(self) -> str:
+        """The profile as TOML, in the schema :func:`load_profile` reads (comments included)."""
+        out = [
+            f"# lazyaccept cost profile: {self.name} ({self.tee.value.upper()})",
+            "# Every number: { value, unit, source } [+ bounds, fit = true for calibration, note].",
+            "# Written by lazyaccept; `lazyaccept calibrate` rewrites the fitted values.",
+            "",
+            "[profile]",
+            f"name = {_toml_str(self.name)}",
+            f"platform = {_toml_str(self.tee.value)}",
+            f"description = {_toml_str(self.description)}",
+            "",
+            "# The configuration the calibration assumes; commands use it when given no option.",
+            "[defaults]",
+        ]
+        d = self.defaults
+        for key in DEFAULT_KEYS:
+            val = getattr(d, key)
+            sval = str(val) if isinstance(val, int) else _toml_str(str(val))
+            out.append(f"{key} = {{ value = {sval}, why = {_toml_str(self.defaults_why.get(key, ''))} }}")
+        sections = schema(self.tee)
+        for section in SECTIONS:
+            out += ["", f"# {SECTION_DOCS[section]}", f"[{section}]"]
+            for name, spec in sections[section].items():
+                p = self.params[f"{section}.{name}"]
+                parts = [
+                    f"value = {_toml_num(p.value)}",
+                    f"unit = {_toml_str(p.unit)}",
+                ]
+                if p.bounds is not None:
+                    parts.append(f"bounds = [{_toml_num(p.bounds[0])}, {_toml_num(p.bounds[1])}]")
+                if p.fit:
+                    parts.append("fit = true")
+                parts.append(f"source = {_toml_str(p.source)}")
+                if p.note:
+                    parts.append(f"note = {_toml_str(p.note)}")
+                out.append(f"# {spec.doc}")
+                out.append(f"{name} = {{ {', '.join(parts)} }}")
+        return "\n".join(out) + "\n"
+
+
+# --- TOML writing (the stdlib has a reader only) --------------------------------------------------
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_str(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_num(x: float) -> str:
+    if isinstance(x, bool) or not math.isfinite(x):
+        raise ConfigError(f"cannot write {x!r} as a profile number")
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x)) if isinstance(x, int) else f"{float(x):.1f}"
+    return repr(float(x))  # shortest round-trip form; valid TOML ("2.5e-06", "1e+20")
+
+
+def _fmt_number(x: float) -> str:
+    return f"{x:.6g}"
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def packaged_profiles() -> list[str]:
+    """Names of the profiles shipped with lazyaccept."""
+    folder = resources.files("lazyaccept").joinpath("profiles")
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def _packaged(name: str) -> Path | None:
+    ref = resources.files("lazyaccept").joinpath("profiles", f"{name}.toml")
+    return Path(str(ref)) if ref.is_file() else None
+
+
+def profile_path(name_or_path: str) -> Path:
+    """The file of a profile: a packaged name (see :func:`packaged_profiles`) or a path."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or "/" in name_or_path:
+        if not p.is_file():
+            raise ConfigError(f"{p}: no such profile file")
+        return p
+    packaged = _packaged(name_or_path)
+    if packaged is None:
+        raise ConfigError(
+            f"no profile named {name_or_path!r} (packaged: {', '.join(packaged_profiles())}; or give a .toml path)"
+        )
+    return packaged
+
+
+def load_profile(name_or_path: str) -> CostProfile:
+    """Load and validate a profile by packaged name (``"tdx"``, ``"snp"``) or file path.
+
+    Raises :class:`FormatError` for a file that is not TOML and :class:`ConfigError`, naming the
+    file and key, for a missing key or source, a unit of the wrong kind, a value that is not
+    positive where it must be, or a value outside its bounds.
+    """
+    path = profile_path(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{path}: cannot read profile: {exc}") from None
+    return parse_profile(text, str(path))
+
+
+def parse_profile(text: str, path: str = "<profile>") -> CostProfile:
+    """Validate the text of a profile (see :func:`load_profile`)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FormatError(f"{path}: not valid TOML: {exc}") from None
+
+    def err(msg: str) -> ConfigError:
+        return ConfigError(f"{path}: {msg}")
+
+    head = _table(doc, "profile", path)
+    for key in ("name", "platform", "description"):
+        if not isinstance(head.get(key), str) or not head[key].strip():
+            raise err(f"[profile] {key}: missing (a non-empty string)")
+    try:
+        tee = Tee(head["platform"])
+    except ValueError:
+        raise err(f"[profile] platform: {head['platform']!r} is not one of {', '.join(choice_values(Tee))}") from None
+    unknown_top = set(doc) - {"profile", "defaults", *SECTIONS}
+    if unknown_top:
+        raise err(f"unknown section [{sorted(unknown_top)[0]}]")
+
+    defaults, why = _parse_defaults(_table(doc, "defaults", path), path)
+
+    params: dict[str, Param] = {}
+    for section, specs in schema(tee).items():
+        table = _table(doc, section, path)
+        for name in table:
+            if name not in specs:
+                other = [t for t in Tee if t is not tee and name in schema(t)[section]]
+                hint = f" (a {other[0].value.upper()} cost; this is a {tee.value.upper()} profile)" if other else ""
+                raise err(f"[{section}] {name}: unknown key{hint}")
+        for name, spec in specs.items():
+            if name not in table:
+                raise err(
+                    f"[{section}] {name}: missing "
+                    f'(expected {{ value, unit = "{unit_hint(spec.dim, spec.per)}", source }})'
+                )
+            params[f"{section}.{name}"] = _parse_param(table[name], section, name, spec, path)
+    return CostProfile(
+        name=head["name"],
+        tee=tee,
+        description=head["description"],
+        path=path,
+        defaults=defaults,
+        defaults_why=why,
+        params=params,
+    )
+
+
+def _table(doc: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    t = doc.get(key)
+    if t is None:
+        raise ConfigError(f"{path}: [{key}]: missing section")
+    if not isinstance(t, dict):
+        raise ConfigError(f"{path}: [{key}]: must be a table")
+    return t
+
+
+def _parse_defaults(table: dict[str, Any], path: str) -> tuple[StackDefaults, dict[str, str]]:
+    values: dict[str, Any] = {}
+    why: dict[str, str] = {}
+    for key in DEFAULT_KEYS:
+        entry = table.get(key)
+        where = f"{path}: [defaults] {key}"
+        if not isinstance(entry, dict) or "value" not in entry:
+            raise ConfigError(f'{where}: missing (expected {{ value = ..., why = "..." }})')
+        if not isinstance(entry.get("why"), str) or not entry["why"].strip():
+            raise ConfigError(f"{where}: missing why (say why the calibration assumes it)")
+        v = entry["value"]
+        if key == "vcpus":
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{where}: must be a whole number >= 1, not {v!r}")
+        elif not isinstance(v, str):
+            raise ConfigError(f"{where}: must be a string, not {v!r}")
+        elif key == "firmware_accept":
+            v = FirmwareAccept.parse(v)
+        elif key == "host_mapping":
+            try:
+                v = HostMapping(v.lower())
+            except ValueError:
+                known = ", ".join(choice_values(HostMapping))
+                raise ConfigError(f"{where}: must be one of {known}, not {v!r}") from None
+        else:
+            kernel_rules(v)  # a release the model knows, or a ConfigError naming those it does
+        values[key] = v
+        why[key] = entry["why"]
+    extra = set(table) - set(values)
+    if extra:
+        raise ConfigError(f"{path}: [defaults] {sorted(extra)[0]}: unknown key")
+    return StackDefaults(**values), why
+
+
+def _parse_param(entry: Any, section: str, name: str, spec: Spec, path: str) -> Param:
+    where = f"{path}: [{section}] {name}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be a table {{ value, unit, source }}, not {entry!r}")
+    extra = set(entry) - PARAM_KEYS
+    if extra:
+        raise ConfigError(f"{where}: unknown field {sorted(extra)[0]!r}")
+    source = entry.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise ConfigError(f'{where}: missing source (cite a reference, or say "assumed: <why>")')
+    value = entry.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: value must be a number, not {value!r}")
+    unit = entry.get("unit")
+    if not isinstance(unit, str):
+        raise ConfigError(f'{where}: missing unit (expected like "{unit_hint(spec.dim, spec.per)}")')
+    scale = unit_scale(unit, spec.dim, spec.per)
+    if scale is None:
+        raise ConfigError(
+            f"{where}: unit {unit!r} is not of the right kind (expected like "
+            f'"{unit_hint(spec.dim, spec.per)}")'
+        )
+    bounds = entry.get("bounds")
+    if bounds is not None:
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) != 2
+            or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+            or not bounds[0] < bounds[1]
+        ):
+            raise ConfigError(f"{where}: bounds must be [lo, hi] with lo < hi, not {bounds!r}")
+        bounds = (float(bounds[0]), float(bounds[1]))
+        if spec.positive and bounds[0] <= 0:
+            raise ConfigError(f"{where}: lower bound must be positive, not {bounds[0]}")
+    fit = entry.get("fit", False)
+    if not isinstance(fit, bool):
+        raise ConfigError(f"{where}: fit must be true or false, not {fit!r}")
+    if fit and bounds is None:
+        raise ConfigError(f"{where}: a fitted parameter (fit = true) needs bounds = [lo, hi]")
+    note = entry.get("note", "")
+    if not isinstance(note, str):
+        raise ConfigError(f"{where}: note must be a string")
+    fval = float(value)
+    _check_value(path, f"{section}.{name}", fval, spec, bounds)
+    return Param(
+        key=f"{section}.{name}",
+        value=value if isinstance(value, int) else fval,
+        unit=unit,
+        source=source,
+        si=fval * scale,
+        bounds=bounds,
+        fit=fit,
+        note=note,
+    )
+
+
+def _check_value(path: str, key: str, value: float, spec: Spec, bounds: tuple[float, float] | None) -> None:
+    section, name = key.split(".", 1)
+    where = f"{path}: [{section}] {name}"
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: value must be finite, not {value!r}")
+    if spec.positive and value <= 0:
+        raise ConfigError(f"{where}: value must be positive, not {value!r}")
+    if value < 0:
+        raise ConfigError(f"{where}: value must not be negative, not {value!r}")
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ConfigError(f"{where}: value {value!r} is outside its bounds [{bounds[0]}, {bounds[1]}]")

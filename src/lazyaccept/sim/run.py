@@ -1,0 +1,50 @@
+"""A run: a resolved configuration and a host profile in, the record and its timeline out.
+
+:func:`run` is a pure function of its (picklable) arguments, so sweeps can fan runs out over
+processes and machines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..base.errors import ConfigError
+from ..scenario.boot_record import BootRecord
+from ..scenario.build import build_record
+from ..scenario.config import GuestRequest, VMConfig
+from .profile import CostProfile
+from .timeline import Timeline, simulate
+
+
+@dataclass
+class BootResult:
+    record: BootRecord
+    timeline: Timeline
+
+    @property
+    def boot_s(self) -> float:
+        return self.timeline.total_s
+
+    @property
+    def accept_s(self) -> float:
+        return self.timeline.accept_s
+
+
+def check_profile_fits(config: VMConfig | GuestRequest, profile: CostProfile) -> None:
+    """A host profile prices one TEE's operations: refuse a guest of another."""
+    if profile.tee is not config.tee:
+        raise ConfigError(f"profile {profile.name!r} is for {profile.tee.value}, not {config.tee.value}")
+
+
+def resolve(request: GuestRequest, profile: CostProfile) -> VMConfig:
+    """The request with the profile's guest-stack defaults, checked against the profile."""
+    check_profile_fits(request, profile)
+    return request.resolve(profile.defaults)
+
+
+def run(config: VMConfig, profile: CostProfile) -> BootResult:
+    """Model one boot and simulate its timeline with ``profile``."""
+    check_profile_fits(config, profile)
+    record = build_record(config)
+    at_start = record.platform.host.added_bytes  # pages added at build time
+    return BootResult(record, simulate(record.phases, profile, committed_at_start=at_start))
