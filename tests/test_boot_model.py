@@ -136,16 +136,26 @@ def test_sanitizer_fires_on_touch_of_unaccepted_memory():
 
 
 def test_early_boot_zero_watermark_acceptance_is_bounded_by_the_non_deferred_memory():
-    # Mainline, before watermarks, each page allocation accepts one 4 MiB chunk.  But only what
-    # memblock_free_all() released is on the list then: the highest zone's first 256 MiB
-    # (deferred init starts at the second section boundary past 128 MiB: 4G + 256M), i.e.
-    # 64 chunks.  The 256 + 16 * (vCPUs - 1) early allocations drain exactly those.
+    # Mainline, before watermarks, each page allocation accepts one 4 MiB chunk.  But before
+    # deferred init only what memblock_free_all() released is on the list: the highest zone's
+    # first section (defer_init() stops at the first section boundary once more than
+    # PAGES_PER_SECTION pages are initialised: 4G + 128M), i.e. 32 chunks, which the early and
+    # SMP allocations (more than 32) drain.  After deferred init the list is full again, and each
+    # allocation until init_per_zone_wmark_min() accepts one more chunk.
+    from lazyaccept.guest.footprint import BootFootprint
+
+    fp = BootFootprint()
     for vcpus in (1, 9):
         rec = boot(64 * GiB, vcpus=vcpus)
-        assert rec.kernel.deferred_start == G4 + 256 * MiB
-        chunks = sum(e.requests for p in rec.phases for e in p.events
-                     if isinstance(e, AcceptEvent) and e.reason == "zero-watermark")
-        assert chunks == 64
+        assert rec.kernel.deferred_start == G4 + 128 * MiB
+        assert fp.early_page_allocs + fp.page_allocs_per_ap * (vcpus - 1) > 32
+
+        def chunks(*phases: str, rec=rec) -> int:
+            return sum(e.requests for p in rec.phases if p.name in phases for e in p.events
+                       if isinstance(e, AcceptEvent) and e.reason == "zero-watermark")
+
+        assert chunks("early-allocs", "smp-bringup") == 32
+        assert chunks("early-initcalls") == fp.pre_watermark_allocs
 
 
 def test_application_processors_accept_whole_chunks_at_2mib():

@@ -32,7 +32,11 @@ DEFAULTS = {
 HOST = {
     "memory_bandwidth": P(40, "GB/s"),
     "vcpu_bandwidth": P(10, "GB/s"),
-    "interference": P(0.05, "1/vCPU"),
+    "path_fault_4k": P(1.5, "us/page"),
+    "path_fault_2m": P(10, "us/page"),
+    "path_idle_exit": P(6, "us/exit"),
+    "page_remove": P(20, "us/page"),
+    "kick_vcpu": P(1, "us/exit"),
 }
 BOOT = {
     "firmware_base": P(1.5, "s"),
@@ -117,10 +121,10 @@ def changed(doc: dict, section: str, key: str, field: str | None = None, value=N
 # --- the shipped profiles ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["tdx", "snp"])
+@pytest.mark.parametrize("name", ["tdx", "tdx-seed", "tdx-fast", "snp"])
 def test_shipped_profiles_load_and_every_number_has_a_source(name):
     prof = load_profile(name)
-    assert prof.tee == name
+    assert prof.name == name and prof.tee == name.split("-")[0]
     raw = tomllib.loads(profile_path(name).read_text())
     for section in ("host", "accept", "boot"):
         for key, entry in raw[section].items():
@@ -190,10 +194,16 @@ def test_non_positive_cost_is_an_error(value):
         parse_profile(changed(TDX, "boot", "initcalls", "value", value))
 
 
-def test_zero_interference_is_allowed_but_not_negative():
-    assert parse_profile(changed(TDX, "host", "interference", "value", 0)).si("host.interference") == 0
-    with pytest.raises(ConfigError, match="interference: value must not be negative"):
-        parse_profile(changed(TDX, "host", "interference", "value", -0.1))
+def test_an_optional_cost_may_be_left_out_and_then_costs_nothing():
+    prof = parse_profile(toml(TDX))
+    assert "boot.catch_all_per_page" not in prof.params
+    assert price(prof, WorkEvent("catch_all_per_page", 0, 1e6)).cpu_s == 0
+    with_it = parse_profile(changed(TDX, "boot", "catch_all_per_page", value=P(100, "ns/page")))
+    assert price(with_it, WorkEvent("catch_all_per_page", 0, 1e6)).cpu_s == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="catch_all_per_page: value must not be negative"):
+        parse_profile(changed(TDX, "boot", "catch_all_per_page", value=P(-1, "ns/page")))
+    with pytest.raises(ConfigError, match=r"\[host\] interference: unknown key"):
+        parse_profile(changed(TDX, "host", "interference", value=P(0.02, "1/vCPU")))
 
 
 def test_missing_key_is_an_error():
@@ -243,20 +253,21 @@ def test_price_tdx_accept_by_hand():
         host_backed_4k=1024, host_zeroed_bytes=4 * MiB, accept_zeroed_bytes=4 * MiB,
     )  # fmt: skip
     ev = AcceptEvent("kernel", 3, 0, 4 * MiB, stats, "watermark", requests=1, lock=ACCEPT_LOCK)
-    item = price(prof, ev, online_vcpus=5)
+    item = price(prof, ev)
+    # CPU of the accepting vCPU:
     # 1024 x 0.25 + 2 x 0.5 + 1 x 0.2                    = 256 + 1 + 0.2    = 257.2 us (TDCALLs)
-    # 1024 exits x 1.0 x (1 + 0.05 x (5 - 1)) = 1024 x 1.2                  = 1228.8 us
-    # 1024 AUGs x 0.5                                                       = 512 us
+    # 1024 exits x 1.0                                                      = 1024 us
+    # 1024 AUGs x 0.5 (the vCPU's own part of a fault)                      = 512 us
     # 1 request x 2                                                         = 2 us
-    # total                                                                 = 2000 us
-    assert item.cpu_s == pytest.approx(2000 * US)
+    # total                                                                 = 1795.2 us
+    assert item.cpu_s == pytest.approx(1795.2 * US)
+    # the serialised host path: 1024 faults x 1.5 us
+    assert item.host_s == pytest.approx(1536 * US)
     assert item.bytes == 8 * MiB  # host zeroing + TDX module zeroing
     assert item.lock == ACCEPT_LOCK and item.vcpu == 3
     assert item.accepted_bytes == 4 * MiB and item.committed_bytes == 4 * MiB
-    # not serialized: no lock; one online vCPU: no interference (1024 x 1.0 instead of 1228.8)
-    ev2 = AcceptEvent("kernel", 0, 0, 4 * MiB, stats, requests=1)
-    item2 = price(prof, ev2, online_vcpus=1)
-    assert item2.lock is None and item2.cpu_s == pytest.approx((257.2 + 1024 + 512 + 2) * US)
+    item2 = price(prof, AcceptEvent("kernel", 0, 0, 4 * MiB, stats, requests=1))
+    assert item2.lock is None and item2.cpu_s == item.cpu_s
 
 
 def test_price_snp_accept_by_hand():
@@ -265,51 +276,59 @@ def test_price_snp_accept_by_hand():
         bytes_accepted=4 * MiB, calls_4k=1024, calls_2m=2, size_mismatch=2, exits=1, psc_requests=1,
         psc_entries=2, host_backed_4k=1024, host_zeroed_bytes=4 * MiB,
     )  # fmt: skip
-    item = price(prof, AcceptEvent("kernel", 0, 0, 4 * MiB, stats, requests=1), online_vcpus=1)
+    item = price(prof, AcceptEvent("kernel", 0, 0, 4 * MiB, stats, requests=1))
     # 1 PSC round trip x 2 + 2 entries x 0.5 + 1024 x 0.3 + 2 x 0.5 + 1024 faults x 2 + 1 request x 1
     # = 2 + 1 + 307.2 + 1 + 2048 + 1 = 2360.2 us
     assert item.cpu_s == pytest.approx(2360.2 * US)
+    assert item.host_s == pytest.approx(1024 * 1.5 * US)
     assert item.bytes == 4 * MiB
-    # 9 online vCPUs: every exit costs 1 + 0.05 x 8 = 1.4 times more: the round trip 2.8 us and
-    # the 1024 host faults (each on a nested page fault) 2867.2 us:
-    # 2.8 + 1 + 307.2 + 1 + 2867.2 + 1 = 3180.2 us
-    assert price(prof, AcceptEvent("kernel", 0, 0, 4 * MiB, stats), 9).cpu_s == pytest.approx(3180.2 * US)
+
+
+def test_price_of_a_conversion_by_hand():
+    from lazyaccept.base.record import ConvertEvent
+
+    prof = parse_profile(toml(TDX))
+    # 1000 pages, 7 other vCPUs in guest mode: each removal 20 us + 7 kicks x 1 us, all on the path
+    item = price(prof, ConvertEvent("kernel", 0, 1000, 7, "swiotlb"))
+    assert item.host_s == pytest.approx(1000 * 27 * US) and item.cpu_s == 0
 
 
 def test_price_of_requests_that_accepted_nothing():
     prof = parse_profile(toml(TDX))
     # 16 aggregated requests that found nothing to accept: 16 x 2 us of bookkeeping, no bytes
-    item = price(prof, AcceptEvent("kernel", 0, 0, 0, AcceptStats(), requests=16), 1)
+    item = price(prof, AcceptEvent("kernel", 0, 0, 0, AcceptStats(), requests=16))
     assert item.cpu_s == pytest.approx(32 * US) and item.bytes == 0
 
 
 def test_price_work_events_by_hand():
     prof = parse_profile(toml(TDX))
     # 262144 pages x 20 ns = 5.24288 ms; 262144 x 64 B = 16 MiB written
-    item = price(prof, WorkEvent("memmap_init", 0, 262144), 1)
+    item = price(prof, WorkEvent("memmap_init", 0, 262144))
     assert item.cpu_s == pytest.approx(262144 * 20e-9) and item.bytes == pytest.approx(16 * MiB)
     # 3 APs x 10 ms
-    assert price(prof, WorkEvent("smp_bringup", 0, 3), 4).cpu_s == pytest.approx(0.030)
+    assert price(prof, WorkEvent("smp_bringup", 0, 3)).cpu_s == pytest.approx(0.030)
+    # an AP's bring-up brings it online when it ends
+    assert price(prof, WorkEvent("smp_bringup", 0, 1, onlines=1)).onlines == 1
     # 100 MiB of shell footprint x 1 B/B zeroed, no CPU cost
-    item = price(prof, WorkEvent("userspace_touch", 1, 100 * MiB), 4)
+    item = price(prof, WorkEvent("userspace_touch", 1, 100 * MiB))
     assert item.bytes == pytest.approx(100 * MiB) and item.cpu_s == 0 and item.vcpu == 1
-    assert price(prof, WorkEvent("initcalls", 0), 1).cpu_s == pytest.approx(1.0)
+    assert price(prof, WorkEvent("initcalls", 0)).cpu_s == pytest.approx(1.0)
 
 
 def test_unknown_work_kind_is_an_error_naming_it():
     prof = parse_profile(toml(TDX))
     with pytest.raises(ConfigError, match="unknown work kind 'kexec_load'"):
-        price(prof, WorkEvent("kexec_load", 0), 1)
+        price(prof, WorkEvent("kexec_load", 0))
     # a bytes companion is not a kind of its own
     with pytest.raises(ConfigError, match="unknown work kind 'memmap_init_bytes'"):
-        price(prof, WorkEvent("memmap_init_bytes", 0), 1)
+        price(prof, WorkEvent("memmap_init_bytes", 0))
 
 
 def test_platform_mismatch_in_a_record_is_an_error():
     with pytest.raises(ConfigError, match="cannot price SNP page-state changes"):
-        price(parse_profile(toml(TDX)), AcceptEvent("k", 0, 0, 0, AcceptStats(psc_requests=1)), 1)
+        price(parse_profile(toml(TDX)), AcceptEvent("k", 0, 0, 0, AcceptStats(psc_requests=1)))
     with pytest.raises(ConfigError, match="no 1 GiB size"):
-        price(parse_profile(toml(SNP)), AcceptEvent("k", 0, 0, 0, AcceptStats(calls_1g=1)), 1)
+        price(parse_profile(toml(SNP)), AcceptEvent("k", 0, 0, 0, AcceptStats(calls_1g=1)))
 
 
 # --- free parameters, copies, writing -----------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The restructuring kept behaviour: 20 boots recorded before it give the same values now.
 
-``tests/data/golden/boot-before-restructuring.json`` holds ``boot --json`` of 20 configurations
+``tests/data/golden/boot-golden.json`` holds ``boot --json`` of 20 configurations
 (both platforms, both policies, 1 GiB to 4 TiB, 1 to 64 vCPUs, kernels 6.5, 6.7 and mainline,
 firmware accept below-4g / all / 256M), recorded with the profiles of that time, which are
 kept beside it.  Every value recorded then must be found again (new keys are allowed).
@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from lazyaccept.cli import cli
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
-RUNS = json.loads((GOLDEN / "boot-before-restructuring.json").read_text())["runs"]
+RUNS = json.loads((GOLDEN / "boot-golden.json").read_text())["runs"]
 
 
 def _differences(old: Any, new: Any, where: str = "") -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from lazyaccept.base.errors import ConfigError
 from lazyaccept.base.record import AcceptEvent, AcceptStats, Phase, WorkEvent
 from lazyaccept.guest.rules import GLOBAL_ACCEPT_LOCK
-from lazyaccept.sim.engine import Host, WorkItem, simulate_phase
+from lazyaccept.sim.engine import Host, Idle, WorkItem, fair_level, simulate_phase
 from lazyaccept.sim.profile import parse_profile
 from lazyaccept.sim.timeline import simulate
 
@@ -161,7 +161,11 @@ firmware_accept = { value = "below-4g", why = "test" }
 [host]
 memory_bandwidth = { value = 40, unit = "GB/s", source = "test" }
 vcpu_bandwidth = { value = 10, unit = "GB/s", source = "test" }
-interference = { value = 0, unit = "1/vCPU", source = "test" }
+path_fault_4k = { value = 1e-6, unit = "us/page", source = "test: next to nothing" }
+path_fault_2m = { value = 1e-6, unit = "us/page", source = "test" }
+path_idle_exit = { value = 1, unit = "us/exit", source = "test" }
+page_remove = { value = 1, unit = "us/page", source = "test" }
+kick_vcpu = { value = 1, unit = "us/exit", source = "test" }
 [accept]
 tdcall_4k = { value = 1, unit = "us/call", source = "test" }
 tdcall_2m = { value = 1, unit = "us/call", source = "test" }
@@ -230,25 +234,77 @@ def test_serialized_accepts_take_the_one_accept_lock():
     assert tl.committed_bytes == tl.accepted_bytes
 
 
-def test_interference_makes_exits_dearer_with_more_online_vcpus():
-    base = parse_profile(PROFILE)
-    prof = base.with_values({"host.interference": 0.5})
-    # one page: 999_998 exits x 1 us x (1 + 0.5 x (3 - 1)) + 1 fault x 1 us + 1 request x 1 us
-    tl = simulate([Phase("p", "kernel", [one_second_accept("kernel", 0, 4096)], online_vcpus=3)], prof)
-    assert tl.total_s == pytest.approx(999_998e-6 * 2 + 2e-6)
+# --- the serialised host path ----------------------------------------------------------------------
 
 
-@pytest.fixture(params=["python", "numpy"])
-def engine_path(request, monkeypatch):
-    """Run a test on both stepping paths (plain Python for few vCPUs, numpy for many)."""
-    import lazyaccept.sim.engine as engine
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_the_host_path_saturates_like_one_server(n):
+    # Each of n vCPUs does 1 s of its own CPU work interleaved with 1 s on the host path.
+    # Alone: 2 s.  The path serves 1 s per second in all: n vCPUs need n s of it.
+    # Time = max(2, n): n=1 -> 2 s, n=2 -> 2 s (each asks 1/2 of the path: exactly full),
+    # n=4 -> 4 s, n=8 -> 8 s.  More vCPUs past 2 do not help.
+    t = simulate_phase({v: [WorkItem(v, 1.0, 0.0, host_s=1.0)] for v in range(n)}, 0.0, HOST)
+    assert t.end == pytest.approx(max(2.0, n))
+    # what they lost to the path: n x (max(2, n) - 2) vCPU-seconds
+    assert t.path_wait_s == pytest.approx(n * (max(2.0, n) - 2.0))
 
-    monkeypatch.setattr(engine, "_SMALL", 1000 if request.param == "python" else 0)
-    return request.param
+
+def test_total_work_shared_out_saturates_past_a_few_vcpus():
+    # 100 units of (0.84 s CPU + 1.7 s path) split evenly over n vCPUs: alone 254 s; the path
+    # caps the total at 170 s; n vCPUs take max(254 / n, 170).
+    for n, expected in ((1, 254.0), (2, 170.0), (4, 170.0), (8, 170.0)):
+        items = {v: [WorkItem(v, 84.0 / n, 0.0, host_s=170.0 / n)] for v in range(n)}
+        assert simulate_phase(items, 0.0, HOST).end == pytest.approx(expected), n
+
+
+def test_idle_vcpus_taking_the_tick_share_the_host_path():
+    # One vCPU faults: each fault 7 us own work + 1 us on the path (8 us alone); 1000 faults.
+    # k idle vCPUs each ask 1000 ticks/s x 5 us = 0.005 of the path.
+    # k = 10: asks 0.05 + 1/8: all fit; 1000 faults take 8 ms.
+    # k = 399: 399 x 0.005 = 1.995 > 1: 400 parties at level 1/400 = 0.0025 each; the faulting
+    # vCPU gets 0.0025 of the path: 1 us / 0.0025 = 400 us per fault, 0.4 s for 1000; the
+    # ticks it leaves are 0.0025 / 5 us = 500 per second per idle vCPU (of the 1000 asked).
+    item = [WorkItem(0, 7e-3, 0.0, host_s=1e-3)]
+    t = simulate_phase({0: item}, 0.0, HOST, Idle(online=11, host_s_per_s=1000 * 5e-6))
+    assert t.end == pytest.approx(8e-3)
+    assert t.idle_host_s == pytest.approx(10 * 0.005 * 8e-3)
+    t = simulate_phase({0: item}, 0.0, HOST, Idle(online=400, host_s_per_s=1000 * 5e-6))
+    assert t.end == pytest.approx(0.4)
+    assert t.idle_host_rate_end / 5e-6 / 399 == pytest.approx(500)
+
+
+def test_vcpus_that_come_online_during_a_phase_load_the_path_from_then_on():
+    # The boot vCPU brings an AP online after 1 s of work (onlines=1), then does 1 s of path
+    # work (h = 1 s, no CPU).  The idle AP asks 0.75 of the path: max-min gives each 0.5, so
+    # the second item takes 2 s: the phase ends at 3 s.  Without the AP it would end at 2 s.
+    items = {0: [WorkItem(0, 1.0, 0.0, onlines=1), WorkItem(0, 0.0, 0.0, host_s=1.0)]}
+    assert simulate_phase(items, 0.0, HOST, Idle(online=1, host_s_per_s=0.75)).end == pytest.approx(3.0)
+    items0 = {0: [WorkItem(0, 1.0, 0.0), WorkItem(0, 0.0, 0.0, host_s=1.0)]}
+    assert simulate_phase(items0, 0.0, HOST, Idle(online=1, host_s_per_s=0.75)).end == pytest.approx(2.0)
+
+
+def test_a_vcpu_whose_work_is_done_ticks_until_the_phase_ends():
+    # vCPU 1 finishes at 1 s and then asks 0.75 of the path; vCPU 0's 2 s of path work gets 1
+    # until then and 0.5 after: 1 s of it done at 1 s, the other 1 s takes 2 s: end 3 s.
+    items = {0: [WorkItem(0, 0.0, 0.0, host_s=2.0)], 1: [WorkItem(1, 1.0, 0.0)]}
+    assert simulate_phase(items, 0.0, HOST, Idle(online=2, host_s_per_s=0.75)).end == pytest.approx(3.0)
+
+
+def test_fair_level_by_hand():
+    import math
+
+    import numpy as np
+
+    # capacity 1 among asks 0.1, 0.5, 0.9: 0.1 fits, the other two share 0.9: level 0.45
+    assert fair_level(np.array([0.1, 0.5, 0.9]), 1.0) == pytest.approx(0.45)
+    assert fair_level(np.array([0.1, 0.2]), 1.0) == math.inf
+    # plus 8 parties asking 0.1 each: 0.1 x 9 = 0.9 fits, 0.5 and 0.9 share 0.1: level 0.05 <
+    # 0.1, so all 11 are at the level: 1 / 11
+    assert fair_level(np.array([0.1, 0.5, 0.9]), 1.0, 0.1, 8) == pytest.approx(1 / 11)
 
 
 @pytest.mark.parametrize("n", [1, 3, 12])
-def test_both_stepping_paths_agree_with_the_hand_calculation(engine_path, n):
+def test_locks_and_bandwidth_together_agree_with_the_hand_calculation(n):
     # n vCPUs: vCPU v runs (v+1) x 0.1 s CPU, then 10 GB under lock L, then 5 GB.
     # Host 40 GB/s, vCPU 10 GB/s.  Checked properties, by hand:
     # - the locked 10 GB items never overlap and each takes >= 1 s;

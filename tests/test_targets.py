@@ -1,11 +1,14 @@
-"""The published figures the shipped profiles must reproduce, and the shape of the model.
+"""What the shipped profiles must reproduce, and the shapes the mechanisms must give.
 
-Targets (measurements.md §1, shared/data/calibration.csv), each against the shipped profiles
-with their [defaults]:
+Targets (src/lazyaccept/data/calibration.csv), each profile against its own rows:
 
-* TDX 4 GiB eager/lazy boot ratio 2.5 +/- 0.25 and 64 GiB 4.0 +/- 0.4 (cover letter);
-* TDX eager acceptance of 90 GiB on 1 vCPU with a 4K host: 60 +/- 6 s (Shutemov, 2024);
-* SNP 128 GiB: lazy boot 22 +/- 3 s, eager 227 +/- 23 s (Kalra, 2025).
+* tdx-seed: eager / lazy boot ratio 2.5 at 4 GiB and 4 at 64 GiB (cover letter), within 10%;
+* tdx-fast: eager acceptance of 90 GiB: ~60 s on 1 vCPU, ~40 s on 4, no gain past 4 (Shutemov);
+* snp: 128 GiB lazy 22 s, eager 227 s (Kalra).
+
+Shapes (no fitted number decides them): saturation of the host path past a few vCPUs, boot time
+growing faster than linearly in vCPUs on a ticking kernel without deferred struct page init,
+each Dstack patch helping, idle vCPUs ticking until NOHZ is active and not after.
 """
 
 from __future__ import annotations
@@ -14,131 +17,159 @@ import json
 from functools import cache
 
 import pytest
+from click.testing import CliRunner
 
 from conftest import request_for
 from lazyaccept.base.units import GiB
+from lazyaccept.cli import cli
 from lazyaccept.sim.profile import CostProfile, load_profile
 from lazyaccept.sim.run import BootResult, resolve, run
 
-
-@cache
-def profile(platform: str) -> CostProfile:
-    return load_profile(platform)
+DSTACK_KCONFIG = ("DEFERRED_STRUCT_PAGE_INIT=n", "HZ=1000")
 
 
 @cache
-def boot(platform: str, gib: int, policy: str, vcpus: int | None = None, host_mapping: str | None = None) -> BootResult:
-    prof = profile(platform)
-    req = request_for(gib * GiB, platform, vcpus=vcpus, policy=policy, host_mapping=host_mapping)
+def profile(name: str) -> CostProfile:
+    return load_profile(name)
+
+
+@cache
+def boot(name: str, gib: int, policy: str, vcpus: int | None = None, kconfig: tuple[str, ...] = (),
+         patches: tuple[str, ...] | None = None, kernel: str | None = None) -> BootResult:
+    prof = profile(name)
+    req = request_for(gib * GiB, prof.tee.value, vcpus=vcpus, policy=policy, kernel=kernel)
+    from dataclasses import replace
+
+    req = replace(req, kconfig=kconfig, patches=patches)
     return run(resolve(req, prof), prof)
 
 
-def speedup(platform: str, gib: int) -> float:
-    return boot(platform, gib, "eager").boot_s / boot(platform, gib, "lazy").boot_s
+def speedup(name: str, gib: int) -> float:
+    return boot(name, gib, "eager").boot_s / boot(name, gib, "lazy").boot_s
 
 
 # --- the calibration targets ------------------------------------------------------------------------
 
 
-def test_tdx_4g_speedup():
-    assert speedup("tdx", 4) == pytest.approx(2.5, abs=0.25)
+def test_seed_ratios_within_10_percent():
+    assert speedup("tdx-seed", 4) == pytest.approx(2.5, rel=0.10)
+    assert speedup("tdx-seed", 64) == pytest.approx(4.0, rel=0.10)
 
 
-def test_tdx_64g_speedup():
-    assert speedup("tdx", 64) == pytest.approx(4.0, abs=0.4)
+def test_tdx_fast_90g_eager_acceptance_saturates_past_4_vcpus():
+    accept = {n: boot("tdx-fast", 90, "eager", vcpus=n).timeline.accept_wall_s for n in (1, 4, 8)}
+    assert accept[1] == pytest.approx(60.0, rel=0.10)
+    assert accept[4] == pytest.approx(40.0, rel=0.10)
+    assert accept[8] == pytest.approx(accept[4], rel=0.15)
+    # about 2.5 us per 4 KiB page all included on one vCPU: 90 GiB = 23,592,960 pages
+    assert accept[1] / (90 * GiB // 4096) == pytest.approx(2.5e-6, rel=0.12)
 
 
-def test_tdx_90g_eager_accept_on_one_vcpu_4k_host():
-    res = boot("tdx", 90, "eager", vcpus=1, host_mapping="4k")
-    assert res.accept_s == pytest.approx(60.0, abs=6.0)
-    # about 2.5 us per 4 KiB page all included (measurements.md §1): 90 GiB = 23,592,960 pages
-    assert res.accept_s / (90 * GiB // 4096) == pytest.approx(2.5e-6, rel=0.12)
+def test_snp_128g_boots():
+    assert boot("snp", 128, "lazy").boot_s == pytest.approx(22.0, rel=0.10)
+    assert boot("snp", 128, "eager").boot_s == pytest.approx(227.0, rel=0.10)
 
 
-def test_snp_128g_lazy_boot():
-    assert boot("snp", 128, "lazy").boot_s == pytest.approx(22.0, abs=3.0)
+# --- shapes -------------------------------------------------------------------------------------------
 
 
-def test_snp_128g_eager_boot():
-    assert boot("snp", 128, "eager").boot_s == pytest.approx(227.0, abs=23.0)
+def test_saturation_comes_from_the_host_path_not_from_bandwidth():
+    # With a host path 20x faster, 8 vCPUs accept 90 GiB far faster than 4: the plateau is the
+    # path's, not a table's.
+    prof = profile("tdx-fast")
+    fast_path = prof.with_values({"host.path_fault_4k": prof.params["host.path_fault_4k"].value / 20})
+    t = {}
+    for n in (4, 8):
+        cfg = resolve(request_for(90 * GiB, "tdx", vcpus=n, policy="eager"), fast_path)
+        t[n] = run(cfg, fast_path).timeline.accept_wall_s
+    assert t[8] < 0.7 * t[4]
 
 
-# --- shape -------------------------------------------------------------------------------------------
-
-SWEEP = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
-
-
-@pytest.mark.parametrize("platform", ["tdx", "snp"])
-def test_eager_boot_never_decreases_with_memory(platform):
-    times = [boot(platform, g, "eager").boot_s for g in SWEEP]
-    assert all(b >= a for a, b in zip(times, times[1:], strict=False)), times
-
-
-@pytest.mark.parametrize("platform", ["tdx", "snp"])
-def test_lazy_grows_far_slower_than_eager(platform):
-    # From 4 GiB to 1 TiB eager accepts ~1020 GiB more; lazy only what the kernel uses (memmap is
-    # 64 B per 4 KiB = 1.6% of memory, hashes ~0.15%) plus work both policies do per page.  The
-    # seed ratios bound how fast a lazy boot may grow: with r(4) = 2.5 and r(64) = 4 and the lazy
-    # boot taking ~9x longer at 64 GiB (which the two ratios and the accepted amounts imply),
-    # (lazy64 - lazy4) / (eager64 - eager4) = (9 - 1) / (4 * 9 - 2.5) ~ 0.24.  So lazy must grow
-    # by less than 0.3 of eager's growth, and much less on SNP whose lazy boot is 1/10 of eager.
-    lazy = boot(platform, 1024, "lazy").boot_s - boot(platform, 4, "lazy").boot_s
-    eager = boot(platform, 1024, "eager").boot_s - boot(platform, 4, "eager").boot_s
-    assert 0 <= lazy < (0.3 if platform == "tdx" else 0.1) * eager
-    assert all(speedup(platform, g) >= 1.0 - 1e-9 for g in SWEEP)
+def test_many_vcpu_boots_grow_faster_than_linearly_without_deferred_init_and_with_hz_1000():
+    # Lazy 32 GiB on the default host: once the idle vCPUs' ticks fill the host path (HZ=1000 x
+    # 6 us = 0.6% of it each: past ~166 vCPUs), every added vCPU makes every fault of the boot
+    # vCPU dearer, and it accepts for every new vCPU: per added vCPU the boot gets dearer the
+    # more vCPUs there are.  Below that the fluid path adds no queueing, and growth is linear.
+    t = {n: boot("tdx", 32, "lazy", vcpus=n, kconfig=DSTACK_KCONFIG).boot_s for n in (16, 128, 192, 248)}
+    per_vcpu = [(t[b] - t[a]) / (b - a) for a, b in ((16, 128), (128, 192), (192, 248))]
+    assert per_vcpu[0] < per_vcpu[1] < per_vcpu[2], t
+    assert per_vcpu[2] > 3 * per_vcpu[0], t
 
 
-@pytest.mark.parametrize("platform", ["tdx", "snp"])
-@pytest.mark.parametrize("kernel", ["mainline", "6.5"])
-def test_more_vcpus_never_slow_eager_acceptance_without_interference(platform, kernel):
-    # Each vCPU adds a per-CPU area (memory to accept), so compare seconds per accepted byte; that
-    # allocation can also split one accept request in two (a few us more in ~20 s), hence 1e-4.
-    prof = profile(platform).with_values({"host.interference": 0.0})
-    accept = {}
-    for n in (1, 2, 4, 8, 16, 64):
-        res = run(resolve(request_for(16 * GiB, platform, vcpus=n, policy="eager", kernel=kernel), prof), prof)
-        accept[n] = res.timeline.accept_wall_s / res.timeline.accepted_bytes[-1][1]
-    assert all(accept[n] <= accept[1] * (1 + 1e-4) for n in accept), accept
-    if kernel == "mainline":
-        # no global accept lock: the deferred-init threads accept in parallel, so 4 vCPUs are faster
-        assert accept[4] < 0.6 * accept[1], accept
+@pytest.mark.parametrize("patches", [("accepted-reserve",), ("late-swiotlb-convert",)])
+def test_each_dstack_patch_helps_a_248_vcpu_boot(patches):
+    base = boot("tdx", 32, "lazy", vcpus=248, kconfig=DSTACK_KCONFIG)
+    patched = boot("tdx", 32, "lazy", vcpus=248, kconfig=DSTACK_KCONFIG, patches=patches)
+    both = boot("tdx", 32, "lazy", vcpus=248, kconfig=DSTACK_KCONFIG,
+                patches=("accepted-reserve", "late-swiotlb-convert"))
+    assert both.boot_s < patched.boot_s < base.boot_s
 
 
-def test_parallel_eager_acceptance_saturates_host_bandwidth():
-    # Mainline TDX, 64 GiB, interference 0: the deferred-init phase cannot move its zeroed bytes
-    # (host + TDX module zeroing) faster than the host bandwidth, and with 64 vCPUs it is bound by it.
-    prof = profile("tdx").with_values({"host.interference": 0.0})
-    res = run(resolve(request_for(64 * GiB, "tdx", vcpus=64, policy="eager", kernel="mainline"), prof), prof)
-    i = [p.name for p in res.record.phases].index("deferred-init")
-    stats = res.record.phases[i].accept_stats()
-    floor = (stats.host_zeroed_bytes + stats.accept_zeroed_bytes) / prof.host.memory_bandwidth
-    span = res.timeline.phases[i].duration
-    assert floor <= span <= 1.2 * floor
+def test_accepted_reserve_stops_the_bring_up_accept_storm():
+    # Without the patch every allocation of the bring-up accepts a 4 MiB chunk; with it, only the
+    # forced retries do, once the 8 MiB reserve is used up.
+    def bringup_accepted(res: BootResult) -> int:
+        phase = next(p for p in res.record.phases if p.name == "smp-bringup")
+        return phase.accept_stats().bytes_accepted
+
+    base = boot("tdx", 32, "lazy", vcpus=64, kconfig=DSTACK_KCONFIG)
+    patched = boot("tdx", 32, "lazy", vcpus=64, kconfig=DSTACK_KCONFIG, patches=("accepted-reserve",))
+    fp_allocs = 13 * 63  # BootFootprint.page_allocs_per_ap x APs: one chunk each
+    assert bringup_accepted(base) == fp_allocs * 4 * 2**20
+    assert bringup_accepted(patched) <= fp_allocs * 4096 + 8 * 2**20
+
+
+def test_idle_vcpus_tick_until_nohz_is_active_and_not_after():
+    def ticks(res: BootResult) -> dict[str, float]:
+        return {p.name: p.idle_exits for p in res.timeline.phases}
+
+    tickless = ticks(boot("tdx", 8, "lazy", vcpus=16, kconfig=("HZ=1000", "NO_HZ_IDLE=y")))
+    periodic = ticks(boot("tdx", 8, "lazy", vcpus=16, kconfig=("HZ=1000", "NO_HZ_IDLE=n")))
+    for phase in ("smp-bringup", "deferred-init", "early-initcalls"):
+        assert tickless[phase] > 0 and periodic[phase] > 0, phase
+    for phase in ("initcalls", "userspace"):
+        assert tickless[phase] == 0 and periodic[phase] > 0, phase
+    # during the 1 s of device initcalls, 15 idle vCPUs x 1000 Hz (the path is far from full)
+    assert periodic["initcalls"] == pytest.approx(15 * 1000 * 1.0, rel=0.01)
+
+
+def test_lazy_grows_far_slower_than_eager_on_todays_host():
+    lazy = boot("tdx", 256, "lazy").boot_s - boot("tdx", 16, "lazy").boot_s
+    eager = boot("tdx", 256, "eager").boot_s - boot("tdx", 16, "eager").boot_s
+    assert 0 <= lazy < 0.1 * eager
+
+
+def test_struct_page_init_is_physical_everywhere_but_the_seed():
+    # Tens of ns per page; only tdx-seed carries a catch-all per-page cost, named as such.
+    for name in ("tdx", "tdx-fast", "snp", "tdx-seed"):
+        prof = profile(name)
+        assert prof.si("boot.struct_page_init") < 100e-9
+        assert ("boot.catch_all_per_page" in prof.params) == (name == "tdx-seed")
+
+
+def test_a_16_tib_boot_with_4096_vcpus_models_and_times():
+    res = boot("tdx", 16 * 1024, "lazy", vcpus=4096)
+    assert res.boot_s > 0
+    assert res.record.config.vcpus == 4096
 
 
 # --- the compare command ----------------------------------------------------------------------------
 
 
-def test_compare_json_gives_the_same_speedups():
-    from click.testing import CliRunner
-
-    from lazyaccept.cli import cli
-
-    r = CliRunner().invoke(cli, ["compare", "--platform", "tdx", "--memory", "64G", "--memory", "4G", "--json"])
+def test_compare_json_with_two_profiles():
+    r = CliRunner().invoke(cli, ["compare", "--memory", "64G", "--memory", "4G", "--profile", "tdx-seed",
+                                 "--profile", "tdx", "--json"])
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.output)
-    assert [row["memory_bytes"] for row in doc["rows"]] == [4 * GiB, 64 * GiB]
-    for row in doc["rows"]:
-        assert row["speedup"] == pytest.approx(row["eager_s"] / row["lazy_s"])
-    assert doc["rows"][1]["speedup"] == pytest.approx(speedup("tdx", 64))
-    assert (doc["vcpus"], doc["host_mapping"], doc["kernel"]) == (1, "4k", "6.5")  # the profile's defaults
+    docs = json.loads(r.output)["comparisons"]
+    assert [d["profile"] for d in docs] == ["tdx-seed", "tdx"]
+    seed = docs[0]
+    assert [row["memory_bytes"] for row in seed["rows"]] == [4 * GiB, 64 * GiB]
+    assert seed["rows"][1]["speedup"] == pytest.approx(speedup("tdx-seed", 64))
+    assert (seed["vcpus"], seed["host_mapping"], seed["kernel"]) == (1, "4k", "6.5")  # the profile's defaults
+    assert docs[1]["kernel"] == "mainline" and "DEFERRED_STRUCT_PAGE_INIT=y" in docs[1]["kconfig"]
 
 
 def test_compare_plot_and_bad_input(tmp_path):
-    from click.testing import CliRunner
-
-    from lazyaccept.cli import cli
-
     png = tmp_path / "c.png"
     args = ["compare", "--platform", "snp", "--memory", "2G", "--memory", "64G", "--plot", str(png)]
     r = CliRunner().invoke(cli, args)
@@ -149,3 +180,7 @@ def test_compare_plot_and_bad_input(tmp_path):
     assert bad.exit_code == 2 and "not a size: 'lots'" in bad.output
     wrong = CliRunner().invoke(cli, ["compare", "--platform", "snp", "--profile", "tdx", "--memory", "4G"])
     assert wrong.exit_code == 2 and "profile 'tdx' is for tdx, not snp" in wrong.output
+    kc = CliRunner().invoke(cli, ["compare", "--memory", "4G", "--kconfig", "HZ=7"])
+    assert kc.exit_code == 2 and "HZ takes one of 100, 250, 300, 1000" in kc.output
+    pt = CliRunner().invoke(cli, ["boot", "--memory", "4G", "--patch", "faster"])
+    assert pt.exit_code == 2 and "unknown patch" in pt.output

@@ -59,8 +59,11 @@ class BootPhase(StrEnum):
     EARLY_INIT = "early-init"
     MEMBLOCK_FREE = "memblock-free"
     EARLY_ALLOCS = "early-allocs"
+    MEM_ENCRYPT_INIT = "mem-encrypt-init"
     SMP_BRINGUP = "smp-bringup"
     DEFERRED_INIT = "deferred-init"
+    EARLY_INITCALLS = "early-initcalls"
+    FS_INITCALLS = "fs-initcalls"
     INITCALLS = "initcalls"
     USERSPACE = "userspace"
 

@@ -100,9 +100,25 @@ class WorkEvent:
     kind: str
     vcpu: int
     amount: float = 1.0
+    #: vCPUs that come online (and are idle) when this step ends: SMP bring-up of an AP.
+    onlines: int = 0
 
 
-Event = AcceptEvent | WorkEvent
+@dataclass
+class ConvertEvent:
+    """Private memory made shared (``set_memory_decrypted()``): ``pages`` 4 KiB pages, on
+    ``vcpu``, while ``vcpus_in_guest`` other vCPUs are running inside the guest (each removal of a
+    private page must force them out first: KVM's ``tdx_track()`` kicks every vCPU in guest mode).
+    """
+
+    actor: str
+    vcpu: int
+    pages: int
+    vcpus_in_guest: int
+    reason: str = ""
+
+
+Event = AcceptEvent | WorkEvent | ConvertEvent
 
 
 @dataclass
@@ -113,8 +129,11 @@ class Phase:
     name: str
     actor: str
     events: list[Event] = field(default_factory=list)
-    #: vCPUs the guest has running during this phase (per-exit interference grows with it).
+    #: vCPUs online when the phase starts (more come online through ``WorkEvent.onlines``).
     online_vcpus: int = 1
+    #: Rate (Hz) at which online, idle vCPUs take the periodic timer tick in this phase; 0 when
+    #: they are tickless (NOHZ active) or not running the kernel yet.
+    tick_hz: int = 0
 
     def vcpus(self) -> list[int]:
         return sorted({e.vcpu for e in self.events})
@@ -133,8 +152,8 @@ class Recorder:
     def __init__(self) -> None:
         self.phases: list[Phase] = []
 
-    def begin(self, name: str, actor: str, online_vcpus: int = 1) -> Phase:
-        phase = Phase(name=name, actor=actor, online_vcpus=online_vcpus)
+    def begin(self, name: str, actor: str, online_vcpus: int = 1, tick_hz: int = 0) -> Phase:
+        phase = Phase(name=name, actor=actor, online_vcpus=online_vcpus, tick_hz=tick_hz)
         self.phases.append(phase)
         return phase
 
@@ -158,6 +177,10 @@ class Recorder:
         """Record an acceptance; requests that accepted nothing are still recorded (they cost a call)."""
         self.current.events.append(AcceptEvent(actor, vcpu, start, end, stats, reason, requests, lock))
 
-    def work(self, kind: str, vcpu: int = 0, amount: float = 1.0) -> None:
-        if amount:
-            self.current.events.append(WorkEvent(kind, vcpu, amount))
+    def work(self, kind: str, vcpu: int = 0, amount: float = 1.0, onlines: int = 0) -> None:
+        if amount or onlines:
+            self.current.events.append(WorkEvent(kind, vcpu, amount, onlines))
+
+    def convert(self, actor: str, vcpu: int, pages: int, vcpus_in_guest: int, reason: str = "") -> None:
+        """Record a private-to-shared conversion of ``pages`` pages."""
+        self.current.events.append(ConvertEvent(actor, vcpu, pages, vcpus_in_guest, reason))

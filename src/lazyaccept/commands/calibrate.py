@@ -7,13 +7,12 @@ from pathlib import Path
 
 import click
 
-from ..base.choices import Tee
 from ..base.errors import ConfigError
 from ..base.fileio import atomic_write
 from ..presentation.calibration_report import calibration_document, print_calibration
 from ..presentation.console import make_console
 from ..sim.calibrate import PACKAGED_CALIBRATION, calibrate, read_calibration
-from ..sim.profile import load_profile
+from ..sim.profile import load_profile, packaged_profiles
 
 
 def _out_path(out: str, name: str, many: bool) -> Path:
@@ -33,7 +32,7 @@ def _out_path(out: str, name: str, many: bool) -> Path:
     "profiles",
     multiple=True,
     metavar="tdx|snp|PATH",
-    help="Profile(s) to fit; default: every packaged platform profile.",
+    help="Profile(s) to fit, each to its own rows (the profile column); default: every shipped profile.",
 )
 @click.option("--out", "out", metavar="FILE", help="Write the fitted profile here (a folder for several).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -43,7 +42,7 @@ def calibrate_cmd(data: str, profiles: tuple[str, ...], out: str | None, as_json
     Bounded least squares on relative errors; the same data always gives the same profile.
     """
     points = read_calibration(data if data is not None else str(PACKAGED_CALIBRATION))
-    names = list(profiles) or [t.value for t in Tee]
+    names = list(profiles) or packaged_profiles()
     loaded = [load_profile(n) for n in names]
     console = make_console()
     results = []

@@ -1,4 +1,4 @@
-"""``lazyaccept compare``: eager vs lazy acceptance across memory sizes."""
+"""``lazyaccept compare``: eager vs lazy acceptance across memory sizes, for one or more hosts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress
 
+from ..base.choices import HostMapping, Tee
 from ..base.errors import ConfigError
 from ..base.units import parse_size
 from ..presentation.compare_report import compare_document, print_compare
@@ -15,46 +16,60 @@ from ..presentation.console import make_console
 from ..sim.profile import load_profile
 from ..sim.run import check_profile_fits
 from ..sim.sweep import compare_policies
-from .options import check_output_file, guest_request, profile_name
+from .options import check_output_file, enum_choice, guest_request
 
 
 @click.command("compare")
 @click.option("--memory", "memory", multiple=True, required=True, help="Guest memory size (repeatable), e.g. 4G.")
-@click.option("--platform", type=click.Choice(["tdx", "snp"], case_sensitive=False), default=None,
-              help="TEE platform (default: the profile's, else tdx).")
-@click.option("--vcpus", type=int, default=None, help="vCPUs (default: the profile's).")
-@click.option("--host-mapping", type=click.Choice(["4k", "2m"], case_sensitive=False), default=None,
-              help="Host private mapping size.")
-@click.option("--kernel", default=None, help="Kernel release whose rules apply (default: the profile's).")
+@click.option("--profile", "profiles", multiple=True, metavar="NAME|PATH",
+              help="Host profile (repeatable: the rows of each; default: the platform's).")
+@click.option("--platform", type=enum_choice(Tee), default=None, help="TEE platform (default: each profile's).")
+@click.option("--vcpus", type=int, default=None, help="vCPUs (default: each profile's).")
+@click.option("--host-mapping", type=enum_choice(HostMapping), default=None, help="Host private mapping size.")
+@click.option("--kernel", default=None, help="Kernel release whose rules apply (default: each profile's).")
 @click.option("--firmware-accept", default=None, help='What firmware accepts: "below-4g", "all" or a size.')
-@click.option("--profile", "profile", default=None, metavar="NAME|PATH", help="Host cost profile.")
+@click.option("--kconfig", "kconfig", multiple=True, metavar="NAME=VALUE", help="Kernel build option (repeatable).")
+@click.option("--patch", "patches", multiple=True, metavar="NAME", help="Guest kernel patch (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--plot", "plot_path", default=None, metavar="FILE.png", help="Plot boot time against memory.")
-def compare_cmd(memory: tuple[str, ...], profile: str | None, as_json: bool, plot_path: str | None,
+def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: bool, plot_path: str | None,
                 **guest: object) -> None:
-    """Boot time with eager and with lazy acceptance, for each memory size."""
+    """Boot time with eager and with lazy acceptance, for each memory size and host profile."""
     sizes = sorted(dict.fromkeys(parse_size(m) for m in memory))
-    prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
-    if not guest.get("platform"):
-        guest["platform"] = prof.tee.value  # a profile alone says which TEE
-    request = guest_request(sizes[0], **guest)  # type: ignore[arg-type]
-    check_profile_fits(request, prof)
+    platform = guest.get("platform")
+    names = list(dict.fromkeys(profiles)) or [str(platform).lower() if platform else Tee.TDX.value]
+    loaded = [load_profile(n) for n in names]
+    requests = []
+    for prof in loaded:
+        request = guest_request(sizes[0], **{**guest, "platform": platform or prof.tee.value})  # type: ignore[arg-type]
+        check_profile_fits(request, prof)
+        requests.append(request)
     if plot_path is not None and not plot_path.lower().endswith(".png"):
         raise ConfigError(f"--plot {plot_path}: the plot is written as PNG; name it FILE.png")
     check_output_file(plot_path)
     # Progress goes to stderr, and only to a terminal: pipes and --json output stay clean.
     err = Console(stderr=True)
-    with Progress(console=err, transient=True, disable=not err.is_terminal or len(sizes) < 3) as progress:
-        task = progress.add_task("booting eager and lazy", total=len(sizes))
-        config, rows = compare_policies(request, sizes, prof, on_size_done=lambda _size: progress.advance(task))
+    total = len(sizes) * len(loaded)
+    comparisons = []
+    with Progress(console=err, transient=True, disable=not err.is_terminal or total < 3) as progress:
+        task = progress.add_task("booting eager and lazy", total=total)
+        for prof, request in zip(loaded, requests, strict=True):
+            config, rows = compare_policies(request, sizes, prof, on_size_done=lambda _size: progress.advance(task))
+            comparisons.append((config, rows, prof))
     if plot_path is not None:
         from ..presentation.plots import plot_compare
 
-        plot_compare(plot_path, config, rows, prof)
+        plot_compare(plot_path, comparisons)
     if as_json:
-        click.echo(json.dumps(compare_document(config, rows, prof), indent=2))
+        click.echo(json.dumps({"comparisons": [compare_document(*c) for c in comparisons]}, indent=2))
         return
     console = make_console()
-    print_compare(console, config, rows, prof)
+    for c in comparisons:
+        print_compare(console, *c)
+    console.print(
+        "accepting = time during which at least one vCPU was accepting memory (firmware + kernel, "
+        "lock waits included)",
+        style="dim",
+    )
     if plot_path is not None:
         console.print(f"wrote {plot_path}")

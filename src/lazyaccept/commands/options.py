@@ -36,6 +36,12 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="OVMF/TDVF image to take TDVF sections from (default: Debian's OVMF_CODE.fd)."),
         click.option("--profile", default=None, metavar="NAME|PATH",
                      help="Host cost profile (default: the platform's)."),
+        click.option("--kconfig", "kconfig", multiple=True, metavar="NAME=VALUE",
+                     help="Kernel build option (repeatable): DEFERRED_STRUCT_PAGE_INIT=y|n, HZ=100|250|300|1000, "
+                          "NO_HZ_IDLE=y|n, TRANSPARENT_HUGEPAGE=always|madvise|never, AMD_MEM_ENCRYPT=y|n "
+                          "(default: the profile's, else a distribution kernel's)."),
+        click.option("--patch", "patches", multiple=True, metavar="NAME",
+                     help="Guest kernel patch (repeatable): accepted-reserve, late-swiotlb-convert."),
         click.option("--shell-footprint", default=None, metavar="SIZE",
                      help="Memory touched to reach a shell (default 256M)."),
         click.option("--os-opt-in/--no-os-opt-in", default=True, show_default=True,
@@ -59,6 +65,8 @@ def guest_request(
     firmware_path: str | None = None,
     shell_footprint: str | None = None,
     os_opt_in: bool = True,
+    kconfig: tuple[str, ...] = (),
+    patches: tuple[str, ...] = (),
     **_: object,
 ) -> GuestRequest:
     """The guest the options describe; choices parsed into values, nothing defaulted that the
@@ -77,6 +85,8 @@ def guest_request(
         firmware_path=firmware_path,
         snp_os_opt_in=os_opt_in,
         footprint=footprint,
+        kconfig=tuple(kconfig),
+        patches=tuple(patches) if patches else None,
     )
 
 

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 
 from ..base.units import GiB, KiB, MiB
 
+#: A SWIOTLB slab (1 << IO_TLB_SHIFT) and a segment of slabs (include/linux/swiotlb.h).
+IO_TLB_SIZE = 2 * KiB
+IO_TLB_SEGSIZE = 128
+
 
 @dataclass(frozen=True)
 class BootFootprint:
@@ -33,13 +37,29 @@ class BootFootprint:
     #: Page allocations between mm_core_init() and the initialisation of zone watermarks
     #: (postcore initcall), on the boot CPU (assumed: slab pages, early kmem caches, ...).
     early_page_allocs: int = 256
-    #: Page allocations per secondary vCPU brought up (assumed: idle task, vmalloc'ed 16 KiB
-    #: stack page by page, IRQ stacks, per-CPU slab pages).
-    page_allocs_per_ap: int = 16
+    #: Page allocations per secondary vCPU brought up, on the boot CPU before the watermarks
+    #: exist (idle task, vmalloc'ed stacks, IRQ stacks, per-CPU slab pages).  Dstack measured the
+    #: boot CPU accepting ~13 GiB while it brought up 247 APs with every allocation accepting a
+    #: 4 MiB chunk (Dstack-TEE/dstack PR 1220): 13 GiB / 4 MiB / 247 = 13.5 allocations per AP.
+    page_allocs_per_ap: int = 13
+    #: Page allocations between deferred init and the watermarks (kthreads, driver_init(), the
+    #: pure, core and early postcore initcalls; assumed, like early_page_allocs).
+    pre_watermark_allocs: int = 256
     #: Memory touched from the first user-space process to a shell prompt (assumed: a small
     #: distribution user space; page cache and anonymous memory).
     shell_footprint: int = 256 * MiB
 
-    def swiotlb_size(self, total_ram: int) -> int:
-        size = int(total_ram * self.swiotlb_fraction)
-        return max(self.swiotlb_min, min(self.swiotlb_max, size))
+    def swiotlb_size(self, total_ram: int, vcpus: int, sized_by_ram: bool = True) -> int:
+        """The default SWIOTLB buffer: 6% of RAM clamped to [64 MiB, 1 GiB] when the kernel sizes
+        it by RAM (mem_encrypt_setup_arch()), else the 64 MiB default; then, as
+        swiotlb_adjust_nareas() / round_up_default_nslabs() do (kernel/dma/swiotlb.c), its 2 KiB
+        slabs are rounded up to a power of two and to at least 128 slabs per area, with one area
+        per possible CPU rounded up to a power of two."""
+        size = max(self.swiotlb_min, min(self.swiotlb_max, int(total_ram * self.swiotlb_fraction)))
+        size = size if sized_by_ram else self.swiotlb_min
+        nslabs = -(-size // IO_TLB_SIZE)
+        nslabs = -(-nslabs // IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE
+        nareas = 1 << (max(1, vcpus) - 1).bit_length()
+        nslabs = max(nslabs, IO_TLB_SEGSIZE * nareas)
+        nslabs = 1 << (nslabs - 1).bit_length()
+        return nslabs * IO_TLB_SIZE

@@ -1,18 +1,24 @@
-"""The guest kernel's boot, as far as memory acceptance goes (linux-kernel.md §2-§4).
+"""The guest kernel's boot, as far as memory acceptance goes (mm/, init/main.c,
+drivers/firmware/efi/unaccepted_memory.c).
 
-Boot order, each a recorded phase:
+Boot order, each a recorded phase (:class:`~lazyaccept.base.choices.BootPhase`):
 1. ``efi-stub``: bitmap table, e820, unaligned heads and tails accepted.
 2. ``early-init``: memblock from e820; reservations (first MiB, kernel image, the table);
    memblock allocations (direct-map page tables, memmap, large hashes, per-CPU areas,
    SWIOTLB), each accepted before use; struct pages of the non-deferred memory.
 3. ``memblock-free``: ``memblock_free_all()`` releases the non-deferred memory to the buddy
    allocator: chunks with unaccepted memory are parked (lazy) or accepted (eager).
-4. ``early-allocs``: page allocations before zone watermarks exist.
-5. ``smp-bringup``: the boot vCPU brings up the others one by one, allocating for each.
-6. ``deferred-init``: struct page init of the rest of the highest zone, in parallel threads,
+4. ``early-allocs``: page allocations before SMP, with the zone watermarks still 0.
+5. ``mem-encrypt-init``: the SWIOTLB buffer is converted to shared (unless a patch moves it).
+6. ``smp-bringup``: the boot vCPU brings the others online one by one, allocating for each;
+   online idle vCPUs take the periodic tick.
+7. ``deferred-init``: struct page init of the rest of the last zone, in parallel threads,
    which free (park or accept) that memory.
-7. ``initcalls``: watermarks are set (``init_per_zone_wmark_min``); initcalls run.
-8. ``userspace``: init and a shell, touching the shell footprint (watermark-driven acceptance).
+8. ``early-initcalls``: driver_init and the initcalls up to subsys; the watermarks are set at
+   postcore (``init_per_zone_wmark_min``) and raised for THP at subsys (``hugepage_init``).
+9. ``fs-initcalls``: ``clocksource_done_booting()``: from here NOHZ idle vCPUs stop ticking.
+10. ``initcalls``: device and late initcalls.
+11. ``userspace``: init and a shell, touching the shell footprint (watermark-driven acceptance).
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from ..formats.unaccepted import HEADER_SIZE, UnacceptedTable
 from ..platform.base import Platform
 from .efistub import EfiStub, StubResult
 from .footprint import BootFootprint
+from .kconfig import KernelConfig, ThpMode
 from .memblock import Memblock, MemblockError
-from .page_alloc import PageAllocator
+from .page_alloc import PageAllocator, Zone
 from .rules import KernelRules
 from .unaccepted import UnacceptedMemory
 
@@ -91,6 +98,7 @@ class Kernel:
         vcpus: int,
         policy: AcceptPolicy,
         footprint: BootFootprint,
+        kconfig: KernelConfig | None = None,
     ) -> None:
         self.platform = platform
         self.rules = rules
@@ -98,6 +106,7 @@ class Kernel:
         self.vcpus = vcpus
         self.policy = policy
         self.fp = footprint
+        self.kconfig = kconfig if kconfig is not None else KernelConfig()
 
     # -- phases --------------------------------------------------------------------------------
     def boot(
@@ -135,37 +144,68 @@ class Kernel:
             self._check_table_mapped(stub.table_addr, stub.table.size, table_reserved)
         mem = UnacceptedMemory(stub.table, self.platform, self.rules, AcceptRoutine.LINUX)
         alloc = PageAllocator(ram, mem, self.platform, self.rules, rec, lazy=self.policy is AcceptPolicy.LAZY)
-        self._memblock_allocations(mb, mem, ram)
-        deferred_start = self._deferred_start(alloc)
+        swiotlb = self._memblock_allocations(mb, mem, ram)
+        deferred_start = self._deferred_start(alloc) if self.kconfig.deferred_struct_page_init else None
         early_pages = sum(
             (e - s) // PAGE_SIZE for s, e in ram.intersection(0, deferred_start or (1 << 62))
         )
         rec.work("memmap_init", 0, early_pages)
+        rec.work("catch_all_per_page", 0, ram.total() // PAGE_SIZE)
 
         rec.begin(BootPhase.MEMBLOCK_FREE, "kernel")
         limit = deferred_start if deferred_start is not None else 1 << 62
         for s, e in mb.free_ranges(0, limit):
             alloc.free_range(s, e, actor="memblock_free_all", vcpu=0)
-
         free_after_memblock = alloc.free_pages()
+        deferred = DeferredPages(mb, alloc, ram, deferred_start, rec) if deferred_start is not None else None
+        if deferred is not None:
+            alloc.deferred_grow = deferred.grow_one_section
 
         rec.begin(BootPhase.EARLY_ALLOCS, "kernel")
         alloc.alloc(self.fp.early_page_allocs, actor="page_alloc:early", vcpu=0)
 
-        rec.begin(BootPhase.SMP_BRINGUP, "kernel", online_vcpus=self.vcpus)
+        # mem_encrypt_init(), from arch_cpu_finalize_init() in start_kernel() (439e17576eb4, v6.5):
+        # the SWIOTLB buffer becomes shared before SMP bring-up.  The APs are still in firmware;
+        # TDX APs spin on the ACPI MP wakeup mailbox inside the TD, in guest mode.
+        rec.begin(BootPhase.MEM_ENCRYPT_INIT, "kernel")
+        late_convert = self.rules.swiotlb_convert_late and self.platform.tee is Tee.TDX
+        if not late_convert:
+            in_guest = self.vcpus - 1 if self.platform.tee is Tee.TDX else 0
+            rec.convert("kernel", 0, swiotlb // PAGE_SIZE, in_guest, "swiotlb")
+
+        # Until NOHZ mode is active every online CPU takes the periodic tick, idle or not: no
+        # high-resolution clocksource is chosen before clocksource_done_booting(), an fs_initcall
+        # (kernel/time/clocksource.c).
+        hz = self.kconfig.hz
+        rec.begin(BootPhase.SMP_BRINGUP, "kernel", online_vcpus=1, tick_hz=hz)
         for ap in range(1, self.vcpus):
-            rec.work("smp_bringup", 0)
+            rec.work("smp_bringup", 0, onlines=1)
             alloc.alloc(self.fp.page_allocs_per_ap, actor=f"page_alloc:smp(cpu{ap})", vcpu=0)
 
-        rec.begin(BootPhase.DEFERRED_INIT, "deferred_init", online_vcpus=self.vcpus)
-        if deferred_start is not None:
-            self._deferred_init(mb, alloc, ram, deferred_start)
+        rec.begin(BootPhase.DEFERRED_INIT, "deferred_init", online_vcpus=self.vcpus, tick_hz=hz)
+        if deferred is not None:
+            alloc.deferred_grow = None  # page_alloc_init_late(): the deferred pages are done here
+            deferred.init_in_threads(self.vcpus)
 
-        rec.begin(BootPhase.INITCALLS, "kernel", online_vcpus=self.vcpus)
+        # do_basic_setup(): driver_init() and the pure, core, postcore (init_per_zone_wmark_min:
+        # the watermarks), arch and subsys (hugepage_init: THP's min_free_kbytes) initcalls.
+        rec.begin(BootPhase.EARLY_INITCALLS, "kernel", online_vcpus=self.vcpus, tick_hz=hz)
+        alloc.alloc(self.fp.pre_watermark_allocs, actor="page_alloc:initcalls", vcpu=0)
         alloc.setup_watermarks()
+        if self.kconfig.transparent_hugepage is not ThpMode.NEVER:
+            alloc.raise_min_free_kbytes_for_thp()
+
+        tick_after_nohz = 0 if self.kconfig.no_hz_idle else hz
+        rec.begin(BootPhase.FS_INITCALLS, "kernel", online_vcpus=self.vcpus, tick_hz=tick_after_nohz)
+        if late_convert:
+            # fs_initcall_sync: the APs halt outside the TD and no longer take the tick.
+            in_guest = 0 if self.kconfig.no_hz_idle else self.vcpus - 1
+            rec.convert("kernel", 0, swiotlb // PAGE_SIZE, in_guest, "swiotlb")
+
+        rec.begin(BootPhase.INITCALLS, "kernel", online_vcpus=self.vcpus, tick_hz=tick_after_nohz)
         rec.work("initcalls", 0)
 
-        rec.begin(BootPhase.USERSPACE, "userspace", online_vcpus=self.vcpus)
+        rec.begin(BootPhase.USERSPACE, "userspace", online_vcpus=self.vcpus, tick_hz=tick_after_nohz)
         rec.work("userspace_to_shell", 0)
         npages = self.fp.shell_footprint // PAGE_SIZE
         alloc.alloc(npages, actor="page_alloc:userspace", vcpu=0)
@@ -183,8 +223,9 @@ class Kernel:
                 "page fault in accept_memory()",
             )
 
-    def _memblock_allocations(self, mb: Memblock, mem: UnacceptedMemory, ram: RangeSet) -> None:
-        """memblock allocations of early boot, each accepted before use (memblock_alloc_range_nid)."""
+    def _memblock_allocations(self, mb: Memblock, mem: UnacceptedMemory, ram: RangeSet) -> int:
+        """memblock allocations of early boot, each accepted before use (memblock_alloc_range_nid).
+        Returns the size of the SWIOTLB buffer it got."""
         total = ram.total()
         pages = total // PAGE_SIZE
         allocs: list[tuple[str, int, int | None]] = []
@@ -197,13 +238,19 @@ class Kernel:
         allocs.append(("dentry-hash", _pow2(pages // 2) * 8, None))
         allocs.append(("inode-hash", _pow2(pages // 4) * 8, None))
         allocs.append(("percpu", self.vcpus * self.fp.percpu_unit, None))
-        swiotlb = self.fp.swiotlb_size(total)
+        sized = not (self.rules.swiotlb_sizing_in_sev_setup_arch and self.platform.tee is Tee.TDX
+                     and not self.kconfig.amd_mem_encrypt)
+        swiotlb = self.fp.swiotlb_size(total, self.vcpus, sized)
         allocs.append(("swiotlb", swiotlb, None if self.fp.swiotlb_anywhere else 4 * GiB))
+        got_swiotlb = 0
         for name, size, limit in allocs:
             start, end = self._alloc(mb, name, size, limit)
             stats = mem.accept_memory(start, end - start, actor="memblock", vcpu=0)
             self.rec.accept("memblock", 0, start, end, stats, name, lock=self.rules.accept_lock)
             self.platform.touch(start, end, actor=f"memblock:{name}", vcpu=0)
+            if name == "swiotlb":
+                got_swiotlb = end - start
+        return got_swiotlb
 
     @staticmethod
     def _alloc(mb: Memblock, name: str, size: int, limit: int | None) -> tuple[int, int]:
@@ -218,28 +265,58 @@ class Kernel:
                 size //= 2
 
     def _deferred_start(self, alloc: PageAllocator) -> int | None:
-        """First deferred address: in the highest zone only, after its first populated section
-        has been initialised (defer_init()); None when nothing is deferred."""
+        """First deferred address (``defer_init()``, mm/mm_init.c): in the node's last zone only,
+        the first section-aligned pfn once more than PAGES_PER_SECTION of its pages have been
+        initialised, i.e. the zone's start plus one section, aligned up; None when nothing is
+        deferred."""
         zone = alloc.zones[-1]
-        first = zone.start
-        candidate = align_up(first + SECTION_SIZE + PAGE_SIZE, SECTION_SIZE)
+        candidate = align_up(zone.start + SECTION_SIZE, SECTION_SIZE)
         return candidate if candidate < zone.end else None
 
-    def _deferred_init(self, mb: Memblock, alloc: PageAllocator, ram: RangeSet, start: int) -> None:
-        """deferred_init_memmap(): padata splits the deferred span into section-aligned pieces,
-        one per thread (at most one per vCPU); each thread initialises struct pages and frees."""
-        end = ram.last() or start
+
+
+class DeferredPages:
+    """The struct pages ``defer_init()`` left for later, in the node's last zone: grown one
+    section at a time on demand (``deferred_grow_zone()``, under ``pgdat_resize_lock``, on the
+    allocating CPU) and the rest by ``deferred_init_memmap()`` in padata threads."""
+
+    def __init__(self, mb: Memblock, alloc: PageAllocator, ram: RangeSet, start: int, rec: Recorder) -> None:
+        self.mb = mb
+        self.alloc = alloc
+        self.ram = ram
+        self.cursor = start
+        self.end = ram.last() or start
+        self.rec = rec
+
+    def _init_and_free(self, lo: int, hi: int, vcpu: int, actor: str) -> None:
+        pages = sum((e - s) // PAGE_SIZE for s, e in self.ram.intersection(lo, hi))
+        self.rec.work("struct_page_init", vcpu, pages)
+        for s, e in self.mb.free_ranges(lo, hi):
+            self.alloc.free_range(s, e, actor=actor, vcpu=vcpu)
+
+    def grow_one_section(self, zone: Zone) -> bool:
+        """Initialise and free the next section of ``zone``'s deferred pages; False if none."""
+        if zone is not self.alloc.zones[-1] or self.cursor >= self.end:
+            return False
+        hi = min(self.cursor + SECTION_SIZE, self.end)
+        self._init_and_free(self.cursor, hi, 0, "deferred_grow_zone")
+        self.cursor = hi
+        return True
+
+    def init_in_threads(self, vcpus: int) -> None:
+        """deferred_init_memmap(): padata splits what is left into section-aligned pieces, one
+        per thread (at most one per vCPU); each thread initialises its struct pages and frees."""
+        start, end = self.cursor, self.end
+        if start >= end:
+            return
         span_sections = max(1, -(-(end - start) // SECTION_SIZE))
-        threads = max(1, min(self.vcpus, span_sections))
+        threads = max(1, min(vcpus, span_sections))
         per = -(-span_sections // threads) * SECTION_SIZE
         for t in range(threads):
             lo, hi = start + t * per, min(start + (t + 1) * per, end)
-            if lo >= hi:
-                continue
-            pages = sum((e - s) // PAGE_SIZE for s, e in ram.intersection(lo, hi))
-            self.rec.work("struct_page_init", t, pages)
-            for s, e in mb.free_ranges(lo, hi):
-                alloc.free_range(s, e, actor="deferred_init", vcpu=t)
+            if lo < hi:
+                self._init_and_free(lo, hi, t, "deferred_init")
+        self.cursor = end
 
 
 def _pow2(n: int) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,12 @@ from .unaccepted import UnacceptedMemory
 ZONE_BOUNDS = (("DMA", 0, 16 * MiB), ("DMA32", 16 * MiB, 4 * GiB), ("Normal", 4 * GiB, 1 << 62))
 #: vm.watermark_scale_factor default (in units of 1/10000 of the zone).
 WATERMARK_SCALE_FACTOR = 10
+#: sysctl_lowmem_reserve_ratio defaults for DMA, DMA32, Normal (mm/page_alloc.c; "256 256 32").
+LOWMEM_RESERVE_RATIO = {"DMA": 256, "DMA32": 256, "Normal": 32}
+#: pageblock_nr_pages on x86-64 (pageblock_order = HPAGE_PMD_ORDER = 9).
+PAGEBLOCK_NR_PAGES = 512
+#: set_recommended_min_free_kbytes(): 2 free pageblocks plus MIGRATE_PCPTYPES^2 (3 x 3) per zone.
+THP_PAGEBLOCKS_PER_ZONE = 2 + 3 * 3
 
 
 class BootFailure(LazyAcceptError):
@@ -50,6 +57,8 @@ class Zone:
     wmark_low: int = 0
     wmark_high: int = 0
     wmark_promo: int = 0
+    #: Pages an allocation that could use a higher zone must leave here (lowmem_reserve[Normal]).
+    lowmem_reserve: int = 0
 
     @property
     def accepted_free_pages(self) -> int:
@@ -87,6 +96,9 @@ class PageAllocator:
                 self.zones.append(Zone(name, pieces[0][0], pieces[-1][1]))
         self.min_free_kbytes = 0
         self.watermarks_ready = False
+        #: Grows a zone's deferred struct pages by one section (``_deferred_grow_zone()``); set by
+        #: the kernel while deferred pages remain.  Returns False when there is nothing to grow.
+        self.deferred_grow: Callable[[Zone], bool] | None = None
 
     # -- accounting ------------------------------------------------------------------------
     def managed_pages(self) -> int:
@@ -183,10 +195,29 @@ class PageAllocator:
 
     # -- watermarks ---------------------------------------------------------------------------
     def setup_watermarks(self) -> None:
-        """``init_per_zone_wmark_min()``: min_free_kbytes and the per-zone min/low/high/promo."""
-        lowmem_pages = self.managed_pages()
-        lowmem_kbytes = lowmem_pages * (PAGE_SIZE // 1024)
+        """``init_per_zone_wmark_min()`` (a postcore initcall): min_free_kbytes from
+        ``int_sqrt(lowmem_kbytes * 16)`` clamped to [128, 262144] kB, then the per-zone
+        watermarks and lowmem reserves."""
+        lowmem_kbytes = self.managed_pages() * (PAGE_SIZE // 1024)
         self.min_free_kbytes = max(128, min(262144, math.isqrt(lowmem_kbytes * 16)))
+        self._setup_per_zone_wmarks()
+        self.watermarks_ready = True
+
+    def raise_min_free_kbytes_for_thp(self) -> None:
+        """``set_recommended_min_free_kbytes()`` (mm/khugepaged.c), run by ``hugepage_init()`` (a
+        subsys initcall) when THP is ``always`` or ``madvise``: 11 pageblocks per populated zone,
+        at most 5% of ``nr_free_buffer_pages()``, replaces min_free_kbytes when larger."""
+        nr_zones = sum(1 for z in self.zones if z.managed_pages)
+        recommended = PAGEBLOCK_NR_PAGES * nr_zones * THP_PAGEBLOCKS_PER_ZONE
+        free_buffer = sum(max(0, z.managed_pages - z.wmark_high) for z in self.zones)
+        recommended_kb = min(recommended, free_buffer // 20) * (PAGE_SIZE // 1024)
+        if recommended_kb > self.min_free_kbytes:
+            self.min_free_kbytes = recommended_kb
+            self._setup_per_zone_wmarks()
+
+    def _setup_per_zone_wmarks(self) -> None:
+        """``__setup_per_zone_wmarks()`` and ``setup_per_zone_lowmem_reserve()``."""
+        lowmem_pages = self.managed_pages()
         pages_min = self.min_free_kbytes // (PAGE_SIZE // 1024)
         for z in self.zones:
             if lowmem_pages == 0:
@@ -197,7 +228,12 @@ class PageAllocator:
             z.wmark_low = wmin + tmp
             z.wmark_high = wmin + 2 * tmp
             z.wmark_promo = wmin + 3 * tmp
-        self.watermarks_ready = True
+        # What a zone keeps back from allocations that could have used the zones above it: the
+        # managed pages above, divided by this zone's ratio (the allocations modelled here are
+        # GFP_KERNEL / movable, whose highest usable zone is Normal).
+        for i, z in enumerate(self.zones):
+            above = sum(u.managed_pages for u in self.zones[i + 1 :])
+            z.lowmem_reserve = above // LOWMEM_RESERVE_RATIO[z.name] if above else 0
 
     # -- taking chunks off the list -----------------------------------------------------------
     def accept_chunks(self, zone: Zone, n: int, *, actor: str, vcpu: int, reason: str) -> int:
@@ -220,17 +256,22 @@ class PageAllocator:
             done += take
         return done
 
-    def cond_accept(self, zone: Zone, *, actor: str, vcpu: int, extra_pages: int = 0) -> int:
+    def cond_accept(self, zone: Zone, *, actor: str, vcpu: int, extra_pages: int = 0, force: bool = True) -> int:
         """``cond_accept_memory()`` (v6.11+) / ``try_to_accept_memory()`` (v6.5-v6.10).
 
         Returns the number of chunks accepted.  ``extra_pages`` lets a bulk allocation ask for the
-        chunks that its following order-0 allocations would have triggered one by one.
+        chunks that its following order-0 allocations would have triggered one by one.  ``force``
+        is false for the proactive call before the watermark check (the ``accepted-reserve``
+        patch tells the two apart).
         """
         if not zone.unaccepted:
             return 0
         wmark = zone.target_wmark(self.rules) if self.watermarks_ready else 0
         if wmark == 0:
             if self.rules.zero_wmark_accepts_one:
+                reserve = 2 * MAX_ORDER_NR_PAGES
+                if self.rules.accepted_reserve_before_wmarks and not force and zone.accepted_free_pages >= reserve:
+                    return 0
                 return self.accept_chunks(zone, 1, actor=actor, vcpu=vcpu, reason="zero-watermark")
             if not self.rules.proactive_accept:
                 # v6.5-v6.10 accept at least one chunk when called (do-while).
@@ -296,41 +337,48 @@ class PageAllocator:
     def _episode(self, zone: Zone, want: int, actor: str, vcpu: int) -> int:
         """How many of ``want`` pages the zone serves before its next acceptance (accepting first
         what the rules make it accept)."""
-        mark = zone.wmark_low  # ALLOC_WMARK_LOW for ordinary allocations
+        mark = zone.wmark_low + zone.lowmem_reserve  # ALLOC_WMARK_LOW for ordinary allocations
         if self.rules.proactive_accept:
             # cond_accept_memory() runs before every watermark check and tops accepted free
             # memory up to the target; for a bulk request, top up for the whole request.
-            self.cond_accept(zone, actor=actor, vcpu=vcpu, extra_pages=want)
+            self.cond_accept(zone, actor=actor, vcpu=vcpu, extra_pages=want, force=False)
             usable = zone.free_pages  # unaccepted counts as free (v6.11+)
-            if usable - 1 <= mark:
+            # __zone_watermark_ok(): an order-0 allocation passes while free > mark + lowmem_reserve.
+            if usable <= mark:
                 return 0
-            return min(want, zone.accepted_free_pages, usable - 1 - mark)
+            return min(want, zone.accepted_free_pages, usable - mark)
         # v6.5-v6.10: unaccepted memory is unusable in the watermark check; accept on failure.
-        ok = zone.accepted_free_pages - 1 - mark
+        ok = zone.accepted_free_pages - mark
         if ok <= 0:
             if self.cond_accept(zone, actor=actor, vcpu=vcpu) == 0:
                 return 0
-            ok = zone.accepted_free_pages - 1 - mark
+            ok = zone.accepted_free_pages - mark
             if ok <= 0:
                 return 0
         return min(want, ok)
 
     def _alloc_one_early(self, actor: str, vcpu: int) -> list[tuple[int, int]]:
-        """One order-0 allocation before the zone watermarks exist (they are all 0)."""
+        """One order-0 allocation before the zone watermarks exist (they are all 0), as
+        ``get_page_from_freelist()`` does it: per zone, the proactive ``cond_accept_memory()``
+        (v6.11+), the watermark check (passes while any usable page is free), ``rmqueue()``
+        (needs an accepted page), and on failure a forced accept, then ``_deferred_grow_zone()``
+        by one section, then the next zone down.
+
+        With the v6.11 / v6.12.0 rules and no accepted page left, the proactive and the forced
+        accept both do nothing at watermark 0, so the zone grows one section after the other on
+        this CPU until its deferred memory is exhausted (each section freed parked, unaccepted).
+        """
         for zone in reversed(self.zones):
-            if self.rules.proactive_accept:
-                self.cond_accept(zone, actor=actor, vcpu=vcpu)
-                # Watermark 0: the check passes while any page is free; rmqueue may still fail.
-                if zone.accepted_free_pages <= 0:
-                    if self.cond_accept(zone, actor=actor, vcpu=vcpu) == 0:
-                        continue
-            else:
-                # Unaccepted pages are unusable: the check fails once accepted memory runs out.
-                if zone.accepted_free_pages - 1 < 0:
-                    if self.cond_accept(zone, actor=actor, vcpu=vcpu) == 0:
-                        continue
-            if zone.accepted_free_pages > 0:
-                return self._take(zone, 1)
+            while True:
+                if self.rules.proactive_accept:
+                    self.cond_accept(zone, actor=actor, vcpu=vcpu, force=False)
+                if zone.accepted_free_pages > 0:
+                    return self._take(zone, 1)
+                if self.cond_accept(zone, actor=actor, vcpu=vcpu) > 0:
+                    continue
+                if self.deferred_grow is not None and self.deferred_grow(zone):
+                    continue
+                break
         raise BootFailure(
             "premature out-of-memory before zone watermarks were initialised: accepted memory ran out "
             "and the kernel's rules accept nothing while watermarks are 0"

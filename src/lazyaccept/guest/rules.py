@@ -52,6 +52,16 @@ class KernelRules:
     #: The unaccepted table is reserved with ``end = PAGE_ALIGN(addr + 24 + size)`` (2026 fix);
     #: before, the aligned-down start plus ``PAGE_ALIGN(24 + size)``, which can drop a page.
     table_reserve_fixed: bool
+    #: The 6%-of-RAM SWIOTLB sizing lives in sev_setup_arch() (arch/x86/mm/mem_encrypt_amd.c), so
+    #: a TDX guest gets it only with CONFIG_AMD_MEM_ENCRYPT=y; v6.7 moved it to
+    #: mem_encrypt_setup_arch() (6e74b125155d, "x86/sev: Move sev_setup_arch() to mem_encrypt.c").
+    swiotlb_sizing_in_sev_setup_arch: bool = False
+    #: Guest patch ``accepted-reserve`` (Dstack 0009): before the watermarks exist, keep at least
+    #: 2 x MAX_ORDER_NR_PAGES of accepted free memory and accept only on a forced retry.
+    accepted_reserve_before_wmarks: bool = False
+    #: Guest patch ``late-swiotlb-convert`` (Dstack 0010): a TDX guest converts its SWIOTLB buffer
+    #: to shared at fs_initcall_sync, after SMP bring-up, instead of in mem_encrypt_init().
+    swiotlb_convert_late: bool = False
 
     @property
     def accept_lock(self) -> str | None:
@@ -68,14 +78,14 @@ _V6_5 = KernelRules(
     name="6.5", global_accept_lock=True, overlap_off_by_one=False, page_align_request=False, guard_unit=True,
     proactive_accept=False, accept_target="high", zero_wmark_accepts_one=False, snp_stub_msr_protocol=False,
     # The v6.5 table is loader data: RAM, mapped, reserved exactly.
-    table_in_acpi_reclaim=False, table_reserve_fixed=True,
+    table_in_acpi_reclaim=False, table_reserve_fixed=True, swiotlb_sizing_in_sev_setup_arch=True,
 )
 # Oct 2023: accepting list instead of holding the lock (with the off-by-one overlap test);
 # Aug/Sep 2023: table in ACPI reclaim memory, memblock_add()ed with the flawed reservation.
 _V6_6 = replace(_V6_5, name="6.6", global_accept_lock=False, overlap_off_by_one=True,
                 table_in_acpi_reclaim=True, table_reserve_fixed=False)
-# Nov 2023: off-by-one fixed.
-_V6_7 = replace(_V6_6, name="6.7", overlap_off_by_one=False)
+# Nov 2023: off-by-one fixed; SWIOTLB sizing moved to mem_encrypt_setup_arch() for every CoCo guest.
+_V6_7 = replace(_V6_6, name="6.7", overlap_off_by_one=False, swiotlb_sizing_in_sev_setup_arch=False)
 # Aug 2024: unaccepted memory counts as free; proactive cond_accept_memory().
 _V6_11 = replace(_V6_7, name="6.11", proactive_accept=True)
 # v6.12: accept up to the promo watermark.

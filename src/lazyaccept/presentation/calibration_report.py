@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..sim.calibrate import CalibrationResult
@@ -17,14 +19,20 @@ def calibration_document(res: CalibrationResult) -> dict[str, object]:
         "success": res.success,
         "rms_rel_error": res.rms_rel_error,
         "params": [
-            {"key": p.key, "unit": p.unit, "before": p.before, "after": p.after, "bounds": [p.lo, p.hi]}
+            {"key": p.key, "unit": p.unit, "before": p.before, "after": p.after, "bounds": [p.lo, p.hi],
+             "at_bound": p.at_bound,
+             "rel_uncertainty": p.rel_uncertainty if math.isfinite(p.rel_uncertainty) else None}
             for p in res.params
         ],
+        "warnings": res.warnings,
+        "not_fitted": res.skipped,
         "points": [
             {
                 "id": r.point.id,
+                "metric": r.point.metric,
                 "quantity": r.point.quantity,
-                "memory_bytes": r.point.memory,
+                "fitted": r.point.spec.fittable,
+                "memory_bytes": r.point.request.memory,
                 "target": r.point.target,
                 "prediction": r.prediction,
                 "rel_error": r.rel_error,
@@ -45,10 +53,12 @@ _QUANTITY = {
 def print_calibration(console: Console, res: CalibrationResult, written: Path | None) -> None:
     prof = res.profile
     params = Table(title=f"{prof.name} ({prof.tee.value.upper()}): fitted parameters", title_justify="left")
-    for col in ("parameter", "unit", "before", "fitted", "bounds"):
+    for col in ("parameter", "unit", "before", "fitted", "± (1 sigma)", "bounds"):
         params.add_column(col, justify="left" if col in ("parameter", "unit") else "right")
     for p in res.params:
-        params.add_row(p.key, p.unit, f"{p.before:.4g}", f"{p.after:.6g}", f"[{p.lo:g}, {p.hi:g}]")
+        unc = f"{p.rel_uncertainty:.0%}" if math.isfinite(p.rel_uncertainty) else "undetermined"
+        bound = f"[{p.lo:g}, {p.hi:g}]" + (" (on a bound)" if p.at_bound else "")
+        params.add_row(p.key, p.unit, f"{p.before:.4g}", f"{p.after:.6g}", unc, bound)
     console.print(params)
     pts = Table(title=f"{prof.name}: calibration points", title_justify="left")
     for col in ("point", "quantity", "memory", "target", "prediction", "rel. error"):
@@ -57,7 +67,7 @@ def print_calibration(console: Console, res: CalibrationResult, written: Path | 
         pts.add_row(
             r.point.id,
             _QUANTITY.get(r.point.quantity, r.point.quantity),
-            f"{r.point.memory / 2**30:g} GiB",
+            f"{r.point.request.memory / 2**30:g} GiB",
             f"{r.point.target:.4g}",
             f"{r.prediction:.4g}",
             f"{r.rel_error:+.1%}",
@@ -68,3 +78,7 @@ def print_calibration(console: Console, res: CalibrationResult, written: Path | 
     if written is not None:
         line += f"; wrote {written}"
     console.print(line)
+    for w in res.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    if res.skipped:
+        console.print(f"not fitted here (run-time metrics): {', '.join(res.skipped)}", style="dim")

@@ -15,7 +15,7 @@ from .plots import vcpus_label
 
 
 def compare_document(config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> dict[str, Any]:
-    """The JSON document of a comparison."""
+    """The JSON document of one profile's comparison: its resolved configuration and its rows."""
     return {
         "platform": config.tee.value,
         "profile": profile.name,
@@ -24,6 +24,8 @@ def compare_document(config: VMConfig, rows: list[CompareRow], profile: CostProf
         "kernel": config.kernel_release,
         "kernel_rules": config.kernel.name,
         "firmware_accept": str(config.firmware_accept),
+        "kconfig": list(config.kconfig.items()),
+        "patches": [p.value for p in config.patches],
         "rows": [r.as_dict() for r in rows],
     }
 
@@ -31,9 +33,9 @@ def compare_document(config: VMConfig, rows: list[CompareRow], profile: CostProf
 def print_compare(console: Console, config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> None:
     table = Table(
         title=(
-            f"{config.tee.value.upper()}: eager vs lazy acceptance ({vcpus_label(config.vcpus)}, host mapping "
-            f"{config.host_mapping.value}, kernel {config.kernel_release}, firmware accepts {config.firmware_accept}, "
-            f"profile {profile.name})"
+            f"profile {profile.name} ({config.tee.value.upper()}): eager vs lazy acceptance "
+            f"({vcpus_label(config.vcpus)}, host mapping {config.host_mapping.value}, kernel {config.kernel_release}"
+            f"{''.join('+' + p.value for p in config.patches)}, firmware accepts {config.firmware_accept})"
         ),
         title_justify="left",
     )
@@ -49,8 +51,3 @@ def print_compare(console: Console, config: VMConfig, rows: list[CompareRow], pr
             f"{r.lazy_accept_wall_s:.2f} s",
         )
     console.print(table)
-    console.print(
-        "accepting = time during which at least one vCPU was accepting memory (firmware + kernel, "
-        "lock waits included)",
-        style="dim",
-    )

@@ -57,7 +57,10 @@ def build_record(config: VMConfig, *, sanitize: bool = True) -> BootRecord:
     rec = Recorder()
     _, make_firmware = PLATFORMS[config.tee]
     fw = make_firmware(config, platform, rec).boot()
-    kernel = Kernel(platform, config.kernel, rec, vcpus=config.vcpus, policy=config.policy, footprint=config.footprint)
+    kernel = Kernel(
+        platform, config.kernel, rec, vcpus=config.vcpus, policy=config.policy, footprint=config.footprint,
+        kconfig=config.kconfig,
+    )
     state = kernel.boot(fw.memory_map, fw.kernel_image)
     record = BootRecord(config, platform, fw, state, rec.phases)
     if sanitize:

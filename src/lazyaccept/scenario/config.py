@@ -16,6 +16,8 @@ from ..base.errors import ConfigError
 from ..base.units import PAGE_SIZE, MiB, TiB, format_size
 from ..firmware.tdvf import default_image
 from ..guest.footprint import BootFootprint
+from ..guest.kconfig import KernelConfig
+from ..guest.patches import GuestPatch, apply_patches, parse_patches
 from ..guest.rules import KernelRules, kernel_rules
 
 MIN_MEMORY = 512 * MiB
@@ -32,9 +34,12 @@ class StackDefaults:
     host_mapping: HostMapping
     kernel: str
     firmware_accept: FirmwareAccept
+    kconfig: KernelConfig = field(default_factory=KernelConfig)
+    patches: tuple[GuestPatch, ...] = ()
 
 
-#: When no profile is involved: one vCPU, a 4 KiB host, the current kernel and upstream firmware.
+#: When no profile is involved: one vCPU, a 4 KiB host, the current kernel with a distribution
+#: kernel's build options, upstream firmware.
 PLAIN_DEFAULTS = StackDefaults(
     vcpus=1, host_mapping=HostMapping.PAGE_4K, kernel="mainline", firmware_accept=FirmwareAccept.parse("below-4g")
 )
@@ -50,9 +55,12 @@ class VMConfig:
     policy: AcceptPolicy
     host_mapping: HostMapping
     firmware_accept: FirmwareAccept
-    #: The release the user named (``6.5``, ``mainline`` ...), and the rules in force at it.
+    #: The release the user named (``6.5``, ``mainline`` ...), and the rules in force at it with
+    #: the guest patches applied.
     kernel_release: str
     kernel: KernelRules
+    kconfig: KernelConfig
+    patches: tuple[GuestPatch, ...]
     #: TDX: the OVMF image whose TDVF sections the host adds (a path, or ``"builtin"``);
     #: SEV-SNP guests have no TDVF, and this is ``""``.
     tdvf_image: str
@@ -70,6 +78,8 @@ class VMConfig:
             "firmware_accept": str(self.firmware_accept),
             "kernel": self.kernel_release,
             "kernel_rules": self.kernel.name,
+            "kconfig": list(self.kconfig.items()),
+            "patches": [p.value for p in self.patches],
             "tdvf_image": self.tdvf_image or None,
             "snp_os_opt_in": self.snp_os_opt_in,
             "shell_footprint_bytes": self.footprint.shell_footprint,
@@ -87,6 +97,10 @@ class GuestRequest:
     host_mapping: HostMapping | None = None
     firmware_accept: FirmwareAccept | None = None
     kernel: str | None = None
+    #: ``NAME=VALUE`` build options over the profile's (``None``: the profile's as they are).
+    kconfig: tuple[str, ...] = ()
+    #: Guest patches (``None``: the profile's).
+    patches: tuple[str, ...] | None = None
     firmware_path: str | None = None
     snp_os_opt_in: bool = True
     footprint: BootFootprint = field(default_factory=BootFootprint)
@@ -103,6 +117,8 @@ class GuestRequest:
         if self.firmware_path is not None and self.tee is not Tee.TDX:
             raise ConfigError("--firmware gives TDVF sections, which only TDX guests have")
         release = self.kernel if self.kernel is not None else defaults.kernel
+        patches = parse_patches(self.patches) if self.patches is not None else defaults.patches
+        kconfig = KernelConfig.parse(self.kconfig, defaults.kconfig)
         tdvf_image = "" if self.tee is not Tee.TDX else (self.firmware_path or default_image())
         return VMConfig(
             memory=self.memory,
@@ -112,7 +128,9 @@ class GuestRequest:
             host_mapping=HostMapping(self.host_mapping if self.host_mapping is not None else defaults.host_mapping),
             firmware_accept=self.firmware_accept if self.firmware_accept is not None else defaults.firmware_accept,
             kernel_release=release,
-            kernel=kernel_rules(release),
+            kernel=apply_patches(kernel_rules(release), patches),
+            kconfig=kconfig,
+            patches=patches,
             tdvf_image=tdvf_image,
             snp_os_opt_in=self.snp_os_opt_in,
             footprint=self.footprint,

@@ -1,26 +1,35 @@
-"""Fit a cost profile's free parameters to published measurements.
+"""Fit a host profile's free parameters to published measurements.
 
-The calibration file (``shared/data/calibration.csv``) holds one row per published figure:
+The calibration table (a CSV file; the one shipped is ``lazyaccept/data/calibration.csv``) has
+one row per published figure, with its configuration:
 
-``id, platform, metric, memory_gib, vcpus, host_private_mapping, eager_s, lazy_s,
-ratio_eager_over_lazy, accept_s, source``
+``id, platform, profile, metric, memory_gib, vcpus, host_private_mapping, kernel,
+firmware_accept, kconfig, patches, workload, eager_s, lazy_s, ratio_eager_over_lazy, value,
+unit, source, note``
 
-Each row gives one or more *points*, each a quantity the model predicts for one configuration
-(empty ``vcpus`` / ``host_private_mapping`` take the profile's ``[defaults]``):
+``profile`` names the host profile the figure belongs to: a profile is fitted to its own rows
+only.  Empty configuration cells take that profile's ``[defaults]``; ``kconfig`` is a list of
+``NAME=VALUE`` separated by commas, ``patches`` of patch names.  Each row gives one or more
+*points*, a quantity the model predicts (:data:`METRICS`):
 
-* ``eager_s`` / ``lazy_s``: boot time with ``accept_memory=eager`` / ``lazy``;
-* ``ratio_eager_over_lazy``: eager boot time over lazy boot time (used only when the row does
-  not also give both times, of which it is then just the quotient);
-* ``accept_s``: time spent accepting memory (firmware and kernel, vCPU-seconds) in an eager
-  boot, i.e. the time to accept all of memory.
+* ``boot`` / ``boot_to_shell``: boot time with ``accept_memory=eager`` (``eager_s``) and
+  ``lazy`` (``lazy_s``), or their quotient (``ratio_eager_over_lazy``, used only when the row
+  does not give both times);
+* ``accept_all``: wall time during which memory is being accepted in an eager boot (``value``);
+* ``fault_cost_early`` / ``fault_cost_late``: time per 4 KiB fault of the boot vCPU's first /
+  last acceptance during SMP bring-up (``value`` in us);
+* ``idle_hlt_exits_per_10s``: timer exits of idle vCPUs per 10 s at the end of SMP bring-up;
+* ``accepted_before_watermarks``: memory the boot vCPU accepted during SMP bring-up (GiB;
+  untimed, so it checks the model and constrains no cost);
+* ``swiotlb_convert``: time to convert the SWIOTLB buffer to shared (s);
+* ``drain``: a run-time workload (``workload`` column); listed, not fitted by boot calibration.
 
 :func:`calibrate` fits the profile's ``fit = true`` parameters within their bounds by bounded
-least squares (:func:`scipy.optimize.least_squares`) on the relative errors of the points of
-the profile's platform.  The model's record of a boot does not depend on costs, so each
-configuration is modelled once and only re-timed for each trial.  The fit starts from the
-middle of each parameter's bounds (geometric middle for positive bounds, where it works in
-log space), not from the profile's current values, so the result depends only on the data, the
-bounds and the fixed parameters: calibrating a fitted profile again gives the same profile.
+least squares (:func:`scipy.optimize.least_squares`) on relative errors.  The record of a boot
+does not depend on costs, so each configuration is modelled once and only re-timed per trial.
+The fit starts from the middle of each parameter's bounds (geometric middle, in log space), not
+from the profile's current values, so the result depends only on the data, the bounds and the
+fixed parameters.  Each fitted value gets an uncertainty from the Jacobian at the optimum.
 """
 
 from __future__ import annotations
@@ -28,15 +37,19 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..base.choices import AcceptPolicy, HostMapping, Tee
+from ..base.choices import AcceptPolicy, BootPhase, FirmwareAccept, HostMapping, Tee
 from ..base.errors import ConfigError, FormatError
 from ..base.fileio import read_input
-from ..base.units import GiB
+from ..base.record import AcceptEvent, ConvertEvent
+from ..base.units import PAGE_SIZE, GiB
+from ..guest.kconfig import KernelConfig
+from ..guest.patches import parse_patches
 from ..scenario.boot_record import BootRecord
 from ..scenario.build import build_record
 from ..scenario.config import GuestRequest, VMConfig
@@ -45,39 +58,136 @@ from .run import resolve
 from .timeline import Timeline, simulate
 
 COLUMNS = (
-    "id", "platform", "metric", "memory_gib", "vcpus", "host_private_mapping", "eager_s", "lazy_s",
-    "ratio_eager_over_lazy", "accept_s", "source",
+    "id", "platform", "profile", "metric", "memory_gib", "vcpus", "host_private_mapping", "kernel",
+    "firmware_accept", "kconfig", "patches", "workload", "eager_s", "lazy_s", "ratio_eager_over_lazy",
+    "value", "unit", "source", "note",
 )  # fmt: skip
-QUANTITIES = ("eager_s", "lazy_s", "ratio_eager_over_lazy", "accept_s")
-#: The published calibration points, shipped with the package (shared/data/calibration.csv).
+#: The published calibration points, shipped with the package.
 PACKAGED_CALIBRATION = Path(__file__).resolve().parent.parent / "data" / "calibration.csv"
 #: Significant digits fitted values are written with (keeps the written profile stable).
 DIGITS = 6
+#: Relative measurement error assumed for a published figure when the fit leaves no residual
+#: degrees of freedom to estimate it from (used only for the uncertainties).
+ASSUMED_REL_ERROR = 0.10
+#: Points of the space-filling screen a fit starts from the best of.
+SCREEN_POINTS = 16
+#: A fit whose RMS relative error passes this is reported as poor.
+RMS_WARNING = 0.10
+
+Results = dict[AcceptPolicy, tuple[BootRecord, Timeline]]
+
+
+# --- what the model predicts for each metric -----------------------------------------------------
+
+
+def _accept_items(record: BootRecord, tl: Timeline, phase: BootPhase) -> list[tuple[float, int]]:
+    """(duration, host faults) of the boot vCPU's acceptances in ``phase``, in order."""
+    out = []
+    for rec_phase, span in zip(record.phases, tl.phases, strict=True):
+        if rec_phase.name != phase:
+            continue
+        events = [e for e in rec_phase.events if e.vcpu == 0]
+        starts, ends = span.timing.item_start.get(0, []), span.timing.item_end.get(0, [])
+        for ev, s, e in zip(events, starts, ends, strict=True):
+            if isinstance(ev, AcceptEvent) and ev.stats.host_backed_4k:
+                out.append((e - s, ev.stats.host_backed_4k))
+    return out
+
+
+def _fault_cost(which: int) -> Callable[[Results], float]:
+    def measure(res: Results) -> float:
+        record, tl = res[AcceptPolicy.LAZY]
+        items = _accept_items(record, tl, BootPhase.SMP_BRINGUP)
+        if not items:
+            raise ConfigError("no acceptance during SMP bring-up to time a fault by (more vCPUs, no deferred init?)")
+        duration, faults = items[which]
+        return duration / faults * 1e6
+
+    return measure
+
+
+def _idle_exits_per_10s(res: Results) -> float:
+    record, tl = res[AcceptPolicy.LAZY]
+    span = tl.phase(BootPhase.SMP_BRINGUP)
+    return span.idle_exit_rate_at_end * 10
+
+
+def _accepted_before_watermarks(res: Results) -> float:
+    record, _ = res[AcceptPolicy.LAZY]
+    phase = next(p for p in record.phases if p.name == BootPhase.SMP_BRINGUP)
+    accepted = sum(e.stats.bytes_accepted for e in phase.events if isinstance(e, AcceptEvent) and e.vcpu == 0)
+    return accepted / GiB
+
+
+def _swiotlb_convert(res: Results) -> float:
+    record, tl = res[AcceptPolicy.LAZY]
+    total = 0.0
+    for rec_phase, span in zip(record.phases, tl.phases, strict=True):
+        for v, events in _by_vcpu(rec_phase.events).items():
+            starts, ends = span.timing.item_start.get(v, []), span.timing.item_end.get(v, [])
+            for ev, s, e in zip(events, starts, ends, strict=True):
+                if isinstance(ev, ConvertEvent):
+                    total += e - s
+    return total
+
+
+def _by_vcpu(events: list) -> dict[int, list]:
+    out: dict[int, list] = {}
+    for ev in events:
+        out.setdefault(ev.vcpu, []).append(ev)
+    return out
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a metric needs (the boots, by policy) and how it reads the prediction off them."""
+
+    policies: tuple[AcceptPolicy, ...]
+    measure: Callable[[Results], float]
+    unit_scale: dict[str, float] = field(default_factory=lambda: {"": 1.0})
+    fittable: bool = True
+
+
+_EAGER, _LAZY = AcceptPolicy.EAGER, AcceptPolicy.LAZY
+METRICS: dict[str, Metric] = {
+    "accept_all": Metric((_EAGER,), lambda r: r[_EAGER][1].accept_wall_s, {"s": 1.0, "": 1.0}),
+    "fault_cost_early": Metric((_LAZY,), _fault_cost(0), {"us": 1.0, "": 1.0}),
+    "fault_cost_late": Metric((_LAZY,), _fault_cost(-1), {"us": 1.0, "": 1.0}),
+    "idle_hlt_exits_per_10s": Metric((_LAZY,), _idle_exits_per_10s, {"exits": 1.0, "": 1.0}),
+    "accepted_before_watermarks": Metric((_LAZY,), _accepted_before_watermarks, {"GiB": 1.0, "": 1.0},
+                                         fittable=False),
+    "swiotlb_convert": Metric((_LAZY,), _swiotlb_convert, {"s": 1.0, "": 1.0}),
+}
+#: Boot-time quantities read from the eager_s / lazy_s / ratio columns.
+_BOOT_QUANTITIES = {
+    "eager_s": Metric((_EAGER,), lambda r: r[_EAGER][1].total_s),
+    "lazy_s": Metric((_LAZY,), lambda r: r[_LAZY][1].total_s),
+    "ratio_eager_over_lazy": Metric((_EAGER, _LAZY), lambda r: r[_EAGER][1].total_s / r[_LAZY][1].total_s),
+}
+#: Metrics of run-time workloads: read and listed, fitted by the run-time calibration.
+RUNTIME_METRICS = ("drain",)
+
+
+# --- the points -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CalibrationPoint:
-    """One published number the model must reproduce."""
+    """One published number the model must reproduce, with its configuration."""
 
     id: str  # the row id, with ":eager" / ":lazy" when the row gives both times
     row_id: str
     tee: Tee
-    quantity: str
-    memory: int
-    vcpus: int | None
-    host_mapping: HostMapping | None
+    profile: str
+    metric: str
+    quantity: str  # the key of METRICS or _BOOT_QUANTITIES
+    request: GuestRequest
     target: float
     source: str = ""
 
-    def requests(self) -> list[GuestRequest]:
-        """The boots the prediction needs."""
-        policies = {"eager_s": [AcceptPolicy.EAGER], "lazy_s": [AcceptPolicy.LAZY], "accept_s": [AcceptPolicy.EAGER]}
-        return [self.request(p) for p in policies.get(self.quantity, [AcceptPolicy.EAGER, AcceptPolicy.LAZY])]
-
-    def request(self, policy: AcceptPolicy) -> GuestRequest:
-        return GuestRequest(
-            memory=self.memory, tee=self.tee, vcpus=self.vcpus, policy=policy, host_mapping=self.host_mapping
-        )
+    @property
+    def spec(self) -> Metric:
+        return _BOOT_QUANTITIES.get(self.quantity) or METRICS[self.quantity]
 
 
 @dataclass(frozen=True)
@@ -98,23 +208,37 @@ class FittedParam:
     after: float
     lo: float
     hi: float
+    #: One standard deviation, relative to the value (from the Jacobian at the optimum).
+    rel_uncertainty: float = math.nan
+
+    @property
+    def at_bound(self) -> bool:
+        return math.isclose(self.after, self.lo, rel_tol=1e-4) or math.isclose(self.after, self.hi, rel_tol=1e-4)
 
 
 @dataclass
 class CalibrationResult:
-    """The fitted profile, each point's target and prediction, and each parameter's move."""
+    """The fitted profile, each point's target and prediction, each parameter's move, warnings."""
 
     profile: CostProfile
     points: list[PointResult]
     params: list[FittedParam] = field(default_factory=list)
     success: bool = True
     message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    #: Rows of this profile that boot calibration does not fit (run-time metrics).
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def fitted_points(self) -> list[PointResult]:
+        return [p for p in self.points if p.point.spec.fittable]
 
     @property
     def rms_rel_error(self) -> float:
-        if not self.points:
+        pts = self.fitted_points
+        if not pts:
             return 0.0
-        return math.sqrt(sum(p.rel_error**2 for p in self.points) / len(self.points))
+        return math.sqrt(sum(p.rel_error**2 for p in pts) / len(pts))
 
 
 # --- reading the data -----------------------------------------------------------------------------
@@ -133,10 +257,43 @@ def _number(row: dict[str, str], key: str, where: str) -> float | None:
     return value
 
 
+def _list(row: dict[str, str], key: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (row.get(key) or "").split(",") if x.strip())
+
+
+def _request(row: dict[str, str], tee: Tee, where: str) -> GuestRequest:
+    gib = _number(row, "memory_gib", where)
+    if gib is None:
+        raise FormatError(f"{where}: memory_gib is empty")
+    vcpus_f = _number(row, "vcpus", where)
+    if vcpus_f is not None and not vcpus_f.is_integer():
+        raise FormatError(f"{where}: vcpus must be a whole number, not {vcpus_f}")
+    mapping = (row.get("host_private_mapping") or "").strip().lower() or None
+    if mapping not in (None, *HostMapping):
+        raise FormatError(f"{where}: host_private_mapping must be 4K or 2M, not {mapping!r}")
+    fw = (row.get("firmware_accept") or "").strip()
+    patches = _list(row, "patches")
+    try:
+        KernelConfig.parse(_list(row, "kconfig"))  # checked here, so a bad row names its line
+        parse_patches(patches)
+        return GuestRequest(
+            memory=int(round(gib * GiB)) // PAGE_SIZE * PAGE_SIZE,
+            tee=tee,
+            vcpus=int(vcpus_f) if vcpus_f is not None else None,
+            host_mapping=None if mapping is None else HostMapping(mapping),
+            kernel=(row.get("kernel") or "").strip() or None,
+            firmware_accept=FirmwareAccept.parse(fw) if fw else None,
+            kconfig=_list(row, "kconfig"),
+            patches=patches or None,
+        )
+    except ConfigError as exc:
+        raise FormatError(f"{where}: {exc}") from None
+
+
 def parse_calibration(text: str, path: str = "<calibration>") -> list[CalibrationPoint]:
     """The points of a calibration CSV (see the module docstring)."""
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    missing = [c for c in ("id", "platform", "profile", "metric", "memory_gib") if c not in (reader.fieldnames or [])]
     if missing:
         raise FormatError(f"{path}: not a calibration table: missing column(s) {', '.join(missing)}")
     points: list[CalibrationPoint] = []
@@ -152,36 +309,34 @@ def parse_calibration(text: str, path: str = "<calibration>") -> list[Calibratio
         platform = (row.get("platform") or "").strip().lower()
         if platform not in set(Tee):
             raise FormatError(f"{where}: platform must be tdx or snp, not {platform!r}")
-        gib = _number(row, "memory_gib", where)
-        if gib is None:
-            raise FormatError(f"{where}: memory_gib is empty")
-        vcpus_f = _number(row, "vcpus", where)
-        if vcpus_f is not None and not vcpus_f.is_integer():
-            raise FormatError(f"{where}: vcpus must be a whole number, not {vcpus_f}")
-        mapping = (row.get("host_private_mapping") or "").strip().lower() or None
-        if mapping not in (None, *HostMapping):
-            raise FormatError(f"{where}: host_private_mapping must be 4K or 2M, not {mapping!r}")
-        values = {q: _number(row, q, where) for q in QUANTITIES}
+        profile = (row.get("profile") or "").strip() or platform
+        metric = (row.get("metric") or "").strip()
+        request = _request(row, Tee(platform), where)
+        source = (row.get("source") or "").strip()
+        if metric in METRICS or metric in RUNTIME_METRICS:
+            value = _number(row, "value", where)
+            if value is None:
+                raise FormatError(f"{where}: metric {metric} needs a value")
+            unit = (row.get("unit") or "").strip()
+            if metric in METRICS and unit not in METRICS[metric].unit_scale:
+                raise FormatError(f"{where}: unit {unit!r} is not one metric {metric} is given in")
+            scale = METRICS[metric].unit_scale[unit] if metric in METRICS else 1.0
+            points.append(CalibrationPoint(rid, rid, Tee(platform), profile, metric, metric, request,
+                                           value * scale, source))
+            continue
+        if metric not in ("boot", "boot_to_shell"):
+            known = ", ".join(["boot", "boot_to_shell", *METRICS, *RUNTIME_METRICS])
+            raise FormatError(f"{where}: unknown metric {metric!r} (known: {known})")
+        values = {q: _number(row, q, where) for q in _BOOT_QUANTITIES}
         if values["eager_s"] is not None and values["lazy_s"] is not None:
             values["ratio_eager_over_lazy"] = None  # just their quotient: do not count it twice
-        given = [q for q in QUANTITIES if values[q] is not None]
+        given = [q for q in _BOOT_QUANTITIES if values[q] is not None]
         if not given:
-            raise FormatError(f"{where}: no measured value (eager_s, lazy_s, ratio_eager_over_lazy or accept_s)")
+            raise FormatError(f"{where}: no measured value (eager_s, lazy_s or ratio_eager_over_lazy)")
         for q in given:
             suffix = {"eager_s": ":eager", "lazy_s": ":lazy"}.get(q, "") if len(given) > 1 else ""
-            points.append(
-                CalibrationPoint(
-                    id=rid + suffix,
-                    row_id=rid,
-                    tee=Tee(platform),
-                    quantity=q,
-                    memory=int(round(gib * GiB)),
-                    vcpus=int(vcpus_f) if vcpus_f is not None else None,
-                    host_mapping=None if mapping is None else HostMapping(mapping),
-                    target=float(values[q]),  # type: ignore[arg-type]
-                    source=(row.get("source") or "").strip(),
-                )
-            )
+            points.append(CalibrationPoint(rid + suffix, rid, Tee(platform), profile, metric, q, request,
+                                           float(values[q]), source))  # type: ignore[arg-type]
     return points
 
 
@@ -199,7 +354,7 @@ def read_calibration(path: str) -> list[CalibrationPoint]:
 
 
 class Predictor:
-    """Predicts the points of one platform with any profile; models each boot only once."""
+    """Predicts the points of one profile with any values of its costs; models each boot once."""
 
     def __init__(self, points: list[CalibrationPoint], profile: CostProfile) -> None:
         self.points = points
@@ -208,30 +363,26 @@ class Predictor:
         self.configs: list[dict[AcceptPolicy, VMConfig]] = []
         for p in points:
             by_policy = {}
-            for req in p.requests():
-                cfg = resolve(req, profile)
+            for policy in p.spec.policies:
+                cfg = resolve(_with_policy(p.request, policy), profile)
                 if cfg not in self.records:
                     self.records[cfg] = build_record(cfg)
-                by_policy[req.policy] = cfg
+                by_policy[policy] = cfg
             self.configs.append(by_policy)
 
-    def timelines(self, profile: CostProfile) -> dict[VMConfig, Timeline]:
-        return {cfg: simulate(rec.phases, profile) for cfg, rec in self.records.items()}
-
     def predict(self, profile: CostProfile) -> list[float]:
-        tls = self.timelines(profile)
+        timelines = {cfg: simulate(rec.phases, profile) for cfg, rec in self.records.items()}
         out = []
         for p, by_policy in zip(self.points, self.configs, strict=True):
-            tl = {policy: tls[cfg] for policy, cfg in by_policy.items()}
-            if p.quantity == "eager_s":
-                out.append(tl[AcceptPolicy.EAGER].total_s)
-            elif p.quantity == "lazy_s":
-                out.append(tl[AcceptPolicy.LAZY].total_s)
-            elif p.quantity == "accept_s":
-                out.append(tl[AcceptPolicy.EAGER].accept_s)
-            else:
-                out.append(tl[AcceptPolicy.EAGER].total_s / tl[AcceptPolicy.LAZY].total_s)
+            res = {policy: (self.records[cfg], timelines[cfg]) for policy, cfg in by_policy.items()}
+            out.append(p.spec.measure(res))
         return out
+
+
+def _with_policy(request: GuestRequest, policy: AcceptPolicy) -> GuestRequest:
+    from dataclasses import replace
+
+    return replace(request, policy=policy)
 
 
 # --- fitting ----------------------------------------------------------------------------------------
@@ -243,46 +394,110 @@ def _round(x: float, digits: int = DIGITS) -> float:
     return float(f"{x:.{digits}g}")
 
 
+def points_of(profile: CostProfile, points: list[CalibrationPoint]) -> tuple[list[CalibrationPoint], list[str]]:
+    """The boot points that belong to ``profile``, and the ids of its run-time rows."""
+    mine = [p for p in points if p.profile == profile.name]
+    wrong = [p.id for p in mine if p.tee is not profile.tee]
+    if wrong:
+        raise ConfigError(f"calibration rows {', '.join(wrong)} are for another platform than profile {profile.name}")
+    return [p for p in mine if p.metric not in RUNTIME_METRICS], [p.id for p in mine if p.metric in RUNTIME_METRICS]
+
+
 def calibrate(profile: CostProfile, points: list[CalibrationPoint]) -> CalibrationResult:
-    """Fit ``profile``'s free parameters to the ``points`` of its platform (see the module doc)."""
+    """Fit ``profile``'s free parameters to its own points (see the module docstring)."""
     from scipy.optimize import least_squares  # imported here: slow to import, only needed to fit
 
-    mine = [p for p in points if p.tee is profile.tee]
+    mine, skipped = points_of(profile, points)
     if not mine:
-        raise ConfigError(f"no calibration points for platform {profile.tee.value} (profile {profile.name})")
+        raise ConfigError(f"no calibration rows for profile {profile.name!r} (the table's profile column)")
     predictor = Predictor(mine, profile)
-    targets = np.array([p.target for p in mine])
+    fit_idx = [i for i, p in enumerate(mine) if p.spec.fittable]
+    targets = np.array([mine[i].target for i in fit_idx])
     free = profile.free_parameters()
+    warnings: list[str] = []
     if not free:
         preds = predictor.predict(profile)
         return CalibrationResult(profile, [PointResult(p, y) for p, y in zip(mine, preds, strict=True)],
-                                 message="no free parameters")  # fmt: skip
+                                 message="no free parameters", skipped=skipped)  # fmt: skip
+    if len(fit_idx) < len(free):
+        warnings.append(
+            f"underdetermined: {len(free)} free parameters but {len(fit_idx)} points; "
+            "the values found are one of many that fit"
+        )
 
-    logs = [r.lo > 0 for r in free]
-    lo = np.array([math.log(r.lo) if lg else r.lo for r, lg in zip(free, logs, strict=True)])
-    hi = np.array([math.log(r.hi) if lg else r.hi for r, lg in zip(free, logs, strict=True)])
-    x0 = (lo + hi) / 2
+    lo = np.array([math.log(r.lo) for r in free])
+    hi = np.array([math.log(r.hi) for r in free])
 
     def values(x: np.ndarray) -> dict[str, float]:
-        out = {}
-        for r, lg, xi in zip(free, logs, x, strict=True):
-            v = math.exp(xi) if lg else float(xi)
-            out[r.key] = min(max(v, r.lo), r.hi)
-        return out
+        return {r.key: min(max(math.exp(xi), r.lo), r.hi) for r, xi in zip(free, x, strict=True)}
 
     def residuals(x: np.ndarray) -> np.ndarray:
         trial = profile.with_values(values(x))
-        return (np.array(predictor.predict(trial)) - targets) / targets
+        preds = predictor.predict(trial)
+        return (np.array([preds[i] for i in fit_idx]) - targets) / targets
 
+    # The shared resources make the predictions piecewise smooth (a resource saturates or not),
+    # so a local fit can stop at a kink.  Start it from the best of a fixed, space-filling set of
+    # points (the middle of the bounds and a Halton sequence), so the result depends only on the
+    # data, the bounds and the fixed parameters.
+    starts = [(lo + hi) / 2] + [lo + (hi - lo) * h for h in _halton(SCREEN_POINTS, len(free))]
+    x0 = min(starts, key=lambda x: float(np.sum(residuals(x) ** 2)))
     sol = least_squares(residuals, x0, bounds=(lo, hi), method="trf", x_scale=1.0, xtol=1e-10, ftol=1e-10)
     fitted = {k: min(max(_round(v), r.lo), r.hi) for (k, v), r in zip(values(sol.x).items(), free, strict=True)}
-    ids = ", ".join(dict.fromkeys(p.row_id for p in mine))
+    uncertainties = _uncertainties(sol.jac, sol.fun, warnings)
+    ids = ", ".join(dict.fromkeys(mine[i].row_id for i in fit_idx))
     result_profile = profile.with_values(fitted, source=f"fitted to {ids}")
     preds = predictor.predict(result_profile)
-    return CalibrationResult(
+    params = [
+        FittedParam(r.key, r.unit, r.value, fitted[r.key], r.lo, r.hi, u)
+        for r, u in zip(free, uncertainties, strict=True)
+    ]
+    for p in params:
+        if p.at_bound:
+            warnings.append(
+                f"{p.key} sits on a bound ({p.after:g} {p.unit}): the data want it beyond [{p.lo:g}, {p.hi:g}]"
+            )
+    result = CalibrationResult(
         profile=result_profile,
         points=[PointResult(p, y) for p, y in zip(mine, preds, strict=True)],
-        params=[FittedParam(r.key, r.unit, r.value, fitted[r.key], r.lo, r.hi) for r in free],
+        params=params,
         success=bool(sol.success),
         message=str(sol.message),
+        warnings=warnings,
+        skipped=skipped,
     )
+    if result.rms_rel_error > RMS_WARNING:
+        warnings.append(f"poor fit: RMS relative error {result.rms_rel_error:.1%} is over {RMS_WARNING:.0%}")
+    return result
+
+
+def _halton(count: int, dims: int) -> list[np.ndarray]:
+    """The first ``count`` points of the Halton sequence in [0, 1)^dims (bases: the first primes)."""
+    primes = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37][:dims]
+    out = []
+    for i in range(1, count + 1):
+        point = []
+        for b in primes:
+            f, r, n = 1.0, 0.0, i
+            while n:
+                f /= b
+                r += f * (n % b)
+                n //= b
+            point.append(r)
+        out.append(np.array(point))
+    return out
+
+
+def _uncertainties(jac: np.ndarray, fun: np.ndarray, warnings: list[str]) -> list[float]:
+    """One-sigma relative uncertainty of each parameter (the fit works in log space, so a
+    standard deviation of x is a relative one of the value): ``sigma^2 (J^T J)^-1``, with sigma
+    the residual RMS when there are more points than parameters, and never less than
+    :data:`ASSUMED_REL_ERROR` (published figures are rounded: "about a minute")."""
+    m, n = jac.shape
+    sigma2 = max(float(fun @ fun) / (m - n) if m > n else 0.0, ASSUMED_REL_ERROR**2)
+    jtj = jac.T @ jac
+    if np.linalg.matrix_rank(jtj) < n:
+        warnings.append("underdetermined: some parameters do not change any prediction (singular Jacobian)")
+        return [math.inf] * n
+    cov = sigma2 * np.linalg.inv(jtj)
+    return [float(math.sqrt(max(c, 0.0))) for c in np.diag(cov)]

@@ -1,22 +1,35 @@
-"""A tiny simulated clock: vCPUs run work items, share memory bandwidth, and take locks.
+"""A tiny simulated clock: vCPUs run work items and share the host's memory bandwidth, its
+serialised fault path, and locks.
 
 This is the whole of the time-keeping machinery.  Nothing else in the project knows how time
-passes: the model records *what* was done (:mod:`lazyaccept.base.record`), a cost profile turns each
-record into a :class:`WorkItem` (CPU seconds plus bytes moved through memory), and
-:class:`PhaseRun` runs those items on the vCPUs of one boot phase.
+passes: the model records *what* was done (:mod:`lazyaccept.base.record`), a host profile turns
+each record into a :class:`WorkItem` (CPU seconds, bytes moved through memory, seconds of the
+host's serialised path), and :class:`PhaseRun` runs those items on the vCPUs of one boot phase.
 
 The mechanisms, each one rule:
 
 * **CPU time** is private to a vCPU: ``cpu_s`` seconds of it are never shared or slowed.
-* **Memory bandwidth** is shared.  A vCPU streams at most ``Host.vcpu_bandwidth`` bytes/s; all
-  vCPUs streaming at the same time together get at most ``Host.memory_bandwidth``.  The per-page
-  work inside an item interleaves CPU and streaming, so an item of ``c`` CPU seconds and ``b``
-  bytes running alone takes ``c + b / vcpu_bandwidth`` and, in that time, *asks* for an average
-  bandwidth of ``b / (c + b / vcpu_bandwidth)``.  When the asks of all running items exceed the
-  host bandwidth, the host bandwidth is divided max-min fairly (water-filling): items asking for
-  less than the fair level get what they ask, the others share the rest equally, and each item
-  then progresses at ``granted / b`` items per second.  Saturation thus emerges from the
-  mechanism: more vCPUs help until their summed asks reach the host bandwidth.
+* **Shared resources** are divided max-min fairly (water-filling).  An item of ``c`` CPU
+  seconds, ``b`` bytes and ``h`` host-path seconds running alone takes
+  ``T0 = c + b / vcpu_bandwidth + h``, and in that time *asks* for ``b / T0`` bytes/s of memory
+  bandwidth and ``h / T0`` of the host path.  Each resource is divided among the asks on it:
+  parties asking less than the fair level get what they ask, the others share the rest equally.
+  An item then progresses at the rate its tightest resource allows:
+  ``min(1 / T0, granted_bandwidth / b, granted_path / h)`` items per second.
+
+  - **Memory bandwidth** (``Host.memory_bandwidth`` in total, ``Host.vcpu_bandwidth`` per vCPU):
+    zeroing of accepted pages.
+  - **The host path** has a capacity of one second per second: it is the part of the host's
+    work for the guest that only one operation at a time can do (fault handling and TD entries
+    that take the same lock in KVM or the TDX module, page removals under KVM's MMU lock).
+    Saturation past a few vCPUs comes out of it: once the summed asks reach 1, more vCPUs
+    only share the same capacity.
+  - **Idle vCPUs that take the periodic tick** are parties on the host path too: each asks
+    ``Idle.host_s_per_s`` (its tick rate times what one tick costs the path) for as long as it
+    is online and idle.  vCPUs come online during a phase (``WorkItem.onlines``), so a long
+    phase on the boot vCPU sees the path get busier as it goes.  The path time the idle vCPUs
+    were granted is recorded, so the ticks they got (fewer than asked when the path is full)
+    can be counted.
 * **Locks** are named.  Items with the same ``lock`` never overlap in time, on any vCPUs.  A
   vCPU whose next item needs a lock held elsewhere *spins*: it is busy but makes no progress
   (the v6.5 accept lock is a spinlock taken with IRQs off).  Waiters get the lock in arrival
@@ -44,12 +57,13 @@ _DONE_FRACTION = 1e-9
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
-    """Work one vCPU does: ``cpu_s`` seconds of CPU plus moving ``bytes`` through memory.
+    """Work one vCPU does: ``cpu_s`` seconds of CPU, moving ``bytes`` through memory, and
+    ``host_s`` seconds of the host's serialised path.
 
     ``lock`` names a lock held for the whole item (``None``: no lock).  ``label`` says what it
     is, for reports.  ``accepted_bytes`` / ``committed_bytes`` are the guest memory this item
     accepts and the host memory it commits; they do not change its duration, but the timeline
-    draws them over time.
+    draws them over time.  ``onlines`` vCPUs come online (idle) when the item ends.
     """
 
     vcpu: int
@@ -59,6 +73,8 @@ class WorkItem:
     label: str = ""
     accepted_bytes: int = 0
     committed_bytes: int = 0
+    host_s: float = 0.0
+    onlines: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +89,19 @@ class Host:
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ConfigError(f"host {name} must be a positive number of bytes/s, not {v!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """The online vCPUs of a phase that have nothing to do, and what they ask of the host path.
+
+    ``online`` vCPUs are online when the phase starts; those without items are idle from the
+    start, the others once their last item ends.  ``host_s_per_s`` is what one idle vCPU asks of
+    the host path (0: idle vCPUs are tickless and ask nothing).
+    """
+
+    online: int = 1
+    host_s_per_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -109,6 +138,16 @@ class PhaseTiming:
     vcpus: dict[int, VcpuTiming] = field(default_factory=dict)
     item_start: dict[int, list[float]] = field(default_factory=dict)
     item_end: dict[int, list[float]] = field(default_factory=dict)
+    #: Host-path seconds granted to idle vCPUs (their ticks) during the phase.
+    idle_host_s: float = 0.0
+    #: Idle vCPUs at the end of the phase (online, nothing left to do).
+    idle_at_end: int = 0
+    #: Host-path seconds per second granted to all idle vCPUs together in the phase's last step.
+    idle_host_rate_end: float = 0.0
+    #: vCPU-seconds items ran slower than alone because the host path (or memory bandwidth)
+    #: was their tightest resource.
+    path_wait_s: float = 0.0
+    bandwidth_wait_s: float = 0.0
 
     @property
     def duration(self) -> float:
@@ -118,7 +157,7 @@ class PhaseTiming:
 def _check_item(v: int, i: int, item: WorkItem) -> None:
     if item.vcpu != v:
         raise ConfigError(f"work item {i} of vCPU {v} ({item.label!r}) says it runs on vCPU {item.vcpu}")
-    for name in ("cpu_s", "bytes"):
+    for name in ("cpu_s", "bytes", "host_s"):
         x = getattr(item, name)
         if not (isinstance(x, int | float) and math.isfinite(x) and x >= 0):
             raise ConfigError(
@@ -126,66 +165,70 @@ def _check_item(v: int, i: int, item: WorkItem) -> None:
             )
 
 
-def _fair_shares(asks: np.ndarray, capacity: float) -> np.ndarray:
-    """Max-min fair division of ``capacity`` among ``asks`` (water-filling)."""
-    if float(asks.sum()) <= capacity:
-        return asks
-    ordered = np.sort(asks)
-    n = len(ordered)
-    before = np.concatenate(([0.0], np.cumsum(ordered)[:-1]))
-    # The level if the k smallest asks are granted in full and the rest share what is left.
-    levels = (capacity - before) / (n - np.arange(n))
-    k = int(np.argmax(ordered > levels))  # the first ask above its level (one exists: saturated)
-    return np.minimum(asks, levels[k])
+def fair_level(asks: np.ndarray, capacity: float, extra_ask: float = 0.0, extra_count: int = 0) -> float:
+    """The water level of a max-min fair division of ``capacity`` among ``asks`` plus
+    ``extra_count`` parties asking ``extra_ask`` each; ``inf`` when every ask fits.
 
-
-#: Phases with at most this many vCPUs are stepped in plain Python (cheaper than numpy calls).
-_SMALL = 8
+    Each party gets ``min(ask, level)``."""
+    total = float(asks.sum()) + extra_ask * extra_count
+    if total <= capacity:
+        return math.inf
+    if extra_count:
+        values = np.concatenate((asks, [extra_ask]))
+        counts = np.concatenate((np.ones(len(asks)), [float(extra_count)]))
+    else:
+        values, counts = asks, np.ones(len(asks))
+    order = np.argsort(values)
+    v, c = values[order], counts[order]
+    before = np.concatenate(([0.0], np.cumsum(v * c)[:-1]))  # what the smaller asks take in full
+    left = np.concatenate(([0.0], np.cumsum(c)[:-1]))
+    levels = (capacity - before) / (c.sum() - left)  # level if this group and the larger share the rest
+    k = int(np.argmax(v > levels))  # the first group asking more than its level (one exists)
+    return float(levels[k])
 
 
 def _step(
-    frac: np.ndarray, running: np.ndarray, cpu: np.ndarray, nbytes: np.ndarray, vbw: float, hbw: float
-) -> tuple[float, list[int]]:
-    """Advance the running items to the next completion; return the time step and who finished.
+    frac: np.ndarray, running: np.ndarray, cpu: np.ndarray, nbytes: np.ndarray, hpath: np.ndarray,
+    host: Host, idle: int, idle_ask: float,
+) -> tuple[float, list[int], float, float, float]:
+    """Advance the running items to the next completion.
 
-    Rates: a CPU-only item progresses at ``1 / cpu``; a streaming item at its fair share of the
-    host bandwidth divided by its bytes (see the module docstring).  Updates ``frac`` and
-    ``running`` in place.
-    """
-    if len(frac) <= _SMALL:
-        run = [i for i, r in enumerate(running.tolist()) if r]
-        c, b, f = cpu.tolist(), nbytes.tolist(), frac.tolist()
-        streams = [i for i in run if b[i] > 0]
-        rate = {i: 1.0 / c[i] for i in run if b[i] <= 0}
-        if streams:
-            asks = [b[i] / (c[i] + b[i] / vbw) for i in streams]
-            shares = asks if sum(asks) <= hbw else _fair_shares(np.array(asks), hbw).tolist()
-            for i, share in zip(streams, shares, strict=True):
-                rate[i] = share / b[i]
-        dt = min(f[i] / rate[i] for i in run)
-        done = []
-        for i in run:
-            left = f[i] - rate[i] * dt
-            frac[i] = left
-            if left <= _DONE_FRACTION:
-                done.append(i)
-                running[i] = False
-        return dt, done
+    Returns the time step, the positions that finished, the host-path seconds per second
+    granted to each idle vCPU, and the vCPU-seconds lost in the step to the host path and to
+    memory bandwidth.  Updates ``frac`` and ``running`` in place."""
     run_idx = np.flatnonzero(running)
-    c, b = cpu[run_idx], nbytes[run_idx]
-    rates = np.empty(len(run_idx))
+    c, b, h = cpu[run_idx], nbytes[run_idx], hpath[run_idx]
+    alone = c + b / host.vcpu_bandwidth + h
+    rate_alone = 1.0 / alone
+    rate_bw = np.full(len(run_idx), math.inf)
+    rate_path = np.full(len(run_idx), math.inf)
     streaming = b > 0
-    rates[~streaming] = 1.0 / c[~streaming]
     if streaming.any():
-        bs, cs = b[streaming], c[streaming]
-        rates[streaming] = _fair_shares(bs / (cs + bs / vbw), hbw) / bs
+        asks = b[streaming] / alone[streaming]
+        level = fair_level(asks, host.memory_bandwidth)
+        if level != math.inf:
+            rate_bw[streaming] = np.minimum(asks, level) / b[streaming]
+    on_path = h > 0
+    idle_grant = idle_ask
+    if on_path.any() or (idle and idle_ask > 0):
+        asks = h[on_path] / alone[on_path]
+        level = fair_level(asks, 1.0, idle_ask, idle if idle_ask > 0 else 0)
+        if level != math.inf:
+            rate_path[on_path] = np.minimum(asks, level) / h[on_path]
+            idle_grant = min(idle_ask, level)
+    rates = np.minimum(rate_alone, np.minimum(rate_bw, rate_path))
     f = frac[run_idx]
     dt = float(np.min(f / rates))
+    # The share of the step an item spent waiting: 1 - rate / rate_alone, charged to its tightest resource.
+    lost = (1.0 - rates / rate_alone) * dt
+    path_bound = rate_path <= rate_bw
+    path_wait = float(lost[path_bound].sum())
+    bw_wait = float(lost[~path_bound].sum())
     left = f - rates * dt
     frac[run_idx] = left
     finished = run_idx[left <= _DONE_FRACTION]
     running[finished] = False
-    return dt, finished.tolist()
+    return dt, finished.tolist(), idle_grant, path_wait, bw_wait
 
 
 class PhaseRun:
@@ -196,13 +239,18 @@ class PhaseRun:
     is :meth:`_released` to the next waiter and its vCPU moves on.
     """
 
-    def __init__(self, items_by_vcpu: dict[int, list[WorkItem]], start: float, host: Host) -> None:
+    def __init__(
+        self, items_by_vcpu: dict[int, list[WorkItem]], start: float, host: Host, idle: Idle | None = None
+    ) -> None:
         self.items = items_by_vcpu
         self.vcpus = sorted(items_by_vcpu)
         for v in self.vcpus:
             for i, item in enumerate(items_by_vcpu[v]):
                 _check_item(v, i, item)
         self.host = host
+        self.idle_spec = idle if idle is not None else Idle(online=max(1, len(self.vcpus)))
+        #: Online vCPUs with nothing (left) to do: they take the tick if the phase says so.
+        self.idle = max(0, self.idle_spec.online - sum(1 for v in self.vcpus if items_by_vcpu[v]))
         self.t = float(start)
         self.timing = PhaseTiming(start=self.t, end=self.t)
         for v in self.vcpus:
@@ -221,6 +269,7 @@ class PhaseRun:
         self.running = np.zeros(n, dtype=bool)
         self.cpu = np.zeros(n)
         self.nbytes = np.zeros(n)
+        self.hpath = np.zeros(n)
 
     def run(self) -> PhaseTiming:
         """Run to the end of the phase (a barrier: the last vCPU's last item)."""
@@ -231,15 +280,21 @@ class PhaseRun:
                     self._set_running(v)
             if not self.running.any():
                 break
-            dt, done = _step(
-                self.frac, self.running, self.cpu, self.nbytes, self.host.vcpu_bandwidth, self.host.memory_bandwidth
+            dt, done, idle_grant, path_wait, bw_wait = _step(
+                self.frac, self.running, self.cpu, self.nbytes, self.hpath, self.host,
+                self.idle, self.idle_spec.host_s_per_s,
             )
+            self.timing.idle_host_s += idle_grant * self.idle * dt
+            self.timing.idle_host_rate_end = idle_grant * self.idle
+            self.timing.path_wait_s += path_wait
+            self.timing.bandwidth_wait_s += bw_wait
             self.t += dt
             for i in done:
                 self._ended(self.vcpus[i])
         if self.waiting_since:  # cannot happen: an owner is always running its item
             raise RuntimeError(f"lock wait never ended on vCPUs {sorted(self.waiting_since)}")
         self.timing.end = max((vt.end for vt in self.timing.vcpus.values()), default=self.timing.start)
+        self.timing.idle_at_end = self.idle
         return self.timing
 
     def _started(self, v: int) -> bool:
@@ -257,14 +312,17 @@ class PhaseRun:
                     self.waiting_since[v] = self.t
                     return False
             self.timing.item_start[v].append(self.t)
-            if item.cpu_s > 0 or item.bytes > 0:
+            if item.cpu_s > 0 or item.bytes > 0 or item.host_s > 0:
                 return True
             # Nothing to do: the item ends as it starts.
             self.timing.item_end[v].append(self.t)
             self.next_item[v] += 1
+            self.idle += item.onlines
             if lock is not None:
                 self._released(lock)
         self.timing.vcpus[v].end = self.t
+        if items:
+            self.idle += 1  # its last item is done: the vCPU is idle for the rest of the phase
         return False
 
     def _set_running(self, v: int) -> None:
@@ -274,12 +332,14 @@ class PhaseRun:
         self.running[i] = True
         self.cpu[i] = item.cpu_s
         self.nbytes[i] = item.bytes
+        self.hpath[i] = item.host_s
 
     def _ended(self, v: int) -> None:
         """vCPU ``v``'s current item has ended: record it, free its lock, move on."""
         item = self.items[v][self.next_item[v]]
         self.timing.item_end[v].append(self.t)
         self.next_item[v] += 1
+        self.idle += item.onlines
         if item.lock is not None:
             self._released(item.lock)
         self.ready.append(v)
@@ -296,10 +356,12 @@ class PhaseRun:
             del self.lock_owner[lock]
 
 
-def simulate_phase(items_by_vcpu: dict[int, list[WorkItem]], start: float, host: Host) -> PhaseTiming:
+def simulate_phase(
+    items_by_vcpu: dict[int, list[WorkItem]], start: float, host: Host, idle: Idle | None = None
+) -> PhaseTiming:
     """Run each vCPU's items in order, all vCPUs in parallel, from ``start``.
 
     Returns the phase timing; the phase ends when the last vCPU finishes its last item (a
-    barrier).  See the module docstring for the bandwidth and lock rules.
+    barrier).  See the module docstring for the shared resources and the lock rules.
     """
-    return PhaseRun(items_by_vcpu, start, host).run()
+    return PhaseRun(items_by_vcpu, start, host, idle).run()

@@ -1,12 +1,15 @@
 """Pricing: a record event and a host profile in, the work it costs out.
 
 An :class:`~lazyaccept.base.record.AcceptEvent` costs its per-operation counts times the
-profile's ``[accept]`` costs, its exits made dearer by interference
-(``1 + interference * (online_vcpus - 1)``), and its zeroed bytes as memory traffic; it holds the
-lock the record says it held.  How the counts map to costs differs per TEE (one function each,
-in :data:`ACCEPT_PRICING`).  A :class:`~lazyaccept.base.record.WorkEvent` costs ``amount`` times
-its ``[boot]`` cost (CPU seconds or bytes, by the cost's unit) plus ``amount`` times
-``<kind>_bytes`` if the profile has it.
+profile's ``[accept]`` costs in CPU time of the accepting vCPU, each host fault a slice of the
+host's serialised path (``[host] path_fault_*``), and its zeroed bytes as memory traffic; it
+holds the lock the record says it held.  How the counts map to costs differs per TEE (one
+function each, in :data:`ACCEPT_PRICING`).  A :class:`~lazyaccept.base.record.ConvertEvent`
+costs, per page, the host's removal of a private page plus forcing every vCPU in guest mode out
+(``page_remove + vcpus_in_guest * kick_vcpu``), all on the serialised path.  A
+:class:`~lazyaccept.base.record.WorkEvent` costs ``amount`` times its ``[boot]`` cost (CPU
+seconds or bytes, by the cost's unit) plus ``amount`` times ``<kind>_bytes`` if the profile has
+it; a cost a profile leaves out (only optional ones may be) is 0.
 """
 
 from __future__ import annotations
@@ -16,26 +19,36 @@ from collections.abc import Callable
 
 from ..base.choices import Tee
 from ..base.errors import ConfigError
-from ..base.record import AcceptEvent, AcceptStats, Event, WorkEvent
+from ..base.record import AcceptEvent, AcceptStats, ConvertEvent, Event, WorkEvent
 from .engine import WorkItem
 from .profile import CostProfile
 from .profile_schema import BOOT
 
 
-def price(profile: CostProfile, event: Event, online_vcpus: int) -> WorkItem:
-    """The work one record event costs, when ``online_vcpus`` vCPUs are running."""
-    if online_vcpus < 1:
-        raise ConfigError(f"online vCPU count must be >= 1, not {online_vcpus}")
+def price(profile: CostProfile, event: Event) -> WorkItem:
+    """The work one record event costs."""
     if isinstance(event, AcceptEvent):
-        return _price_accept(profile, event, online_vcpus)
+        return _price_accept(profile, event)
     if isinstance(event, WorkEvent):
         return _price_work(profile, event)
-    raise ConfigError(f"cannot price {type(event).__name__}: not an AcceptEvent or WorkEvent")
+    if isinstance(event, ConvertEvent):
+        return _price_convert(profile, event)
+    raise ConfigError(f"cannot price {type(event).__name__}: not an accept, convert or work event")
+
+
+def _price_convert(profile: CostProfile, event: ConvertEvent) -> WorkItem:
+    per_page = profile.si("host.page_remove") + event.vcpus_in_guest * profile.si("host.kick_vcpu")
+    return WorkItem(
+        vcpu=event.vcpu, cpu_s=0.0, bytes=0.0, label=f"convert:{event.actor}:{event.reason}",
+        host_s=event.pages * per_page,
+    )
 
 
 def _price_work(profile: CostProfile, event: WorkEvent) -> WorkItem:
     kind = event.kind
     if kind not in profile.work_kinds:
+        if kind in BOOT and BOOT[kind].optional:
+            return WorkItem(event.vcpu, 0.0, 0.0, None, kind, onlines=event.onlines)
         raise ConfigError(
             f"unknown work kind {kind!r}: profile {profile.name} ({profile.path}) has no [boot] cost for it "
             f"(known: {', '.join(profile.work_kinds)})"
@@ -50,11 +63,11 @@ def _price_work(profile: CostProfile, event: WorkEvent) -> WorkItem:
     extra = profile.params.get(f"boot.{kind}_bytes")
     if extra is not None:
         nbytes += amount * extra.si
-    return WorkItem(event.vcpu, cpu_s, nbytes, None, kind)
+    return WorkItem(event.vcpu, cpu_s, nbytes, None, kind, onlines=event.onlines)
 
 
-def _tdx_accept_cpu_s(profile: CostProfile, event: AcceptEvent, exit_factor: float) -> float:
-    """TDX: TDCALLs by page size, TD exits (dearer with more vCPUs), host faults (AUG)."""
+def _tdx_accept_cpu_s(profile: CostProfile, event: AcceptEvent) -> float:
+    """TDX: TDCALLs by page size, TD exits, and the vCPU's own share of host faults (AUG)."""
     s, c = event.stats, profile.si
     if s.psc_requests or s.psc_entries:
         raise ConfigError(
@@ -64,15 +77,14 @@ def _tdx_accept_cpu_s(profile: CostProfile, event: AcceptEvent, exit_factor: flo
         s.calls_4k * c("accept.tdcall_4k")
         + s.calls_2m * c("accept.tdcall_2m")
         + s.calls_1g * c("accept.tdcall_1g")
-        + s.exits * c("accept.td_exit") * exit_factor
+        + s.exits * c("accept.td_exit")
         + _host_faults_s(profile, s)
     )
 
 
-def _snp_accept_cpu_s(profile: CostProfile, event: AcceptEvent, exit_factor: float) -> float:
+def _snp_accept_cpu_s(profile: CostProfile, event: AcceptEvent) -> float:
     """SNP: every exit is one VMGEXIT round trip, and a page-state-change request is always one.
-    The host backs a page on the nested page fault the PVALIDATE or first access takes, so a
-    host fault is an exit too (dearer with more vCPUs)."""
+    The host backs a page on the nested page fault the PVALIDATE or first access takes."""
     s, c = event.stats, profile.si
     if s.calls_1g:
         raise ConfigError(
@@ -81,11 +93,11 @@ def _snp_accept_cpu_s(profile: CostProfile, event: AcceptEvent, exit_factor: flo
         )
     round_trips = max(s.exits, s.psc_requests)
     return (
-        round_trips * c("accept.psc_request") * exit_factor
+        round_trips * c("accept.psc_request")
         + s.psc_entries * c("accept.psc_entry")
         + s.calls_4k * c("accept.pvalidate_4k")
         + s.calls_2m * c("accept.pvalidate_2m")
-        + _host_faults_s(profile, s) * exit_factor
+        + _host_faults_s(profile, s)
     )
 
 
@@ -93,18 +105,18 @@ def _host_faults_s(profile: CostProfile, s: AcceptStats) -> float:
     return s.host_backed_4k * profile.si("accept.host_fault_4k") + s.host_backed_2m * profile.si("accept.host_fault_2m")
 
 
-#: How each TEE's acceptance counts turn into CPU time.
-ACCEPT_PRICING: dict[Tee, Callable[[CostProfile, AcceptEvent, float], float]] = {
+#: How each TEE's acceptance counts turn into CPU time of the accepting vCPU.
+ACCEPT_PRICING: dict[Tee, Callable[[CostProfile, AcceptEvent], float]] = {
     Tee.TDX: _tdx_accept_cpu_s,
     Tee.SNP: _snp_accept_cpu_s,
 }
 
 
-def _price_accept(profile: CostProfile, event: AcceptEvent, online_vcpus: int) -> WorkItem:
+def _price_accept(profile: CostProfile, event: AcceptEvent) -> WorkItem:
     s = event.stats
-    exit_factor = 1.0 + profile.si("host.interference") * (online_vcpus - 1)
-    cpu_s = ACCEPT_PRICING[profile.tee](profile, event, exit_factor)
+    cpu_s = ACCEPT_PRICING[profile.tee](profile, event)
     cpu_s += event.requests * profile.si("accept.accept_request")
+    host_s = s.host_backed_4k * profile.si("host.path_fault_4k") + s.host_backed_2m * profile.si("host.path_fault_2m")
     return WorkItem(
         vcpu=event.vcpu,
         cpu_s=cpu_s,
@@ -113,4 +125,5 @@ def _price_accept(profile: CostProfile, event: AcceptEvent, online_vcpus: int) -
         label=f"accept:{event.actor}:{event.reason}" if event.reason else f"accept:{event.actor}",
         accepted_bytes=s.bytes_accepted,
         committed_bytes=s.host_backed_bytes,
+        host_s=host_s,
     )

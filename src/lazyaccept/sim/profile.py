@@ -31,14 +31,17 @@ from typing import Any
 
 from ..base.choices import FirmwareAccept, HostMapping, Tee, choice_values
 from ..base.errors import ConfigError, FormatError
+from ..guest.kconfig import KernelConfig
+from ..guest.patches import parse_patches
 from ..guest.rules import kernel_rules
 from ..scenario.config import StackDefaults
 from .engine import Host
 from .profile_schema import PARAM_KEYS, SECTION_DOCS, SECTIONS, Spec, schema
 from .profile_units import unit_hint, unit_scale
 
-#: The keys of ``[defaults]``, in the order a profile file writes them.
-DEFAULT_KEYS = ("vcpus", "host_mapping", "kernel", "firmware_accept")
+#: The keys of ``[defaults]``, in the order a profile file writes them (the last two optional).
+DEFAULT_KEYS = ("vcpus", "host_mapping", "kernel", "firmware_accept", "kconfig", "patches")
+_OPTIONAL_DEFAULTS = ("kconfig", "patches")
 
 
 @dataclass(frozen=True)
@@ -156,13 +159,22 @@ class CostProfile:
         d = self.defaults
         for key in DEFAULT_KEYS:
             val = getattr(d, key)
-            sval = str(val) if isinstance(val, int) else _toml_str(str(val))
+            if key in _OPTIONAL_DEFAULTS and key not in self.defaults_why:
+                continue
+            if key == "kconfig":
+                sval = "[" + ", ".join(_toml_str(x) for x in val.items()) + "]"
+            elif key == "patches":
+                sval = "[" + ", ".join(_toml_str(p.value) for p in val) + "]"
+            else:
+                sval = str(val) if isinstance(val, int) else _toml_str(str(val))
             out.append(f"{key} = {{ value = {sval}, why = {_toml_str(self.defaults_why.get(key, ''))} }}")
         sections = schema(self.tee)
         for section in SECTIONS:
             out += ["", f"# {SECTION_DOCS[section]}", f"[{section}]"]
             for name, spec in sections[section].items():
-                p = self.params[f"{section}.{name}"]
+                p = self.params.get(f"{section}.{name}")
+                if p is None:  # an optional cost this profile leaves out
+                    continue
                 parts = [
                     f"value = {_toml_num(p.value)}",
                     f"unit = {_toml_str(p.unit)}",
@@ -285,6 +297,8 @@ def parse_profile(text: str, path: str = "<profile>") -> CostProfile:
                 hint = f" (a {other[0].value.upper()} cost; this is a {tee.value.upper()} profile)" if other else ""
                 raise err(f"[{section}] {name}: unknown key{hint}")
         for name, spec in specs.items():
+            if name not in table and spec.optional:
+                continue
             if name not in table:
                 raise err(
                     f"[{section}] {name}: missing "
@@ -317,12 +331,18 @@ def _parse_defaults(table: dict[str, Any], path: str) -> tuple[StackDefaults, di
     for key in DEFAULT_KEYS:
         entry = table.get(key)
         where = f"{path}: [defaults] {key}"
+        if entry is None and key in _OPTIONAL_DEFAULTS:
+            continue
         if not isinstance(entry, dict) or "value" not in entry:
             raise ConfigError(f'{where}: missing (expected {{ value = ..., why = "..." }})')
         if not isinstance(entry.get("why"), str) or not entry["why"].strip():
             raise ConfigError(f"{where}: missing why (say why the calibration assumes it)")
         v = entry["value"]
-        if key == "vcpus":
+        if key in _OPTIONAL_DEFAULTS:
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ConfigError(f"{where}: must be a list of strings, not {v!r}")
+            v = KernelConfig.parse(v) if key == "kconfig" else parse_patches(v)
+        elif key == "vcpus":
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{where}: must be a whole number >= 1, not {v!r}")
         elif not isinstance(v, str):

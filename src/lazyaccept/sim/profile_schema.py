@@ -17,13 +17,24 @@ class Spec:
     per: str | None  # None, a count name, or "time"/"bytes"
     doc: str
     positive: bool = True  # False: zero allowed (never negative)
+    optional: bool = False  # a profile may leave it out (priced as 0)
 
 
 HOST = {
     "memory_bandwidth": Spec("bytes", "time", "zeroing bandwidth of the host memory, shared by all vCPUs"),
     "vcpu_bandwidth": Spec("bytes", "time", "what one vCPU can stream (zeroing) on its own"),
-    "interference": Spec(
-        "1", "vCPU", "fractional increase of every exit's cost per additional online vCPU", positive=False
+    "path_fault_4k": Spec(
+        "time", "page", "serialised host-path time of one 4 KiB private-memory fault (fault handling, AUG, re-entry)"
+    ),
+    "path_fault_2m": Spec("time", "page", "serialised host-path time of one 2 MiB private-memory fault"),
+    "path_idle_exit": Spec(
+        "time", "exit", "serialised host-path time of one timer tick of an idle vCPU (HLT exit, wake-up, re-entry)"
+    ),
+    "page_remove": Spec(
+        "time", "page", "serialised host-path time to remove one private page (TDX BLOCK+TRACK+REMOVE; SNP RMPUPDATE)"
+    ),
+    "kick_vcpu": Spec(
+        "time", "exit", "serialised host-path time, per page removed, to force one vCPU out of guest mode and back"
     ),
 }
 ACCEPT: dict[Tee, dict[str, Spec]] = {
@@ -66,6 +77,11 @@ BOOT = {
     "memmap_init": Spec("time", "page", "initialising one struct page in memmap_init"),
     "memmap_init_bytes": Spec("bytes", "page", "bytes written per struct page initialised (memory traffic)"),
     "struct_page_init": Spec("time", "page", "deferred struct page init and freeing, per page"),
+    "catch_all_per_page": Spec(
+        "time", "page",
+        "memory-proportional boot cost the model does not break out, per 4 KiB page of RAM (a catch-all)",
+        positive=False, optional=True,
+    ),
     "smp_bringup": Spec("time", "AP", "bring-up of one AP, done serially by the BSP"),
     "initcalls": Spec("time", None, "driver and subsystem initcalls"),
     "userspace_to_shell": Spec("time", None, "init to a shell prompt, first-touch cost excluded"),
@@ -74,10 +90,11 @@ BOOT = {
 SECTIONS = ("host", "accept", "boot")
 PARAM_KEYS = {"value", "unit", "source", "bounds", "fit", "note"}
 SECTION_DOCS = {
-    "host": "The host's memory system and how exits get dearer as vCPUs are added.",
+    "host": "The host: its memory system and its serialised path (what only one vCPU's operation at a time can use).",
     "accept": "Per-operation costs of accepting memory (zeroing is priced by bandwidth, in [host]).",
     "boot": "Boot steps that do not accept memory; each key is a WorkEvent kind, priced per its unit.",
 }
+
 
 def schema(tee: Tee) -> dict[str, dict[str, Spec]]:
     """The sections and keys a profile of ``tee`` must have."""

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..base.record import AcceptEvent, Phase
-from .engine import PhaseTiming, WorkItem, simulate_phase
+from .engine import Idle, PhaseTiming, WorkItem, simulate_phase
 from .pricing import price
 from .profile import CostProfile
 
@@ -33,6 +33,12 @@ class PhaseSpan:
     items: dict[int, list[WorkItem]]
     #: vCPU seconds spent in accept items (lock spinning included).
     accept_s: float = 0.0
+    #: Timer ticks idle vCPUs took (each an exit and re-entry on the host path), and their rate
+    #: (per second, all idle vCPUs together) at the end of the phase.
+    idle_exits: float = 0.0
+    idle_exit_rate_at_end: float = 0.0
+    #: vCPU-seconds items waited because the host path was their tightest resource.
+    path_wait_s: float = 0.0
 
     @property
     def duration(self) -> float:
@@ -90,9 +96,10 @@ def simulate(phases: list[Phase], profile: CostProfile, *, committed_at_start: i
         items: dict[int, list[WorkItem]] = {}
         actors: dict[int, list[str | None]] = {}
         for ev in phase.events:
-            items.setdefault(ev.vcpu, []).append(price(profile, ev, phase.online_vcpus))
+            items.setdefault(ev.vcpu, []).append(price(profile, ev))
             actors.setdefault(ev.vcpu, []).append(ev.actor if isinstance(ev, AcceptEvent) else None)
-        timing = simulate_phase(items, t, host)
+        idle = Idle(online=phase.online_vcpus, host_s_per_s=phase.tick_hz * profile.si("host.path_idle_exit"))
+        timing = simulate_phase(items, t, host, idle)
         phase_accept = 0.0
         for v, vt in timing.vcpus.items():
             busy[v] = busy.get(v, 0.0) + vt.busy_s
@@ -121,6 +128,9 @@ def simulate(phases: list[Phase], profile: CostProfile, *, committed_at_start: i
                 timing=timing,
                 items=items,
                 accept_s=phase_accept,
+                idle_exits=timing.idle_host_s / profile.si("host.path_idle_exit"),
+                idle_exit_rate_at_end=timing.idle_host_rate_end / profile.si("host.path_idle_exit"),
+                path_wait_s=timing.path_wait_s,
             )
         )
         t = timing.end
