@@ -124,9 +124,15 @@ def _looks_textual(head: bytes) -> bool:
 
 
 def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            return line.strip()
+    """The first line that is not blank or a comment (without splitting a whole log into lines)."""
+    start = 0
+    while start < len(text):
+        stop = text.find("\n", start)
+        stop = len(text) if stop < 0 else stop
+        line = text[start:stop].strip()
+        if line and not line.startswith("#"):
+            return line
+        start = stop + 1
     return ""
 
 
@@ -541,12 +547,15 @@ def inspect_file(path: str | os.PathLike[str], kind: str | None = None, boot: in
     if kind is not None and kind not in KINDS:
         raise FormatError(f"{path}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
     data = _read(path, kind)
+    size = len(data)
     try:
         text = _as_text(data)
+        if text is not None:
+            data = b""  # text kinds read the text only: let a large log's bytes go
         boots = None
         if kind is None:
             kind, boots = _detect(path, data, text)
-        _check_size(path, kind, len(data), text is None)
+        _check_size(path, kind, size, text is None)
         if kind == "e820":
             body = _doc_e820(data, text, boots, boot)
         elif kind in _TEXT_KINDS:
@@ -567,7 +576,7 @@ def inspect_file(path: str | os.PathLike[str], kind: str | None = None, boot: in
         raise FormatError(f"{path}: {kind}: malformed data ({type(exc).__name__}: {str(exc)[:200]})") from None
     except RecursionError:
         raise FormatError(f"{path}: {kind}: malformed data (nested too deeply)") from None
-    return {"path": os.fspath(path), "kind": kind, "size_bytes": len(data)} | body
+    return {"path": os.fspath(path), "kind": kind, "size_bytes": size} | body
 
 
 def cross_checks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

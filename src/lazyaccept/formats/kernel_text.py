@@ -19,18 +19,23 @@ Parsers read what real guests print; builders write the kernel's exact layout, s
   prefixes ``Node N`` and pads two names one column less.
 * vmstat (mm/vmstat.c): ``name value``.
 
+Kernel logs come as dmesg prints them, as syslog files (kern.log) and as ``journalctl -k`` prints
+them in its text formats and its JSON export (systemd journalctl(1), ``--output``); a log of
+several boots is split into boots (:func:`parse_dmesg_boots`), never summed into one.
+
 Decisions on damaged text (each one tested):
 
 * Empty text, text with NUL bytes or mostly control characters: FormatError.
 * dmesg: lines we do not recognise are counted and ignored (logs are full of noise); a last line
   cut short usually matches nothing and is therefore ignored too (``DmesgInfo.partial_last_line``
-  says so).  A recognised line with impossible content (an e820 range ending before it starts) is
-  a FormatError: it would silently change the memory map.
+  says so).  A recognised line with impossible content (an e820 range ending before it starts,
+  an address past 64 bits) is a FormatError: it would silently change the memory map.
 * meminfo: every non-blank line must be ``Name: <digits>[ kB]``; anything else is a FormatError
   naming the line.  A last line without a trailing newline and without the ``kB`` its field needs
   is reported as cut off mid-number (FormatError): the unit shows the number ended.
 * vmstat: every non-blank line must be ``name <digits>``; a cut last line cannot be told from a
   short number, so it is accepted.
+* meminfo and vmstat values past 64 bits (the kernel prints unsigned longs): FormatError.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ def _check_text(text: str, what: str) -> None:
     """Empty, non-str and binary input are errors for every parser."""
     if not isinstance(text, str):
         raise FormatError(f"{what}: expected text, got {type(text).__name__}")
-    if not text.strip():
+    if not text or text.isspace():  # (not strip(): that would copy a whole log)
         raise FormatError(f"{what}: empty text")
     sample = text[:65536]
     bad = len(_CONTROL.findall(sample))
@@ -84,14 +89,21 @@ def _check_text(text: str, what: str) -> None:
 
 def _lines(text: str) -> list[str]:
     """Lines without their end; a trailing ``\\r`` or a literal ``^M`` (mail archives) is dropped."""
-    out = []
-    for line in text.split("\n"):
+    return list(_iter_lines(text))
+
+
+def _iter_lines(text: str) -> Iterator[str]:
+    """:func:`_lines` one at a time, so that a log of millions of lines is never held as a list."""
+    start, end = 0, len(text)
+    while start < end or (start == end and not text.endswith("\n")):
+        stop = text.find("\n", start)
+        if stop < 0:
+            stop = end
+        line = text[start:stop]
         while line.endswith(("\r", "^M")):
             line = line[:-1] if line.endswith("\r") else line[:-2]
-        out.append(line)
-    if out and out[-1] == "" and text.endswith("\n"):
-        out.pop()
-    return out
+        yield line
+        start = stop + 1
 
 
 # -- dmesg: names and codes -------------------------------------------------------------------
@@ -221,7 +233,7 @@ class _Entry(NamedTuple):
 
 def _text_entries(text: str) -> Iterator[_Entry]:
     """Entries of a text log, one per line."""
-    for lineno, raw in enumerate(_lines(text), 1):
+    for lineno, raw in enumerate(_iter_lines(text), 1):
         if "\x1b" in raw:
             raw = _CSI.sub("", raw)
         if _BOOT_MARKER.match(raw):
@@ -233,6 +245,7 @@ def _text_entries(text: str) -> Iterator[_Entry]:
 
 # Whitespace and the record separator of "journalctl -o json-seq" (RFC 7464) between records.
 _JSON_GAP = re.compile(r"[\s\x1e]*")
+_JSON_START = re.compile(r"[\s\x1e]*\{")
 
 
 def _journal_field(record: dict[str, Any], name: str) -> str | None:
@@ -293,7 +306,7 @@ def _journal_entries(text: str) -> Iterator[_Entry]:
 
 def _entries(text: str) -> Iterator[_Entry]:
     """Entries of a kernel log in any of the formats read (see :func:`parse_dmesg`)."""
-    if text.lstrip(" \t\r\n\x1e").startswith("{"):
+    if _JSON_START.match(text):
         return _journal_entries(text)
     return _text_entries(text)
 
