@@ -102,6 +102,14 @@ def test_limit_of_the_detected_kind(tmp_path: Path) -> None:
         inspect_file(path)
 
 
+def test_binary_e820_limit(tmp_path: Path) -> None:
+    table = tmp_path / "e820.bin"
+    with open(table, "wb") as fh:
+        fh.truncate(2 * MiB)  # 2 MiB of 20-byte entries would be 104,857 entries; the kernel keeps 3200 at most
+    _one_error_line(_cli("inspect", "--kind", "E820", str(table)), table,
+                    "file is 2 MiB, over the 1 MiB limit for binary e820 tables")
+
+
 def test_limits_are_what_the_module_says() -> None:
     assert SIZE_LIMITS["firmware"][0] == 64 * MiB and DEFAULT_LIMIT == 64 * MiB
     assert SIZE_LIMITS["dmesg"][0] == 256 * MiB

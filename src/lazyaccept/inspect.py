@@ -46,7 +46,7 @@ from .formats.hob import HobList, RawHob, hob_type_name, parse_hob_list, resourc
 from .formats.unaccepted import HEADER_SIZE, parse_unaccepted_table
 from .units import PAGE_SIZE, KiB, MiB, format_size
 
-__all__ = ["KINDS", "SIZE_LIMITS", "detect_kind", "inspect_file", "cross_checks"]
+__all__ = ["KINDS", "SIZE_LIMITS", "E820_BINARY_LIMIT", "detect_kind", "inspect_file", "cross_checks"]
 
 #: Every kind ``inspect`` knows, in the order ``--kind`` lists them.
 KINDS = (
@@ -67,7 +67,7 @@ _TEXT_LOG = (256 * MiB, "kernel logs")
 SIZE_LIMITS: dict[str, tuple[int, str]] = {
     "firmware": (64 * MiB, "firmware images"),
     "dmesg": _TEXT_LOG,
-    "e820": _TEXT_LOG,  # as text; a binary table is held to _E820_BINARY
+    "e820": _TEXT_LOG,  # as text; a binary table is held to E820_BINARY_LIMIT
     "meminfo": (16 * MiB, "meminfo files"),
     "node-meminfo": (16 * MiB, "node meminfo files"),
     "vmstat": (16 * MiB, "vmstat files"),
@@ -75,7 +75,8 @@ SIZE_LIMITS: dict[str, tuple[int, str]] = {
     "unaccepted-table": (64 * MiB + HEADER_SIZE, "unaccepted-memory tables"),
     "hob-list": (16 * MiB, "HOB lists"),
 }
-_E820_BINARY = (1 * MiB, "binary e820 tables")
+#: Binary e820 tables (the "e820" entry of SIZE_LIMITS is for the text form).
+E820_BINARY_LIMIT = (1 * MiB, "binary e820 tables")
 _ANY_TEXT = (max(SIZE_LIMITS[k][0] for k in _TEXT_KINDS), "text files")
 _ANY_BINARY = (max(v[0] for k, v in SIZE_LIMITS.items() if k not in _TEXT_KINDS), "binary files")
 
@@ -525,7 +526,7 @@ def _read(path: str | os.PathLike[str], kind: str | None) -> bytes:
         else:
             textual = _looks_textual(f.head(HEAD_SIZE))
             if kind == "e820":
-                limit, what = SIZE_LIMITS["e820"] if textual else _E820_BINARY
+                limit, what = SIZE_LIMITS["e820"] if textual else E820_BINARY_LIMIT
             else:
                 limit, what = _ANY_TEXT if textual else _ANY_BINARY
         return f.read(limit, what)
@@ -533,7 +534,7 @@ def _read(path: str | os.PathLike[str], kind: str | None) -> bytes:
 
 def _check_size(path: str | os.PathLike[str], kind: str, size: int, binary: bool) -> None:
     """Refuse a file larger than its kind can be (it was read under a looser limit)."""
-    limit, what = _E820_BINARY if kind == "e820" and binary else SIZE_LIMITS[kind]
+    limit, what = E820_BINARY_LIMIT if kind == "e820" and binary else SIZE_LIMITS[kind]
     if size > limit:
         raise FormatError(f"{path}: file is {format_size(size)}, over the {format_size(limit)} limit for {what}")
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..console import json_text, make_console, safe
-from ..inspect import KINDS, SIZE_LIMITS, cross_checks, inspect_file
+from ..inspect import E820_BINARY_LIMIT, KINDS, SIZE_LIMITS, cross_checks, inspect_file
 from ..units import format_size
 
 
@@ -204,7 +204,7 @@ def _check_boot(ctx: click.Context, param: click.Parameter, value: int | None) -
 
 def _limits_text() -> str:
     seen: dict[str, int] = {}
-    for limit, what in SIZE_LIMITS.values():
+    for limit, what in [*SIZE_LIMITS.values(), E820_BINARY_LIMIT]:
         seen.setdefault(what, limit)
     return ", ".join(f"{what} {format_size(limit)}" for what, limit in seen.items())
 
