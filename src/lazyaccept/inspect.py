@@ -551,8 +551,8 @@ def inspect_file(path: str | os.PathLike[str], kind: str | None = None, boot: in
     size = len(data)
     try:
         text = _as_text(data)
-        if text is not None:
-            data = b""  # text kinds read the text only: let a large log's bytes go
+        if text is not None and (kind is None or kind in _TEXT_KINDS):
+            data = b""  # only text is read from here on (a text is only ever detected as a text kind)
         boots = None
         if kind is None:
             kind, boots = _detect(path, data, text)
