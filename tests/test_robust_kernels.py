@@ -1,9 +1,11 @@
 """--kernel takes any release string and applies the rules in force at that release.
 
-Expected rule values come from linux-kernel.md §4.6 / §6 (the dates of each change), not from
-the code: 6.7 fixed the accepting-list off-by-one, 6.11 made acceptance proactive, 6.12 moved
-the target to the promo watermark, 6.15 brought the zero-watermark fix and the SNP stub's MSR
-protocol, and the Feb 2026 table fixes are only in the mainline rules.
+Expected rule values come from the kernel history, not from the code: 6.6 replaced the global
+accept lock by the accepting list (50e782a86c98) with an off-by-one that 6.7 fixed ("efi/
+unaccepted: Fix off-by-one when checking for overlapping ranges"), 6.11 made acceptance proactive
+("mm: fix endless reclaim on machines with unaccepted memory"), 6.12 moved the target to the
+promo watermark, 6.15 brought the zero-watermark fix (800f1059c99e) and the SNP stub's MSR
+protocol (d54d610243a4), and the February 2026 table fixes are only in the mainline rules.
 """
 
 from __future__ import annotations

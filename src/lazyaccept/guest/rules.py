@@ -78,8 +78,9 @@ _V6_12 = replace(_V6_11, name="6.12", accept_target="promo")
 _MAINLINE = replace(_V6_12, name="mainline", zero_wmark_accepts_one=True, snp_stub_msr_protocol=True,
                     page_align_request=True, table_reserve_fixed=True)
 
-# Not a release of its own in §4.6, but what 6.15 to 6.19 run: 6.12 plus the two 2025 changes
-# that §6 dates to v6.15 (items 15 and 17); the 2026 table fixes are not in these releases.
+# What 6.15 to 6.19 run: 6.12 plus the two 2025 changes merged for v6.15 ("mm/page_alloc: fix
+# memory accept before watermarks gets initialized", 800f1059c99e; "x86/boot/sev: Avoid shared
+# GHCB page for early memory acceptance", d54d610243a4), without the February 2026 table fixes.
 _V6_15 = replace(_V6_12, name="6.15", zero_wmark_accepts_one=True, snp_stub_msr_protocol=True)
 
 KERNELS: dict[str, KernelRules] = {
@@ -88,19 +89,22 @@ KERNELS: dict[str, KernelRules] = {
 KERNEL_ALIASES = {"6.5-6.10": "6.7", "latest": "mainline"}
 
 #: Rule sets by the first mainline release (major, minor) that runs them; a release runs the
-#: newest set at or below it.  linux-kernel.md §4.6 and §6 date every change:
+#: newest set at or below it.  The changes, by the release that first carried them (torvalds/linux):
 #:
-#: * 6.5: the initial merge (global accept lock, on-failure acceptance, high watermark).
-#: * 6.6: accepting list instead of the lock; table in ACPI reclaim memory (§6 items 4-6).
-#: * 6.7 to 6.10: the accepting-list off-by-one fixed (item 7); 6.8 to 6.10 change nothing the
-#:   model has (the soft-lockup watchdog touch of 6.9/6.10 is not modelled).
-#: * 6.11: proactive acceptance, unaccepted memory counted as free (item 11).
-#: * 6.12 to 6.14: promo watermark (item 12).
-#: * 6.15 to 6.19: zero-watermark fix (item 15) and SNP stub acceptance by the MSR protocol
-#:   (item 17), both v6.15.
-#: * 7.0 and later: the mainline rules, i.e. also the Feb 2026 table-reservation and
-#:   page-alignment fixes (item 24), posted after 6.19 was released; their merge release is
-#:   UNVERIFIED, so 7.0 is assumed to carry them.
+#: * 6.5: "efi: Add unaccepted memory support" (2053bc57f367), "mm: Add support for unaccepted
+#:   memory" (dcdfdd40fa82): one global accept lock, acceptance on watermark failure, high watermark.
+#: * 6.6: "efi/unaccepted: Fix soft lockups caused by parallel memory acceptance" (50e782a86c98,
+#:   the accepting list); the table in ACPI reclaim memory (e7761d827e99), memblock_add()ed
+#:   (8dbe33956d96).
+#: * 6.7 to 6.10: "efi/unaccepted: Fix off-by-one when checking for overlapping ranges"; 6.8 to
+#:   6.10 change no modelled rule (the soft-lockup watchdog touch of 6.9/6.10 is not modelled).
+#: * 6.11: "mm: fix endless reclaim on machines with unaccepted memory" (proactive acceptance,
+#:   unaccepted memory counted as free).
+#: * 6.12 to 6.14: "mm: Fix several issues with unaccepted memory" (promo watermark).
+#: * 6.15 to 6.19: the two v6.15 changes above (zero-watermark fix, SNP stub MSR protocol).
+#: * 7.0 and later: the mainline rules, which add "efi: Fix reservation of unaccepted memory
+#:   table" and "efi: Align unaccepted memory range to page boundary" (patches of February 2026).
+#:   Which release first carries them is not verified; 7.0, the first after them, is assumed.
 _RELEASES: tuple[tuple[tuple[int, int], str], ...] = (
     ((6, 5), "6.5"),
     ((6, 6), "6.6"),
