@@ -38,21 +38,47 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: usage errors, too, are one line on stderr and exit status 2."""
+    """Console entry point: usage errors, too, are one line on stderr and exit status 2.
+
+    Option values are matched without regard to case (``--platform TDX``, ``--kind DMESG``),
+    as sizes already are.  A reader that goes away (``lazyaccept ... | head -1``) ends the
+    program quietly with status 141, what a shell reports for a tool stopped by SIGPIPE
+    (128 + 13); Ctrl-C ends it with one line and status 130 (128 + SIGINT).
+    """
+    from .presentation.console import OutputClosed, stdout_guard
+
     args = sys.argv[1:] if argv is None else argv
-    if not args:
-        # No command: the help text is the answer, not an error.
-        click.echo(cli.get_help(click.Context(cli, info_name="lazyaccept")))
-        sys.exit(0)
+    stack: list[click.Command] = [cli]
+    while stack:
+        command = stack.pop()
+        for param in command.params:
+            if isinstance(param.type, click.Choice):
+                param.type.case_sensitive = False
+        if isinstance(command, click.Group):
+            stack.extend(command.commands.values())
     try:
-        code = cli.main(args=args, prog_name="lazyaccept", standalone_mode=False)
-    except click.ClickException as exc:
-        click.echo(f"lazyaccept: error: {exc.format_message()}", err=True)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("lazyaccept: aborted", err=True)
-        sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+        with stdout_guard():
+            if not args:
+                # No command: the help text is the answer, not an error.
+                click.echo(cli.get_help(click.Context(cli, info_name="lazyaccept")))
+                sys.exit(0)
+            try:
+                code = cli.main(args=args, prog_name="lazyaccept", standalone_mode=False)
+            except click.ClickException as exc:
+                click.echo(f"lazyaccept: error: {exc.format_message()}", err=True)
+                sys.exit(2)
+            except click.exceptions.Abort as exc:
+                # click turns Ctrl-C into Abort (after a blank line that closes the "^C" echo).
+                if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                    raise KeyboardInterrupt from None
+                click.echo("lazyaccept: aborted", err=True)
+                sys.exit(1)
+            sys.exit(code if isinstance(code, int) else 0)
+    except OutputClosed:
+        sys.exit(141)
+    except KeyboardInterrupt:
+        click.echo("lazyaccept: interrupted", err=True)
+        sys.exit(130)
 
 
 # Subcommands register here, one line each.

@@ -1,6 +1,7 @@
 """The project's exception types.
 
 Every parser raises :class:`FormatError`; every bad configuration raises :class:`ConfigError`;
+a result that cannot be written as asked raises :class:`OutputError`;
 every broken safety rule raises :class:`SafetyViolation`.  All derive from
 :class:`LazyAcceptError`, which the command line turns into one line on stderr and exit status 2.
 """
@@ -18,6 +19,10 @@ class FormatError(LazyAcceptError):
 
 class ConfigError(LazyAcceptError):
     """A configuration, size or option value makes no sense."""
+
+
+class OutputError(LazyAcceptError):
+    """A result cannot be written in the form asked for (a non-finite number in JSON, say)."""
 
 
 class SafetyViolation(LazyAcceptError):

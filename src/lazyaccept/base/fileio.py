@@ -1,5 +1,10 @@
 """Reading artefacts and writing outputs safely.
 
+Inputs are opened once, checked to be regular files before a byte is read (a FIFO without a
+writer would block for ever, ``/dev/zero`` never ends, a device may act on being opened), and
+read only up to a size limit, so no input can hang the program or exhaust its memory.  Every
+problem is one :class:`FormatError` naming the file.
+
 Outputs are written to a temporary file in the target folder and renamed into place, so a
 failure never leaves a half-written file behind.
 """
@@ -7,26 +12,144 @@ failure never leaves a half-written file behind.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ConfigError, FormatError
+from .units import MiB, format_size
+
+#: Limit of :func:`read_input` when the caller names none: firmware images (``--firmware``;
+#: OVMF builds are 2 to 4 MiB, the TDX flash a few MiB) and small tables such as the
+#: calibration CSV.
+DEFAULT_LIMIT = 64 * MiB
+#: How much :meth:`InputFile.head` reads to tell text from binary.
+HEAD_SIZE = 64 * 1024
+# Read size while the total is unknown (/proc and /sys files report st_size 0 or 4096).
+_CHUNK = 1 * MiB
+
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
-def read_input(path: str | os.PathLike[str]) -> bytes:
-    """Read a whole input file, turning OS errors into one clear :class:`FormatError`."""
+def _not_regular(mode: int) -> str | None:
+    """What a non-regular file is, in words; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in _NOT_REGULAR:
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _refuse(path: Path, what: str) -> FormatError:
+    if what == "a directory":
+        return FormatError(f"{path}: is a directory, not a file")
+    via = ""
+    if path.is_symlink():
+        via = f" (a symbolic link to {os.path.realpath(path)})"
+    return FormatError(f"{path}: is {what}{via}, not a regular file; save its content to a file first")
+
+
+class InputFile:
+    """An input opened for reading: checked regular, read at most once, front to back."""
+
+    def __init__(self, path: Path, fd: int, st: os.stat_result) -> None:
+        self.path = path
+        self._fd = fd
+        #: The size the file system reports (0 or a page for /proc and /sys files).
+        self.size = st.st_size
+        self._read: list[bytes] = []
+        self._total = 0
+        self._eof = False
+
+    def _read_more(self, upto: int) -> None:
+        """Read until ``upto`` bytes have been read in all, or the end of the file."""
+        while not self._eof and self._total < upto:
+            want = min(upto - self._total, max(self.size + 1 - self._total, _CHUNK))
+            try:
+                chunk = os.read(self._fd, want)
+            except OSError as exc:
+                raise FormatError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
+            if not chunk:
+                self._eof = True
+                break
+            self._read.append(chunk)
+            self._total += len(chunk)
+
+    def head(self, size: int = HEAD_SIZE) -> bytes:
+        """The first ``size`` bytes (fewer for a shorter file); :meth:`read` goes on after them."""
+        self._read_more(size)
+        return b"".join(self._read)[:size]
+
+    def read(self, limit: int = DEFAULT_LIMIT, what: str = "input files") -> bytes:
+        """The whole file, refused when it is empty or larger than ``limit`` bytes.
+
+        ``what`` names the kind of file the limit is for, in the plural ("firmware images").
+        A file whose reported size is already too large is refused before anything more is read.
+        """
+        if self.size > limit:
+            raise self._too_large(self.size, limit, what)
+        self._read_more(limit + 1)
+        if self._total > limit:
+            raise self._too_large(self._total, limit, what, more=not self._eof)
+        data = self._read[0] if len(self._read) == 1 else b"".join(self._read)
+        self._read = [data]
+        if not data:
+            raise FormatError(f"{self.path}: file is empty")
+        return data
+
+    def _too_large(self, size: int, limit: int, what: str, more: bool = False) -> FormatError:
+        amount = f"more than {format_size(limit)}" if more else format_size(size)
+        return FormatError(f"{self.path}: file is {amount}, over the {format_size(limit)} limit for {what}")
+
+
+@contextmanager
+def open_input(path: str | os.PathLike[str]) -> Iterator[InputFile]:
+    """Open ``path`` for reading if it is a regular file; FormatError naming it otherwise.
+
+    The file is checked with ``stat`` before it is opened, so no FIFO, device or socket is
+    ever opened, and opened with ``O_NONBLOCK``, so a file swapped for a FIFO in between
+    cannot block either (a second check on the open descriptor catches the swap).
+    """
     p = Path(path)
-    if not p.exists():
-        raise FormatError(f"{p}: no such file")
-    if p.is_dir():
-        raise FormatError(f"{p}: is a directory, not a file")
     try:
-        data = p.read_bytes()
+        st = os.stat(p)
+    except FileNotFoundError:
+        if p.is_symlink():
+            raise FormatError(f"{p}: no such file (a broken symbolic link to {os.readlink(p)})") from None
+        raise FormatError(f"{p}: no such file") from None
     except OSError as exc:
         raise FormatError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    if not data:
-        raise FormatError(f"{p}: file is empty")
-    return data
+    what = _not_regular(st.st_mode)
+    if what:
+        raise _refuse(p, what)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(p, flags)
+    except OSError as exc:
+        raise FormatError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        what = _not_regular(st.st_mode)
+        if what:
+            raise _refuse(p, what)
+        yield InputFile(p, fd, st)
+    finally:
+        os.close(fd)
+
+
+def read_input(path: str | os.PathLike[str], *, limit: int = DEFAULT_LIMIT, what: str = "input files") -> bytes:
+    """Read a whole regular file of at most ``limit`` bytes; every problem is one :class:`FormatError`."""
+    with open_input(path) as f:
+        return f.read(limit, what)
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:

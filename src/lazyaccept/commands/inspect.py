@@ -1,12 +1,12 @@
 """``lazyaccept inspect``: read real artefacts (firmware images, logs, /proc files, binary dumps).
 
 Every path is read and checked before anything is printed, so one bad file gives one error
-line and no partial output.
+line and no partial output.  Everything shown that came from a file goes through
+:func:`console.safe`: a log line is text, never rich markup or a terminal escape sequence.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..base.units import format_size
-from ..presentation.console import make_console
-from ..presentation.inspect import KINDS, cross_checks, inspect_file
+from ..presentation.console import json_text, make_console, safe
+from ..presentation.inspect import E820_BINARY_LIMIT, KINDS, SIZE_LIMITS, cross_checks, inspect_file
 
 
 def _hex(value: int | None) -> str:
@@ -35,7 +35,7 @@ def _range_table(title: str, rows: list[dict[str, Any]], label: str = "type") ->
     t.add_column("size", justify="right", no_wrap=True)
     t.add_column(label)
     for r in rows:
-        t.add_row(_hex(r["start"]), _hex(r["end"]), _size(r["size"]), str(r.get(label, "")))
+        t.add_row(_hex(r["start"]), _hex(r["end"]), _size(r["size"]), safe(r.get(label, "")))
     return t
 
 
@@ -44,7 +44,7 @@ def _summary(pairs: list[tuple[str, str]], title: str) -> Table:
     t.add_column("what", style="bold")
     t.add_column("value")
     for k, v in pairs:
-        t.add_row(k, v)
+        t.add_row(safe(k), safe(v))
     return t
 
 
@@ -55,7 +55,7 @@ def _show_firmware(doc: dict[str, Any], out: Console) -> None:
     td = doc["tdvf"]
     if td is None:
         names = ", ".join(e["name"] or e["guid"] for e in doc["ovmf_table"])
-        out.print(f"OVMF image without TDX metadata (GUIDed table: {names})")
+        out.print(f"OVMF image without TDX metadata (GUIDed table: {safe(names)})")
         return
     t = Table(title=f"TDVF sections (descriptor at {td['descriptor_offset']:#x})", title_justify="left")
     columns = ("#", "type", "data offset", "raw size", "memory start", "memory end (excl.)", "size",
@@ -64,9 +64,9 @@ def _show_firmware(doc: dict[str, Any], out: Console) -> None:
         t.add_column(col, justify="left" if col in ("type", "attributes") else "right", no_wrap=True)
     for s in td["sections"]:
         t.add_row(
-            str(s["index"]), s["type"], _hex(s["data_offset"]), _hex(s["raw_data_size"]),
+            str(s["index"]), safe(s["type"]), _hex(s["data_offset"]), _hex(s["raw_data_size"]),
             _hex(s["memory_address"]), _hex(s["memory_end"]), _size(s["memory_size"]),
-            "|".join(s["attribute_names"]) or "-",
+            safe("|".join(s["attribute_names"]) or "-"),
         )
     out.print(t)
     title = "Added by the host at build time (KVM_TDX_INIT_MEM_REGION)"
@@ -75,7 +75,7 @@ def _show_firmware(doc: dict[str, Any], out: Console) -> None:
     if td["image_base"]:
         out.print(f"CODE-only image: data offsets count from the start of the whole flash, "
                   f"{td['image_base']:#x} bytes (the VARS part) before this file.")
-    out.print("TDVF rules: " + ("all met" if td["valid"] else "; ".join(td["problems"])))
+    out.print("TDVF rules: " + ("all met" if td["valid"] else safe("; ".join(td["problems"]))))
 
 
 def _show_dmesg(doc: dict[str, Any], out: Console) -> None:
@@ -91,6 +91,9 @@ def _show_dmesg(doc: dict[str, Any], out: Console) -> None:
         ("lines read / ignored", f"{doc['lines_parsed']} / {doc['lines_ignored']}"
          + (" (last line cut off)" if doc["partial_last_line"] else "")),
     ]
+    if doc["boots"] > 1:
+        which = "the last" if doc["boot_index"] == doc["boots"] else f"number {doc['boot_index']}"
+        pairs.insert(0, ("boots in the log", f"{doc['boots']}; this is {which} (choose with --boot N)"))
     if mem["kernel_total_bytes"]:
         pairs.append(("kernel Memory: line", f"{_size(mem['kernel_available_bytes'])} of "
                                              f"{_size(mem['kernel_total_bytes'])} available"))
@@ -130,7 +133,7 @@ def _show_meminfo(doc: dict[str, Any], out: Console) -> None:
     t.add_column("unit")
     for name, value in doc["fields"].items():
         unitless = name in doc["unitless_fields"]
-        t.add_row(name, str(value), "" if unitless else "kB")
+        t.add_row(safe(name), str(value), "" if unitless else "kB")
     out.print(t)
 
 
@@ -193,24 +196,51 @@ _RENDERERS: dict[str, Callable[[dict[str, Any], Console], None]] = {
 }
 
 
-@click.command("inspect")
+def _check_boot(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value == 0:
+        raise click.BadParameter("boots count from 1 (or from -1 for the last)", ctx=ctx, param=param)
+    return value
+
+
+def _limits_text() -> str:
+    seen: dict[str, int] = {}
+    for limit, what in [*SIZE_LIMITS.values(), E820_BINARY_LIMIT]:
+        seen.setdefault(what, limit)
+    return ", ".join(f"{what} {format_size(limit)}" for what, limit in seen.items())
+
+
+def _warnings(docs: list[dict[str, Any]]) -> list[str]:
+    """What the user should know although the files were read: a log in which nothing was recognised."""
+    out = []
+    for doc in docs:
+        if doc["kind"] == "dmesg" and doc["lines_parsed"] == 0:
+            where = f" in boot {doc['boot_index']} of {doc['boots']}" if doc["boots"] > 1 else ""
+            out.append(f"lazyaccept: warning: {doc['path']}: no kernel lines recognised{where}")
+    return out
+
+
+@click.command("inspect", epilog=f"Files larger than their kind can be are refused: {_limits_text()}.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=str))
-@click.option("--kind", type=click.Choice(KINDS), default=None,
+@click.option("--kind", type=click.Choice(KINDS, case_sensitive=False), default=None,
               help="What the files are (default: detected per file).")
+@click.option("--boot", type=int, default=None, callback=_check_boot, metavar="N",
+              help="Kernel logs holding several boots: which one, from 1 (negative: from the end; default: the last).")
 @click.option("--json", "as_json", is_flag=True, help='Print one JSON document: {"files": [...]}.')
-def inspect_cmd(paths: tuple[str, ...], kind: str | None, as_json: bool) -> None:
+def inspect_cmd(paths: tuple[str, ...], kind: str | None, boot: int | None, as_json: bool) -> None:
     """Read firmware images, kernel logs, /proc/meminfo, /proc/vmstat and binary dumps."""
-    docs = [inspect_file(p, kind) for p in paths]  # all or nothing: errors before any output
+    docs = [inspect_file(p, kind, boot=-1 if boot is None else boot) for p in paths]  # errors before any output
     checks = cross_checks(docs)
+    for line in _warnings(docs):
+        click.echo(line, err=True)
     if as_json:
         out: dict[str, Any] = {"files": docs}
         if checks:
             out["checks"] = checks
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json_text(out))
         return
     console = make_console()
     for doc in docs:
-        console.rule(f"{doc['path']}  [dim]({doc['kind']}, {doc['size_bytes']} bytes)[/dim]")
+        console.rule(f"{safe(doc['path'])}  [dim]({doc['kind']}, {doc['size_bytes']} bytes)[/dim]")
         _RENDERERS[doc["kind"]](doc, console)
     for c in checks:
         verdict = "consistent" if c["consistent"] else "DIFFERENT (read at different moments?)"

@@ -19,26 +19,32 @@ Parsers read what real guests print; builders write the kernel's exact layout, s
   prefixes ``Node N`` and pads two names one column less.
 * vmstat (mm/vmstat.c): ``name value``.
 
+Kernel logs come as dmesg prints them, as syslog files (kern.log) and as ``journalctl -k`` prints
+them in its text formats and its JSON export (systemd journalctl(1), ``--output``); a log of
+several boots is split into boots (:func:`parse_dmesg_boots`), never summed into one.
+
 Decisions on damaged text (each one tested):
 
 * Empty text, text with NUL bytes or mostly control characters: FormatError.
 * dmesg: lines we do not recognise are counted and ignored (logs are full of noise); a last line
   cut short usually matches nothing and is therefore ignored too (``DmesgInfo.partial_last_line``
-  says so).  A recognised line with impossible content (an e820 range ending before it starts) is
-  a FormatError: it would silently change the memory map.
+  says so).  A recognised line with impossible content (an e820 range ending before it starts,
+  an address past 64 bits) is a FormatError: it would silently change the memory map.
 * meminfo: every non-blank line must be ``Name: <digits>[ kB]``; anything else is a FormatError
   naming the line.  A last line without a trailing newline and without the ``kB`` its field needs
   is reported as cut off mid-number (FormatError): the unit shows the number ended.
 * vmstat: every non-blank line must be ``name <digits>``; a cut last line cannot be told from a
   short number, so it is accepted.
+* meminfo and vmstat values past 64 bits (the kernel prints unsigned longs): FormatError.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..base.errors import FormatError
 from .e820 import E820_TYPE_SOFT_RESERVED, e820_type_name, format_e820_range
@@ -49,6 +55,8 @@ __all__ = [
     "EfiMemmapLine",
     "DmesgInfo",
     "parse_dmesg",
+    "parse_dmesg_boots",
+    "select_boot",
     "format_dmesg_line",
     "format_e820_lines",
     "format_efi_memmap_lines",
@@ -71,7 +79,7 @@ def _check_text(text: str, what: str) -> None:
     """Empty, non-str and binary input are errors for every parser."""
     if not isinstance(text, str):
         raise FormatError(f"{what}: expected text, got {type(text).__name__}")
-    if not text.strip():
+    if not text or text.isspace():  # (not strip(): that would copy a whole log)
         raise FormatError(f"{what}: empty text")
     sample = text[:65536]
     bad = len(_CONTROL.findall(sample))
@@ -81,14 +89,21 @@ def _check_text(text: str, what: str) -> None:
 
 def _lines(text: str) -> list[str]:
     """Lines without their end; a trailing ``\\r`` or a literal ``^M`` (mail archives) is dropped."""
-    out = []
-    for line in text.split("\n"):
+    return list(_iter_lines(text))
+
+
+def _iter_lines(text: str) -> Iterator[str]:
+    """:func:`_lines` one at a time, so that a log of millions of lines is never held as a list."""
+    start, end = 0, len(text)
+    while start < end or (start == end and not text.endswith("\n")):
+        stop = text.find("\n", start)
+        if stop < 0:
+            stop = end
+        line = text[start:stop]
         while line.endswith(("\r", "^M")):
             line = line[:-1] if line.endswith("\r") else line[:-2]
-        out.append(line)
-    if out and out[-1] == "" and text.endswith("\n"):
-        out.pop()
-    return out
+        yield line
+        start = stop + 1
 
 
 # -- dmesg: names and codes -------------------------------------------------------------------
@@ -155,34 +170,152 @@ _ZONE_NAMES = ("DMA", "DMA32", "Normal", "HighMem", "Movable", "Device")
 # -- dmesg: line prefixes ---------------------------------------------------------------------
 
 _HEX = r"0x[0-9a-fA-F]+"
-_SYSLOG = re.compile(
-    r"^(?:[A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d|\d{4}-\d\d-\d\d[T ][0-9:.]+(?:Z|[+-]\d\d:?\d\d)?) "
-    r"\S+ kernel: ?"
+# The time stamps of syslog files and of journalctl's text formats (systemd journalctl(1),
+# --output): short and short-precise ("Nov 30 10:00:00[.123456]"), short-iso and
+# short-iso-precise ("2026-11-30T10:00:00[.123456]+0000", RFC 3339 syslog too), short-full
+# ("Mon 2026-11-30 10:00:00 UTC") and short-unix ("1606730400.123456").
+_WALL_CLOCK = (
+    r"[A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?"
+    r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
+    r"|[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [A-Za-z0-9+/_-]+"
+    r"|\d{9,}\.\d{6}"
 )
+# short-monotonic "[    0.000000]" and short-delta "[    0.000000 <    0.000000>]": seconds since boot.
+_MONOTONIC = r"\[ *(\d+)\.(\d+)(?: <[ \d.]+>)?\]"
+# Then the host name and the identifier: "kernel:" is dropped; any other program keeps its
+# "name[pid]: " (systemd writes "systemd[1]: Detected confidential virtualization ..." there).
+_SYSLOG = re.compile(rf"^(?:{_WALL_CLOCK}|{_MONOTONIC}) \S+ (?:kernel: ?|(?=[\w.@-]+\[\d+\]: ))")
 _FACILITY = re.compile(r"^[a-z]+ *:[a-z]+ *: ")  # dmesg -x: "kern  :info  : "
 _LEVEL = re.compile(r"^<\d{1,3}>")
 _MAIL_QUOTE = re.compile(r"^(?:> ?)+(?=[\[<A-Z])")  # "> [    0.000000] ..." pasted from a mail reply
 _TIMESTAMP = re.compile(r"^\[ *(\d+)\.(\d+)\] ?")
 _TIMESTAMP_HUMAN = re.compile(r"^\[[A-Z][a-z]{2} [A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d \d{4}\] ?")
 _CALLER = re.compile(r"^\[ *[TC]\d+\] ?")
+_PREFIXES = (_MAIL_QUOTE, _SYSLOG, _FACILITY, _LEVEL, _TIMESTAMP, _TIMESTAMP_HUMAN, _CALLER)
+# Colour from "dmesg --color=always" saved to a file: ECMA-48 CSI sequences.
+_CSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+# journalctl prints "-- Boot <boot id> --" (older versions "-- Reboot --") where a boot begins.
+_BOOT_MARKER = re.compile(r"^-- (?:Boot [0-9a-f]{32}|Reboot) --\s*$")
 
 
-def _strip_prefixes(line: str) -> tuple[str, bool]:
-    """The message of a log line, and whether the line had a kernel-log prefix at all."""
+def _strip_prefixes(line: str) -> tuple[str, bool, float | None]:
+    """The message of a log line, whether the line had a kernel-log prefix at all, and the
+    seconds since boot the line carries (None for none, or only a wall-clock time)."""
     shaped = False
-    for pattern in (_MAIL_QUOTE, _SYSLOG, _FACILITY, _LEVEL, _TIMESTAMP, _TIMESTAMP_HUMAN, _CALLER):
+    seconds = None
+    for pattern in _PREFIXES:
         m = pattern.match(line)
         if m:
             line = line[m.end() :]
             shaped |= pattern is not _MAIL_QUOTE
-    return line, shaped
+            if m.re.groups and m[1] is not None:
+                seconds = float(f"{m[1]}.{m[2]}")
+    return line, shaped, seconds
+
+
+class _Entry(NamedTuple):
+    """One kernel-log message with what its line says about the boot it belongs to."""
+
+    lineno: int
+    message: str
+    #: The line had a log prefix (time stamp, syslog or journal header, level) or came from
+    #: a journal record: it is a log line even when its message is not one we know.
+    shaped: bool
+    #: Seconds since boot, when the line says.
+    seconds: float | None = None
+    #: The journal's _BOOT_ID.
+    boot_id: str | None = None
+    #: A journalctl "-- Boot ... --" line: what follows is another boot.
+    marker: bool = False
+    #: The line is empty (not counted as ignored).
+    blank: bool = False
+
+
+def _text_entries(text: str) -> Iterator[_Entry]:
+    """Entries of a text log, one per line."""
+    for lineno, raw in enumerate(_iter_lines(text), 1):
+        if "\x1b" in raw:
+            raw = _CSI.sub("", raw)
+        if _BOOT_MARKER.match(raw):
+            yield _Entry(lineno, "", True, marker=True)
+            continue
+        msg, shaped, seconds = _strip_prefixes(raw)
+        yield _Entry(lineno, msg, shaped, seconds, blank=not raw.strip())
+
+
+# Whitespace and the record separator of "journalctl -o json-seq" (RFC 7464) between records.
+_JSON_GAP = re.compile(r"[\s\x1e]*")
+_JSON_START = re.compile(r"[\s\x1e]*\{")
+
+
+def _journal_field(record: dict[str, Any], name: str) -> str | None:
+    """A journal field as text: strings as they are, byte arrays (how the JSON export writes
+    fields that are not valid UTF-8) decoded leniently, anything else None."""
+    value = record.get(name)
+    if isinstance(value, list) and value and all(isinstance(b, int) and 0 <= b < 256 for b in value):
+        return bytes(value).decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else None
+
+
+def _journal_seconds(record: dict[str, Any]) -> float | None:
+    """Seconds since boot: the kernel's own time stamp if the journal kept it
+    (_SOURCE_MONOTONIC_TIMESTAMP), else when journald received the message; both in microseconds."""
+    for name in ("_SOURCE_MONOTONIC_TIMESTAMP", "__MONOTONIC_TIMESTAMP"):
+        value = record.get(name)
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+            return int(value) / 1e6
+    return None
+
+
+def _journal_entries(text: str) -> Iterator[_Entry]:
+    """Entries of ``journalctl -o json`` (one object a line), ``json-pretty`` or ``json-seq``."""
+    decoder = json.JSONDecoder()
+    pos, lineno, end_of_text = 0, 1, len(text)
+    while True:
+        gap = _JSON_GAP.match(text, pos)
+        assert gap is not None  # the pattern matches the empty string
+        lineno += text.count("\n", pos, gap.end())
+        pos = gap.end()
+        if pos >= end_of_text:
+            return
+        try:
+            record, end = decoder.raw_decode(text, pos)
+        except (ValueError, RecursionError):
+            # Not JSON from here on (a cut last record, a line of something else): one line ignored.
+            end = text.find("\n", pos)
+            end = end_of_text if end < 0 else end
+            yield _Entry(lineno, text[pos:end][:200], False)
+            pos = end
+            continue
+        first_line = lineno
+        lineno += text.count("\n", pos, end)
+        pos = end
+        message = _journal_field(record, "MESSAGE") if isinstance(record, dict) else None
+        if message is None:
+            yield _Entry(first_line, "{...}", False)
+            continue
+        ident = _journal_field(record, "SYSLOG_IDENTIFIER")
+        if ident and ident != "kernel":
+            pid = _journal_field(record, "SYSLOG_PID") or _journal_field(record, "_PID")
+            message = f"{ident}[{pid}]: {message}" if pid else f"{ident}: {message}"
+        seconds = _journal_seconds(record)
+        boot_id = _journal_field(record, "_BOOT_ID")
+        for part in message.split("\n"):
+            yield _Entry(first_line, part.rstrip("\r"), True, seconds, boot_id)
+
+
+def _entries(text: str) -> Iterator[_Entry]:
+    """Entries of a kernel log in any of the formats read (see :func:`parse_dmesg`)."""
+    if _JSON_START.match(text):
+        return _journal_entries(text)
+    return _text_entries(text)
 
 
 # -- dmesg: messages --------------------------------------------------------------------------
 
 _E820 = re.compile(rf"^BIOS-e820: \[mem ({_HEX})-({_HEX})\] (.+?)(?:; crypto-capable)?\s*$")
 _EFI_MEM = re.compile(
-    rf"^efi: mem([0-9]+): \[([^\]]*)\] range=\[({_HEX})-({_HEX})([\])]) \(([^)]*)\)\s*$"
+    rf"^efi: mem([0-9]{{1,9}}): \[([^\]]*)\] range=\[({_HEX})-({_HEX})([\])]) \(([^)]*)\)\s*$"
 )
 _TDX_GUEST = re.compile(r"^tdx: Guest detected\s*$")
 _FEATURES = re.compile(r"^Memory Encryption Features active:(.*)$")
@@ -190,15 +323,15 @@ _SEV_STATUS = re.compile(r"^SEV: Status:(.*)$")
 _ZONE_HEADER = re.compile(r"^Zone ranges:\s*$")
 _ZONE = re.compile(rf"^ +({'|'.join(_ZONE_NAMES)}) +(?:\[mem ({_HEX})-({_HEX})\]|(empty))\s*$")
 _NODE_HEADER = re.compile(r"^(?:Early memory node ranges|Movable zone start for each node)\s*$")
-_NODE = re.compile(rf"^ +node +([0-9]+): \[mem ({_HEX})-({_HEX})\]\s*$")
+_NODE = re.compile(rf"^ +node +([0-9]{{1,9}}): \[mem ({_HEX})-({_HEX})\]\s*$")
 _VERSION = re.compile(r"^Linux version (\S+)")
 _OOPS_VERSION = re.compile(
     r"^CPU: [0-9]+ (?:UID: [0-9]+ )?PID: [0-9]+ Comm: .*? (?:Not tainted|Tainted: [A-Z ]+?) (\S+) #"
 )
-_MEMORY = re.compile(r"^Memory: ([0-9]+)K/([0-9]+)K available")
+_MEMORY = re.compile(r"^Memory: ([0-9]{1,20})K/([0-9]{1,20})K available")
 _SYSTEMD_CC = re.compile(r"^systemd\[1\]: Detected confidential virtualization ([\w-]+)\.")
 _HOST_CMR = re.compile(rf"^virt/tdx: CMR: \[({_HEX}), ({_HEX})\)\s*$")
-_HOST_PAMT = re.compile(r"^virt/tdx: ([0-9]+) KB allocated for PAMT\s*$")
+_HOST_PAMT = re.compile(r"^virt/tdx: ([0-9]{1,20}) KB allocated for PAMT\s*$")
 _ENCRYPTION_ACTIVE = re.compile(r"^software IO TLB: Memory encryption is active")
 
 
@@ -241,6 +374,9 @@ class DmesgInfo:
     lines_parsed: int = 0
     lines_ignored: int = 0
     partial_last_line: bool = False
+    #: How many boots the log holds, and which one (from 1) this is.
+    boots: int = 1
+    boot_index: int = 1
 
     def e820_total(self, type_name: str = "usable") -> int:
         """Bytes in e820 entries of one type."""
@@ -251,10 +387,16 @@ class DmesgInfo:
         return sum(d.size for d in self.efi_memmap if d.type == type_code)
 
 
+#: Physical addresses are 64-bit: a printed range past this is damaged text, not a memory map.
+_ADDRESS_LIMIT = 1 << 64
+
+
 def _range(start: str, end: str, lineno: int, what: str, inclusive: bool = True) -> tuple[int, int]:
     a, b = int(start, 16), int(end, 16) + (1 if inclusive else 0)
     if b <= a:
         raise FormatError(f"line {lineno}: {what} range [{start}-{end}] ends before it starts")
+    if b > _ADDRESS_LIMIT:
+        raise FormatError(f"line {lineno}: {what} range [{start[:24]}-{end[:24]}] goes past 64-bit addresses")
     return a, b
 
 
@@ -263,7 +405,7 @@ def _parse_typeattr(text: str) -> tuple[str, int | None, tuple[str, ...], int]:
     parts = text.split("|")
     head = parts[0].strip()
     if head.startswith("type="):
-        code: int | None = int(head[5:]) if re.fullmatch("[0-9]+", head[5:]) else None
+        code: int | None = int(head[5:]) if re.fullmatch("[0-9]{1,10}", head[5:]) else None
         name = head
     else:
         name = head
@@ -282,28 +424,97 @@ def _parse_typeattr(text: str) -> tuple[str, int | None, tuple[str, ...], int]:
     return name, code, names, attr
 
 
-def parse_dmesg(text: str) -> DmesgInfo:
-    """Read a kernel log (dmesg, journalctl -k, syslog, serial console) and extract memory facts."""
+def parse_dmesg(text: str, boot: int = -1) -> DmesgInfo:
+    """Read a kernel log and extract the memory facts of one boot (default: the last).
+
+    Formats read: ``dmesg`` (also ``-x``, ``-T``, with ``[T0]`` caller ids, coloured, quoted in
+    mail), syslog files such as kern.log, serial consoles, ``journalctl -k`` in its text formats
+    (``short``, ``short-precise``, ``short-iso``, ``short-iso-precise``, ``short-full``,
+    ``short-monotonic``, ``short-delta``, ``short-unix``) and its JSON export (``-o json``,
+    ``json-pretty``, ``json-seq``).  ``boot`` counts from 1; negative counts from the end.
+    """
+    return select_boot(parse_dmesg_boots(text), boot)
+
+
+def select_boot(boots: list[DmesgInfo], boot: int = -1) -> DmesgInfo:
+    """One boot of :func:`parse_dmesg_boots`'s list (from 1; negative from the end), told its place."""
+    n = len(boots)
+    if boot == 0 or not -n <= boot <= n:
+        held = f"{n} boot" + ("" if n == 1 else "s")
+        raise FormatError(f"dmesg: there is no boot {boot}: the log holds {held} (count from 1, or -1 for the last)")
+    index = boot - 1 if boot > 0 else n + boot
+    info = boots[index]
+    info.boots, info.boot_index = n, index + 1
+    return info
+
+
+#: A monotonic time stamp this far below the one before it means the machine booted again; less
+#: is the few microseconds by which CPUs' clocks can disagree.  A reset to exactly 0 always counts.
+_CLOCK_BACKWARDS_S = 1.0
+
+
+def _new_boot(e: _Entry, pending: bool, banner: bool, last_seconds: float | None, boot_id: str | None) -> bool:
+    """Whether log entry ``e`` starts another boot, given what the current boot has shown."""
+    if pending:
+        return True  # journalctl's "-- Boot ... --" line
+    if e.boot_id is not None and boot_id is not None:
+        return e.boot_id != boot_id
+    if e.seconds is not None and last_seconds is not None:
+        if e.seconds < last_seconds - _CLOCK_BACKWARDS_S or (e.seconds == 0 < last_seconds):
+            return True
+    # A second banner: the time stamps (if any) could not tell, the banner can.  The first
+    # banner does not split: lines such as "tdx: Guest detected" come before it in one boot.
+    return banner and bool(_VERSION.match(e.message))
+
+
+def parse_dmesg_boots(text: str) -> list[DmesgInfo]:
+    """Every boot of a kernel log, in order; see :func:`parse_dmesg` for the formats.
+
+    A log of several boots (``journalctl -k`` without ``-b``, kern.log, logs appended to each
+    other) is split where the journal says a boot begins (``-- Boot ... --``, a new _BOOT_ID),
+    where the time since boot goes back to 0, or at a second ``Linux version`` banner.  Lines
+    that are neither log lines nor known messages (a pasted shell prompt, a comment) never
+    start a boot.  Without time stamps or journal boot lines ("dmesg -t"), only the banner tells
+    boots apart, so the few lines a kernel prints before its banner (TDX guests print
+    "tdx: Guest detected" first) are counted with the boot before.
+    """
     _check_text(text, "dmesg")
-    info = DmesgInfo()
-    lines = _lines(text)
+    boots = [DmesgInfo()]
+    info = boots[0]
+    has_lines = banner = pending = False
+    last_seconds: float | None = None
+    boot_id: str | None = None
     shaped_any = False
     last_recognised = True
-    for lineno, raw in enumerate(lines, 1):
-        msg, shaped = _strip_prefixes(raw)
-        shaped_any |= shaped
-        recognised = _parse_message(info, msg, lineno)
+    for e in _entries(text):
+        if e.marker:
+            pending = shaped_any = True
+            continue
+        is_banner = bool(_VERSION.match(e.message))
+        if (e.shaped or is_banner) and has_lines and _new_boot(e, pending, banner, last_seconds, boot_id):
+            info = DmesgInfo()
+            boots.append(info)
+            banner, last_seconds = False, None
+        recognised = _parse_message(info, e.message, e.lineno)
         if recognised:
             info.lines_parsed += 1
-        elif raw.strip():
+        elif not e.blank:
             info.lines_ignored += 1
-        last_recognised = recognised or not raw.strip()
-    info.partial_last_line = not text.endswith("\n") and not last_recognised
-    if info.lines_parsed == 0 and not shaped_any:
+        last_recognised = recognised or e.blank
+        if e.shaped or recognised:
+            # A kernel-log line (bare messages too, as "dmesg -t" prints them).
+            has_lines, pending = True, False
+            shaped_any |= e.shaped
+            last_seconds = e.seconds if e.seconds is not None else last_seconds
+            boot_id = e.boot_id or boot_id
+            banner |= is_banner
+    boots[-1].partial_last_line = not text.endswith("\n") and not last_recognised
+    if not shaped_any and not any(b.lines_parsed for b in boots):
         raise FormatError("dmesg: no kernel log line found (no timestamps, no known kernel messages)")
-    if info.platform is None:
-        info.platform = _platform_from(info)
-    return info
+    for b in boots:
+        if b.platform is None:
+            b.platform = _platform_from(b)
+    return boots
 
 
 def _parse_message(info: DmesgInfo, msg: str, lineno: int) -> bool:
@@ -370,7 +581,7 @@ def _parse_message(info: DmesgInfo, msg: str, lineno: int) -> bool:
         return True
     m = _HOST_CMR.match(msg)
     if m:
-        info.tdx_host_cmrs.append((int(m[1], 16), int(m[2], 16)))
+        info.tdx_host_cmrs.append(_range(m[1], m[2], lineno, "CMR", inclusive=False))
         return True
     m = _HOST_PAMT.match(msg)
     if m:
@@ -492,15 +703,27 @@ _VALUE = re.compile(r"^\s*([0-9]+)(?:\s+(kB))?\s*$")
 _NODE_FIELD = re.compile(r"^Node ([0-9]+) ([^\s:][^:]*):(.*)$")
 
 
+#: The kernel prints these counters from unsigned longs: more than 64 bits is damaged text.
+_COUNTER_LIMIT = 1 << 64
+
+
+def _counter(digits: str, lineno: int, name: str, what: str) -> int:
+    """A decimal counter, refused past 64 bits (and before int() meets a 4300-digit string)."""
+    value = int(digits) if len(digits.lstrip("0")) <= 20 else _COUNTER_LIMIT
+    if value >= _COUNTER_LIMIT:
+        raise FormatError(f"{what}: line {lineno}: {name!r} has a value that does not fit in 64 bits")
+    return value
+
+
 def _field_value(name: str, rest: str, lineno: int, is_cut_candidate: bool, what: str) -> int:
     m = _VALUE.match(rest)
     if not m:
-        raise FormatError(f"{what}: line {lineno}: field {name!r} has a non-number value {rest.strip()!r}")
+        raise FormatError(f"{what}: line {lineno}: field {name!r} has a non-number value {rest.strip()[:40]!r}")
     if m[2] is None and name not in MEMINFO_UNITLESS and is_cut_candidate:
         raise FormatError(
-            f"{what}: last line {lineno} ({name}: {m[1]}) has no kB unit: the text looks cut off mid-number"
+            f"{what}: last line {lineno} ({name}: {m[1][:24]}) has no kB unit: the text looks cut off mid-number"
         )
-    return int(m[1])
+    return _counter(m[1], lineno, name, what)
 
 
 def parse_meminfo(text: str) -> dict[str, int]:
@@ -599,7 +822,7 @@ def parse_vmstat(text: str) -> dict[str, int]:
             raise FormatError(f"vmstat: line {lineno}: {m[1]!r} has a non-number value {m[2][:30]!r}")
         if m[1] in out:
             raise FormatError(f"vmstat: line {lineno}: {m[1]!r} appears twice")
-        out[m[1]] = int(m[2])
+        out[m[1]] = _counter(m[2], lineno, m[1], "vmstat")
     if "nr_free_pages" not in out:
         raise FormatError("vmstat: no nr_free_pages counter: not a /proc/vmstat")
     return out

@@ -6,6 +6,7 @@ kernel is a choice of rules, and a historic bug can be re-introduced one rule at
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -95,14 +96,85 @@ _V6_12 = replace(_V6_11, name="6.12", accept_target="promo")
 _MAINLINE = replace(_V6_12, name="mainline", zero_wmark_accepts_one=True, snp_stub_msr_protocol=True,
                     page_align_request=True, table_reserve_fixed=True)
 
-KERNELS: dict[str, KernelRules] = {k.name: k for k in (_V6_5, _V6_6, _V6_7, _V6_11, _V6_12, _MAINLINE)}
-KERNEL_ALIASES = {"6.5-6.10": "6.7", "6.15": "mainline", "latest": "mainline"}
+# What 6.15 to 6.19 run: 6.12 plus the two 2025 changes merged for v6.15 ("mm/page_alloc: fix
+# memory accept before watermarks gets initialized", 800f1059c99e; "x86/boot/sev: Avoid shared
+# GHCB page for early memory acceptance", d54d610243a4), without the February 2026 table fixes.
+_V6_15 = replace(_V6_12, name="6.15", zero_wmark_accepts_one=True, snp_stub_msr_protocol=True)
+
+KERNELS: dict[str, KernelRules] = {
+    k.name: k for k in (_V6_5, _V6_6, _V6_7, _V6_11, _V6_12, _V6_15, _MAINLINE)
+}
+KERNEL_ALIASES = {"6.5-6.10": "6.7", "latest": "mainline"}
+
+#: Rule sets by the first mainline release (major, minor) that runs them; a release runs the
+#: newest set at or below it.  The changes, by the release that first carried them (torvalds/linux):
+#:
+#: * 6.5: "efi: Add unaccepted memory support" (2053bc57f367), "mm: Add support for unaccepted
+#:   memory" (dcdfdd40fa82): one global accept lock, acceptance on watermark failure, high watermark.
+#: * 6.6: "efi/unaccepted: Fix soft lockups caused by parallel memory acceptance" (50e782a86c98,
+#:   the accepting list); the table in ACPI reclaim memory (e7761d827e99), memblock_add()ed
+#:   (8dbe33956d96).
+#: * 6.7 to 6.10: "efi/unaccepted: Fix off-by-one when checking for overlapping ranges"; 6.8 to
+#:   6.10 change no modelled rule (the soft-lockup watchdog touch of 6.9/6.10 is not modelled).
+#: * 6.11: "mm: fix endless reclaim on machines with unaccepted memory" (proactive acceptance,
+#:   unaccepted memory counted as free).
+#: * 6.12 to 6.14: "mm: Fix several issues with unaccepted memory" (promo watermark).
+#: * 6.15 to 6.19: the two v6.15 changes above (zero-watermark fix, SNP stub MSR protocol).
+#: * 7.0 and later: the mainline rules, which add "efi: Fix reservation of unaccepted memory
+#:   table" and "efi: Align unaccepted memory range to page boundary" (patches of February 2026).
+#:   Which release first carries them is not verified; 7.0, the first after them, is assumed.
+_RELEASES: tuple[tuple[tuple[int, int], str], ...] = (
+    ((6, 5), "6.5"),
+    ((6, 6), "6.6"),
+    ((6, 7), "6.7"),
+    ((6, 11), "6.11"),
+    ((6, 12), "6.12"),
+    ((6, 15), "6.15"),
+    ((7, 0), "mainline"),
+)
+#: ``6.8``, ``v6.8``, ``6.8.0-45-generic``, ``6.15-rc1``, ``linux-6.8.12``: major and minor first.
+_RELEASE = re.compile(r"^(?:v|linux-)?([0-9]{1,6})\.([0-9]{1,6})(?:[.+~_-].*)?$", re.ASCII)
+
+
+def resolve_kernel(name: str) -> tuple[KernelRules, str]:
+    """The rules a kernel called ``name`` runs, and one line saying which modelled set that is.
+
+    ``name`` is a rule-set name (``6.5``, ``6.6``, ``6.7``, ``6.11``, ``6.12``, ``6.15``,
+    ``mainline``), an alias (``latest``, ``6.5-6.10``) or any release string (``6.8``,
+    ``6.8.0-45-generic``, ``6.5.0``, ``7.0``), in any case.  A release runs the newest rule set
+    at or below its major.minor (see ``_RELEASES`` for the mapping and the dates behind it); a
+    release candidate counts as its release.  The sublevel and distribution patches are not
+    read: stable kernels received some fixes (the endless-reclaim and zero-watermark fixes went
+    back to 6.5+), so to model a late stable kernel with them name the newer set instead.
+    Releases before 6.5 are refused: they cannot accept memory lazily at all.
+    """
+    text = str(name).strip()
+    if len(text) > 64:
+        raise ConfigError(f"unknown kernel {text[:40]!r}... (a release such as 6.8 or 6.8.0-45-generic)")
+    key = text.lower()
+    key = KERNEL_ALIASES.get(key, key)
+    if key in KERNELS:
+        rules = KERNELS[key]
+        if key == text.lower():
+            return rules, f"{text}: the modelled {rules.name} rules"
+        return rules, f"{text}: the modelled {rules.name} rules ({text} is another name for them)"
+    m = _RELEASE.match(key)
+    if not m:
+        raise ConfigError(
+            f"unknown kernel {text!r} (a release such as 6.8 or 6.8.0-45-generic, or one of: "
+            f"{', '.join(list(KERNELS) + list(KERNEL_ALIASES))})"
+        )
+    release = (int(m[1]), int(m[2]))
+    if release < _RELEASES[0][0]:
+        raise ConfigError(f"kernel {text!r} cannot be modelled: unaccepted memory support arrived in Linux 6.5")
+    applied = [set_name for first, set_name in _RELEASES if first <= release][-1]
+    rules = KERNELS[applied]
+    why = f"{text}: Linux {release[0]}.{release[1]} runs the modelled {rules.name} rules"
+    if applied == "mainline":
+        why += " (assuming the Feb 2026 table fixes, whose merge release is unverified, are in 7.0)"
+    return rules, why
 
 
 def kernel_rules(name: str) -> KernelRules:
-    """Rules of the kernel called ``name`` (``6.5``, ``6.6``, ``6.7``, ``6.11``, ``6.12``, ``mainline``)."""
-    key = KERNEL_ALIASES.get(name, name)
-    if key not in KERNELS:
-        known = ", ".join(list(KERNELS) + list(KERNEL_ALIASES))
-        raise ConfigError(f"unknown kernel {name!r} (known: {known})")
-    return KERNELS[key]
+    """Rules of the kernel called ``name``; see :func:`resolve_kernel` for the names understood."""
+    return resolve_kernel(name)[0]

@@ -3,10 +3,26 @@
 One document per file; the keys of every kind are listed in the README ("inspect --json schema").  Addresses and
 sizes are integers in bytes, every ``end`` is exclusive.  Errors are :class:`FormatError`
 whose message starts with the file's path, so the command line prints one line naming it.
+
+Each file is opened once and read once (``fileio.open_input``: regular files only, never a FIFO
+or a device), and only up to the size its kind can have (:data:`SIZE_LIMITS`); a file of
+unknown kind is first read up to the limit of text or of binary files, as its first 64 KiB say.
+The limits, each far above what a real artefact needs:
+
+* firmware images: 64 MiB (OVMF builds are 2 to 4 MiB).
+* kernel logs (and e820 listings as text): 256 MiB; the kernel's own buffer is at most 32 MiB
+  (CONFIG_LOG_BUF_SHIFT up to 25), a kern.log or journal export of many boots can be larger.
+* meminfo, node meminfo, vmstat: 16 MiB (a node's meminfo is about 2 KiB, with up to 1024 nodes).
+* EFI memory maps: 16 MiB (350,000 descriptors of 48 bytes; real maps have hundreds).
+* unaccepted-memory tables: 64 MiB of bitmap plus the header: one bit per 2 MiB unit covers
+  1 PiB of address space (a 64 TiB guest, the model's largest, needs 4 MiB).
+* HOB lists: 16 MiB (QEMU's TD HOB fits in OVMF's 8 KiB TD_HOB section).
+* binary e820 tables: 1 MiB (20-byte entries; the kernel keeps at most 128 + 3 * 1024).
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import struct
@@ -14,8 +30,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..base.errors import FormatError
-from ..base.fileio import read_input
-from ..base.units import PAGE_SIZE, KiB
+from ..base.fileio import HEAD_SIZE, open_input
+from ..base.units import PAGE_SIZE, KiB, MiB, format_size
 from ..formats import kernel_text as kt
 from ..formats import tdvf
 from ..formats.e820 import E820_TYPE_RAM, e820_type_name, efi_type_to_e820, parse_e820_table
@@ -30,7 +46,7 @@ from ..formats.efi_memmap import (
 from ..formats.hob import HobList, RawHob, hob_type_name, parse_hob_list, resource_attribute_names
 from ..formats.unaccepted import HEADER_SIZE, parse_unaccepted_table
 
-__all__ = ["KINDS", "detect_kind", "inspect_file", "cross_checks"]
+__all__ = ["KINDS", "SIZE_LIMITS", "E820_BINARY_LIMIT", "detect_kind", "inspect_file", "cross_checks"]
 
 #: Every kind ``inspect`` knows, in the order ``--kind`` lists them.
 KINDS = (
@@ -45,6 +61,24 @@ KINDS = (
     "hob-list",
 )
 _TEXT_KINDS = {"dmesg", "e820", "meminfo", "node-meminfo", "vmstat"}
+
+_TEXT_LOG = (256 * MiB, "kernel logs")
+#: The largest file of each kind read, and what the error calls such files (see the module text).
+SIZE_LIMITS: dict[str, tuple[int, str]] = {
+    "firmware": (64 * MiB, "firmware images"),
+    "dmesg": _TEXT_LOG,
+    "e820": _TEXT_LOG,  # as text; a binary table is held to E820_BINARY_LIMIT
+    "meminfo": (16 * MiB, "meminfo files"),
+    "node-meminfo": (16 * MiB, "node meminfo files"),
+    "vmstat": (16 * MiB, "vmstat files"),
+    "efi-memmap": (16 * MiB, "EFI memory maps"),
+    "unaccepted-table": (64 * MiB + HEADER_SIZE, "unaccepted-memory tables"),
+    "hob-list": (16 * MiB, "HOB lists"),
+}
+#: Binary e820 tables (the "e820" entry of SIZE_LIMITS is for the text form).
+E820_BINARY_LIMIT = (1 * MiB, "binary e820 tables")
+_ANY_TEXT = (max(SIZE_LIMITS[k][0] for k in _TEXT_KINDS), "text files")
+_ANY_BINARY = (max(v[0] for k, v in SIZE_LIMITS.items() if k not in _TEXT_KINDS), "binary files")
 
 #: Names of the OVMF GUIDed-table entries (EDK2 OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.asm).
 OVMF_TABLE_NAMES = {
@@ -77,10 +111,29 @@ def _as_text(data: bytes) -> str | None:
         return data.decode("utf-8", errors="replace")
 
 
+def _looks_textual(head: bytes) -> bool:
+    """What :func:`_as_text` would say from the first bytes alone (a character cut at the end
+    of them does not count against it)."""
+    if b"\x00" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return True
+    except UnicodeDecodeError:
+        printable = sum(1 for b in head if 32 <= b < 127 or b in (9, 10, 13))
+        return printable >= 0.95 * len(head)
+
+
 def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            return line.strip()
+    """The first line that is not blank or a comment (without splitting a whole log into lines)."""
+    start = 0
+    while start < len(text):
+        stop = text.find("\n", start)
+        stop = len(text) if stop < 0 else stop
+        line = text[start:stop].strip()
+        if line and not line.startswith("#"):
+            return line
+        start = stop + 1
     return ""
 
 
@@ -110,18 +163,23 @@ def _strong_kinds(data: bytes, text: str | None) -> list[str]:
     return []
 
 
-def _text_kind_from_dmesg(info: kt.DmesgInfo) -> str:
+def _text_kind_from_dmesg(boots: list[kt.DmesgInfo]) -> str:
     """A text made of nothing but BIOS-e820 lines is an e820 listing; anything else is a log."""
-    only_e820 = info.e820 and info.lines_parsed == len(info.e820) and info.lines_ignored == 0
+    info = boots[-1]
+    only_e820 = len(boots) == 1 and info.e820 and info.lines_parsed == len(info.e820) and info.lines_ignored == 0
     return "e820" if only_e820 else "dmesg"
 
 
 def detect_kind(path: str | os.PathLike[str], data: bytes) -> str:
     """Tell what kind of artefact ``data`` (read from ``path``) is; FormatError when unsure."""
-    text = _as_text(data)
+    return _detect(path, data, _as_text(data))[0]
+
+
+def _detect(path: str | os.PathLike[str], data: bytes, text: str | None) -> tuple[str, list[kt.DmesgInfo] | None]:
+    """The kind, and for a kernel log its boots (parsed once, for detection and the document)."""
     strong = _strong_kinds(data, text)
     if len(strong) == 1:
-        return strong[0]
+        return strong[0], None
     if len(strong) > 1:
         raise FormatError(
             f"{path}: cannot tell what kind of file this is "
@@ -130,13 +188,14 @@ def detect_kind(path: str | os.PathLike[str], data: bytes) -> str:
     # No signature: try the lenient readers.
     if text is not None:
         try:
-            return _text_kind_from_dmesg(kt.parse_dmesg(text))
+            boots = kt.parse_dmesg_boots(text)
+            return _text_kind_from_dmesg(boots), boots
         except FormatError:
             pass
     else:
         try:
             parse_memory_map(data)
-            return "efi-memmap"
+            return "efi-memmap", None
         except FormatError:
             pass
         except _PARSER_SLIPS:
@@ -231,8 +290,8 @@ def _doc_firmware(data: bytes) -> dict[str, Any]:
     return doc
 
 
-def _doc_dmesg(text: str) -> dict[str, Any]:
-    info = kt.parse_dmesg(text)
+def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int) -> dict[str, Any]:
+    info = kt.select_boot(boots, boot)
     efi = [(d.type if d.type is not None else -1, d.start, d.end, d.attribute) for d in info.efi_memmap]
     if info.e820:
         usable, usable_from = info.e820_total("usable"), "e820"
@@ -281,6 +340,8 @@ def _doc_dmesg(text: str) -> dict[str, Any]:
             if info.tdx_host_cmrs or info.tdx_host_pamt_kb is not None
             else None
         ),
+        "boots": info.boots,
+        "boot_index": info.boot_index,
         "lines_parsed": info.lines_parsed,
         "lines_ignored": info.lines_ignored,
         "partial_last_line": info.partial_last_line,
@@ -298,9 +359,9 @@ def _doc_e820_entries(entries: list[tuple[int, int, str]]) -> dict[str, Any]:
     }
 
 
-def _doc_e820(data: bytes, text: str | None) -> dict[str, Any]:
+def _doc_e820(data: bytes, text: str | None, boots: list[kt.DmesgInfo] | None, boot: int) -> dict[str, Any]:
     if text is not None:
-        info = kt.parse_dmesg(text)
+        info = kt.select_boot(boots if boots is not None else kt.parse_dmesg_boots(text), boot)
         if not info.e820:
             raise FormatError("no BIOS-e820 lines")
         return {"format": "text"} | _doc_e820_entries(info.e820)
@@ -447,7 +508,6 @@ _BINARY_BUILDERS: dict[str, Callable[[bytes], dict[str, Any]]] = {
     "hob-list": _doc_hob_list,
 }
 _TEXT_BUILDERS: dict[str, Callable[[str], dict[str, Any]]] = {
-    "dmesg": _doc_dmesg,
     "meminfo": _doc_meminfo,
     "node-meminfo": _doc_node_meminfo,
     "vmstat": _doc_vmstat,
@@ -458,20 +518,54 @@ def _with_path(path: str | os.PathLike[str], msg: str) -> str:
     return msg if msg.startswith(f"{path}:") else f"{path}: {msg}"
 
 
-def inspect_file(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
-    """Read ``path`` and describe it; ``kind`` forces the kind (see :data:`KINDS`)."""
+def _read(path: str | os.PathLike[str], kind: str | None) -> bytes:
+    """The file's bytes, read once and only up to what its kind (or, unknown, its look) allows."""
+    with open_input(path) as f:
+        if kind is not None and kind != "e820":
+            limit, what = SIZE_LIMITS[kind]
+        else:
+            textual = _looks_textual(f.head(HEAD_SIZE))
+            if kind == "e820":
+                limit, what = SIZE_LIMITS["e820"] if textual else E820_BINARY_LIMIT
+            else:
+                limit, what = _ANY_TEXT if textual else _ANY_BINARY
+        return f.read(limit, what)
+
+
+def _check_size(path: str | os.PathLike[str], kind: str, size: int, binary: bool) -> None:
+    """Refuse a file larger than its kind can be (it was read under a looser limit)."""
+    limit, what = E820_BINARY_LIMIT if kind == "e820" and binary else SIZE_LIMITS[kind]
+    if size > limit:
+        raise FormatError(f"{path}: file is {format_size(size)}, over the {format_size(limit)} limit for {what}")
+
+
+def inspect_file(path: str | os.PathLike[str], kind: str | None = None, boot: int = -1) -> dict[str, Any]:
+    """Read ``path`` and describe it; ``kind`` forces the kind (see :data:`KINDS`).
+
+    ``boot`` picks one boot of a kernel log that holds several (from 1; negative from the end;
+    default the last); other kinds ignore it.
+    """
     if kind is not None and kind not in KINDS:
         raise FormatError(f"{path}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
-    data = read_input(path)
+    data = _read(path, kind)
+    size = len(data)
     try:
-        kind = kind or detect_kind(path, data)
         text = _as_text(data)
+        if text is not None and (kind is None or kind in _TEXT_KINDS):
+            data = b""  # only text is read from here on (a text is only ever detected as a text kind)
+        boots = None
+        if kind is None:
+            kind, boots = _detect(path, data, text)
+        _check_size(path, kind, size, text is None)
         if kind == "e820":
-            body = _doc_e820(data, text)
+            body = _doc_e820(data, text, boots, boot)
         elif kind in _TEXT_KINDS:
             if text is None:
                 raise FormatError(f"binary data, not a {kind} text")
-            body = _TEXT_BUILDERS[kind](text)
+            if kind == "dmesg":
+                body = _doc_dmesg(boots if boots is not None else kt.parse_dmesg_boots(text), boot)
+            else:
+                body = _TEXT_BUILDERS[kind](text)
         else:
             body = _BINARY_BUILDERS[kind](data)
     except FormatError as exc:
@@ -480,8 +574,10 @@ def inspect_file(path: str | os.PathLike[str], kind: str | None = None) -> dict[
         prefix = "" if kind is None or msg.startswith((f"{path}:", f"{kind}:")) else f"{kind}: "
         raise FormatError(_with_path(path, prefix + msg)) from None
     except _PARSER_SLIPS as exc:
-        raise FormatError(f"{path}: {kind}: malformed data ({type(exc).__name__}: {exc})") from None
-    return {"path": os.fspath(path), "kind": kind, "size_bytes": len(data)} | body
+        raise FormatError(f"{path}: {kind}: malformed data ({type(exc).__name__}: {str(exc)[:200]})") from None
+    except RecursionError:
+        raise FormatError(f"{path}: {kind}: malformed data (nested too deeply)") from None
+    return {"path": os.fspath(path), "kind": kind, "size_bytes": size} | body
 
 
 def cross_checks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
