@@ -14,6 +14,9 @@ from lazyaccept.platform.snp import SnpPlatform
 from lazyaccept.platform.tdx import TdxPlatform
 from lazyaccept.scenario.config import GuestRequest, VMConfig
 
+# The shared helpers assert too: have pytest explain their failures as it does the tests'.
+pytest.register_assert_rewrite("platform_harness")
+
 G4 = 4 * GiB
 M2 = 2 * MiB
 

@@ -9,23 +9,33 @@ the same routine run request by request and instruction by instruction.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lazyaccept.base.errors import ConfigError, SafetyViolation
 from lazyaccept.base.ranges import RangeSet
 from lazyaccept.base.record import AcceptStats
-from lazyaccept.base.units import GiB, MiB, TiB
+from lazyaccept.base.units import GiB, TiB
 from lazyaccept.platform.host import HostPolicy, HostVMM
 from lazyaccept.platform.snp import (
     PVALIDATE_FAIL_INPUT,
     PVALIDATE_FAIL_SIZEMISMATCH,
     PVALIDATE_SUCCESS,
+    PvalidateResult,
     SnpPlatform,
 )
+from platform_harness import (
+    K4,
+    M2,
+    PROPERTY_SETTINGS,
+    Harness,
+    Layout,
+    Refuse,
+    Stepper,
+    host_policies,
+    layouts,
+)
 
-K4 = 4096
-M2 = 2 * MiB
 BASE = 4 * GiB  # above 4 GiB, where OVMF leaves memory unaccepted
 
 
@@ -38,14 +48,10 @@ def accept(p: SnpPlatform, start: int, end: int, routine: str = "linux", vcpu: i
 
 
 # -- the routines, request by request (the reference the batched code must equal) ---------------
-class Stepper:
+class PscStepper(Stepper[SnpPlatform]):
     """set_pages_state / InternalSetPageState / the MSR protocol, one PSC and one PVALIDATE at a time."""
 
     BATCH = {"linux": 64, "ovmf": 253, "msr": 1}
-
-    def __init__(self, p: SnpPlatform, actor: str = "kernel", vcpu: int = 0) -> None:
-        self.p, self.actor, self.vcpu = p, actor, vcpu
-        self.stats = AcceptStats()
 
     def run(self, start: int, end: int, routine: str) -> AcceptStats:
         entries = []
@@ -79,25 +85,16 @@ class Stepper:
             self.stats.calls_4k += 1
         self.check(r, gpa, size)
 
-    def check(self, r, gpa: int, size: int) -> None:
+    def check(self, r: PvalidateResult, gpa: int, size: int) -> None:
         if r.cf:
-            raise SafetyViolation("double-accept", self.actor, self.vcpu, gpa)
+            self.fail("double-accept", gpa)
         if r.rc != PVALIDATE_SUCCESS or r.fault:
-            raise SafetyViolation("accept-failed", self.actor, self.vcpu, gpa)
+            self.fail("accept-failed", gpa)
         self.stats.bytes_accepted += size
 
 
-def snapshot(p: SnpPlatform) -> tuple:
-    h = p.host
-    return (
-        p.accepted(),
-        p.assigned(),
-        p.rmp_2m(),
-        p.lost(),
-        p.reaccepted(),
-        h.committed,
-        (h.backed_4k, h.backed_2m, h.zeroed_bytes, h.refusals),
-    )
+#: The host backs exactly the pages assigned to the guest in the RMP (validated or not).
+HARNESS = Harness(PscStepper, ("assigned", "rmp_2m"), SnpPlatform.assigned)
 
 
 # -- PVALIDATE -----------------------------------------------------------------------------------
@@ -324,11 +321,6 @@ def test_host_rmpupdate_behind_the_guests_back():
     p.touch(BASE, BASE + M2, actor="kernel", vcpu=0)
 
 
-class Refuse(HostPolicy):
-    def back(self, start, end, requested_level):
-        return None
-
-
 def test_host_refusal_after_earlier_batches_validated():
     p = SnpPlatform(HostVMM(Refuse()))
     start = BASE + K4
@@ -341,71 +333,23 @@ def test_host_refusal_after_earlier_batches_validated():
 
 
 # -- batched == request by request -------------------------------------------------------------
-class Refuse2M(HostPolicy):
-    def back(self, start, end, requested_level):
-        return None if requested_level == M2 else K4
+POLICIES = host_policies("2m")  # the refuse-4k host backs 2M entries as the huge-page host does
+BLOCK_KINDS = [
+    "shared", "shared", "shared", "assigned-4k", "rmp2m-assigned", "rmp2m-validated", "validated-4k", "mixed", "mixed",
+]
+PAGE_STATES = ["shared", "shared", "assigned", "assigned", "lost", "validated"]
+UNIFORM = {"assigned-4k": "assigned", "validated-4k": "validated"}
 
 
-class Refuse4K(HostPolicy):
-    def back(self, start, end, requested_level):
-        return None if requested_level == K4 else HostPolicy("2m").back(start, end, requested_level)
-
-
-POLICIES = {
-    "4k": lambda: HostPolicy("4k"),
-    "2m": lambda: HostPolicy("2m"),
-    "refuse": Refuse,
-    "refuse-2m": Refuse2M,
-    "refuse-4k": Refuse4K,
-}
-NBLOCKS = 4
-NPAGES = NBLOCKS * 512
-block_kinds = st.sampled_from(
-    [
-        "shared",
-        "shared",
-        "shared",
-        "assigned-4k",
-        "rmp2m-assigned",
-        "rmp2m-validated",
-        "validated-4k",
-        "mixed",
-        "mixed",
-    ]
-)
-page_state = st.sampled_from(["shared", "shared", "assigned", "assigned", "lost", "validated"])
-cuts = st.lists(st.integers(1, 511), max_size=4, unique=True).map(sorted)
-offsets = st.one_of(st.just(0), st.just(0), st.integers(0, 511), st.sampled_from([1, 256, 511]))
-page_index = st.builds(lambda blk, off: min(blk * 512 + off, NPAGES), st.integers(0, NBLOCKS), offsets)
-
-
-@st.composite
-def layouts(draw):
-    blocks = []
-    for _ in range(NBLOCKS):
-        kind = draw(block_kinds)
-        runs = []
-        if kind == "mixed":
-            cut = [0, *draw(cuts), 512]
-            runs = [(a, b, draw(page_state)) for a, b in zip(cut, cut[1:], strict=False)]
-        elif kind == "assigned-4k":
-            runs = [(0, 512, "assigned")]
-        elif kind == "validated-4k":
-            runs = [(0, 512, "validated")]
-        blocks.append((kind, runs))
-    a, b = draw(page_index), draw(page_index)
-    return blocks, min(a, b), max(a, b)
-
-
-def build(blocks, policy: str) -> SnpPlatform:
+def build(layout: Layout, policy: str) -> SnpPlatform:
     p = SnpPlatform(HostVMM(HostPolicy("2m")))
-    for i, (kind, runs) in enumerate(blocks):
+    for i, block in enumerate(layout.blocks):
         blk = BASE + i * M2
-        if kind.startswith("rmp2m"):
+        if block.kind.startswith("rmp2m"):
             p.page_state_change([(blk, M2)])
-            if kind == "rmp2m-validated":
+            if block.kind == "rmp2m-validated":
                 assert p.pvalidate(blk, True).ok
-        for a, b, state in runs:
+        for a, b, state in block.runs:
             s, e = blk + a * K4, blk + b * K4
             if state in ("validated", "lost"):
                 p.add_at_build(s, e)
@@ -415,22 +359,10 @@ def build(blocks, policy: str) -> SnpPlatform:
     return p
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(layouts(), st.sampled_from(sorted(POLICIES)), st.sampled_from(["linux", "ovmf", "msr"]))
+@PROPERTY_SETTINGS
+@given(layouts(BLOCK_KINDS, PAGE_STATES, UNIFORM), st.sampled_from(sorted(POLICIES)),
+       st.sampled_from(["linux", "ovmf", "msr"]))
 def test_batched_accept_equals_request_by_request(layout, policy, routine):
-    blocks, s, e = layout
-    start, end = BASE + s * K4, BASE + e * K4
-    batched, stepped = build(blocks, policy), build(blocks, policy)
-    outcomes = []
-    for p in (batched, stepped):
-        try:
-            if p is batched:
-                res = p.accept(start, end, routine=routine, actor="kernel", vcpu=1)
-            else:
-                res = Stepper(p, "kernel", 1).run(start, end, routine)
-            outcomes.append(("ok", res))
-        except SafetyViolation as v:
-            outcomes.append(("violation", v.rule, v.address, v.actor, v.vcpu))
-    assert outcomes[0] == outcomes[1]
-    assert snapshot(batched) == snapshot(stepped)
-    assert batched.host.committed == batched.assigned()
+    # Same outcome (stats or violation: rule, address, actor, vCPU), same RMP and host state, and
+    # the host backs exactly the assigned pages.
+    HARNESS.check(lambda: build(layout, policy), *layout.span(BASE), routine, actor="kernel", vcpu=1)

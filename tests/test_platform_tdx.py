@@ -9,7 +9,7 @@ property test at the end: it must equal the same routine run TDCALL by TDCALL.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lazyaccept.base.choices import AcceptRoutine
@@ -29,9 +29,20 @@ from lazyaccept.platform.tdx import (
     TDX_SUCCESS,
     TdxPlatform,
 )
+from platform_harness import (
+    K4,
+    M2,
+    NPAGES,
+    PROPERTY_SETTINGS,
+    Harness,
+    Layout,
+    Refuse,
+    Stepper,
+    busy_lists,
+    host_policies,
+    layouts,
+)
 
-K4 = 4096
-M2 = 2 * MiB
 BASE = 1 * GiB  # 1 GiB aligned, so block arithmetic below is easy to follow
 
 
@@ -40,12 +51,11 @@ def tdx(mapping: str = "4k", **kw) -> TdxPlatform:
 
 
 # -- the routines, driven one TDCALL at a time (the reference the batched code must equal) --------
-class Stepper:
+class TdcallStepper(Stepper[TdxPlatform]):
     """Runs a guest accept routine through ``tdcall_accept`` only, summing each TDCALL's counts."""
 
-    def __init__(self, p: TdxPlatform, actor: str = "guest", vcpu: int = 0) -> None:
-        self.p, self.actor, self.vcpu = p, actor, vcpu
-        self.stats = AcceptStats()
+    def run(self, start: int, end: int, routine: str) -> AcceptStats:
+        return {"linux": self.linux, "tdvf": self.tdvf}[routine](start, end)
 
     def tdcall(self, gpa: int, level: int) -> int:
         """One TDCALL as the guest sees it: re-executed after a TD exit."""
@@ -57,9 +67,8 @@ class Stepper:
                 return r.status
         raise AssertionError("a TDCALL exited more than twice")
 
-    def fail(self, status: int, gpa: int) -> None:
-        rule = "double-accept" if status == TDX_PAGE_ALREADY_ACCEPTED else "accept-failed"
-        raise SafetyViolation(rule, self.actor, self.vcpu, gpa)
+    def fail_status(self, status: int, gpa: int) -> None:
+        self.fail("double-accept" if status == TDX_PAGE_ALREADY_ACCEPTED else "accept-failed", gpa)
 
     def linux(self, start: int, end: int) -> AcceptStats:
         """tdx_accept_memory: 1G, then 2M, then 4K; any non-zero status means try smaller."""
@@ -72,7 +81,7 @@ class Stepper:
                         a += size
                         break
                     if level == LEVEL_4K:
-                        self.fail(status, a)
+                        self.fail_status(status, a)
         return self.stats
 
     def td_accept_pages(self, addr: int, npages: int, size: int) -> None:
@@ -91,7 +100,7 @@ class Stepper:
                     retried += 1
                     if retried <= 3:
                         continue
-                self.fail(status, addr)
+                self.fail_status(status, addr)
             addr += size
 
     def tdvf(self, start: int, end: int) -> AcceptStats:
@@ -112,17 +121,14 @@ class Stepper:
         return self.stats
 
 
-def snapshot(p: TdxPlatform) -> tuple:
-    h = p.host
-    return (
-        p.accepted(),
-        p.pending(),
-        p.mapped_2m(),
-        p.lost(),
-        p.reaccepted(),
-        h.committed,
-        (h.backed_4k, h.backed_2m, h.zeroed_bytes, h.refusals),
-    )
+def backed(p: TdxPlatform) -> RangeSet:
+    """SEPT-backed pages: accepted (MAPPED) or AUGed and not yet accepted (PENDING)."""
+    out = p.accepted()
+    out.update(p.pending())
+    return out
+
+
+HARNESS = Harness(TdcallStepper, ("pending", "mapped_2m"), backed)
 
 
 # -- single TDCALL outcomes (§6.4 table, §6.7 host) ---------------------------------------------
@@ -262,10 +268,9 @@ def test_linux_tries_1g_first_at_1g_aligned_addresses():
 
 def test_1g_path_matches_tdcall_by_tdcall():
     # (the 4K-host behaviour per block is covered by the property test at the end)
-    a, b = tdx("2m"), tdx("2m")
     rng = (BASE - 2 * M2 + 5 * K4, BASE + GiB + M2)
-    assert a.accept(*rng, routine=AcceptRoutine.LINUX, actor="guest", vcpu=0) == Stepper(b).linux(*rng)
-    assert snapshot(a) == snapshot(b)
+    got = HARNESS.check(lambda: tdx("2m"), *rng, AcceptRoutine.LINUX, actor="guest", vcpu=0)
+    assert got[0] == "ok" and got[1].calls_1g == 1 and got[1].bytes_accepted == rng[1] - rng[0]
 
 
 # -- TDVF split ---------------------------------------------------------------------------------
@@ -401,18 +406,9 @@ def test_accept_beyond_gpaw_fails_there():
     assert (e.value.rule, e.value.address) == ("accept-failed", 4 * GiB)
     assert p.accepted() == RangeSet([(4 * GiB - M2, 4 * GiB)])
     for routine in ("linux", "tdvf"):
-        a, b = tdx(gpa_limit=4 * GiB), tdx(gpa_limit=4 * GiB)
         rng = (4 * GiB - 2 * M2 + K4, 4 * GiB + 3 * M2)
-        with pytest.raises(SafetyViolation) as ea:
-            a.accept(*rng, routine=routine, actor="kernel", vcpu=0)
-        with pytest.raises(SafetyViolation) as eb:
-            getattr(Stepper(b, "kernel"), routine)(*rng)
-        assert (
-            (ea.value.rule, ea.value.address)
-            == (eb.value.rule, eb.value.address)
-            == ("accept-failed", 4 * GiB)
-        )
-        assert snapshot(a) == snapshot(b)
+        got = HARNESS.check(lambda: tdx(gpa_limit=4 * GiB), *rng, routine, actor="kernel", vcpu=0)
+        assert got == ("violation", "accept-failed", 4 * GiB, "kernel", 0)
 
 
 # -- host memory --------------------------------------------------------------------------------
@@ -489,11 +485,6 @@ def test_host_aug_before_the_guest_asked():
     assert (s.calls_2m, s.exits, s.calls_4k) == (1, 0, 0)
 
 
-class Refuse(HostPolicy):
-    def back(self, start, end, requested_level):
-        return None
-
-
 def test_host_refusal():
     p = TdxPlatform(HostVMM(Refuse()))
     with pytest.raises(SafetyViolation) as e:
@@ -503,99 +494,38 @@ def test_host_refusal():
 
 
 # -- batched == TDCALL by TDCALL ------------------------------------------------------------------
-class Refuse2M(HostPolicy):
-    def back(self, start, end, requested_level):
-        return None if requested_level == M2 else K4
-
-
-class Refuse4K(HostPolicy):
-    def back(self, start, end, requested_level):
-        return None if requested_level == K4 else K4
-
-
-POLICIES = {
-    "4k": lambda: HostPolicy("4k"),
-    "2m": lambda: HostPolicy("2m"),
-    "refuse": Refuse,
-    "refuse-2m": Refuse2M,
-    "refuse-4k": Refuse4K,
-}
-NBLOCKS = 4
-NPAGES = NBLOCKS * 512
+POLICIES = host_policies("4k")  # the refuse-4k host backs 2M requests at 4K, as upstream KVM
 # Weighted so that whole uniform blocks, runs of such blocks and violation-free ranges are common.
-block_kinds = st.sampled_from(
-    ["free", "free", "free", "pending-4k", "leaf-pending", "leaf-mapped", "mapped-4k", "mixed", "mixed"]
-)
-page_state = st.sampled_from(["FREE", "FREE", "PENDING", "PENDING", "MAPPED"])
-cuts = st.lists(st.integers(1, 511), max_size=4, unique=True).map(sorted)
-offsets = st.one_of(st.just(0), st.just(0), st.integers(0, 511), st.sampled_from([1, 256, 511]))
-page_index = st.builds(lambda blk, off: min(blk * 512 + off, NPAGES), st.integers(0, NBLOCKS), offsets)
-busy_lists = st.one_of(
-    st.just([]), st.just([]), st.lists(page_index.filter(lambda i: i < NPAGES), max_size=2)
-)
+BLOCK_KINDS = ["free", "free", "free", "pending-4k", "leaf-pending", "leaf-mapped", "mapped-4k", "mixed", "mixed"]
+PAGE_STATES = ["FREE", "FREE", "PENDING", "PENDING", "MAPPED"]
+UNIFORM = {"pending-4k": "PENDING", "mapped-4k": "MAPPED"}
 
 
-@st.composite
-def layouts(draw):
-    blocks = []
-    for _ in range(NBLOCKS):
-        kind = draw(block_kinds)
-        runs = []
-        if kind == "mixed":
-            cut = [0, *draw(cuts), 512]
-            runs = [(a, b, draw(page_state)) for a, b in zip(cut, cut[1:], strict=False)]
-        elif kind == "pending-4k":
-            runs = [(0, 512, "PENDING")]
-        elif kind == "mapped-4k":
-            runs = [(0, 512, "MAPPED")]
-        blocks.append((kind, runs))
-    busy = draw(busy_lists)
-    a, b = draw(page_index), draw(page_index)
-    start, end = min(a, b), max(a, b)
-    return blocks, busy, start, end
-
-
-def build(blocks, busy, policy: str) -> TdxPlatform:
+def build(layout: Layout, policy: str) -> TdxPlatform:
     p = TdxPlatform(HostVMM(POLICIES[policy]()))
-    for i, (kind, runs) in enumerate(blocks):
+    for i, block in enumerate(layout.blocks):
         blk = BASE + i * M2
-        if kind in ("leaf-pending", "leaf-mapped"):
+        if block.kind in ("leaf-pending", "leaf-mapped"):
             p.host_aug(blk, blk + M2, M2)
-            if kind == "leaf-mapped":
+            if block.kind == "leaf-mapped":
                 assert p.tdcall_accept(blk, LEVEL_2M).status == TDX_SUCCESS
-        for a, b, state in runs:
+        for a, b, state in block.runs:
             if state == "MAPPED":
                 p.add_at_build(blk + a * K4, blk + b * K4)
             elif state == "PENDING":
                 p.host_aug(blk + a * K4, blk + b * K4)
-    p.busy_pages.update(BASE + i * K4 for i in busy)
+    assert all(i < NPAGES for i in layout.busy)
+    p.busy_pages.update(BASE + i * K4 for i in layout.busy)
     return p
 
 
-def run_both(layout, policy, routine):
-    blocks, busy, s, e = layout
-    start, end = BASE + s * K4, BASE + e * K4
-    batched, stepped = build(blocks, busy, policy), build(blocks, busy, policy)
-    outcomes = []
-    for p, fn in ((batched, None), (stepped, getattr(Stepper(stepped, "kernel", 1), routine))):
-        try:
-            if fn is None:
-                res = p.accept(start, end, routine=routine, actor="kernel", vcpu=1)
-            else:
-                res = fn(start, end)
-            outcomes.append(("ok", res))
-        except SafetyViolation as v:
-            outcomes.append(("violation", v.rule, v.address, v.actor, v.vcpu))
-    return outcomes, batched, stepped
-
-
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(layouts(), st.sampled_from(sorted(POLICIES)), st.sampled_from(["linux", "tdvf"]))
+@PROPERTY_SETTINGS
+@given(
+    layouts(BLOCK_KINDS, PAGE_STATES, UNIFORM, busy=busy_lists),
+    st.sampled_from(sorted(POLICIES)),
+    st.sampled_from(["linux", "tdvf"]),
+)
 def test_batched_accept_equals_tdcall_by_tdcall(layout, policy, routine):
-    outcomes, batched, stepped = run_both(layout, policy, routine)
-    assert outcomes[0] == outcomes[1]
-    assert snapshot(batched) == snapshot(stepped)
-    # the host backs exactly the SEPT-backed pages
-    backed = batched.accepted()
-    backed.update(batched.pending())
-    assert batched.host.committed == backed
+    # Same outcome (stats or violation: rule, address, actor, vCPU), same SEPT and host state, and
+    # the host backs exactly the SEPT-backed pages.
+    HARNESS.check(lambda: build(layout, policy), *layout.span(BASE), routine, actor="kernel", vcpu=1)

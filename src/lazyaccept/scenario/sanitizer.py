@@ -92,9 +92,11 @@ def check_host_took_nothing(rec: BootRecord) -> None:
 
 
 def check_boot(rec: BootRecord) -> None:
+    # The host's check first: memory the host took back also breaks the bitmap's promise, and the
+    # violation must name the host that did it, not the kernel.
+    check_host_took_nothing(rec)
     check_bitmap(rec)
     check_allocator(rec)
-    check_host_took_nothing(rec)
 
 
 def check_no_memory_lost(lazy: BootRecord, eager: BootRecord) -> None:
