@@ -102,10 +102,10 @@ def instrumented_boot(monkeypatch: pytest.MonkeyPatch, config: VMConfig) -> Boot
         platforms.append(p)
         return p
 
-    def begin(self: Recorder, name: str, actor: str, online_vcpus: int = 1) -> Phase:
+    def begin(self: Recorder, name: str, actor: str, online_vcpus: int = 1, tick_hz: int = 0) -> Phase:
         accepted_at_start[str(name)] = platforms[-1].accepted()
         log.append(("phase", str(name)))
-        return REAL_BEGIN(self, name, actor, online_vcpus)
+        return REAL_BEGIN(self, name, actor, online_vcpus, tick_hz)
 
     monkeypatch.setattr(build, "make_platform", make_platform)
     monkeypatch.setattr(Recorder, "begin", begin)
