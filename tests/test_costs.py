@@ -50,6 +50,7 @@ BOOT = {
     "initcalls": P(1, "s"),
     "userspace_to_shell": P(2, "s"),
     "userspace_touch": P(1, "B/B"),
+    "user_fault": P(0.5, "us/page"),
 }
 TDX = {
     "profile": {"name": "t", "platform": "tdx", "description": "test"},
@@ -139,10 +140,12 @@ def test_shipped_profiles_load_and_every_number_has_a_source(name):
 def test_shipped_profiles_price_the_kinds_the_model_emits():
     kinds = {
         "firmware_base", "firmware_ap_init", "kernel_decompress", "early_init", "memmap_init",
-        "struct_page_init", "smp_bringup", "initcalls", "userspace_to_shell", "userspace_touch",
+        "struct_page_init", "smp_bringup", "initcalls", "userspace_to_shell", "userspace_touch", "user_fault",
     }  # fmt: skip
-    for name in ("tdx", "snp"):
+    for name in ("tdx", "tdx-fast", "snp"):
         assert set(load_profile(name).work_kinds) == kinds
+    # the catch-all is in the seed's profile only
+    assert set(load_profile("tdx-seed").work_kinds) == kinds | {"catch_all_per_page"}
 
 
 def test_a_profile_can_be_loaded_by_path(tmp_path: Path):

@@ -186,6 +186,7 @@ smp_bringup = { value = 1, unit = "s/AP", source = "test" }
 initcalls = { value = 1, unit = "s", source = "test" }
 userspace_to_shell = { value = 1, unit = "s", source = "test" }
 userspace_touch = { value = 1, unit = "B/B", source = "test" }
+user_fault = { value = 1, unit = "us/page", source = "test" }
 """
 
 

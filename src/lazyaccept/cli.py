@@ -94,3 +94,9 @@ cli.add_command(calibrate_cmd)
 from .commands.inspect import inspect_cmd  # noqa: E402
 
 cli.add_command(inspect_cmd)
+from .commands.run import run_cmd  # noqa: E402
+
+cli.add_command(run_cmd)
+from .commands.advise import advise_cmd  # noqa: E402
+
+cli.add_command(advise_cmd)

@@ -51,7 +51,8 @@ class AcceptRoutine(StrEnum):
 
 
 class BootPhase(StrEnum):
-    """The phases of a boot, in order (each a barrier: the next starts when all vCPUs are done)."""
+    """The phases of a boot and of the run after it, in order (each a barrier: the next starts
+    when all vCPUs are done)."""
 
     FIRMWARE = "firmware"
     FIRMWARE_ACCEPT = "firmware-accept"
@@ -66,6 +67,8 @@ class BootPhase(StrEnum):
     FS_INITCALLS = "fs-initcalls"
     INITCALLS = "initcalls"
     USERSPACE = "userspace"
+    #: Run time: the workloads (and any background acceptance) after the shell.
+    WORKLOAD = "workload"
 
 
 class FirmwareAcceptMode(StrEnum):

@@ -118,7 +118,17 @@ class ConvertEvent:
     reason: str = ""
 
 
-Event = AcceptEvent | WorkEvent | ConvertEvent
+@dataclass
+class WaitEvent:
+    """``vcpu`` has nothing to do until ``at_s`` seconds after its phase started (a workload
+    that allocates at a given rate, a background thread that sleeps between batches)."""
+
+    vcpu: int
+    at_s: float
+    actor: str = ""
+
+
+Event = AcceptEvent | WorkEvent | ConvertEvent | WaitEvent
 
 
 @dataclass
@@ -180,6 +190,10 @@ class Recorder:
     def work(self, kind: str, vcpu: int = 0, amount: float = 1.0, onlines: int = 0) -> None:
         if amount or onlines:
             self.current.events.append(WorkEvent(kind, vcpu, amount, onlines))
+
+    def wait_until(self, vcpu: int, at_s: float, actor: str = "") -> None:
+        """``vcpu`` idles until ``at_s`` seconds after the current phase's start."""
+        self.current.events.append(WaitEvent(vcpu, at_s, actor))
 
     def convert(self, actor: str, vcpu: int, pages: int, vcpus_in_guest: int, reason: str = "") -> None:
         """Record a private-to-shared conversion of ``pages`` pages."""

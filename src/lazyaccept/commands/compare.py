@@ -17,6 +17,7 @@ from ..sim.profile import load_profile
 from ..sim.run import check_profile_fits
 from ..sim.sweep import compare_policies
 from .options import check_output_file, enum_choice, guest_request
+from .run import run_config, runtime_options
 
 
 @click.command("compare")
@@ -30,11 +31,19 @@ from .options import check_output_file, enum_choice, guest_request
 @click.option("--firmware-accept", default=None, help='What firmware accepts: "below-4g", "all" or a size.')
 @click.option("--kconfig", "kconfig", multiple=True, metavar="NAME=VALUE", help="Kernel build option (repeatable).")
 @click.option("--patch", "patches", multiple=True, metavar="NAME", help="Guest kernel patch (repeatable).")
+@click.option("--policy", "policies", multiple=True, metavar="NAME[:ARGS]",
+              help="Compare these acceptance policies at boot and at run time (repeatable): lazy, eager, "
+                   "background:threads=N,rate=R, accept-ahead:chunks=K, userspace-drain:rate=R, accepted-reserve.")
+@runtime_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--plot", "plot_path", default=None, metavar="FILE.png", help="Plot boot time against memory.")
+@click.option("--plot", "plot_path", default=None, metavar="FILE.png",
+              help="Plot boot time against memory (with --policy/--workload: stall CDF and memory accepted).")
 def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: bool, plot_path: str | None,
-                **guest: object) -> None:
-    """Boot time with eager and with lazy acceptance, for each memory size and host profile."""
+                policies: tuple[str, ...], workloads: tuple[str, ...], thp: str, host_cpus: int | None,
+                watchdog_thresh: float, **guest: object) -> None:
+    """Boot time with eager and with lazy acceptance, for each memory size and host profile; with
+    --policy or --workload, each policy's boot time and run-time price (stalls, slowdown, IRQs
+    off, time to fully accepted, host memory committed)."""
     sizes = sorted(dict.fromkeys(parse_size(m) for m in memory))
     platform = guest.get("platform")
     names = list(dict.fromkeys(profiles)) or [str(platform).lower() if platform else Tee.TDX.value]
@@ -47,6 +56,10 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
     if plot_path is not None and not plot_path.lower().endswith(".png"):
         raise ConfigError(f"--plot {plot_path}: the plot is written as PNG; name it FILE.png")
     check_output_file(plot_path)
+    if policies or workloads:
+        _compare_policies(sizes, loaded, requests, policies or ("lazy", "eager"), workloads, thp, host_cpus,
+                          watchdog_thresh, as_json, plot_path)
+        return
     # Progress goes to stderr, and only to a terminal: pipes and --json output stay clean.
     err = Console(stderr=True)
     total = len(sizes) * len(loaded)
@@ -71,5 +84,41 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
         "lock waits included)",
         style="dim",
     )
+    if plot_path is not None:
+        console.print(f"wrote {plot_path}")
+
+
+def _compare_policies(sizes: list[int], loaded: list, requests: list, policies: tuple[str, ...],  # noqa: ANN001
+                      workloads: tuple[str, ...], thp: str, host_cpus: int | None, watchdog_thresh: float,
+                      as_json: bool, plot_path: str | None) -> None:
+    from dataclasses import replace
+
+    from ..guest.policies import Policy
+    from ..presentation.run_report import print_policies
+    from ..scenario.workloads import Workload
+    from ..sim.runtime import run_document, simulate_run
+
+    parsed_policies = [Policy.parse(p) for p in dict.fromkeys(policies)]
+    parsed = tuple(Workload.parse(w) for w in workloads)
+    groups = []
+    for prof, request in zip(loaded, requests, strict=True):
+        for size in sizes:
+            results = [simulate_run(run_config(replace(request, memory=size), pol, prof, workloads, thp, host_cpus,
+                                               watchdog_thresh, parsed), prof) for pol in parsed_policies]
+            groups.append((prof, size, results))
+    if plot_path is not None:
+        from ..presentation.plots import plot_policies
+
+        plot_policies(plot_path, groups[0][2])
+    if as_json:
+        doc = {"policies": [{"profile": prof.name, "memory_bytes": size,
+                             "runs": [run_document(r, prof) for r in results]} for prof, size, results in groups]}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    console = make_console()
+    for prof, _, results in groups:
+        print_policies(console, results, prof)
+    console.print("slowdown: workload duration over the same workload on an eagerly accepted guest; stalls: first "
+                  "touches that waited for acceptance", style="dim")
     if plot_path is not None:
         console.print(f"wrote {plot_path}")

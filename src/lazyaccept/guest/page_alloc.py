@@ -99,6 +99,8 @@ class PageAllocator:
         #: Grows a zone's deferred struct pages by one section (``_deferred_grow_zone()``); set by
         #: the kernel while deferred pages remain.  Returns False when there is nothing to grow.
         self.deferred_grow: Callable[[Zone], bool] | None = None
+        #: Chunks every watermark-driven acceptance takes past its target (the accept-ahead policy).
+        self.accept_ahead_chunks = 0
 
     # -- accounting ------------------------------------------------------------------------
     def managed_pages(self) -> int:
@@ -280,7 +282,7 @@ class PageAllocator:
         to_accept = wmark + extra_pages - zone.accepted_free_pages
         if to_accept <= 0 and self.rules.proactive_accept:
             return 0
-        n = max(1, -(-to_accept // MAX_ORDER_NR_PAGES))
+        n = max(1, -(-to_accept // MAX_ORDER_NR_PAGES)) + self.accept_ahead_chunks
         return self.accept_chunks(zone, n, actor=actor, vcpu=vcpu, reason="watermark")
 
     # -- allocation ---------------------------------------------------------------------------
@@ -383,6 +385,17 @@ class PageAllocator:
             "premature out-of-memory before zone watermarks were initialised: accepted memory ran out "
             "and the kernel's rules accept nothing while watermarks are 0"
         )
+
+    def release(self, ranges: list[tuple[int, int]]) -> None:
+        """Free pages an earlier :meth:`alloc` returned (accepted memory back on the free lists)."""
+        for s, e in ranges:
+            zone = next(z for z in self.zones if z.start <= s < z.end)
+            zone.free_accepted.add(s, e)
+            zone.free_pages += (e - s) // PAGE_SIZE
+
+    def allocatable_pages(self) -> int:
+        """Free pages an allocation may still take (accepted or not) above the zones' min watermarks."""
+        return sum(max(0, z.free_pages - z.wmark_min - z.lowmem_reserve) for z in self.zones)
 
     def drain(self, *, actor: str = "drain", vcpu: int = 0) -> None:
         """Accept every parked chunk (what a workload touching all memory eventually causes)."""

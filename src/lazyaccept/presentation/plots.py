@@ -12,6 +12,7 @@ from ..base.units import GiB, format_size
 from ..scenario.config import VMConfig
 from ..sim.profile import CostProfile
 from ..sim.run import BootResult
+from ..sim.runtime import RunResult
 from ..sim.sweep import CompareRow
 
 
@@ -152,3 +153,49 @@ def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow], 
     fig.savefig(buf, format="png")
     plt.close(fig)
     atomic_write(path, buf.getvalue())
+
+
+def plot_policies(path: str, results: list[RunResult]) -> None:
+    """Two panels per comparison of policies: the first-touch stall distribution (CDF, log time
+    axis) and guest memory accepted over time, one line per policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
+    styles = ("-", "--", ":", "-.")
+    for k, r in enumerate(results):
+        colour = PROFILE_COLOURS[k % len(PROFILE_COLOURS)]
+        name = str(r.record.config.policy)
+        if r.stall_weight.sum() > 0:
+            order = np.argsort(r.stall_s)
+            x = np.concatenate(([r.stall_s[order][0]], r.stall_s[order]))
+            y = np.concatenate(([0.0], np.cumsum(r.stall_weight[order]) / r.stall_weight.sum()))
+            st = r.stall_summary()
+            ax1.step(x, y, where="post", color=colour, lw=2, ls=styles[k % len(styles)],
+                     label=f"{name}: {int(r.stall_weight.sum()):,} stalls, p99 {st['p99_s'] * 1e3:.1f} ms")
+            ax1.plot([st["p99_s"]], [0.99], "o", color=colour)
+        else:
+            ax1.plot([], [], color=colour, lw=2, label=f"{name} (no stalls)")
+        series = r.timeline.accepted_bytes
+        ax2.step([t for t, _ in series], [b / GiB for _, b in series], where="post", color=colour, lw=2,
+                 ls=styles[k % len(styles)], label=name)
+        ax2.axvline(r.boot_s, color=colour, lw=0.8, ls=":")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("stall of a first touch waiting for acceptance (s, log); dot: p99")
+    ax1.set_ylabel("fraction of stalls at most this long")
+    ax1.set_ylim(0, 1.02)
+    ax1.grid(True, which="both", alpha=0.3)
+    ax1.legend(fontsize=8, loc="lower right")
+    ax1.set_title("first-touch stalls (CDF)", fontsize=10)
+    ax2.set_xlabel("simulated time (s); dotted: shell prompt")
+    ax2.set_ylabel("guest memory accepted (GiB)")
+    ax2.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    ax2.grid(True, alpha=0.3)
+    ax2.legend(fontsize=8, loc="lower right")
+    ax2.set_title("memory accepted over time", fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, _figure_bytes(fig))
+    plt.close(fig)

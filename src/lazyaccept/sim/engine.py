@@ -43,6 +43,7 @@ costs about (items per vCPU) events, whatever the vCPU count.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -75,20 +76,27 @@ class WorkItem:
     committed_bytes: int = 0
     host_s: float = 0.0
     onlines: int = 0
+    #: Seconds after the phase start before which the item may not start (the vCPU waits idle):
+    #: paces a workload that allocates at a given rate.  ``None``: start when the vCPU is free.
+    not_before: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Host:
-    """The memory system the vCPUs share: total bandwidth and what one vCPU can stream (B/s)."""
+    """The memory system the vCPUs share: total bandwidth and what one vCPU can stream (B/s),
+    and how many physical CPUs run the guest's vCPUs (``None``: one each)."""
 
     memory_bandwidth: float
     vcpu_bandwidth: float
+    cpus: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("memory_bandwidth", "vcpu_bandwidth"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ConfigError(f"host {name} must be a positive number of bytes/s, not {v!r}")
+        if self.cpus is not None and (not isinstance(self.cpus, int) or self.cpus < 1):
+            raise ConfigError(f"host CPUs must be a whole number >= 1, not {self.cpus!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +197,7 @@ def fair_level(asks: np.ndarray, capacity: float, extra_ask: float = 0.0, extra_
 
 def _step(
     frac: np.ndarray, running: np.ndarray, cpu: np.ndarray, nbytes: np.ndarray, hpath: np.ndarray,
-    host: Host, idle: int, idle_ask: float,
+    host: Host, idle: int, idle_ask: float, spinning: int = 0, max_dt: float = math.inf,
 ) -> tuple[float, list[int], float, float, float]:
     """Advance the running items to the next completion.
 
@@ -217,8 +225,14 @@ def _step(
             rate_path[on_path] = np.minimum(asks, level) / h[on_path]
             idle_grant = min(idle_ask, level)
     rates = np.minimum(rate_alone, np.minimum(rate_bw, rate_path))
+    if host.cpus is not None:
+        # More runnable vCPUs (spinning ones included: a spin burns its host CPU) than host CPUs:
+        # the host time-shares them fairly, and every vCPU runs that fraction of the time.
+        active = len(run_idx) + spinning
+        if active > host.cpus:
+            rates = rates * (host.cpus / active)
     f = frac[run_idx]
-    dt = float(np.min(f / rates))
+    dt = min(float(np.min(f / rates)), max_dt)
     # The share of the step an item spent waiting: 1 - rate / rate_alone, charged to its tightest resource.
     lost = (1.0 - rates / rate_alone) * dt
     path_bound = rate_path <= rate_bw
@@ -262,6 +276,9 @@ class PhaseRun:
         self.lock_owner: dict[str, int] = {}
         self.lock_queue: dict[str, deque[int]] = {}
         self.ready: deque[int] = deque(self.vcpus)
+        #: vCPUs waiting for their next item's ``not_before`` time: (wake time, vCPU).
+        self.sleeping: list[tuple[float, int]] = []
+        self.phase_start = float(start)
         # Per-vCPU state of the current item, as arrays (position = index in ``vcpus``).
         self.pos = {v: i for i, v in enumerate(self.vcpus)}
         n = len(self.vcpus)
@@ -279,10 +296,14 @@ class PhaseRun:
                 if self._started(v):
                     self._set_running(v)
             if not self.running.any():
-                break
+                if not self.sleeping:
+                    break
+                self._wake_next()
+                continue
+            next_wake = self.sleeping[0][0] - self.t if self.sleeping else math.inf
             dt, done, idle_grant, path_wait, bw_wait = _step(
                 self.frac, self.running, self.cpu, self.nbytes, self.hpath, self.host,
-                self.idle, self.idle_spec.host_s_per_s,
+                self.idle, self.idle_spec.host_s_per_s, len(self.waiting_since), next_wake,
             )
             self.timing.idle_host_s += idle_grant * self.idle * dt
             self.timing.idle_host_rate_end = idle_grant * self.idle
@@ -291,18 +312,29 @@ class PhaseRun:
             self.t += dt
             for i in done:
                 self._ended(self.vcpus[i])
+            while self.sleeping and self.sleeping[0][0] <= self.t + 1e-12:
+                self._wake_next()
         if self.waiting_since:  # cannot happen: an owner is always running its item
             raise RuntimeError(f"lock wait never ended on vCPUs {sorted(self.waiting_since)}")
         self.timing.end = max((vt.end for vt in self.timing.vcpus.values()), default=self.timing.start)
         self.timing.idle_at_end = self.idle
         return self.timing
 
+    def _wake_next(self) -> None:
+        wake, v = heapq.heappop(self.sleeping)
+        self.t = max(self.t, wake)
+        self.ready.append(v)
+
     def _started(self, v: int) -> bool:
-        """vCPU ``v`` moves to its next item at time ``t``: it takes the item's lock or queues
-        for it.  True if an item with work to do has started (the caller sets it running)."""
+        """vCPU ``v`` moves to its next item at time ``t``: it waits for the item's start time,
+        takes the item's lock or queues for it.  True if an item with work to do has started
+        (the caller sets it running)."""
         items = self.items[v]
         while self.next_item[v] < len(items):
             item = items[self.next_item[v]]
+            if item.not_before is not None and self.phase_start + item.not_before > self.t + 1e-12:
+                heapq.heappush(self.sleeping, (self.phase_start + item.not_before, v))
+                return False
             lock = item.lock
             if lock is not None and self.lock_owner.get(lock) != v:
                 if lock not in self.lock_owner:

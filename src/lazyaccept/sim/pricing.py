@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from ..base.choices import Tee
 from ..base.errors import ConfigError
-from ..base.record import AcceptEvent, AcceptStats, ConvertEvent, Event, WorkEvent
+from ..base.record import AcceptEvent, AcceptStats, ConvertEvent, Event, WaitEvent, WorkEvent
 from .engine import WorkItem
 from .profile import CostProfile
 from .profile_schema import BOOT
@@ -33,6 +33,8 @@ def price(profile: CostProfile, event: Event) -> WorkItem:
         return _price_work(profile, event)
     if isinstance(event, ConvertEvent):
         return _price_convert(profile, event)
+    if isinstance(event, WaitEvent):
+        return WorkItem(event.vcpu, 0.0, 0.0, label=f"wait:{event.actor}", not_before=event.at_s)
     raise ConfigError(f"cannot price {type(event).__name__}: not an accept, convert or work event")
 
 

@@ -86,6 +86,9 @@ BOOT = {
     "initcalls": Spec("time", None, "driver and subsystem initcalls"),
     "userspace_to_shell": Spec("time", None, "init to a shell prompt, first-touch cost excluded"),
     "userspace_touch": Spec("bytes", "bytes", "bytes zeroed per byte of the shell's memory footprint"),
+    "user_fault": Spec(
+        "time", "page", "a workload's first touch of a page: the anonymous fault and page allocation, zeroing excluded"
+    ),
 }
 SECTIONS = ("host", "accept", "boot")
 PARAM_KEYS = {"value", "unit", "source", "bounds", "fit", "note"}

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..base.record import AcceptEvent, Phase
-from .engine import Idle, PhaseTiming, WorkItem, simulate_phase
+from .engine import Host, Idle, PhaseTiming, WorkItem, simulate_phase
 from .pricing import price
 from .profile import CostProfile
 
@@ -77,12 +77,14 @@ class Timeline:
         raise KeyError(name)
 
 
-def simulate(phases: list[Phase], profile: CostProfile, *, committed_at_start: int = 0) -> Timeline:
+def simulate(
+    phases: list[Phase], profile: CostProfile, *, committed_at_start: int = 0, host: Host | None = None
+) -> Timeline:
     """Price every event of ``phases`` with ``profile`` and run the phases in order from t = 0.
 
     ``committed_at_start`` is host memory committed before the guest runs (pages the host added
     at build time); the committed series starts there."""
-    host = profile.host
+    host = host if host is not None else profile.host
     t = 0.0
     spans: list[PhaseSpan] = []
     busy: dict[int, float] = {}

@@ -1,0 +1,98 @@
+"""``lazyaccept advise``: which firmware accept amount and policy meet a boot deadline with the
+smallest run-time price."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from ..base.choices import FirmwareAccept
+from ..base.units import format_size, parse_size
+from ..guest.policies import Policy
+from ..presentation.console import make_console
+from ..sim.profile import load_profile
+from ..sim.runtime import RunResult, simulate_run
+from .options import guest_options, guest_request, profile_name
+from .run import run_config, runtime_options
+
+#: Kata Containers' agent gives a guest 45 s to come up (kata-containers, runtime
+#: configuration ``dial_timeout`` of the agent): large guests miss it when they accept eagerly.
+KATA_DEADLINE_S = 45.0
+
+
+def _candidates(vcpus: int) -> list[tuple[str, str]]:
+    """(firmware accept, policy) pairs worth trying."""
+    bg = f"background:threads={max(1, vcpus // 4)},rate={max(1, vcpus // 4) * 2}G"
+    policies = ["lazy", "eager", bg, "accept-ahead:chunks=8"]
+    return [(fw, p) for fw in ("below-4g", "all") for p in policies if not (fw == "all" and p != "lazy")]
+
+
+def _price(r: RunResult) -> tuple[float, float]:
+    """Run-time price, smallest first: the worst workload slowdown, then the p99 stall."""
+    slow = max((w.slowdown for w in r.workloads if w.slowdown is not None), default=1.0)
+    p99 = r.stall_summary()["p99_s"] or 0.0
+    return (slow, p99)
+
+
+@click.command("advise")
+@click.option("--memory", required=True, metavar="SIZE", help="Guest memory, e.g. 256G.")
+@click.option("--boot-deadline", type=click.FloatRange(0.1, 86400), default=KATA_DEADLINE_S, show_default=True,
+              help="Seconds the guest may take to reach its shell (Kata's agent waits 45 s).")
+@guest_options
+@runtime_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def advise_cmd(memory: str, boot_deadline: float, profile: str | None, workloads: tuple[str, ...], thp: str,
+               host_cpus: int | None, watchdog_thresh: float, as_json: bool, **guest: object) -> None:
+    """Try firmware accept amounts and acceptance policies; say which meet the boot deadline with
+    the smallest run-time price (workload slowdown, then p99 first-touch stall), and why."""
+    prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
+    if not guest.get("platform"):
+        guest["platform"] = prof.tee.value
+    guest.pop("firmware_accept", None)
+    base = guest_request(parse_size(memory), **guest)  # type: ignore[arg-type]
+    vcpus = base.vcpus or prof.defaults.vcpus
+    rows = []
+    for fw, pol in _candidates(vcpus):
+        request = replace(base, firmware_accept=FirmwareAccept.parse(fw))
+        policy = Policy.parse(pol)
+        result = simulate_run(run_config(request, policy, prof, workloads, thp, host_cpus, watchdog_thresh), prof)
+        rows.append((fw, policy, result))
+    meets = [r for r in rows if r[2].boot_s <= boot_deadline]
+    ranked = sorted(meets, key=lambda r: _price(r[2])) + sorted((r for r in rows if r not in meets),
+                                                                 key=lambda r: r[2].boot_s)
+    best = ranked[0] if meets else None
+    if as_json:
+        doc = {"boot_deadline_s": boot_deadline, "recommended": None if best is None else
+               {"firmware_accept": best[0], "policy": str(best[1])},
+               "candidates": [{"firmware_accept": fw, "policy": str(p), "boot_s": r.boot_s,
+                               "meets_deadline": r.boot_s <= boot_deadline, "slowdown": _price(r)[0],
+                               "p99_stall_s": r.stall_summary()["p99_s"], "fully_accepted_s": r.fully_accepted_s}
+                              for fw, p, r in ranked]}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    console = make_console()
+    t = Table(title=f"{format_size(base.memory)}, {vcpus} vCPUs, profile {prof.name}: boot deadline "
+                    f"{boot_deadline:g} s", title_justify="left")
+    for col in ("firmware accepts", "policy", "boot", "meets", "slowdown", "p99 stall", "fully accepted"):
+        t.add_column(col, justify="left" if col in ("firmware accepts", "policy") else "right", overflow="fold")
+    for fw, p, r in ranked:
+        st = r.stall_summary()
+        t.add_row(fw, escape(str(p)), f"{r.boot_s:.1f} s", "yes" if r.boot_s <= boot_deadline else "no",
+                  f"{_price(r)[0]:.2f}x", "-" if st["p99_s"] is None else f"{st['p99_s'] * 1e3:.1f} ms",
+                  "never" if r.fully_accepted_s is None else f"{r.fully_accepted_s:.1f} s")
+    console.print(t)
+    if best is None:
+        fastest = min(rows, key=lambda r: r[2].boot_s)
+        console.print(f"[bold]None meets the deadline[/bold]: the fastest boot is {escape(str(fastest[1]))} with "
+                      f"firmware accepting {fastest[0]}, {fastest[2].boot_s:.1f} s.")
+        return
+    fw, p, r = best
+    why = ("no workload given: every policy that meets the deadline costs nothing at run time, so the first is "
+           "as good as any" if not r.workloads else
+           f"it meets the deadline ({r.boot_s:.1f} s) with the smallest slowdown of the workloads "
+           f"({_price(r)[0]:.2f}x)")
+    console.print(f"[bold]Advice:[/bold] firmware accepts {fw}, --policy {escape(str(p))}: {why}.")

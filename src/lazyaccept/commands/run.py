@@ -1,0 +1,84 @@
+"""``lazyaccept run``: boot, then run workloads on the same simulated clock."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..base.units import parse_size
+from ..guest.policies import Policy
+from ..presentation.console import make_console
+from ..presentation.run_report import print_run
+from ..scenario.runtime import RunConfig
+from ..scenario.workloads import Workload
+from ..sim.profile import load_profile
+from ..sim.run import resolve
+from ..sim.runtime import run_document, simulate_run
+from .options import check_output_file, guest_options, guest_request, profile_name
+
+
+def runtime_options(f):  # noqa: ANN001, ANN201
+    """Options of what runs after the shell, shared by ``run``, ``compare`` and ``advise``."""
+    opts = [
+        click.option("--workload", "workloads", multiple=True, metavar="KIND:ARGS[@SECONDS]",
+                     help="touch:SIZE[,threads=N], drain[,workers=N], steady:RATE,for=DURATION, pretouch:SIZE, "
+                          "trace:FILE.csv (repeatable; @SECONDS: start that long after the shell)."),
+        click.option("--thp", type=click.Choice(["never", "always"], case_sensitive=False), default="never",
+                     show_default=True, help="Transparent huge pages for the workloads' memory."),
+        click.option("--host-cpus", type=click.IntRange(1, 65536), default=None,
+                     help="Physical CPUs the host runs the vCPUs on (default: one each)."),
+        click.option("--watchdog-thresh", type=click.FloatRange(1, 60), default=10.0, show_default=True,
+                     help="kernel.watchdog_thresh (s): a soft lockup is reported past twice it."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def run_config(request, policy: Policy, profile, workloads: tuple[str, ...], thp: str, host_cpus: int | None,  # noqa: ANN001
+               watchdog_thresh: float, parsed: tuple[Workload, ...] | None = None) -> RunConfig:
+    from dataclasses import replace
+
+    req = replace(request, policy=policy.accept_memory,
+                  patches=tuple(dict.fromkeys((*(request.patches or ()), *(p.value for p in policy.patches)))) or
+                  request.patches)
+    vm = resolve(req, profile)
+    wl = parsed if parsed is not None else tuple(Workload.parse(w) for w in workloads)
+    return RunConfig(vm, wl, policy, thp.lower() == "always", host_cpus, watchdog_thresh)
+
+
+@click.command("run")
+@click.option("--memory", required=True, metavar="SIZE", help="Guest memory, e.g. 64G.")
+@click.option("--policy", default="lazy", show_default=True, metavar="NAME[:ARGS]",
+              help="lazy, eager, background:threads=N,rate=R, accept-ahead:chunks=K, userspace-drain:rate=R, "
+                   "accepted-reserve.")
+@guest_options
+@runtime_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--plot", "plot_file", default=None, metavar="FILE.png",
+              help="Draw the stall distribution and memory accepted over time.")
+def run_cmd(memory: str, policy: str, profile: str | None, workloads: tuple[str, ...], thp: str,
+            host_cpus: int | None, watchdog_thresh: float, as_json: bool, plot_file: str | None,
+            **guest: object) -> None:
+    """Boot a confidential guest, then run workloads on the same clock: first-touch stalls,
+    slowdown against an eagerly accepted guest, IRQs-off time, when memory is fully accepted."""
+    check_output_file(plot_file)
+    pol = Policy.parse(policy)
+    parsed = tuple(Workload.parse(w) for w in workloads)
+    prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
+    if not guest.get("platform"):
+        guest["platform"] = prof.tee.value
+    request = guest_request(parse_size(memory), **guest)  # type: ignore[arg-type]
+    config = run_config(request, pol, prof, workloads, thp, host_cpus, watchdog_thresh, parsed)
+    result = simulate_run(config, prof)
+    if plot_file is not None:
+        from ..presentation.plots import plot_policies
+
+        plot_policies(plot_file, [result])
+    if as_json:
+        click.echo(json.dumps(run_document(result, prof), indent=2))
+        return
+    print_run(make_console(), result, prof)
+    if plot_file is not None:
+        click.echo(f"Plot written to {plot_file}")

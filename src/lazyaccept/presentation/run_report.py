@@ -1,0 +1,71 @@
+"""A run (boot, then workloads) as a table, and policies compared at boot and at run time."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..base.units import format_size
+from ..sim.profile import CostProfile
+from ..sim.runtime import RunResult
+
+
+def _s(x: float | None, digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    if x and abs(x) < 0.01:
+        return f"{x * 1e3:.2f} ms"
+    return f"{x:.{digits}f} s"
+
+
+def print_run(console: Console, result: RunResult, profile: CostProfile) -> None:
+    cfg = result.record.config
+    vm = cfg.vm
+    console.print(
+        f"[bold]{vm.tee.value.upper()} guest, {format_size(vm.memory)}, {vm.vcpus} vCPU(s), policy "
+        f"{escape(str(cfg.policy))}[/bold]  kernel {vm.kernel_release}, profile {profile.name}"
+        + (f", {cfg.host_cpus} host CPUs" if cfg.host_cpus else "")
+    )
+    t = Table(title="Workloads (simulated; baseline = the same workloads on an eagerly accepted guest)",
+              title_justify="left")
+    for col in ("workload", "start", "end", "duration", "baseline", "slowdown"):
+        t.add_column(col, justify="left" if col == "workload" else "right")
+    for w in result.workloads:
+        t.add_row(escape(w.name), _s(w.start_s), _s(w.end_s), _s(w.duration_s), _s(w.baseline_s),
+                  "-" if w.slowdown is None else f"{w.slowdown:.2f}x")
+    console.print(t)
+    st = result.stall_summary()
+    console.print(
+        f"Boot to shell {_s(result.boot_s)}; first-touch stalls: {st['count']:,} "
+        f"(p50 {_s(st['p50_s'])}, p99 {_s(st['p99_s'])}, p99.9 {_s(st['p999_s'])}, max {_s(st['max_s'])})"
+    )
+    lockup = "[bold red]soft lockup[/bold red]" if result.soft_lockup else "no soft lockup"
+    console.print(
+        f"Longest accept_memory() with IRQs off: {_s(result.irqs_off_max_s)} ({lockup} at "
+        f"watchdog_thresh={cfg.watchdog_thresh:g} s); fully accepted: "
+        f"{_s(result.fully_accepted_s) if result.fully_accepted_s is not None else 'never'}; "
+        f"host committed {format_size(result.record.boot.platform.host_committed)}"
+    )
+    by = ", ".join(f"{escape(k)} {v:.2f} s" for k, v in sorted(result.accept_by.items(), key=lambda kv: -kv[1]))
+    console.print(f"CPU time accepting, by whom: {by}", style="dim")
+
+
+def print_policies(console: Console, results: list[RunResult], profile: CostProfile) -> None:
+    """Per policy: boot time, workload slowdown, stalls, IRQs off, time to fully accepted, host memory."""
+    vm = results[0].record.config.vm
+    t = Table(title=f"{vm.tee.value.upper()} {format_size(vm.memory)}, {vm.vcpus} vCPU(s), profile {profile.name}: "
+                    "acceptance policies at boot and at run time", title_justify="left")
+    for col in ("policy", "boot", "workload", "slowdown", "stalls", "p99 stall", "max stall", "IRQs off max",
+                "fully accepted", "host committed"):
+        t.add_column(col, justify="left" if col == "policy" else "right", overflow="fold")
+    for r in results:
+        st = r.stall_summary()
+        slow = [w.slowdown for w in r.workloads if w.slowdown is not None]
+        dur = max((w.end_s for w in r.workloads), default=r.boot_s) - min((w.start_s for w in r.workloads),
+                                                                            default=r.boot_s)
+        t.add_row(escape(str(r.record.config.policy)), _s(r.boot_s), _s(dur),
+                  f"{max(slow):.2f}x" if slow else "-", f"{st['count']:,}", _s(st["p99_s"]), _s(st["max_s"]),
+                  _s(r.irqs_off_max_s), _s(r.fully_accepted_s) if r.fully_accepted_s is not None else "never",
+                  format_size(r.record.boot.platform.host_committed))
+    console.print(t)

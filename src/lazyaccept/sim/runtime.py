@@ -1,0 +1,219 @@
+"""A run timed: the boot and the workloads after it on one clock, and what they cost.
+
+What it measures (all seconds unless said):
+
+* ``boot_s``: the end of the boot (the shell prompt);
+* per workload: ``start_s``, ``end_s``, ``duration_s``, and ``baseline_s`` (the same workloads
+  on a guest booted with ``accept_memory=eager``: the slowdown is the run-time price of laziness);
+* ``stalls``: every first touch that waited for acceptance, one sample per accepted chunk
+  (``count``, ``p50_s``, ``p99_s``, ``p999_s``, ``max_s``), weighted quantiles over chunk-level
+  events, computed with numpy;
+* ``irqs_off_max_s``: the longest ``accept_memory()`` call (IRQs are off for all of it: the
+  accepting-list lock is dropped during the architecture accept but interrupts stay disabled),
+  and ``soft_lockup``: it passes twice ``watchdog_thresh`` (kernel/watchdog.c warns then);
+* ``fully_accepted_s``: when the last unaccepted chunk was accepted (``None`` if never);
+* host memory committed and guest memory accepted over time, and CPU time spent accepting by
+  whom (firmware, kernel, the workloads' faults, background threads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..base.choices import BootPhase
+from ..base.record import AcceptEvent, WaitEvent, WorkEvent
+from ..base.units import CHUNK_SIZE, PAGE_SIZE
+from ..guest.policies import Policy, PolicyKind
+from ..scenario.boot_record import BootRecord
+from ..scenario.build import build_record
+from ..scenario.runtime import NOMINAL_ACCEPT_RATE, Pace, RunConfig, RunRecord, build_run
+from .engine import Host
+from .pricing import price
+from .profile import CostProfile
+from .run import check_profile_fits
+from .timeline import Timeline, simulate
+
+
+@dataclass
+class WorkloadTiming:
+    name: str
+    start_s: float
+    end_s: float
+    baseline_s: float | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    @property
+    def slowdown(self) -> float | None:
+        if not self.baseline_s:
+            return None
+        return self.duration_s / self.baseline_s
+
+
+@dataclass
+class RunResult:
+    record: RunRecord
+    timeline: Timeline
+    boot_s: float
+    workloads: list[WorkloadTiming]
+    stall_s: np.ndarray  # one value per sample
+    stall_weight: np.ndarray  # how many chunk acceptances each value stands for
+    irqs_off_max_s: float
+    fully_accepted_s: float | None
+    accept_by: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def soft_lockup(self) -> bool:
+        return self.irqs_off_max_s > 2 * self.record.config.watchdog_thresh
+
+    def stall_summary(self) -> dict[str, float | int | None]:
+        count = int(self.stall_weight.sum())
+        if count == 0:
+            return {"count": 0, "p50_s": None, "p99_s": None, "p999_s": None, "max_s": None}
+        q = weighted_quantiles(self.stall_s, self.stall_weight, [0.5, 0.99, 0.999])
+        return {"count": count, "p50_s": q[0], "p99_s": q[1], "p999_s": q[2], "max_s": float(self.stall_s.max())}
+
+
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: list[float]) -> list[float]:
+    """The ``qs`` quantiles of ``values`` each repeated ``weights`` times (lower, as np.quantile's
+    "inverted_cdf": the smallest value whose cumulative weight reaches q of the total)."""
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w)
+    total = cum[-1]
+    return [float(v[min(int(np.searchsorted(cum, q * total, side="left")), len(v) - 1)]) for q in qs]
+
+
+def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = True) -> RunResult:
+    """Record and time ``config`` with ``profile``; with ``baseline``, also time the same workloads
+    on an eagerly accepted guest for the slowdown."""
+    check_profile_fits(config.vm, profile)
+    host = profile.host
+    if config.host_cpus is not None:
+        host = Host(host.memory_bandwidth, host.vcpu_bandwidth, config.host_cpus)
+    boot = build_record(config.vm)
+    record = build_run(config, boot=boot, pace=_pace(boot, profile, host))
+    at_start = record.boot.platform.host.added_bytes
+    timeline = simulate(record.boot.phases, profile, committed_at_start=at_start, host=host)
+    result = _measure(record, timeline)
+    if baseline and config.workloads:
+        eager = replace(config, vm=replace(config.vm, policy=Policy(PolicyKind.EAGER).accept_memory),
+                        policy=Policy(PolicyKind.EAGER))
+        base = simulate_run(eager, profile, baseline=False)
+        for w, b in zip(result.workloads, base.workloads, strict=True):
+            w.baseline_s = b.duration_s
+    return result
+
+
+def _pace(boot: BootRecord, profile: CostProfile, host: Host) -> Pace:
+    """How fast one thread touches and accepts on this host, from pricing one chunk of each on
+    its own: they order the run's batches in time (see :class:`~lazyaccept.scenario.runtime.Pace`)."""
+    chunk_events = [e for p in boot.phases for e in p.events
+                    if isinstance(e, AcceptEvent) and e.stats.bytes_accepted >= CHUNK_SIZE and e.actor != "firmware"]
+    accept_bps = NOMINAL_ACCEPT_RATE
+    if chunk_events:
+        ev = max(chunk_events, key=lambda e: e.stats.bytes_accepted)
+        item = price(profile, ev)
+        alone = item.cpu_s + item.bytes / host.vcpu_bandwidth + item.host_s
+        if alone > 0:
+            accept_bps = ev.stats.bytes_accepted / alone
+    touch = price(profile, WorkEvent("user_fault", 0, 1.0)).cpu_s + PAGE_SIZE / host.vcpu_bandwidth
+    return Pace(touch_bps=PAGE_SIZE / touch, accept_bps=accept_bps)
+
+
+def _measure(record: RunRecord, tl: Timeline) -> RunResult:
+    phases = record.boot.phases
+    spans = tl.phases
+    boot_end = next(s.start for p, s in zip(phases, spans, strict=True) if p.name == BootPhase.WORKLOAD)
+    work_phase = phases[-1]
+    work_span = spans[-1]
+    # Each event of the workload phase with its item's timing (items run in event order per vCPU).
+    cursor: dict[int, int] = {}
+    windows: dict[str, list[float]] = {}
+    stall_s: list[float] = []
+    stall_w: list[int] = []
+    last_accept_end = None
+    policy = record.config.policy
+    group = 1 + (policy.chunks if policy.kind is PolicyKind.ACCEPT_AHEAD else 0)
+    for ev, owner in zip(work_phase.events, record.owners, strict=True):
+        i = cursor.get(ev.vcpu, 0)
+        cursor[ev.vcpu] = i + 1
+        s, e = work_span.timing.item_start[ev.vcpu][i], work_span.timing.item_end[ev.vcpu][i]
+        if not isinstance(ev, WaitEvent):  # a wait is not the workload's work
+            win = windows.setdefault(owner, [e, e])
+            win[0], win[1] = min(win[0], s), max(win[1], e)
+        if isinstance(ev, AcceptEvent) and ev.stats.bytes_accepted:
+            last_accept_end = e
+            if ev.actor.startswith("workload:"):
+                # One fault stalls per group of chunks its cond_accept_memory() call takes: one
+                # chunk at a time, or 1 + K with accept-ahead; a batch's request holds several.
+                chunks = max(1, ev.requests)
+                stalls = max(1, chunks // group)
+                stall_s.append((e - s) / stalls)
+                stall_w.append(stalls)
+    workloads = []
+    for w in record.config.workloads:
+        start = boot_end + w.start
+        win = windows.get(w.name, [start, start])
+        workloads.append(WorkloadTiming(w.name, start, max(win[1], start)))
+    irqs_off = 0.0
+    # The soft-lockup watchdog watches from user space on: the shell and the workloads.
+    watched = (BootPhase.USERSPACE, BootPhase.WORKLOAD)
+    for p, span in zip(phases, spans, strict=True):
+        if p.name not in watched:
+            continue
+        ends = {v: list(x) for v, x in span.timing.item_end.items()}
+        starts = {v: list(x) for v, x in span.timing.item_start.items()}
+        k: dict[int, int] = {}
+        for ev in p.events:
+            i = k.get(ev.vcpu, 0)
+            k[ev.vcpu] = i + 1
+            if isinstance(ev, AcceptEvent) and ev.actor not in ("firmware", "efistub"):
+                # Each request is one accept_memory() call of its own; a lock wait before it counts too.
+                reached = ends[ev.vcpu][i - 1] if i else span.start
+                irqs_off = max(irqs_off, (ends[ev.vcpu][i] - max(reached, starts[ev.vcpu][i])) / max(1, ev.requests)
+                               + (starts[ev.vcpu][i] - reached))
+    fully = last_accept_end if record.drained else None
+    if record.drained and last_accept_end is None:  # nothing was left to accept after boot
+        fully = boot_end
+    return RunResult(
+        record=record, timeline=tl, boot_s=boot_end, workloads=workloads,
+        stall_s=np.array(stall_s, dtype=float), stall_weight=np.array(stall_w, dtype=float),
+        irqs_off_max_s=irqs_off, fully_accepted_s=fully, accept_by=dict(tl.accept_by_actor),
+    )
+
+
+def run_document(result: RunResult, profile: CostProfile) -> dict[str, Any]:
+    """The JSON document of one run."""
+    cfg = result.record.config
+    return {
+        "config": cfg.as_dict() | {"profile": profile.name},
+        "boot_s": result.boot_s,
+        "workloads": [
+            {"name": w.name, "start_s": w.start_s, "end_s": w.end_s, "duration_s": w.duration_s,
+             "baseline_s": w.baseline_s, "slowdown": w.slowdown}
+            for w in result.workloads
+        ],
+        "workload": None if not result.workloads else {
+            "start_s": min(w.start_s for w in result.workloads),
+            "end_s": max(w.end_s for w in result.workloads),
+            "duration_s": max(w.end_s for w in result.workloads) - min(w.start_s for w in result.workloads),
+        },
+        "baseline_s": None if not result.workloads or result.workloads[0].baseline_s is None
+        else max(w.baseline_s or 0.0 for w in result.workloads),
+        "stalls": result.stall_summary(),
+        "irqs_off_max_s": result.irqs_off_max_s,
+        "soft_lockup": result.soft_lockup,
+        "watchdog_thresh_s": cfg.watchdog_thresh,
+        "fully_accepted_s": result.fully_accepted_s,
+        "unaccepted_at_end_bytes": result.record.unaccepted_at_end,
+        "host_committed_bytes": result.record.boot.platform.host_committed,
+        "accept_cpu_s_by": result.accept_by,
+        "committed_over_time": result.timeline.committed_bytes,
+        "accepted_over_time": result.timeline.accepted_bytes,
+    }
