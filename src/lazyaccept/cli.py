@@ -68,3 +68,9 @@ cli.add_command(calibrate_cmd)
 from .commands.inspect import inspect_cmd  # noqa: E402
 
 cli.add_command(inspect_cmd)
+from .commands.sweep import sweep_cmd  # noqa: E402
+
+cli.add_command(sweep_cmd)
+from .commands.report import report_cmd  # noqa: E402
+
+cli.add_command(report_cmd)
