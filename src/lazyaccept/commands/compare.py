@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from ..base.errors import ConfigError
+from ..base.fileio import atomic_write
 from ..base.units import parse_size
 from ..presentation.compare_report import compare_document, print_compare
 from ..presentation.console import make_console
@@ -30,8 +31,10 @@ from .options import check_output_file, guest_request, profile_name
 @click.option("--profile", "profile", default=None, metavar="NAME|PATH", help="Host cost profile.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--plot", "plot_path", default=None, metavar="FILE.png", help="Plot boot time against memory.")
+@click.option("--html", "html_path", default=None, metavar="FILE.html",
+              help="Write a one-page report (self-contained HTML) of the comparison.")
 def compare_cmd(memory: tuple[str, ...], profile: str | None, as_json: bool, plot_path: str | None,
-                **guest: object) -> None:
+                html_path: str | None, **guest: object) -> None:
     """Boot time with eager and with lazy acceptance, for each memory size."""
     sizes = sorted(dict.fromkeys(parse_size(m) for m in memory))
     prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
@@ -42,6 +45,7 @@ def compare_cmd(memory: tuple[str, ...], profile: str | None, as_json: bool, plo
     if plot_path is not None and not plot_path.lower().endswith(".png"):
         raise ConfigError(f"--plot {plot_path}: the plot is written as PNG; name it FILE.png")
     check_output_file(plot_path)
+    check_output_file(html_path)
     # Progress goes to stderr, and only to a terminal: pipes and --json output stay clean.
     err = Console(stderr=True)
     with Progress(console=err, transient=True, disable=not err.is_terminal or len(sizes) < 3) as progress:
@@ -51,6 +55,10 @@ def compare_cmd(memory: tuple[str, ...], profile: str | None, as_json: bool, plo
         from ..presentation.plots import plot_compare
 
         plot_compare(plot_path, config, rows, prof)
+    if html_path is not None:
+        from ..presentation.result_pages import compare_page
+
+        atomic_write(html_path, compare_page(config, rows, prof))
     if as_json:
         click.echo(json.dumps(compare_document(config, rows, prof), indent=2))
         return
@@ -58,3 +66,5 @@ def compare_cmd(memory: tuple[str, ...], profile: str | None, as_json: bool, plo
     print_compare(console, config, rows, prof)
     if plot_path is not None:
         console.print(f"wrote {plot_path}")
+    if html_path is not None:
+        console.print(f"wrote {html_path}")

@@ -23,8 +23,9 @@ body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu 
 header { padding: 20px 28px 12px; border-bottom: 1px solid var(--line); background: var(--band); }
 header h1 { margin: 0 0 4px; font-size: 22px; }
 header p { margin: 2px 0; color: var(--muted); }
-nav { padding: 8px 28px; border-bottom: 1px solid var(--line); font-size: 14px; }
-nav a { margin-right: 14px; color: var(--accent); text-decoration: none; white-space: nowrap; }
+nav { padding: 8px 28px; border-bottom: 1px solid var(--line); font-size: 14px;
+      display: flex; flex-wrap: wrap; gap: 4px 16px; }
+nav a { color: var(--accent); text-decoration: none; white-space: nowrap; }
 main { padding: 4px 28px 28px; max-width: 1400px; }
 section { margin-top: 22px; }
 h2 { font-size: 18px; margin: 0 0 8px; padding-bottom: 3px; border-bottom: 2px solid var(--line); }
@@ -38,6 +39,7 @@ figcaption { color: var(--muted); font-size: 13px; max-width: 860px; }
 dl.facts { display: grid; grid-template-columns: max-content auto; gap: 2px 18px; margin: 6px 0; }
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; font-variant-numeric: tabular-nums; }
+.wide { overflow-x: auto; }
 .scroll { max-height: 72vh; overflow: auto; border: 1px solid var(--line); }
 table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
 th, td { padding: 3px 8px; border-bottom: 1px solid var(--line); vertical-align: top; text-align: left; }
@@ -111,7 +113,10 @@ def table(
     sortable: bool = False,
     scroll: bool = False,
 ) -> str:
-    """A table; columns ``numeric`` (indices) right-aligned, ``sortable`` sorted by header clicks."""
+    """A table; columns ``numeric`` (indices) right-aligned, ``sortable`` sorted by header clicks.
+
+    Its id is ``t-<ident>`` (sections own the plain names, as link targets)."""
+    ident = f"t-{ident}"
     right = ", ".join(f"#{ident} td:nth-child({i + 1}), #{ident} th:nth-child({i + 1})" for i in numeric)
     style = f"<style>{right} {{ text-align: right; }}</style>" if right else ""
     head = "".join(f"<th scope=\"col\">{esc(h)}</th>" for h in headers)
@@ -120,7 +125,7 @@ def table(
     )
     cls = ' class="sortable"' if sortable else ""
     out = f'{style}<table id="{esc(ident)}"{cls}><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>'
-    return f'<div class="scroll">{out}</div>' if scroll else out
+    return f'<div class="{"scroll" if scroll else "wide"}">{out}</div>'
 
 
 def facts(pairs: Iterable[tuple[str, str]]) -> str:

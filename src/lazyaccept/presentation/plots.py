@@ -22,6 +22,16 @@ def _figure_bytes(fig: object) -> bytes:
 
 
 def plot_boot(result: BootResult, path: str) -> None:
+    """:func:`boot_figure` written to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = boot_figure(result)
+    data = _figure_bytes(fig)
+    plt.close(fig)
+    atomic_write(path, data)
+
+
+def boot_figure(result: BootResult) -> object:
     """Two panels: a Gantt chart of phases per vCPU (acceptance hatched), and guest memory
     accepted, still unaccepted, and host memory committed over simulated time."""
     import matplotlib
@@ -68,9 +78,7 @@ def plot_boot(result: BootResult, path: str) -> None:
     ax2.set_xlim(0, max(tl.total_s, 1e-3) * 1.01)
     ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax2.grid(alpha=0.3)
-    data = _figure_bytes(fig)
-    plt.close(fig)
-    atomic_write(path, data)
+    return fig
 
 
 def _ramps(result: BootResult, field: str) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +106,18 @@ def vcpus_label(n: int) -> str:
 
 
 def plot_compare(path: str, config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> None:
-    """Boot time against memory size for both policies, written to ``path`` (PNG)."""
+    """:func:`compare_figure` written to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = compare_figure(config, rows, profile)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")  # type: ignore[attr-defined]
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+
+
+def compare_figure(config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> object:
+    """Boot time against memory size for both policies."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,7 +167,4 @@ def plot_compare(path: str, config: VMConfig, rows: list[CompareRow], profile: C
     else:
         ax.set_ylim(min(r.lazy_s for r in rows) / 1.3, top * 1.6)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    return fig

@@ -19,6 +19,7 @@ from typing import Any
 
 from ... import __version__
 from ...base.errors import ConfigError, LazyAcceptError
+from ...base.units import format_size
 from ..run import resolve
 from .dimensions import Dimension, to_run
 from .executors import Executor
@@ -73,7 +74,8 @@ def plan_sweep(grid: Grid) -> Plan:
 
 
 def _describe(point: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in point.items())
+    sizes = (Dimension.MEMORY, Dimension.SHELL_FOOTPRINT)
+    return ", ".join(f"{k}={format_size(v) if k in sizes else v}" for k, v in point.items())
 
 
 def chunked(tasks: list[Task], workers: int, max_chunk: int = MAX_CHUNK) -> list[list[Task]]:

@@ -73,3 +73,12 @@ def describe_profile(profile: CostProfile, sha256: str | None = None) -> dict[st
             for p in profile.params.values()
         },
     }
+
+
+def profile_entry(profile: CostProfile) -> dict[str, Any]:
+    """A loaded profile as a results file's profile line holds it (digest of its file, if readable)."""
+    try:
+        sha: str | None = hashlib.sha256(open(profile.path, encoding="utf-8").read().encode()).hexdigest()
+    except (OSError, UnicodeDecodeError):
+        sha = None
+    return {"kind": "profile", "ref": profile.name, "sha256": sha, "profile": describe_profile(profile, sha)}
