@@ -15,8 +15,11 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -100,11 +103,14 @@ class DaskExecutor(Executor):
         if address == "local":
             if jobs < 1:
                 raise ConfigError(f"--jobs must be at least 1, not {jobs}")
-            # One thread per worker: the model is pure Python and holds the GIL.
-            self._cluster = LocalCluster(
-                n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
+            # One thread per worker: the model is pure Python and holds the GIL.  Workers start with
+            # Ctrl-C ignored (a new interpreter keeps an ignored SIGINT ignored): the terminal sends it
+            # to the whole process group, and it is the client's to handle, by cancelling.
+            with _sigint_ignored():
+                self._cluster = LocalCluster(
+                    n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
             self._client = Client(self._cluster)
         else:
             try:
@@ -152,6 +158,18 @@ class DaskExecutor(Executor):
             client.close()
         if cluster is not None:
             cluster.close()
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may change signal handlers; nothing to inherit then
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def make_executor(jobs: int | None, dask: str | None) -> Executor:
