@@ -86,6 +86,9 @@ def main() -> int:
     ap.add_argument("which", choices=["local", "dask"])
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
+    # Another process on one of the 2 cores halves what 2 workers can do: say so with the figures.
+    load = os.getloadavg()[0]
+    print(f"load average before: {load:.2f}" + ("  (busy machine: figures not representative)" if load > 0.5 else ""))
     return bench_local(args.jobs) if args.which == "local" else bench_dask()
 
 

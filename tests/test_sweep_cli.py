@@ -103,3 +103,23 @@ def test_shipped_example_grids_are_valid_and_their_run_counts_are_as_documented(
     else:
         expected = math.prod(len(v) for v in dims.values())
     assert sum(1 for _ in g.points()) == expected
+
+
+def test_progress_bar_shows_done_total_failures_and_time_left():
+    import io
+
+    from rich.console import Console
+
+    from lazyaccept.commands.sweep import progress_bar
+
+    term = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with progress_bar(term) as bar:
+        task = bar.add_task("sweep", total=40, failed=0)
+        bar.update(task, completed=30, failed=3)
+        bar.refresh()
+    screen = term.file.getvalue()
+    assert "30/40" in screen and "3 failed" in screen and "left" in screen
+    pipe = Console(file=io.StringIO(), width=120)  # not a terminal: nothing drawn
+    with progress_bar(pipe) as bar:
+        bar.update(bar.add_task("sweep", total=4, failed=0), completed=2)
+    assert pipe.file.getvalue() == ""
