@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ...base.errors import FormatError
@@ -78,7 +79,7 @@ def describe_profile(profile: CostProfile, sha256: str | None = None) -> dict[st
 def profile_entry(profile: CostProfile) -> dict[str, Any]:
     """A loaded profile as a results file's profile line holds it (digest of its file, if readable)."""
     try:
-        sha: str | None = hashlib.sha256(open(profile.path, encoding="utf-8").read().encode()).hexdigest()
+        sha: str | None = hashlib.sha256(Path(profile.path).read_text(encoding="utf-8").encode()).hexdigest()
     except (OSError, UnicodeDecodeError):
         sha = None
     return {"kind": "profile", "ref": profile.name, "sha256": sha, "profile": describe_profile(profile, sha)}
