@@ -25,9 +25,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results, page = Path(tmp) / "fleet.jsonl", Path(tmp) / "fleet.html"
         lazyaccept = [sys.executable, "-m", "lazyaccept"]
-        subprocess.run([*lazyaccept, "sweep", str(DOCS.parent / "examples" / "fleet.toml"), "--out", str(results)],
-                       check=True)
-        subprocess.run([*lazyaccept, "report", str(results), "--out", str(page)], check=True)
+        # Run in the temporary folder with relative names: the report shows the names it was given.
+        grid = (DOCS.parent / "examples" / "fleet.toml").resolve()
+        subprocess.run([*lazyaccept, "sweep", str(grid), "--out", results.name], check=True, cwd=tmp)
+        subprocess.run([*lazyaccept, "report", results.name, "--out", page.name], check=True, cwd=tmp)
         options = webdriver.ChromeOptions()
         options.binary_location = "/usr/bin/chromium"
         for flag in [*FLAGS, f"--user-data-dir={tmp}/profile"]:
