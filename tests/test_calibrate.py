@@ -49,10 +49,10 @@ def test_points_of_the_published_data(points):
         ("dstack-idle-exits", "tdx", "idle_hlt_exits_per_10s", 32 * GiB, 248, 1.66e6),
         ("dstack-bsp-accept", "tdx", "accepted_before_watermarks", 32 * GiB, 248, 13.0),
         ("dstack-swiotlb-convert", "tdx", "swiotlb_convert", 32 * GiB, 248, 68.0),
-        ("lkvs-32c-32w-16g", "tdx", "drain", 16 * GiB, 32, 6.0),
-        ("lkvs-32c-32w-32g", "tdx", "drain", 32 * GiB, 32, 11.0),
-        ("lkvs-32c-32w-96g", "tdx", "drain", 96 * GiB, 32, 33.0),
-        ("lkvs-32c-1w-16g", "tdx", "drain", 16 * GiB, 32, 34.0),
+        ("lkvs-32c-32w-16g", "tdx-lkvs", "drain", 16 * GiB, 32, 6.0),
+        ("lkvs-32c-32w-32g", "tdx-lkvs", "drain", 32 * GiB, 32, 11.0),
+        ("lkvs-32c-32w-96g", "tdx-lkvs", "drain", 96 * GiB, 32, 33.0),
+        ("lkvs-32c-1w-16g", "tdx-lkvs", "drain", 16 * GiB, 32, 34.0),
         # the row's ratio (10.3) is just 227 / 22 and is not fitted a second time
         ("snp-128g:eager", "snp", "eager_s", 128 * GiB, None, 227.0),
         ("snp-128g:lazy", "snp", "lazy_s", 128 * GiB, None, 22.0),
@@ -72,11 +72,23 @@ def test_each_shipped_profile_reproduces_its_own_points_within_10_percent(points
 
 def test_the_default_tdx_profile_reproduces_dstack_within_10_percent(points):
     prof = load_profile("tdx")
-    mine, runtime = points_of(prof, points)
-    assert runtime == ["lkvs-32c-32w-16g", "lkvs-32c-32w-32g", "lkvs-32c-32w-96g", "lkvs-32c-1w-16g"]
+    mine, _ = points_of(prof, points)
+    assert {p.row_id for p in mine} == {"dstack-fault-early", "dstack-fault-late", "dstack-idle-exits",
+                                        "dstack-bsp-accept", "dstack-swiotlb-convert"}
     preds = Predictor(mine, prof).predict(prof)
     for p, y in zip(mine, preds, strict=True):
         assert abs(y - p.target) / p.target < 0.10, (p.id, y, p.target)
+
+
+def test_the_lkvs_host_reproduces_its_drain_times_within_their_resolution(points):
+    # tdx_mem_test.sh times with bash's SECONDS (1 s steps) and passes at 1.15 x expected: a
+    # prediction is good within 1 s plus 10%.
+    prof = load_profile("tdx-lkvs")
+    mine, _ = points_of(prof, points)
+    assert len(mine) == 4
+    preds = Predictor(mine, prof).predict(prof)
+    for p, y in zip(mine, preds, strict=True):
+        assert abs(y - p.target) < 1.0 + 0.10 * p.target, (p.id, y, p.target)
 
 
 @pytest.mark.parametrize("name", ["tdx-fast", "snp"])

@@ -100,3 +100,9 @@ cli.add_command(run_cmd)
 from .commands.advise import advise_cmd  # noqa: E402
 
 cli.add_command(advise_cmd)
+from .commands.sweep import sweep_cmd  # noqa: E402
+
+cli.add_command(sweep_cmd)
+from .commands.report import report_cmd  # noqa: E402
+
+cli.add_command(report_cmd)

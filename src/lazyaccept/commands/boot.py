@@ -7,6 +7,7 @@ import json
 import click
 
 from ..base.choices import AcceptPolicy
+from ..base.fileio import atomic_write
 from ..base.units import parse_size
 from ..presentation.boot_report import boot_summary, print_boot
 from ..presentation.console import make_console
@@ -26,10 +27,13 @@ from .options import check_output_file, enum_choice, guest_options, guest_reques
               help="Write the EFI memory map, unaccepted table, TD HOB, e820, meminfo, vmstat and dmesg.")
 @click.option("--plot", "plot_file", default=None, metavar="FILE.png",
               help="Draw the timeline and memory over time.")
+@click.option("--html", "html_file", default=None, metavar="FILE.html",
+              help="Write a one-page report (self-contained HTML) of this boot.")
 def boot_cmd(memory: str, profile: str | None, as_json: bool, dump_dir: str | None, plot_file: str | None,
-             **guest: object) -> None:
+             html_file: str | None, **guest: object) -> None:
     """Simulate one boot of a confidential guest and report its acceptance."""
     check_output_file(plot_file)
+    check_output_file(html_file)
     if dump_dir is not None:
         check_dump_folder(dump_dir)
     prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
@@ -43,6 +47,10 @@ def boot_cmd(memory: str, profile: str | None, as_json: bool, dump_dir: str | No
         from ..presentation.plots import plot_boot
 
         plot_boot(result, plot_file)
+    if html_file is not None:
+        from ..presentation.result_pages import boot_page
+
+        atomic_write(html_file, boot_page(result, prof))
     if as_json:
         click.echo(json.dumps(boot_summary(result, prof.name), indent=2))
         return
@@ -51,3 +59,5 @@ def boot_cmd(memory: str, profile: str | None, as_json: bool, dump_dir: str | No
         click.echo(f"Artefacts written to {dump_dir}/")
     if plot_file is not None:
         click.echo(f"Plot written to {plot_file}")
+    if html_file is not None:
+        click.echo(f"Report written to {html_file}")

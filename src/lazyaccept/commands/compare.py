@@ -10,6 +10,7 @@ from rich.progress import Progress
 
 from ..base.choices import HostMapping, Tee
 from ..base.errors import ConfigError
+from ..base.fileio import atomic_write
 from ..base.units import parse_size
 from ..presentation.compare_report import compare_document, print_compare
 from ..presentation.console import make_console
@@ -38,9 +39,11 @@ from .run import run_config, runtime_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--plot", "plot_path", default=None, metavar="FILE.png",
               help="Plot boot time against memory (with --policy/--workload: stall CDF and memory accepted).")
+@click.option("--html", "html_path", default=None, metavar="FILE.html",
+              help="Write a one-page report (self-contained HTML) of the comparison.")
 def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: bool, plot_path: str | None,
-                policies: tuple[str, ...], workloads: tuple[str, ...], thp: str, host_cpus: int | None,
-                watchdog_thresh: float, **guest: object) -> None:
+                html_path: str | None, policies: tuple[str, ...], workloads: tuple[str, ...], thp: str,
+                host_cpus: int | None, watchdog_thresh: float, **guest: object) -> None:
     """Boot time with eager and with lazy acceptance, for each memory size and host profile; with
     --policy or --workload, each policy's boot time and run-time price (stalls, slowdown, IRQs
     off, time to fully accepted, host memory committed)."""
@@ -56,6 +59,7 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
     if plot_path is not None and not plot_path.lower().endswith(".png"):
         raise ConfigError(f"--plot {plot_path}: the plot is written as PNG; name it FILE.png")
     check_output_file(plot_path)
+    check_output_file(html_path)
     if policies or workloads:
         _compare_policies(sizes, loaded, requests, policies or ("lazy", "eager"), workloads, thp, host_cpus,
                           watchdog_thresh, as_json, plot_path)
@@ -73,6 +77,10 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
         from ..presentation.plots import plot_compare
 
         plot_compare(plot_path, comparisons)
+    if html_path is not None:
+        from ..presentation.result_pages import compare_page
+
+        atomic_write(html_path, compare_page(comparisons))
     if as_json:
         click.echo(json.dumps({"comparisons": [compare_document(*c) for c in comparisons]}, indent=2))
         return
@@ -86,6 +94,8 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
     )
     if plot_path is not None:
         console.print(f"wrote {plot_path}")
+    if html_path is not None:
+        console.print(f"wrote {html_path}")
 
 
 def _compare_policies(sizes: list[int], loaded: list, requests: list, policies: tuple[str, ...],  # noqa: ANN001

@@ -23,6 +23,16 @@ def _figure_bytes(fig: object) -> bytes:
 
 
 def plot_boot(result: BootResult, path: str) -> None:
+    """:func:`boot_figure` written to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = boot_figure(result)
+    data = _figure_bytes(fig)
+    plt.close(fig)
+    atomic_write(path, data)
+
+
+def boot_figure(result: BootResult) -> object:
     """Two panels: a Gantt chart of phases per vCPU (acceptance hatched), and guest memory
     accepted, still unaccepted, and host memory committed over simulated time."""
     import matplotlib
@@ -69,9 +79,7 @@ def plot_boot(result: BootResult, path: str) -> None:
     ax2.set_xlim(0, max(tl.total_s, 1e-3) * 1.01)
     ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax2.grid(alpha=0.3)
-    data = _figure_bytes(fig)
-    plt.close(fig)
-    atomic_write(path, data)
+    return fig
 
 
 def _ramps(result: BootResult, field: str) -> tuple[np.ndarray, np.ndarray]:
@@ -103,9 +111,20 @@ PROFILE_COLOURS = ("#c0392b", "#2471a3", "#229954", "#8e44ad", "#d68910", "#5665
 
 
 def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow], CostProfile]]) -> None:
-    """Boot time against memory size for both policies and each profile, written to ``path``
-    (PNG): eager solid with circles, lazy dashed with squares, one colour per profile; each
-    eager point is labelled with the speed-up of lazy."""
+    """:func:`compare_figure` written to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = compare_figure(comparisons)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+    atomic_write(path, buf.getvalue())
+
+
+def compare_figure(comparisons: list[tuple[VMConfig, list[CompareRow], CostProfile]]) -> object:
+    """Boot time against memory size for both policies and each profile: eager solid with
+    circles, lazy dashed with squares, one colour per profile; each eager point is labelled with
+    the speed-up of lazy."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,10 +168,7 @@ def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow], 
     else:
         ax.set_ylim(min(r.lazy_s for r in all_rows) / 1.3, top * 1.8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    return fig
 
 
 def plot_policies(path: str, results: list[RunResult]) -> None:

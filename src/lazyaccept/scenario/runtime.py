@@ -186,6 +186,8 @@ class _Planner:
 
         def task(t: float) -> None:
             n = min(batch, left)
+            if w.start > 0 and t == w.start:  # the first batch waits for the workload's start
+                self._record(w.name, self.rec.wait_until, vcpu, w.start, w.name)
             self._touch(w.name, vcpu, n)
             if left > n:
                 self._push(t + self.last_batch_s, self._sequence_task(w, vcpu, left - n, batch))
@@ -221,6 +223,8 @@ class _Planner:
             # A worker allocates while anything is unaccepted, and while memory is left to take.
             if self.alloc.nr_unaccepted() == 0 or self.alloc.allocatable_pages() * PAGE_SIZE < batch:
                 return
+            if w.start > 0 and t == w.start:  # the first batch waits for the workload's start
+                self._record(w.name, self.rec.wait_until, vcpu, w.start, w.name)
             self._touch(w.name, vcpu, batch)
             self._push(t + self.last_batch_s, task)
 

@@ -59,7 +59,8 @@ class Workload:
     def parse(cls, text: str) -> Workload:
         spec, at, start_text = text.strip().partition("@")
         start = _seconds(start_text, text, "start") if at else 0.0
-        kind_text, _, args_text = spec.partition(":")
+        # "touch:32G,threads=4" or, for drain, "drain,workers=32" (no positional argument)
+        kind_text, _, args_text = spec.partition(":") if ":" in spec else spec.partition(",")
         try:
             kind = WorkloadKind(kind_text.strip().lower())
         except ValueError:

@@ -53,6 +53,8 @@ from ..guest.patches import parse_patches
 from ..scenario.boot_record import BootRecord
 from ..scenario.build import build_record
 from ..scenario.config import GuestRequest, VMConfig
+from ..scenario.runtime import RunConfig, RunRecord, build_run
+from ..scenario.workloads import Workload
 from .profile import CostProfile
 from .run import resolve
 from .timeline import Timeline, simulate
@@ -164,7 +166,8 @@ _BOOT_QUANTITIES = {
     "lazy_s": Metric((_LAZY,), lambda r: r[_LAZY][1].total_s),
     "ratio_eager_over_lazy": Metric((_EAGER, _LAZY), lambda r: r[_EAGER][1].total_s / r[_LAZY][1].total_s),
 }
-#: Metrics of run-time workloads: read and listed, fitted by the run-time calibration.
+#: Metrics of run-time workloads: the drain of intel/lkvs tdx_mem_test.sh, from the workers'
+#: start until nr_unaccepted is 0.
 RUNTIME_METRICS = ("drain",)
 
 
@@ -184,9 +187,12 @@ class CalibrationPoint:
     request: GuestRequest
     target: float
     source: str = ""
+    workload: str = ""
 
     @property
     def spec(self) -> Metric:
+        if self.quantity in RUNTIME_METRICS:
+            return Metric((_LAZY,), lambda r: 0.0)
         return _BOOT_QUANTITIES.get(self.quantity) or METRICS[self.quantity]
 
 
@@ -321,8 +327,16 @@ def parse_calibration(text: str, path: str = "<calibration>") -> list[Calibratio
             if metric in METRICS and unit not in METRICS[metric].unit_scale:
                 raise FormatError(f"{where}: unit {unit!r} is not one metric {metric} is given in")
             scale = METRICS[metric].unit_scale[unit] if metric in METRICS else 1.0
+            workload = (row.get("workload") or "").strip()
+            if metric in RUNTIME_METRICS:
+                if not workload:
+                    raise FormatError(f"{where}: metric {metric} needs a workload (e.g. drain,workers=32)")
+                try:
+                    Workload.parse(workload)
+                except ConfigError as exc:
+                    raise FormatError(f"{where}: {exc}") from None
             points.append(CalibrationPoint(rid, rid, Tee(platform), profile, metric, metric, request,
-                                           value * scale, source))
+                                           value * scale, source, workload))
             continue
         if metric not in ("boot", "boot_to_shell"):
             known = ", ".join(["boot", "boot_to_shell", *METRICS, *RUNTIME_METRICS])
@@ -361,7 +375,18 @@ class Predictor:
         self.records: dict[VMConfig, BootRecord] = {}
         #: Per point, the resolved configuration of each boot it needs, by policy.
         self.configs: list[dict[AcceptPolicy, VMConfig]] = []
-        for p in points:
+        #: Per run-time point, its run record (a boot and its workload, recorded once).
+        self.runs: dict[int, RunRecord] = {}
+        for i, p in enumerate(points):
+            if p.metric in RUNTIME_METRICS:
+                from .runtime import _pace
+
+                vm = resolve(p.request, profile)
+                boot = build_record(vm)
+                run_cfg = RunConfig(vm, (Workload.parse(p.workload),))
+                self.runs[i] = build_run(run_cfg, boot=boot, pace=_pace(boot, profile, profile.host))
+                self.configs.append({})
+                continue
             by_policy = {}
             for policy in p.spec.policies:
                 cfg = resolve(_with_policy(p.request, policy), profile)
@@ -371,9 +396,18 @@ class Predictor:
             self.configs.append(by_policy)
 
     def predict(self, profile: CostProfile) -> list[float]:
+        from .runtime import _measure
+
         timelines = {cfg: simulate(rec.phases, profile) for cfg, rec in self.records.items()}
         out = []
-        for p, by_policy in zip(self.points, self.configs, strict=True):
+        for i, (p, by_policy) in enumerate(zip(self.points, self.configs, strict=True)):
+            if i in self.runs:
+                run = self.runs[i]
+                result = _measure(run, simulate(run.boot.phases, profile))
+                start = result.workloads[0].start_s
+                end = result.fully_accepted_s if result.fully_accepted_s is not None else result.workloads[0].end_s
+                out.append(end - start)
+                continue
             res = {policy: (self.records[cfg], timelines[cfg]) for policy, cfg in by_policy.items()}
             out.append(p.spec.measure(res))
         return out
@@ -395,12 +429,13 @@ def _round(x: float, digits: int = DIGITS) -> float:
 
 
 def points_of(profile: CostProfile, points: list[CalibrationPoint]) -> tuple[list[CalibrationPoint], list[str]]:
-    """The boot points that belong to ``profile``, and the ids of its run-time rows."""
+    """The points that belong to ``profile`` (boot and run time), and the ids of rows it cannot
+    fit (none today)."""
     mine = [p for p in points if p.profile == profile.name]
     wrong = [p.id for p in mine if p.tee is not profile.tee]
     if wrong:
         raise ConfigError(f"calibration rows {', '.join(wrong)} are for another platform than profile {profile.name}")
-    return [p for p in mine if p.metric not in RUNTIME_METRICS], [p.id for p in mine if p.metric in RUNTIME_METRICS]
+    return mine, []
 
 
 def calibrate(profile: CostProfile, points: list[CalibrationPoint]) -> CalibrationResult:

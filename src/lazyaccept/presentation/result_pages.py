@@ -1,0 +1,101 @@
+"""One-page HTML reports of a single result: a boot (``boot --html``) and a comparison
+(``compare --html``).  Built from the same JSON documents ``--json`` prints, so a page and the
+JSON never disagree; ``run`` can reuse :func:`boot_page` as it is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..base.units import format_size
+from ..scenario.config import VMConfig
+from ..sim.fleet.profiles import profile_entry
+from ..sim.profile import CostProfile
+from ..sim.run import BootResult
+from ..sim.sweep import CompareRow
+from .boot_report import boot_summary
+from .compare_report import compare_document
+from .html import Cell, Page, facts, figure, note, table
+from .plots import boot_figure, compare_figure
+from .profile_html import profile_section
+from .svg import figure_svg
+
+#: /proc/meminfo fields worth a line of their own on the page.
+_MEMINFO = ("MemTotal", "MemFree", "MemAvailable", "Unaccepted")
+
+
+def _config_facts(config: dict[str, Any]) -> str:
+    pairs = []
+    for k, v in config.items():
+        if v is None:
+            continue
+        text = format_size(v) if k.endswith("_bytes") and isinstance(v, int) else str(v).lower() if isinstance(
+            v, bool) else str(v)
+        pairs.append((k.removesuffix("_bytes"), text))
+    return facts(pairs)
+
+
+def boot_page(result: BootResult, profile: CostProfile) -> str:
+    """The page of one boot: key figures, the timeline, phases, acceptance, memory, configuration."""
+    doc = boot_summary(result, profile.name)
+    cfg = doc["config"]
+    title = (f"{cfg['platform'].upper()} guest, {format_size(cfg['memory_bytes'])}, {cfg['vcpus']} vCPU(s), "
+             f"accept_memory={cfg['policy']}")
+    page = Page(title, [f"kernel {cfg['kernel']} ({cfg['kernel_rules']} rules), host maps private memory at "
+                        f"{cfg['host_mapping']}, firmware accepts {cfg['firmware_accept']}, profile {profile.name}",
+                        "Every time is simulated by lazyaccept's calibrated model, not measured."])
+    mi = doc["meminfo_kb"]
+    page.section("summary", "Key figures", facts([
+        ("boot to shell", f"{doc['boot_s']:.3f} s"),
+        ("accepting", f"{doc['accept_wall_s']:.3f} s of wall time, {doc['accept_s']:.3f} vCPU-seconds"),
+        *((f"accepted by {k}", format_size(v)) for k, v in doc["accepted_bytes"].items()),
+        ("exits to the host", f"{doc['exits']:,}"),
+        ("host memory committed", format_size(doc["host_committed_bytes"])),
+        ("unaccepted at the shell", format_size(doc["unaccepted_after_boot_bytes"])),
+        *((f"/proc/meminfo {k}", f"{mi[k]:,} kB") for k in _MEMINFO if k in mi),
+    ]))
+    page.section("timeline", "Timeline", figure(
+        figure_svg(boot_figure(result), "fig-boot", "Boot timeline"),
+        "Top: what each vCPU did when (acceptance hatched). Bottom: guest memory accepted and still unaccepted, "
+        "and host memory committed, over simulated time."))
+    page.section("phases", "Phases", table(
+        ["phase", "actor", "start (s)", "end (s)", "duration (s)", "accepting (vCPU-s)"],
+        [[p["name"], p["actor"], f"{p['start_s']:.3f}", f"{p['end_s']:.3f}", f"{p['end_s'] - p['start_s']:.3f}",
+          f"{p['accept_s']:.3f}"] for p in doc["phases"]],
+        ident="phases", numeric=[2, 3, 4, 5]))
+    acc = doc["acceptance"]
+    keys = list(next(iter(acc.values())).keys())
+    page.section("acceptance", "Acceptance", table(
+        ["by", *keys], [[group, *(Cell(f"{stats[k]:,}") for k in keys)] for group, stats in acc.items()],
+        ident="acceptance", numeric=range(1, len(keys) + 1)))
+    page.section("config", "Configuration", _config_facts(cfg))
+    page.section("profile", "Profile", profile_section(profile_entry(profile), 0))
+    return page.render()
+
+
+def compare_page(comparisons: list[tuple[VMConfig, list[CompareRow], CostProfile]]) -> str:
+    """The page of a comparison: boot time against memory for both policies and every profile,
+    and each profile's table."""
+    config, rows, profile = comparisons[0]
+    doc = compare_document(config, rows, profile)
+    page = Page(f"{doc['platform'].upper()}: eager vs lazy acceptance", [
+        f"{doc['vcpus']} vCPU(s), host mapping {doc['host_mapping']}, kernel {doc['kernel']} "
+        f"({doc['kernel_rules']} rules), firmware accepts {doc['firmware_accept']}, profile {profile.name}",
+        "Every time is simulated by lazyaccept's calibrated model, not measured."])
+    page.section("figure", "Boot time against memory", figure(
+        figure_svg(compare_figure(comparisons), "fig-compare", "Boot time, eager vs lazy"),
+        "Numbers: speed-up of lazy (eager boot / lazy boot)."))
+    for k, (config, rows, profile) in enumerate(comparisons):
+        _compare_rows(page, k, config, rows, profile)
+    return page.render()
+
+
+def _compare_rows(page: Page, k: int, config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> None:
+    doc = compare_document(config, rows, profile)
+    page.section(f"rows-{k}", f"Profile {profile.name}: every size", table(
+        ["memory", "eager boot (s)", "lazy boot (s)", "speed-up", "eager accepting (s)", "lazy accepting (s)"],
+        [[Cell(format_size(r["memory_bytes"]), r["memory_bytes"]), f"{r['eager_s']:.3f}", f"{r['lazy_s']:.3f}",
+          Cell(f"{r['speedup']:.2f}x", round(r["speedup"], 6)), f"{r['eager_accept_wall_s']:.3f}",
+          f"{r['lazy_accept_wall_s']:.3f}"] for r in doc["rows"]],
+        ident=f"rows-{k}", numeric=range(6), sortable=True),
+        note("accepting = time during which at least one vCPU was accepting memory (lock waits included)."))
+    page.section(f"profile-{k}", f"Profile {profile.name}", profile_section(profile_entry(profile), k))

@@ -1,0 +1,326 @@
+"""The figures of a sweep report, drawn from results rows (``kind = "run"``).
+
+A sweep varies many dimensions at once, and a figure has two axes.  Each curve therefore shows,
+at each x, the *median* over every run that shares the curve's key and that x (the other
+dimensions: vCPUs, kernel, firmware ...), with a band from the smallest to the largest of them;
+captions give the number of runs behind each point.  Failed runs are left out of the figures
+(the report lists them).  A figure that the runs cannot support (one memory size, one policy)
+is not drawn: its function returns a :class:`Drawn` without a figure, saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..base.units import GiB, format_size
+
+Row = dict[str, Any]
+_POLICY_STYLE = {"lazy": ("-", "o"), "eager": ("--", "s")}
+_OTHER_STYLES = [(":", "^"), ("-.", "D"), ((0, (1, 1)), "v")]
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A figure, or why there is none."""
+
+    fig: Any | None
+    caption: str
+
+
+def profile_of(r: Row) -> str:
+    return str(r["profile"]["ref"])
+
+
+def policy_of(r: Row) -> str:
+    return str(r["config"]["policy"])
+
+
+def memory_of(r: Row) -> int:
+    return int(r["config"]["memory_bytes"])
+
+
+def gib_of(r: Row) -> float:
+    """Guest memory in GiB: the x of the memory plots (their axis labels sizes from it)."""
+    return memory_of(r) / GiB
+
+
+def vcpus_of(r: Row) -> int:
+    return int(r["config"]["vcpus"])
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colors(profiles: Iterable[str]) -> dict[str, Any]:
+    cmap = _plt().get_cmap("tab10")
+    return {p: cmap(i % 10) for i, p in enumerate(sorted(set(profiles)))}
+
+
+def _style(policy: str, order: list[str]) -> tuple[Any, str]:
+    if policy in _POLICY_STYLE:
+        return _POLICY_STYLE[policy]
+    others = [p for p in order if p not in _POLICY_STYLE]
+    return _OTHER_STYLES[others.index(policy) % len(_OTHER_STYLES)]
+
+
+def series(
+    rows: Iterable[Row], key: Callable[[Row], Hashable], x: Callable[[Row], float], y: Callable[[Row], float]
+) -> dict[Hashable, list[tuple[float, float, float, float, int]]]:
+    """Per key, points ``(x, median y, min y, max y, n)`` sorted by x."""
+    groups: dict[Hashable, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        groups[key(r)][x(r)].append(y(r))
+    return {
+        k: [(xv, statistics.median(ys), min(ys), max(ys), len(ys)) for xv, ys in sorted(by_x.items())]
+        for k, by_x in groups.items()
+    }
+
+
+def _memory_axis(ax: Any, values: Iterable[int]) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    gib = sorted({v / GiB for v in values})
+    ax.set_xscale("log", base=2)
+    # At most ~9 labels: every k-th size the runs have.
+    step = max(1, -(-len(gib) // 9))
+    ax.xaxis.set_major_locator(FixedLocator(gib[::step]))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_size(int(round(v * GiB)))))
+    ax.set_xlabel("guest memory")
+
+
+def _log_y(ax: Any) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _curves(ax: Any, data: dict[Hashable, list[tuple[float, float, float, float, int]]],
+            style: Callable[[Hashable], dict[str, Any]], label: Callable[[Hashable], str]) -> None:
+    for k in sorted(data, key=str):
+        pts = data[k]
+        xs, med, lo, hi = ([p[i] for p in pts] for i in range(4))
+        st = style(k)
+        ax.plot(xs, med, label=label(k), lw=1.8, ms=4, **st)
+        if any(a != b for a, b in zip(lo, hi, strict=True)):
+            ax.fill_between(xs, lo, hi, color=st["color"], alpha=0.12, lw=0)
+
+
+def _ok(rows: Iterable[Row]) -> list[Row]:
+    return [r for r in rows if r["ok"]]
+
+
+def _n_range(data: dict[Hashable, list[tuple[float, float, float, float, int]]]) -> str:
+    ns = [p[4] for pts in data.values() for p in pts]
+    lo, hi = min(ns), max(ns)
+    return f"{lo} run{'s' if lo > 1 else ''}" if lo == hi else f"{lo}-{hi} runs"
+
+
+def boot_vs_memory(rows: list[Row]) -> Drawn:
+    """Boot time against memory, one curve per profile and policy, log-log."""
+    ok = _ok(rows)
+    if len({memory_of(r) for r in ok}) < 2:
+        return Drawn(None, "Not drawn: the successful runs have fewer than two memory sizes.")
+    plt = _plt()
+    colors = _colors(profile_of(r) for r in ok)
+    policies = sorted({policy_of(r) for r in ok})
+    data = series(ok, lambda r: (profile_of(r), policy_of(r)), gib_of, lambda r: r["boot_s"])
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+
+    def style(k: Any) -> dict[str, Any]:
+        ls, marker = _style(k[1], policies)
+        return {"color": colors[k[0]], "linestyle": ls, "marker": marker}
+
+    _curves(ax, data, style, lambda k: f"{k[0]}, {k[1]}")
+    _memory_axis(ax, (memory_of(r) for r in ok))
+    _log_y(ax)
+    ax.set_ylabel("boot time to shell (s, simulated)")
+    ax.set_title("Boot time against guest memory, per profile and policy")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return Drawn(fig, f"Line: median over the other dimensions ({_n_range(data)} per point); "
+                      "band: fastest to slowest of them. Log-log.")
+
+
+def _pick_memories(values: Iterable[int]) -> list[int]:
+    """Smallest, middle and largest memory size: enough to show how scaling changes with size."""
+    v = sorted(set(values))
+    return sorted({v[0], v[len(v) // 2], v[-1]})
+
+
+def vcpu_scaling(rows: list[Row]) -> Drawn:
+    """Boot time against vCPUs, a panel per profile, curves per policy at three memory sizes."""
+    ok = _ok(rows)
+    if len({vcpus_of(r) for r in ok}) < 2:
+        return Drawn(None, "Not drawn: the successful runs have fewer than two vCPU counts.")
+    plt = _plt()
+    profiles = sorted({profile_of(r) for r in ok})
+    policies = sorted({policy_of(r) for r in ok})
+    fig, axes = plt.subplots(1, len(profiles), figsize=(4.6 * len(profiles) + 1, 4.4), squeeze=False, sharey=True)
+    cmap = plt.get_cmap("viridis")
+    ns = []
+    for ax, prof in zip(axes[0], profiles, strict=True):
+        mine = [r for r in ok if profile_of(r) == prof]
+        mems = _pick_memories(memory_of(r) for r in mine)
+        shade = {m: cmap(0.15 + 0.7 * i / max(1, len(mems) - 1)) for i, m in enumerate(mems)}
+        picked = [r for r in mine if memory_of(r) in shade]
+        data = series(picked, lambda r: (policy_of(r), memory_of(r)), vcpus_of, lambda r: r["boot_s"])
+        ns.append(_n_range(data))
+
+        def style(k: Any, shade: dict[int, Any] = shade) -> dict[str, Any]:
+            ls, marker = _style(k[0], policies)
+            return {"color": shade[k[1]], "linestyle": ls, "marker": marker}
+
+        _curves(ax, data, style, lambda k: f"{k[0]}, {format_size(k[1])}")
+        ax.set_xscale("log", base=2)
+        vs = sorted({vcpus_of(r) for r in picked})
+        ax.set_xticks(vs, [str(v) for v in vs])
+        ax.minorticks_off()
+        _log_y(ax)
+        ax.set_xlabel("vCPUs")
+        ax.set_title(f"profile {prof}", fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, framealpha=0.85)
+    axes[0][0].set_ylabel("boot time to shell (s, simulated)")
+    fig.suptitle("vCPU scaling: boot time against vCPUs (smallest, middle and largest memory)", fontsize=11)
+    fig.tight_layout()
+    return Drawn(fig, f"Median over the other dimensions ({', '.join(ns)} per point, by profile); "
+                      "band: fastest to slowest.")
+
+
+def _pair_id(r: Row) -> str:
+    """A run's identity without its policy: the lazy and eager boots of one configuration."""
+    point = {k: v for k, v in r["point"].items() if k != "policy"}
+    return json.dumps([point, r["profile"]["sha256"]], sort_keys=True)
+
+
+def speedups(rows: Iterable[Row]) -> list[tuple[Row, float]]:
+    """Each configuration booted both lazy and eager (both successful): its lazy row and eager/lazy."""
+    lazy: dict[str, Row] = {}
+    eager: dict[str, Row] = {}
+    for r in _ok(rows):
+        {"lazy": lazy, "eager": eager}.get(policy_of(r), {})[_pair_id(r)] = r
+    return [(lazy[k], eager[k]["boot_s"] / lazy[k]["boot_s"]) for k in sorted(lazy.keys() & eager.keys())]
+
+
+def speedup_vs_memory(rows: list[Row]) -> Drawn:
+    """Speed-up of lazy over eager (eager boot / lazy boot) against memory, per profile."""
+    pairs = speedups(rows)
+    if not pairs:
+        return Drawn(None, "Not drawn: no configuration was booted both lazy and eager successfully.")
+    if len({memory_of(r) for r, _ in pairs}) < 2:
+        return Drawn(None, "Not drawn: the lazy/eager pairs have fewer than two memory sizes.")
+    plt = _plt()
+    colors = _colors(profile_of(r) for r, _ in pairs)
+    speed = {id(r): s for r, s in pairs}
+    data = series([r for r, _ in pairs], profile_of, gib_of, lambda r: speed[id(r)])
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    _curves(ax, data, lambda k: {"color": colors[str(k)], "marker": "o"}, lambda k: f"profile {k}")
+    ax.axhline(1.0, color="#777777", lw=1, ls=":")
+    ax.annotate("no gain", (0.01, 1.0), xycoords=("axes fraction", "data"), textcoords="offset points",
+                xytext=(2, 3), fontsize=8, color="#555555")
+    _memory_axis(ax, (memory_of(r) for r, _ in pairs))
+    _log_y(ax)
+    ax.set_ylabel("speed-up of lazy (eager boot / lazy boot)")
+    ax.set_title("Speed-up of lazy over eager acceptance")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return Drawn(fig, f"{len(pairs)} configurations booted both ways. Line: median over the other dimensions "
+                      f"({_n_range(data)} per point); band: smallest to largest speed-up.")
+
+
+def committed_vs_memory(rows: list[Row]) -> Drawn:
+    """Host memory committed at the shell against guest memory, per profile and policy."""
+    ok = _ok(rows)
+    if len({memory_of(r) for r in ok}) < 2:
+        return Drawn(None, "Not drawn: the successful runs have fewer than two memory sizes.")
+    plt = _plt()
+    colors = _colors(profile_of(r) for r in ok)
+    policies = sorted({policy_of(r) for r in ok})
+    data = series(ok, lambda r: (profile_of(r), policy_of(r)), gib_of, lambda r: r["host_committed_bytes"] / GiB)
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+
+    def style(k: Any) -> dict[str, Any]:
+        ls, marker = _style(k[1], policies)
+        return {"color": colors[k[0]], "linestyle": ls, "marker": marker}
+
+    _curves(ax, data, style, lambda k: f"{k[0]}, {k[1]}")
+    mems = sorted({memory_of(r) / GiB for r in ok})
+    ax.plot(mems, mems, color="#999999", lw=1, ls=":", label="all of guest memory")
+    _memory_axis(ax, (memory_of(r) for r in ok))
+    _log_y(ax)
+    ax.set_ylabel("host memory committed at the shell (GiB)")
+    ax.set_title("Host memory committed by the time the guest reaches a shell")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return Drawn(fig, f"Median over the other dimensions ({_n_range(data)} per point); band: least to most.")
+
+
+def with_workload(rows: Iterable[Row]) -> list[Row]:
+    """Successful runs that carry a workload's figures (``workload: {name, stalls_s, slowdown}``)."""
+    return [r for r in _ok(rows) if isinstance(r.get("workload"), dict)]
+
+
+def stall_distribution(rows: list[Row]) -> Drawn:
+    """Stalls a workload saw (time blocked on acceptance), one box per profile, policy and workload."""
+    runs = [r for r in with_workload(rows) if r["workload"].get("stalls_s")]
+    if not runs:
+        return Drawn(None, "Not drawn: no run had a workload with stalls.")
+    plt = _plt()
+    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in runs:
+        groups[(profile_of(r), policy_of(r), str(r["workload"].get("name", "workload")))] += r["workload"]["stalls_s"]
+    keys = sorted(groups)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(keys) + 2), 4.6))
+    ax.boxplot([[max(s, 1e-9) for s in groups[k]] for k in keys], whis=(1, 99), showfliers=False)
+    ax.set_xticks(range(1, len(keys) + 1), [f"{p}\n{pol}\n{w}" for p, pol, w in keys], fontsize=8)
+    _log_y(ax)
+    ax.set_ylabel("stall (s)")
+    ax.set_title("Workload stalls on memory acceptance")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return Drawn(fig, "Box: quartiles and median of every stall of the runs in the group; whiskers: 1st to 99th "
+                      "percentile.")
+
+
+def slowdown_vs_memory(rows: list[Row]) -> Drawn:
+    """A workload's slowdown (time with acceptance / time without) against memory."""
+    runs = [r for r in with_workload(rows) if isinstance(r["workload"].get("slowdown"), int | float)]
+    if len({memory_of(r) for r in runs}) < 2:
+        return Drawn(None, "Not drawn: fewer than two memory sizes ran a workload with a slowdown.")
+    plt = _plt()
+    colors = _colors(profile_of(r) for r in runs)
+    policies = sorted({policy_of(r) for r in runs})
+    data = series(runs, lambda r: (profile_of(r), policy_of(r)), gib_of, lambda r: r["workload"]["slowdown"])
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+
+    def style(k: Any) -> dict[str, Any]:
+        ls, marker = _style(k[1], policies)
+        return {"color": colors[k[0]], "linestyle": ls, "marker": marker}
+
+    _curves(ax, data, style, lambda k: f"{k[0]}, {k[1]}")
+    ax.axhline(1.0, color="#777777", lw=1, ls=":")
+    _memory_axis(ax, (memory_of(r) for r in runs))
+    ax.set_ylabel("workload slowdown (x)")
+    ax.set_title("Workload slowdown against guest memory")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return Drawn(fig, f"Median over the other dimensions ({_n_range(data)} per point); band: least to most.")

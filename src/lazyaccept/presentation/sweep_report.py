@@ -1,0 +1,186 @@
+"""The sweep report: one self-contained HTML page from results files.
+
+Sections: key figures; boot time against memory; vCPU scaling; speed-up of lazy over eager;
+workload stalls and slowdowns (when runs had workloads); host memory committed; failures;
+every run in a sortable table; the configuration space; the profiles with their sources.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import __version__
+from ..base.units import format_size
+from ..sim.fleet.dimensions import Dimension
+from ..sim.fleet.results import Results
+from . import sweep_figures as sf
+from .html import Cell, Page, facts, figure, figures, note, table
+from .profile_html import profile_sections
+from .svg import figure_svg
+
+#: Configuration keys every run has, shown in the run table and the configuration space.
+_CONFIG_COLUMNS = (
+    ("platform", "platform"), ("vcpus", "vCPUs"), ("policy", "policy"), ("kernel", "kernel"),
+    ("firmware_accept", "firmware accepts"), ("host_mapping", "host mapping"),
+)
+#: Point dimensions shown in their own columns when a grid sets them.
+_EXTRA_DIMENSIONS = (Dimension.SHELL_FOOTPRINT, Dimension.OS_OPT_IN, Dimension.FIRMWARE)
+
+
+def _size_cell(n: int | None) -> Cell:
+    return Cell("-", "") if n is None else Cell(format_size(n), n)
+
+
+def _seconds(x: float | None) -> Cell:
+    return Cell("-", "") if x is None else Cell(f"{x:.3f}", round(x, 6))
+
+
+def _draw(drawn: sf.Drawn, ident: str, label: str) -> str:
+    if drawn.fig is None:
+        return note(drawn.caption)
+    return figure(figure_svg(drawn.fig, ident, label), drawn.caption)
+
+
+def _value_text(dim: str, v: Any) -> str:
+    if dim in (Dimension.MEMORY, Dimension.SHELL_FOOTPRINT) and isinstance(v, int):
+        return format_size(v)
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def run_table(runs: Sequence[dict[str, Any]]) -> str:
+    """Every run, one row each, sortable by any column."""
+    extras = [d for d in _EXTRA_DIMENSIONS if any(d.value in r["point"] for r in runs)]
+    headers = ["profile", "memory", *(label for _, label in _CONFIG_COLUMNS), *(d.value for d in extras),
+               "boot (s)", "accepting (s)", "accepted", "host committed", "unaccepted at shell", "result"]
+    numeric = [1, 3, *range(2 + len(_CONFIG_COLUMNS) + len(extras), 2 + len(_CONFIG_COLUMNS) + len(extras) + 5)]
+    rows = []
+    for r in runs:
+        c = r["config"]
+        result = Cell("ok") if r["ok"] else Cell(f"{r['failure_kind']}: {r['failure']}", fail=True)
+        rows.append([
+            r["profile"]["ref"],
+            _size_cell(c["memory_bytes"]),
+            *(str(c[key]) for key, _ in _CONFIG_COLUMNS),
+            *(_value_text(d, r["point"].get(d.value, "")) for d in extras),
+            _seconds(r["boot_s"]),
+            _seconds(r["accept_wall_s"]),
+            _size_cell(r["accepted_bytes"]),
+            _size_cell(r["host_committed_bytes"]),
+            _size_cell(r["unaccepted_after_boot_bytes"]),
+            result,
+        ])
+    return table(headers, rows, ident="runs", numeric=numeric, sortable=True, scroll=True)
+
+
+def _config_space(results: Results, runs: Sequence[dict[str, Any]]) -> str:
+    grids = {repr(s["grid"]): s["grid"] for s in results.sweeps}
+    parts = []
+    seen_dims: dict[str, set[Any]] = defaultdict(set)
+    for r in runs:
+        for k, v in r["point"].items():
+            seen_dims[k].add(v)
+    rows = []
+    for grid in grids.values():
+        for dim, values in grid["dimensions"].items():
+            rows.append([dim, f"grid ({len(values)})", ", ".join(_value_text(dim, v) for v in values)])
+        for dim, value in grid["fixed"].items():
+            rows.append([dim, "fixed", _value_text(dim, value)])
+    if not grids:  # results without their sweep lines: say what the runs hold
+        for dim, values in seen_dims.items():
+            rows.append([dim, f"runs ({len(values)})", ", ".join(_value_text(dim, v) for v in sorted(values, key=str))])
+    named = {row[0] for row in rows}
+    for key, _ in _CONFIG_COLUMNS:
+        if key not in named:
+            by_profile: dict[str, set[str]] = defaultdict(set)
+            for r in runs:
+                by_profile[r["profile"]["ref"]].add(str(r["config"][key]))
+            text = "; ".join(f"{p}: {', '.join(sorted(v))}" for p, v in sorted(by_profile.items()))
+            rows.append([key, "profile default" if key != "platform" else "from the profile", text])
+    parts.append(table(["dimension", "set by", "values"], rows, ident="space"))
+    for grid in grids.values():
+        for i, ex in enumerate(grid["exclude"], 1):
+            what = "; ".join(f"{d} in {', '.join(_value_text(d, v) for v in vs)}" for d, vs in ex.items())
+            parts.append(note(f"Exclusion {i} of {grid['path']}: runs with {what} are left out."))
+    return "".join(parts)
+
+
+def _failures(runs: Sequence[dict[str, Any]]) -> str:
+    failed = [r for r in runs if not r["ok"]]
+    if not failed:
+        return note("Every run reached a shell.")
+    reasons = Counter((r["failure_kind"], r["failure"]) for r in failed)
+    rows = []
+    for (kind, text), n in reasons.most_common():
+        example = next(r for r in failed if (r["failure_kind"], r["failure"]) == (kind, text))
+        c = example["config"]
+        rows.append([Cell(str(n)), kind, Cell(text, fail=True),
+                     f"{example['profile']['ref']}, {format_size(c['memory_bytes'])}, kernel {c['kernel']}, "
+                     f"firmware {c['firmware_accept']}, {c['policy']}"])
+    return (note(f"{len(failed)} of {len(runs)} runs did not reach a shell: the model's verdict for those "
+                 "configurations (the reason is the one the model raised).")
+            + table(["runs", "kind", "reason", "for example"], rows, ident="failures", numeric=[0]))
+
+
+def sweep_report(results: Results, sources: Sequence[str]) -> str:
+    """The report's HTML for ``results`` read from the files ``sources``."""
+    runs = sorted(results.runs.values(), key=lambda r: (r["profile"]["ref"], r["config"]["memory_bytes"],
+                                                          r["config"]["vcpus"], r["config"]["policy"], r["key"]))
+    ok = [r for r in runs if r["ok"]]
+    names = [s["grid"]["name"] for s in results.sweeps if s["grid"].get("name")]
+    title = f"lazyaccept sweep: {names[0]}" if names else "lazyaccept sweep"
+    made_by = sorted({s["lazyaccept"] for s in results.sweeps})
+    page = Page(title, [
+        f"{len(runs)} runs from {', '.join(sources)}; report made "
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by lazyaccept {__version__}.",
+        "Every time is simulated by lazyaccept's calibrated model, not measured.",
+    ])
+    pairs = sf.speedups(runs)
+    key = [
+        ("runs", f"{len(runs)} ({len(ok)} reached a shell, {len(runs) - len(ok)} failed)"),
+        ("profiles", ", ".join(sorted({r['profile']['ref'] for r in runs}))),
+        ("memory", ", ".join(format_size(m) for m in sorted({r['config']['memory_bytes'] for r in runs}))),
+        ("vCPUs", ", ".join(str(v) for v in sorted({r['config']['vcpus'] for r in runs}))),
+        ("policies", ", ".join(sorted({r['config']['policy'] for r in runs}))),
+    ]
+    if ok:
+        fastest = min(ok, key=lambda r: r["boot_s"])
+        slowest = max(ok, key=lambda r: r["boot_s"])
+        key.append(("boot time", f"{fastest['boot_s']:.2f} s to {slowest['boot_s']:.2f} s"))
+    if pairs:
+        speeds = sorted(s for _, s in pairs)
+        median = speeds[len(speeds) // 2]
+        key.append(("lazy over eager", f"{speeds[0]:.2f}x to {speeds[-1]:.2f}x (median {median:.2f}x)"))
+    key.append(("runs made by", ", ".join(f"lazyaccept {v}" for v in made_by) or "unknown (no sweep lines)"))
+    page.section("summary", "Key figures", facts(key))
+    page.section("boot-memory", "Boot time against memory",
+                 _draw(sf.boot_vs_memory(runs), "fig-boot-memory", "Boot time against guest memory"))
+    page.section("vcpus", "vCPU scaling", _draw(sf.vcpu_scaling(runs), "fig-vcpus", "Boot time against vCPUs"))
+    page.section("speedup", "Speed-up of lazy over eager",
+                 _draw(sf.speedup_vs_memory(runs), "fig-speedup", "Speed-up of lazy over eager"))
+    if sf.with_workload(runs):
+        page.section("workloads", "Workloads: stalls and slowdowns", figures([
+            _draw(sf.stall_distribution(runs), "fig-stalls", "Workload stalls"),
+            _draw(sf.slowdown_vs_memory(runs), "fig-slowdown", "Workload slowdown"),
+        ]))
+    else:
+        page.section("workloads", "Workloads: stalls and slowdowns",
+                     note("No run had a workload: these runs boot to a shell and stop, so there are no stalls "
+                          "or slowdowns to show."))
+    page.section("committed", "Host memory committed",
+                 _draw(sf.committed_vs_memory(runs), "fig-committed", "Host memory committed"))
+    page.section("failures", "Failures", _failures(runs))
+    page.section("runs", "Every run",
+                 note("Click a column header to sort (again to reverse). Sizes sort by bytes; failed runs have "
+                      "no figures and sort last."), run_table(runs))
+    page.section("space", "Configuration space", _config_space(results, runs))
+    page.section("profiles", "Profiles", profile_sections(list(results.profiles.values()), used={
+        r["profile"]["sha256"] for r in runs}))
+    page.section("about", "Version", facts([
+        ("report made by", f"lazyaccept {__version__}"),
+        ("runs made by", ", ".join(f"lazyaccept {v}" for v in made_by) or "unknown"),
+        ("results files", ", ".join(sources)),
+    ]))
+    return page.render()

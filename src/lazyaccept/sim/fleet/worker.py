@@ -1,0 +1,133 @@
+"""What runs in a worker process: a task in, one results row out, a pure function of the task.
+
+A :class:`Task` holds the resolved configuration (resolved and checked on the client, before any
+run starts) and the digest of its profile; :func:`run_chunk` runs a list of them against the
+profile texts it is given, parsing each profile once per process.  A failure the model raises
+on purpose (a :class:`~lazyaccept.base.errors.LazyAcceptError`: a safety violation, a boot
+failure, a configuration the model refuses while booting) is a result, recorded as a row; any
+other exception is a bug and stops the sweep, naming the run.
+
+Row schema (``kind = "run"``; every key is present in every row, metrics ``null`` on failure)::
+
+    key                  str    identity of the run: digest of point + profile digest
+    point                obj    the grid coordinates and fixed values, canonical (sizes in bytes)
+    profile              obj    {ref, name, sha256}: the profile as the grid named it
+    config               obj    the whole resolved configuration (VMConfig.as_dict() + profile)
+    ok                   bool   the boot reached a shell
+    failure              str    one line: why it did not (null when ok)
+    failure_kind         str    the error's class (SafetyViolation, BootFailure, ...)
+    boot_s               float  simulated boot to shell
+    accept_s             float  vCPU-seconds accepting memory (lock spins included)
+    accept_wall_s        float  seconds during which any vCPU was accepting
+    accepted_bytes       int    accepted by firmware, EFI stub and kernel together
+    accepted_by          obj    the same per actor group: firmware, efi stub, kernel
+    exits                int    exits to the host that acceptance caused
+    host_committed_bytes int    host memory committed at the end of boot
+    unaccepted_after_boot_bytes int  guest memory still unaccepted at the shell
+    phases_s             obj    phase name -> simulated duration
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ... import __version__
+from ...base.errors import LazyAcceptError
+from ...base.record import AcceptEvent, AcceptStats
+from ...scenario.config import VMConfig
+from ..run import BootResult, run
+from .dimensions import Value
+from .profiles import ProfileText, parsed
+
+#: Actor names in a record, grouped as a user thinks of them (as ``boot --json`` does).
+_GROUPS = {"firmware": "firmware", "efistub": "efi stub"}
+METRIC_KEYS = (
+    "boot_s", "accept_s", "accept_wall_s", "accepted_bytes", "accepted_by", "exits", "host_committed_bytes",
+    "unaccepted_after_boot_bytes", "phases_s",
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run: picklable, and all a worker needs besides the profile texts."""
+
+    key: str
+    point: tuple[tuple[str, Value], ...]
+    config: VMConfig
+    profile_ref: str
+    profile_sha256: str
+
+
+def run_key(point: Mapping[str, Value], profile_sha256: str) -> str:
+    """A run's identity: the same point with the same profile text is the same run."""
+    canon = json.dumps({"point": dict(sorted(point.items())), "profile": profile_sha256}, sort_keys=True)
+    return hashlib.sha256(canon.encode()).hexdigest()[:20]
+
+
+def run_task(task: Task, profile: ProfileText) -> dict[str, Any]:
+    """Run one task: its row."""
+    prof = parsed(profile)
+    row: dict[str, Any] = {
+        "kind": "run",
+        "key": task.key,
+        "point": dict(task.point),
+        "profile": {"ref": task.profile_ref, "name": prof.name, "sha256": task.profile_sha256},
+        "config": task.config.as_dict() | {"profile": prof.name},
+    }
+    try:
+        result = run(task.config, prof)
+    except LazyAcceptError as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return row | {"ok": False, "failure": text, "failure_kind": type(exc).__name__} | dict.fromkeys(METRIC_KEYS)
+    return row | {"ok": True, "failure": None, "failure_kind": None} | metrics(result)
+
+
+def metrics(result: BootResult) -> dict[str, Any]:
+    """The figures of a boot a fleet report needs (the full document is ``boot --json``)."""
+    rec, tl = result.record, result.timeline
+    groups = {"firmware": AcceptStats(), "efi stub": AcceptStats(), "kernel": AcceptStats()}
+    for ph in rec.phases:
+        for ev in ph.events:
+            if isinstance(ev, AcceptEvent):
+                groups[_GROUPS.get(ev.actor, "kernel")] += ev.stats
+    phases: dict[str, float] = {}
+    for p in tl.phases:
+        phases[p.name] = phases.get(p.name, 0.0) + p.duration
+    return {
+        "boot_s": tl.total_s,
+        "accept_s": tl.accept_s,
+        "accept_wall_s": tl.accept_wall_s,
+        "accepted_bytes": sum(s.bytes_accepted for s in groups.values()),
+        "accepted_by": {k: s.bytes_accepted for k, s in groups.items()},
+        "exits": sum(s.exits for s in groups.values()),
+        "host_committed_bytes": rec.platform.host_committed,
+        "unaccepted_after_boot_bytes": rec.unaccepted_after_boot,
+        "phases_s": phases,
+    }
+
+
+def run_chunk(tasks: list[Task], profiles: Mapping[str, ProfileText]) -> list[dict[str, Any]]:
+    """Run ``tasks`` in this process; ``profiles`` maps digest -> text.  One row per task."""
+    rows = []
+    for task in tasks:
+        try:
+            rows.append(run_task(task, profiles[task.profile_sha256]))
+        except Exception as exc:  # a bug, not a modelled failure: say which run hit it
+            raise RuntimeError(f"run {task.key} {dict(task.point)}: {type(exc).__name__}: {exc}") from exc
+    return rows
+
+
+def worker_version() -> str:
+    """The lazyaccept version a worker runs (a Dask cluster's workers must match the client)."""
+    return __version__
+
+
+def ignore_interrupts() -> None:
+    """Pool worker initializer: Ctrl-C is the client's to handle (it cancels, then stops the pool)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,202 @@
+"""After the shell: workloads on the boot's clock, first-touch stalls, policies, and the commands.
+
+Shapes, not fitted points: laziness costs at run time what it saved at boot and then nothing
+once memory is accepted; eager has no stalls; a background thread lowers stalls and time to
+fully accepted at a CPU cost it reports; stalls follow the host's per-fault cost; IRQs-off
+intervals stretch with host oversubscription.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from functools import cache
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lazyaccept.base.errors import ConfigError, FormatError
+from lazyaccept.base.units import GiB, MiB
+from lazyaccept.cli import cli
+from lazyaccept.guest.policies import Policy, PolicyKind
+from lazyaccept.scenario.config import GuestRequest
+from lazyaccept.scenario.runtime import RunConfig, build_run
+from lazyaccept.scenario.sanitizer import check_no_memory_lost
+from lazyaccept.scenario.workloads import Workload, WorkloadKind
+from lazyaccept.sim.profile import load_profile
+from lazyaccept.sim.run import resolve
+from lazyaccept.sim.runtime import RunResult, simulate_run, weighted_quantiles
+
+
+@cache
+def run(memory_gib: int, workloads: tuple[str, ...], policy: str = "lazy", vcpus: int = 4, profile: str = "tdx",
+        kernel: str | None = None, host_cpus: int | None = None, baseline: bool = True) -> RunResult:
+    prof = load_profile(profile)
+    pol = Policy.parse(policy)
+    req = GuestRequest(memory_gib * GiB, prof.tee, pol.accept_memory, vcpus=vcpus, kernel=kernel,
+                       patches=tuple(p.value for p in pol.patches) or None)
+    cfg = RunConfig(resolve(req, prof), tuple(Workload.parse(w) for w in workloads), pol, host_cpus=host_cpus)
+    return simulate_run(cfg, prof, baseline=baseline)
+
+
+# --- parsing at the edge ------------------------------------------------------------------------------
+
+
+def test_workloads_parse():
+    w = Workload.parse("touch:32G,threads=4@30")
+    assert (w.kind, w.size, w.threads, w.start) == (WorkloadKind.TOUCH, 32 * GiB, 4, 30.0)
+    d = Workload.parse("drain,workers=32")
+    assert (d.kind, d.threads) == (WorkloadKind.DRAIN, 32)
+    s = Workload.parse("steady:100M,for=1h")
+    assert (s.rate, s.duration) == (100 * MiB, 3600.0)
+    assert Workload.parse("pretouch:8G").threads == 0  # one per vCPU
+    for bad, message in [("juggle:1G", "unknown workload"), ("touch", "expected touch:SIZE"),
+                         ("steady:1G", "needs for=DURATION"), ("touch:1G,threads=0", "thread count"),
+                         ("steady:1G,for=soon", "duration"), ("touch:1G@-3", "duration")]:
+        with pytest.raises(ConfigError, match=message):
+            Workload.parse(bad)
+
+
+def test_trace_file_is_read_once_and_checked(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("time_s,bytes,thread\n0.5,1048576,1\n0,4194304,0\n")
+    w = Workload.parse(f"trace:{f}")
+    assert w.trace == ((0.0, 4194304, 0), (0.5, 1048576, 1))  # sorted by time
+    f.write_text("0,-5,0\n")
+    with pytest.raises(FormatError, match="bytes positive"):
+        Workload.parse(f"trace:{f}")
+
+
+def test_policies_parse():
+    b = Policy.parse("background:threads=2,rate=4G")
+    assert (b.kind, b.threads, b.rate) == (PolicyKind.BACKGROUND, 2, 4 * GiB)
+    assert str(b) == "background:threads=2,rate=4G"
+    assert Policy.parse("accept-ahead:chunks=8").chunks == 8
+    assert Policy.parse("accepted-reserve").patches[0].value == "accepted-reserve"
+    with pytest.raises(ConfigError, match="unknown policy"):
+        Policy.parse("psychic")
+    with pytest.raises(ConfigError, match="takes no 'rate'"):
+        Policy.parse("lazy:rate=1G")
+
+
+def test_weighted_quantiles_by_hand():
+    # values 1 (x 98), 5 (x 1), 9 (x 1): p50 = 1, p99 = 5 (cumulative 99 of 100), p99.9 = 9
+    v, w = np.array([9.0, 1.0, 5.0]), np.array([1.0, 98.0, 1.0])
+    assert weighted_quantiles(v, w, [0.5, 0.99, 0.999]) == [1.0, 5.0, 9.0]
+
+
+# --- shapes --------------------------------------------------------------------------------------------
+
+
+def test_touch_slowdown_under_lazy_and_none_once_memory_is_accepted():
+    first = run(16, ("touch:8G",))
+    assert first.workloads[0].slowdown > 2.0
+    # The same touch long after a background thread has accepted everything: no stall at all,
+    # and it runs as fast as on an eagerly accepted guest.
+    later = run(16, ("touch:8G@1000",), "background:threads=4,rate=8G")
+    assert later.fully_accepted_s is not None and later.fully_accepted_s < later.workloads[0].start_s
+    assert later.stall_summary()["count"] == 0
+    assert later.workloads[0].slowdown == pytest.approx(1.0, rel=0.02)
+
+
+def test_eager_has_no_stalls_and_is_its_own_baseline():
+    r = run(16, ("touch:8G",), "eager")
+    assert r.stall_summary()["count"] == 0
+    assert r.workloads[0].slowdown == pytest.approx(1.0)
+    assert r.fully_accepted_s == pytest.approx(r.boot_s)
+
+
+def test_background_thread_lowers_stalls_and_time_to_fully_accepted_at_a_reported_cost():
+    lazy = run(32, ("touch:16G",))
+    bg = run(32, ("touch:16G",), "background:threads=2,rate=4G")
+    assert bg.stall_summary()["count"] < lazy.stall_summary()["count"]
+    assert lazy.fully_accepted_s is None and bg.fully_accepted_s is not None
+    assert bg.workloads[0].duration_s < lazy.workloads[0].duration_s
+    # its cost: CPU time of the kaccept threads, and all memory committed on the host early
+    assert bg.accept_by["kaccept"] > 0
+    assert bg.record.boot.platform.host_committed > lazy.record.boot.platform.host_committed
+
+
+def test_stall_size_follows_the_hosts_fault_cost():
+    # The same run on a host whose private per-fault cost is 4x: every stall grows, by about
+    # the ratio of the per-page cost of acceptance (own work + path).
+    prof = load_profile("tdx")
+    slow = prof.with_values({"accept.td_exit": prof.params["accept.td_exit"].value * 4})
+    cfg = RunConfig(resolve(GuestRequest(16 * GiB, vcpus=4), prof), (Workload.parse("touch:4G"),))
+    a = simulate_run(cfg, prof, baseline=False).stall_summary()["p50_s"]
+    b = simulate_run(cfg, slow, baseline=False).stall_summary()["p50_s"]
+    assert b > 2.5 * a
+
+
+def test_host_oversubscription_stretches_irqs_off_time():
+    # 8 workers on 8 vCPUs; with only 2 host CPUs every accept_memory() call (IRQs off) takes
+    # about 4x as long.
+    alone = run(32, ("touch:16G,threads=8",), vcpus=8, baseline=False)
+    squeezed = run(32, ("touch:16G,threads=8",), vcpus=8, host_cpus=2, baseline=False)
+    assert squeezed.irqs_off_max_s == pytest.approx(4 * alone.irqs_off_max_s, rel=0.15)
+    assert squeezed.workloads[0].duration_s > 3 * alone.workloads[0].duration_s
+
+
+def test_accept_ahead_makes_fewer_larger_stalls():
+    lazy = run(32, ("touch:8G",)).stall_summary()
+    ahead = run(32, ("touch:8G",), "accept-ahead:chunks=8").stall_summary()
+    assert ahead["count"] < lazy["count"] / 5
+    assert ahead["max_s"] > 5 * lazy["max_s"]
+
+
+def test_drain_leaves_lazy_and_eager_with_the_same_memory():
+    prof = load_profile("tdx")
+    lazy = build_run(RunConfig(resolve(GuestRequest(8 * GiB, vcpus=2), prof), (Workload.parse("drain,workers=2"),)))
+    assert lazy.drained and lazy.unaccepted_at_end == 0
+    eager_vm = resolve(GuestRequest(8 * GiB, vcpus=2, policy=Policy.parse("eager").accept_memory), prof)
+    eager = build_run(RunConfig(eager_vm, (), Policy.parse("eager")))
+    check_no_memory_lost(lazy.boot, eager.boot)
+
+
+def test_steady_workload_is_paced_by_its_rate():
+    r = run(16, ("steady:64M,for=60",), baseline=False)
+    w = r.workloads[0]
+    assert w.duration_s == pytest.approx(60.0, abs=2.0)
+
+
+# --- commands ------------------------------------------------------------------------------------------
+
+
+def test_run_command_json_keys():
+    res = CliRunner().invoke(cli, ["run", "--memory", "8G", "--workload", "touch:2G", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    for key in ("boot_s", "workload", "baseline_s", "stalls", "irqs_off_max_s", "soft_lockup", "fully_accepted_s"):
+        assert key in doc
+    assert set(doc["stalls"]) == {"count", "p50_s", "p99_s", "p999_s", "max_s"}
+    assert doc["workload"]["duration_s"] == pytest.approx(doc["workload"]["end_s"] - doc["workload"]["start_s"])
+
+
+def test_compare_policies_command(tmp_path):
+    png = tmp_path / "p.png"
+    res = CliRunner().invoke(cli, ["compare", "--memory", "16G", "--workload", "touch:4G", "--policy", "lazy",
+                                   "--policy", "eager", "--json", "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    runs = json.loads(res.output)["policies"][0]["runs"]
+    assert [r["config"]["policy"] for r in runs] == ["lazy", "eager"]
+    assert runs[1]["stalls"]["count"] == 0 < runs[0]["stalls"]["count"]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_advise_recommends_something_that_meets_the_deadline():
+    res = CliRunner().invoke(cli, ["advise", "--memory", "64G", "--boot-deadline", "30", "--workload", "touch:8G",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    rec = doc["recommended"]
+    chosen = next(c for c in doc["candidates"]
+                  if (c["firmware_accept"], c["policy"]) == (rec["firmware_accept"], rec["policy"]))
+    assert chosen["meets_deadline"] and chosen["boot_s"] <= 30
+    meeting = [c for c in doc["candidates"] if c["meets_deadline"]]
+    assert chosen["slowdown"] == min(c["slowdown"] for c in meeting)
+
+
+def test_replace_keeps_the_request_frozen():
+    req = GuestRequest(4 * GiB)
+    assert replace(req, vcpus=2).vcpus == 2 and req.vcpus is None
