@@ -71,6 +71,20 @@ class BootPhase(StrEnum):
     WORKLOAD = "workload"
 
 
+class InspectKind(StrEnum):
+    """The kinds of artefact ``lazyaccept inspect`` reads, in the order ``--kind`` lists them."""
+
+    FIRMWARE = "firmware"
+    DMESG = "dmesg"
+    E820 = "e820"
+    MEMINFO = "meminfo"
+    NODE_MEMINFO = "node-meminfo"
+    VMSTAT = "vmstat"
+    EFI_MEMMAP = "efi-memmap"
+    UNACCEPTED_TABLE = "unaccepted-table"
+    HOB_LIST = "hob-list"
+
+
 class FirmwareAcceptMode(StrEnum):
     """How much unaccepted RAM the firmware accepts before handing over to the OS."""
 
@@ -122,6 +136,7 @@ def choice_values(enum: type[StrEnum]) -> list[str]:
 
 
 __all__ = [
-    "AcceptPolicy", "AcceptRoutine", "BootPhase", "FirmwareAccept", "FirmwareAcceptMode", "HostMapping", "Tee",
+    "AcceptPolicy", "AcceptRoutine", "BootPhase", "FirmwareAccept", "FirmwareAcceptMode", "HostMapping", "InspectKind",
+    "Tee",
     "choice_values",
 ]

@@ -27,8 +27,10 @@ import os
 import re
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from ..base.choices import InspectKind
 from ..base.errors import FormatError
 from ..base.fileio import HEAD_SIZE, open_input
 from ..base.units import PAGE_SIZE, KiB, MiB, format_size
@@ -48,33 +50,36 @@ from ..formats.unaccepted import HEADER_SIZE, parse_unaccepted_table
 
 __all__ = ["KINDS", "SIZE_LIMITS", "E820_BINARY_LIMIT", "detect_kind", "inspect_file", "cross_checks"]
 
-#: Every kind ``inspect`` knows, in the order ``--kind`` lists them.
-KINDS = (
-    "firmware",
-    "dmesg",
-    "e820",
-    "meminfo",
-    "node-meminfo",
-    "vmstat",
-    "efi-memmap",
-    "unaccepted-table",
-    "hob-list",
-)
-_TEXT_KINDS = {"dmesg", "e820", "meminfo", "node-meminfo", "vmstat"}
-
 _TEXT_LOG = (256 * MiB, "kernel logs")
-#: The largest file of each kind read, and what the error calls such files (see the module text).
-SIZE_LIMITS: dict[str, tuple[int, str]] = {
-    "firmware": (64 * MiB, "firmware images"),
-    "dmesg": _TEXT_LOG,
-    "e820": _TEXT_LOG,  # as text; a binary table is held to E820_BINARY_LIMIT
-    "meminfo": (16 * MiB, "meminfo files"),
-    "node-meminfo": (16 * MiB, "node meminfo files"),
-    "vmstat": (16 * MiB, "vmstat files"),
-    "efi-memmap": (16 * MiB, "EFI memory maps"),
-    "unaccepted-table": (64 * MiB + HEADER_SIZE, "unaccepted-memory tables"),
-    "hob-list": (16 * MiB, "HOB lists"),
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """What ``inspect`` needs to know of a kind before parsing it."""
+
+    #: The largest file of the kind read, and what an error calls such files.
+    limit: tuple[int, str]
+    #: Read as text (else as bytes).
+    text: bool
+
+
+#: Every kind, declared once (the parsers and the tables of each are keyed by the same enum).
+KIND_SPECS: dict[InspectKind, KindSpec] = {
+    InspectKind.FIRMWARE: KindSpec((64 * MiB, "firmware images"), text=False),
+    InspectKind.DMESG: KindSpec(_TEXT_LOG, text=True),
+    InspectKind.E820: KindSpec(_TEXT_LOG, text=True),  # as text; a binary table: E820_BINARY_LIMIT
+    InspectKind.MEMINFO: KindSpec((16 * MiB, "meminfo files"), text=True),
+    InspectKind.NODE_MEMINFO: KindSpec((16 * MiB, "node meminfo files"), text=True),
+    InspectKind.VMSTAT: KindSpec((16 * MiB, "vmstat files"), text=True),
+    InspectKind.EFI_MEMMAP: KindSpec((16 * MiB, "EFI memory maps"), text=False),
+    InspectKind.UNACCEPTED_TABLE: KindSpec((64 * MiB + HEADER_SIZE, "unaccepted-memory tables"), text=False),
+    InspectKind.HOB_LIST: KindSpec((16 * MiB, "HOB lists"), text=False),
 }
+#: Every kind ``inspect`` knows, in the order ``--kind`` lists them.
+KINDS = tuple(k.value for k in InspectKind)
+_TEXT_KINDS = {k.value for k, spec in KIND_SPECS.items() if spec.text}
+#: The largest file of each kind read, and what the error calls such files (see the module text).
+SIZE_LIMITS: dict[str, tuple[int, str]] = {k.value: spec.limit for k, spec in KIND_SPECS.items()}
 #: Binary e820 tables (the "e820" entry of SIZE_LIMITS is for the text form).
 E820_BINARY_LIMIT = (1 * MiB, "binary e820 tables")
 _ANY_TEXT = (max(SIZE_LIMITS[k][0] for k in _TEXT_KINDS), "text files")
