@@ -52,6 +52,27 @@ class KernelRules:
     #: The unaccepted table is reserved with ``end = PAGE_ALIGN(addr + 24 + size)`` (2026 fix);
     #: before, the aligned-down start plus ``PAGE_ALIGN(24 + size)``, which can drop a page.
     table_reserve_fixed: bool
+    # -- Rules added for the check catalogue (lazyaccept check).  Each default is today's correct
+    # behaviour; the releases below do not set them (older kernels lacked some fixes), so a historic
+    # bug they describe is re-introduced with ``with_rule`` (scenario/check/mutants.py).
+    #: The kernel memblock_add()s the ACPI-reclaim table so the direct map covers it
+    #: (8dbe33956d96, "efi/unaccepted: Make sure unaccepted table is mapped"); without it the
+    #: first access to the table faults.
+    table_memblock_add: bool = True
+    #: /proc/vmcore reads unaccepted pages of the crashed kernel as zeros (vmcore_cb pfn_is_ram;
+    #: "efi/unaccepted: do not let /proc/vmcore try to access unaccepted memory", v6.7).
+    vmcore_skips_unaccepted: bool = True
+    #: /proc/kcore skips unaccepted pages ("proc/kcore: do not try to access unaccepted memory").
+    kcore_skips_unaccepted: bool = True
+    #: __alloc_pages_bulk() calls cond_accept_memory() like get_page_from_freelist() (v6.12,
+    #: "mm: Accept memory in __alloc_pages_bulk()"); before, it could drain accepted memory.
+    bulk_alloc_accepts: bool = True
+    #: memblock_double_array() accepts the range it found before copying the region array into
+    #: it (da8bf5daa5e5, "memblock: Accept allocated memory before use in memblock_double_array()").
+    memblock_double_array_accepts: bool = True
+    #: kexec accepts the destination ranges of its segments when they are loaded ("kexec_core:
+    #: accept unaccepted kexec segments' destination addresses", Yan Zhao, 2024).
+    kexec_accepts_segments: bool = True
 
     @property
     def accept_lock(self) -> str | None:
