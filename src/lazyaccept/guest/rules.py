@@ -73,6 +73,14 @@ class KernelRules:
     #: kexec accepts the destination ranges of its segments when they are loaded ("kexec_core:
     #: accept unaccepted kexec segments' destination addresses", Yan Zhao, 2024).
     kexec_accepts_segments: bool = True
+    #: max_pfn, where the direct map ends, covers E820_TYPE_ACPI ranges too ("x86/mm: Make
+    #: e820__end_ram_pfn() cover E820_TYPE_ACPI ranges", v6.11): a crash kernel's only RAM is its
+    #: crashkernel= region, and a table above it was left out of the direct map.
+    e820_end_ram_covers_acpi: bool = True
+    #: phys_pmd_init() keeps the 2 MiB entries of E820_TYPE_ACPI ranges past the end of the range it
+    #: maps ("x86/mm: Do not zap page table entries mapping unaccepted memory table during kdump",
+    #: v6.11); before, it zapped the entry mapping the table above the crash kernel's RAM.
+    kdump_keeps_acpi_pmd: bool = True
 
     @property
     def accept_lock(self) -> str | None:
