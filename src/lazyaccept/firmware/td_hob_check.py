@@ -48,7 +48,7 @@ def hob_problems(meta: TdvfMetadata, hob: bytes, check: HobCheck) -> list[str]:
         if s.memory_size and (check is HobCheck.METADATA or s.type == TdvfSectionType.TEMP_MEM)
     ]
     problems = []
-    for r in parse_hob_list(hob).resources:
+    for r in parse_hob_list(hob).resources():
         if r.resource_type != RESOURCE_MEMORY_UNACCEPTED:
             continue
         for sec in sections:
@@ -69,7 +69,7 @@ def tdvf_accept_from_hob(platform: Platform, meta: TdvfMetadata, hob: bytes, che
         # ValidateTdxMetadata / TdxHelperProcessTdHob fail: TDVF stops (CpuDeadLoop) before accepting.
         raise GuestStopped("tdvf", "tdvf-hob-refused", problems[0])
     stats = AcceptStats()
-    for r in parse_hob_list(hob).resources:
+    for r in parse_hob_list(hob).resources():
         if r.resource_type == RESOURCE_MEMORY_UNACCEPTED and r.start < FOUR_GIB:
             end = min(r.end, FOUR_GIB)
             stats += platform.accept(r.start, end, routine=AcceptRoutine.TDVF, actor="firmware", vcpu=0)

@@ -100,7 +100,8 @@ class PscAnswer(StrEnum):
     PROCESS = "process"
     #: Say it is done (``cur_entry`` past ``end_entry``, no error) without changing the RMP.
     CLAIM_DONE = "claim-done"
-    #: Move ``cur_entry`` back inside the request (work "to be redone"), without an error.
+    #: Move ``cur_entry`` back by one entry, without an error (the first time, with nothing to go
+    #: back from, do half of the request: partial progress, as an honest host may).
     REWIND = "rewind"
     #: Rewrite the header backwards past the request: ``cur_entry`` back to 0 and ``end_entry``
     #: beyond the last entry the guest sent.

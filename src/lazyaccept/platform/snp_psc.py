@@ -54,9 +54,14 @@ def host_handle_psc(platform: SnpPlatform, desc: PscDescriptor, *, actor: str, v
         return 0, stats
     todo = desc.entries[desc.cur_entry : desc.end_entry + 1]
     if answer is PscAnswer.REWIND:
-        # Do the first half of what is left, then claim to be back at the first entry.
-        stats = platform.page_state_change(todo[: max(1, len(todo) // 2)], actor=actor, vcpu=vcpu)
-        desc.cur_entry = 0
+        if desc.cur_entry > 0:
+            # Progress reported back by one entry, nothing done.
+            desc.cur_entry -= 1
+            return 0, stats
+        # Nothing to go back from yet: do the first half of the request, as a host may.
+        half = max(1, len(todo) // 2)
+        stats = platform.page_state_change(todo[:half], actor=actor, vcpu=vcpu)
+        desc.cur_entry += half
         return 0, stats
     # page_state_change() counts one request and one exit, as this VMGEXIT.
     stats = platform.page_state_change(todo, actor=actor, vcpu=vcpu)
