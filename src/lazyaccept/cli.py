@@ -68,3 +68,6 @@ cli.add_command(calibrate_cmd)
 from .commands.inspect import inspect_cmd  # noqa: E402
 
 cli.add_command(inspect_cmd)
+from .commands.check import check_cmd  # noqa: E402
+
+cli.add_command(check_cmd)

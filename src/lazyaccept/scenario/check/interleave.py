@@ -117,13 +117,14 @@ class World:
             self.workers.append(w)
 
     # -- scheduling ---------------------------------------------------------------------------
-    def waits(self, w: Worker) -> tuple[Worker, str] | None:
-        """The worker ``w`` would spin on now, and how; None when ``w`` can step."""
+    def waits(self, w: Worker) -> tuple[str, UnitRange | None, str] | None:
+        """What worker ``w`` would spin on now -- who holds it, the units that one works on, and
+        how -- or None when ``w`` can step."""
         m = self.mem
         if w.phase is Phase.CHECK:
             # range_contains_unaccepted_memory() takes the lock, which only v6.5 holds across steps.
             if m.lock_holder is not None and m.lock_holder != w.vcpu:
-                return self.workers[m.lock_holder], "the accept lock"
+                return self._holder(m.lock_holder, None, "the accept lock")
             return None
         if w.phase is not Phase.ACCEPT or w.task is None:
             return None
@@ -131,9 +132,16 @@ class World:
         if wait is None:
             return None
         if wait.lock_holder is not None:
-            return self.workers[wait.lock_holder], "the accept lock"
-        holder = next(x for x in self.workers if x.task is not None and x.task.units is wait.entry)
-        return holder, "an accepting-list entry"
+            return self._holder(wait.lock_holder, None, "the accept lock")
+        return self._holder(None, wait.entry, "an accepting-list entry")
+
+    def _holder(self, vcpu: int | None, entry: UnitRange | None, how: str) -> tuple[str, UnitRange | None, str]:
+        for x in self.workers:
+            if (vcpu is not None and x.vcpu == vcpu) or (entry is not None and x.task is not None
+                                                          and x.task.units is entry):
+                held = x.task.units if x.task is not None and x.task.units is not None else x.units
+                return x.name, held, how
+        return "an accept that never returns", entry, how
 
     def live(self) -> list[Worker]:
         return [w for w in self.workers if w.phase is not Phase.DONE]
@@ -149,11 +157,10 @@ class World:
             hit = self.waits(w)
             if hit is None:
                 continue
-            holder, how = hit
-            spinning.append(f"{w.name} waits for {holder.name} on {how}")
-            held = holder.task.units if holder.task is not None and holder.task.units is not None else holder.units
+            holder, held, how = hit
+            spinning.append(f"{w.name} waits for {holder} on {how}")
             if w.units is not None and held is not None:
-                found = detectors.wait_on_disjoint_work(w.name, w.units, holder.name, held, how)
+                found = detectors.wait_on_disjoint_work(w.name, w.units, holder, held, how)
                 if found is not None:
                     out.append(found)
         live = self.live()
@@ -311,7 +318,7 @@ def explore_all(case: Case, rules: KernelRules, use_accepting_list: bool = True)
             try:
                 via = nxt.step(vcpu)
             except SafetyViolation as exc:
-                record(node.depth + 1, detectors.safety(exc), [*path(key), f"cpu{vcpu}: {exc}"])
+                record(node.depth + 1, detectors.safety(exc), [*path(key), _failed(vcpu, exc)])
                 node.succ.append(None)  # the schedule ends in the violation
                 continue
             k2 = nxt.key()
@@ -371,7 +378,7 @@ def explore_sample(case: Case, rules: KernelRules, schedules: int, seed: int, us
                 steps.append(world.step(vcpu))
             except SafetyViolation as exc:
                 found = detectors.safety(exc)
-                steps.append(f"cpu{vcpu}: {exc}")
+                steps.append(_failed(vcpu, exc))
         result.schedules += 1
         if found is not None:
             result.findings += 1
@@ -382,6 +389,10 @@ def explore_sample(case: Case, rules: KernelRules, schedules: int, seed: int, us
     if best is not None:
         result.finding = _with_schedule(best[1], best[2])
     return result
+
+
+def _failed(vcpu: int, exc: SafetyViolation) -> str:
+    return f"cpu{vcpu} fails: {exc.rule} at {exc.address:#x}" + (f" ({exc.detail})" if exc.detail else "")
 
 
 def _waiting(found: Finding) -> str:
