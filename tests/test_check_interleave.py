@@ -13,6 +13,7 @@ from lazyaccept.scenario.check.cases import (
     ADJACENT_2,
     DISJOINT_2,
     GUARD_SHARE_2,
+    IRQ_REENTRY_2,
     MIXED_3,
     SMALL_CASES,
     large_cases,
@@ -109,6 +110,23 @@ def test_deadlock_detector_fires_when_every_live_vcpu_spins():
     assert [f.rule for f in found] == ["deadlock"]
     assert found[0].detector is Detector.LIVENESS and "never returns" in found[0].detail
     assert world.runnable() == []
+
+
+def test_an_interrupt_can_only_come_before_or_after_the_accept_on_the_correct_kernel():
+    # IRQs are off from registering to returning, so the handler runs before cpu0's accept (then
+    # cpu0 finds nothing left to do in units 1) or after it returns, before or after cpu0 uses the
+    # range: 3 schedules, none stuck.
+    exp = explore_all(IRQ_REENTRY_2, MAINLINE)
+    assert (exp.schedules, exp.finding) == (3, None)
+
+
+def test_irqs_on_during_the_accept_deadlock_the_interrupted_cpu():
+    exp = explore_all(IRQ_REENTRY_2, MAINLINE.with_rule(accept_irqs_off=False))
+    f = exp.finding
+    assert f is not None and (f.detector, f.rule) == (Detector.LIVENESS, "deadlock")
+    assert f.schedule[0].endswith("drops the lock and enables IRQs")
+    assert f.schedule[1].startswith("interrupt on cpu0")
+    assert "cpu0 is interrupted by irq1@cpu0" in f.detail and "waiting for cpu0" in f.detail
 
 
 @pytest.mark.parametrize("target", INTERLEAVING_TARGETS, ids=lambda t: t.name)

@@ -81,6 +81,12 @@ class KernelRules:
     #: maps ("x86/mm: Do not zap page table entries mapping unaccepted memory table during kdump",
     #: v6.11); before, it zapped the entry mapping the table above the crash kernel's RAM.
     kdump_keeps_acpi_pmd: bool = True
+    #: accept_memory() keeps IRQs disabled from taking the lock until it returns, across the
+    #: architecture accept (50e782a86c98: "Keep interrupts disabled until the accept operation is
+    #: complete in order to prevent deadlocks": an interrupt handler asking for the same memory
+    #: would spin for ever on the CPU it interrupted).  Read by the interleaving explorer, which
+    #: decides when an interrupt may run (scenario/check/interleave.py).
+    accept_irqs_off: bool = True
 
     @property
     def accept_lock(self) -> str | None:

@@ -40,7 +40,11 @@ SUB_UNIT_3 = Case(
     what="3 vCPUs, disjoint byte ranges inside one unit, one ending on its boundary",
 )
 
-SMALL_CASES = (DISJOINT_2, ADJACENT_2, GUARD_SHARE_2, OVERLAP_2, MIXED_3, SUB_UNIT_3)
+#: cpu0 accepts a chunk (units [0, 3)); an interrupt on cpu0 asks for part of the same memory.
+IRQ_REENTRY_2 = Case("irq-reentry-2", 8, (Op(A, 0, 4 * MiB), Op(A, 2 * MiB, 2 * MiB - PAGE_SIZE, irq_of=0)),
+                     what="a chunk accept and an interrupt handler on the same CPU asking for part of it")
+
+SMALL_CASES = (DISJOINT_2, ADJACENT_2, GUARD_SHARE_2, OVERLAP_2, MIXED_3, SUB_UNIT_3, IRQ_REENTRY_2)
 
 #: accept_memory() callers pass any range (memblock: sub-page objects at any offset).
 _ACCEPT_SIZES = (PAGE_SIZE, 1 * MiB, UNIT - PAGE_SIZE, UNIT, 4 * MiB, 6 * MiB)

@@ -56,6 +56,9 @@ class Op:
     kind: OpKind
     offset: int
     size: int
+    #: When set, the call runs in an interrupt handler on that worker's CPU: it can start only
+    #: when that CPU has IRQs enabled, and the CPU runs nothing else until the handler returns.
+    irq_of: int | None = None
 
     def label(self) -> str:
         return f"{self.kind.value}(+{self.offset:#x}, {self.size:#x})"
@@ -75,6 +78,7 @@ class Case:
 
 
 class Phase(StrEnum):
+    IRQ = "irq"  # an interrupt not yet taken
     CHECK = "check"
     ACCEPT = "accept"
     USE = "use"
@@ -92,7 +96,13 @@ class Worker:
 
     @property
     def name(self) -> str:
+        if self.op.irq_of is not None:
+            return f"irq{self.vcpu}@cpu{self.op.irq_of}"
         return f"cpu{self.vcpu}"
+
+    @property
+    def first_phase(self) -> Phase:
+        return Phase.CHECK if self.op.kind is OpKind.CHECK else Phase.ACCEPT
 
 
 class World:
@@ -111,8 +121,9 @@ class World:
         self.workers = []
         for i, op in enumerate(case.ops):
             units = request_units(table, rules, BASE + op.offset, op.size)
-            w = Worker(i, op, Phase.CHECK if op.kind is OpKind.CHECK else Phase.ACCEPT, units)
-            if w.phase is Phase.ACCEPT:
+            w = Worker(i, op, Phase.ACCEPT, units)
+            w.phase = Phase.IRQ if op.irq_of is not None else w.first_phase
+            if op.kind is OpKind.ACCEPT:
                 w.task = self.mem.task(BASE + op.offset, op.size, w.name, i)
             self.workers.append(w)
 
@@ -146,26 +157,49 @@ class World:
     def live(self) -> list[Worker]:
         return [w for w in self.workers if w.phase is not Phase.DONE]
 
+    def irqs_on(self, w: Worker) -> bool:
+        """Can an interrupt run on ``w``'s CPU now?  Not while ``w`` is inside accept_memory()
+        with the lock taken (from registering to returning), unless the rules let IRQs on there."""
+        t = w.task
+        if w.phase is not Phase.ACCEPT or t is None or t.state in (TaskState.LOCK, TaskState.DONE):
+            return True
+        return not self.mem.rules.accept_irqs_off
+
+    def interrupted(self, w: Worker) -> Worker | None:
+        """The interrupt handler running on ``w``'s CPU, if one is."""
+        return next((x for x in self.workers if x.op.irq_of == w.vcpu and x.phase not in (Phase.IRQ, Phase.DONE)),
+                    None)
+
     def runnable(self) -> list[int]:
-        return [w.vcpu for w in self.live() if self.waits(w) is None]
+        out = []
+        for w in self.live():
+            if w.phase is Phase.IRQ:
+                if w.op.irq_of is not None and self.irqs_on(self.workers[w.op.irq_of]):
+                    out.append(w.vcpu)
+                continue
+            if self.interrupted(w) is None and self.waits(w) is None:
+                out.append(w.vcpu)
+        return out
 
     def state_findings(self) -> list[Finding]:
-        """Latency findings for the workers spinning now, and a deadlock if all of them spin."""
+        """Latency findings for the workers spinning now, and a deadlock if no worker can run."""
         out: list[Finding] = []
-        spinning: list[str] = []
+        stuck: list[str] = []
         for w in self.live():
+            handler = self.interrupted(w)
+            if handler is not None:
+                stuck.append(f"{w.name} is interrupted by {handler.name}")
             hit = self.waits(w)
             if hit is None:
                 continue
             holder, held, how = hit
-            spinning.append(f"{w.name} waits for {holder} on {how}")
+            stuck.append(f"{w.name} spins with IRQs off waiting for {holder} on {how}")
             if w.units is not None and held is not None:
                 found = detectors.wait_on_disjoint_work(w.name, w.units, holder, held, how)
                 if found is not None:
                     out.append(found)
-        live = self.live()
-        if live and len(spinning) == len(live):
-            out.append(detectors.deadlock(spinning))
+        if self.live() and not self.runnable():
+            out.append(detectors.deadlock(stuck))
         return out
 
     # -- one step -----------------------------------------------------------------------------
@@ -173,6 +207,9 @@ class World:
         """Advance worker ``vcpu`` by one step; returns what it did.  May raise SafetyViolation."""
         w = self.workers[vcpu]
         start, size = BASE + w.op.offset, w.op.size
+        if w.phase is Phase.IRQ:
+            w.phase = w.first_phase
+            return f"interrupt on cpu{w.op.irq_of}: its handler calls {w.op.label()}"
         if w.phase is Phase.CHECK:
             w.found = self.mem.range_contains_unaccepted(start, size)
             if w.found:
@@ -206,7 +243,9 @@ class World:
                 return f"{w.name} accept_memory: nothing in the bitmap, returns"
             if t.state is TaskState.DONE:
                 return f"{w.name} accept_memory: lock, units {units} have no set bit, returns"
-            keep = "keeps the lock" if self.mem.rules.global_accept_lock else "drops the lock, IRQs off"
+            rules = self.mem.rules
+            keep = "keeps the lock" if rules.global_accept_lock else (
+                "drops the lock, IRQs off" if rules.accept_irqs_off else "drops the lock and enables IRQs")
             listed = "registers " if self.mem.use_accepting_list else ""
             return f"{w.name} accept_memory: lock, {listed}units {units}, run {_units(t.run)}, {keep}"
         if before is TaskState.ARCH:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ...guest.rules import KernelRules, kernel_rules
 from . import triggers_boot as boot
 from . import triggers_mini as mini
-from .cases import ADJACENT_2, DISJOINT_2
+from .cases import ADJACENT_2, DISJOINT_2, IRQ_REENTRY_2
 from .findings import Detector, Observation
 from .interleave import Case, explore_all
 
@@ -154,6 +154,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "/proc/kcore reads unaccepted pages",
         {"kcore_skips_unaccepted": False}, Detector.SAFETY, boot.kcore_reads_unaccepted,
         "4 GiB TDX boot, then all of /proc/kcore's RAM read", extra=True,
+    ),
+    Mutant(
+        "irqs-on-during-accept", '50e782a86c98 "efi/unaccepted: Fix soft lockups caused by parallel memory '
+        'acceptance" (v1 dropped the lock for the accept; the fix keeps IRQs disabled)',
+        "IRQs enabled across the architecture accept: an interrupt handler asking for the same memory "
+        "spins for ever with IRQs off on the CPU whose accept it waits for",
+        {"accept_irqs_off": False}, Detector.LIVENESS, _explore(IRQ_REENTRY_2),
+        "a chunk accept and an interrupt on the same CPU asking for part of it, every interleaving", extra=True,
     ),
     Mutant(
         "kdump-table-above-max-pfn", '"x86/mm: Make e820__end_ram_pfn() cover E820_TYPE_ACPI ranges" (v6.11)',
