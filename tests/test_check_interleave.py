@@ -67,7 +67,7 @@ def test_sampled_cases_stay_clean_over_many_seeds(seed):
 
 
 def test_range_contains_skips_the_last_unit_of_an_unaligned_range_longer_than_a_unit():
-    # linux-kernel.md §3.2: the loop tests units at start, start + u, ... while below end.  For
+    # range_contains_unaccepted_memory(): the loop tests units at start, start + u, ... while below end.  For
     # [+2M+4K, +6M+4K) it tests units 1 and 2 and stops at +6M+4K: unit 3 is never looked at.  The
     # explorer found this with a caller no in-tree code makes; it is kept out of the sampled cases.
     case = Case("unaligned-check", 8, (Op(OpKind.CHECK, 2 * MiB + 4096, 4 * MiB),), accepted_units=(1, 2))

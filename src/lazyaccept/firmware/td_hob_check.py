@@ -1,5 +1,5 @@
 """TDVF reading the TD HOB the host wrote, and the check EDK2 Bugzilla 4363 asks for
-(firmware-and-platform.md §2.1-§2.2).
+(EDK2 OvmfPkg/IntelTdx/TdxHelperLib/SecTdxHelper.c; QEMU hw/i386/tdvf-hob.c).
 
 The host (QEMU) writes the TD HOB: guest RAM as unaccepted memory (resource type 7) except the
 TDVF sections it added at build time with TDH.MEM.PAGE.ADD.  TDVF's SEC phase accepts the type-7

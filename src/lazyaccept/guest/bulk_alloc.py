@@ -1,5 +1,5 @@
-"""``__alloc_pages_bulk()`` (mm/page_alloc.c), as far as acceptance goes (linux-kernel.md §4.5
-and §6 item 12).
+"""``__alloc_pages_bulk()`` (mm/page_alloc.c), as far as acceptance goes (the v6.12 series
+"mm: Fix several issues with unaccepted memory").
 
 The bulk allocator fills an array with order-0 pages taken straight from the per-CPU free lists
 after one watermark check of the preferred zone for the whole request (the low watermark plus

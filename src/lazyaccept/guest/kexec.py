@@ -1,5 +1,5 @@
 """kexec and kdump: a second kernel started by the first, reading the first one's unaccepted
-table (linux-kernel.md §1.3, §3.4, §4.7 and §6 items 4, 5, 8, 10, 14).
+table (drivers/firmware/efi/unaccepted_memory.c, kernel/kexec_core.c, arch/x86/kernel/crash.c).
 
 Modelled as far as the historic bugs need, on the state the first kernel left:
 

@@ -1,4 +1,4 @@
-"""memblock's region arrays and ``memblock_double_array()`` (mm/memblock.c; linux-kernel.md §4.1).
+"""memblock's region arrays and ``memblock_double_array()`` (mm/memblock.c).
 
 memblock keeps its memory and reserved regions in static arrays of INIT_MEMBLOCK_REGIONS (128)
 entries.  When a reservation needs one more entry than the array holds, memblock doubles it:

@@ -1,5 +1,5 @@
 """kswapd's balance check, as far as unaccepted memory changes it (mm/vmscan.c balance_pgdat(),
-pgdat_balanced(); linux-kernel.md §4.5-§4.6 and §6 item 11).
+pgdat_balanced(); mm/page_alloc.c __zone_watermark_unusable_free()).
 
 kswapd, once woken, reclaims until the node is balanced: some zone passes its watermark check at
 the high watermark.  Before "mm: fix endless reclaim on machines with unaccepted memory"

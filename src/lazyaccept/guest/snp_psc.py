@@ -1,5 +1,5 @@
 """Linux's SEV-SNP acceptance, request by request: ``__set_pages_state()``, ``vmgexit_psc()`` and
-``pvalidate_pages()`` (arch/x86/coco/sev/core.c; linux-kernel.md §5.2).
+``pvalidate_pages()`` (arch/x86/coco/sev/core.c; GHCB specification, Page State Change).
 
 :meth:`~lazyaccept.platform.snp.SnpPlatform.accept` computes the same work range-batched for an
 honest host.  This module runs it one VMGEXIT at a time, so that a hostile host's answers meet the

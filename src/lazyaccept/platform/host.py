@@ -93,7 +93,7 @@ class HostPolicy:
 
 class PscAnswer(StrEnum):
     """What a host does with a page-state-change request (GHCB specification, Page State Change;
-    firmware-and-platform.md §7.5)."""
+    arch/x86/kvm/svm/sev.c snp_begin_psc())."""
 
     #: Make the entries private (RMPUPDATE, assigned, Validated clear) and move ``cur_entry`` past
     #: ``end_entry``.

@@ -1,5 +1,5 @@
 """The SEV-SNP page-state-change request (GHCB NAE event ``SVM_VMGEXIT_PSC``, 0x80000010), host
-side, one VMGEXIT at a time (firmware-and-platform.md §7.5; GHCB specification, Page State Change).
+side, one VMGEXIT at a time (GHCB specification, Page State Change; arch/x86/kvm/svm/sev.c).
 
 The guest writes a descriptor into the GHCB shared buffer -- a header (``cur_entry``,
 ``end_entry``, ``reserved``) and entries (GFN, operation, page size) -- and exits.  The host works

@@ -3,7 +3,8 @@ ranges on 2-3 vCPUs (explored exhaustively) and random mixes on 4 and 8 vCPUs (s
 
 Offsets are from the start of the bitmap; a unit is 2 MiB.  A page-allocator chunk is 4 MiB, so
 ``accept_memory()`` of a chunk covers two units and, ending on a unit boundary, pulls in the next
-unit as its guard (linux-kernel.md §3.3).
+unit as its guard ("efi/unaccepted: Avoid load_unaligned_zeropad() stepping into unaccepted
+memory").
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ _ACCEPT_SIZES = (PAGE_SIZE, 1 * MiB, UNIT - PAGE_SIZE, UNIT, 4 * MiB, 6 * MiB)
 #: range_contains_unaccepted_memory() callers pass a naturally aligned block of 2^order pages
 #: (page_contains_unaccepted(page, order), pfn_is_unaccepted_memory()): order 0, 9 and 10 here.
 #: Its loop steps one unit at a time from the start, so an unaligned range longer than a unit can
-#: miss its last unit (linux-kernel.md §3.2); no in-tree caller passes one (see the tests).
+#: miss its last unit; no in-tree caller passes one (see tests/test_check_interleave.py).
 _CHECK_SIZES = (PAGE_SIZE, UNIT, 4 * MiB)
 
 

@@ -165,7 +165,7 @@ def run_interleavings(target: InterleavingTarget, options: CheckOptions) -> Scen
         observed = f"{scope}: " + ("no violation" if ok else f"{best[1]} in {best[0]}")  # type: ignore[index]
         return ScenarioResult(
             target.name, ScenarioKind.INTERLEAVINGS, f"{target.what}: {expected}", observed, ok,
-            "drivers/firmware/efi/unaccepted_memory.c (linux-kernel.md §3)", "safety, liveness, latency",
+            "drivers/firmware/efi/unaccepted_memory.c accept_memory()", "safety, liveness, latency",
             best[1].schedule if best else (), explored, any_found,
         )
     expected = f"{target.what}: the {target.detector.value} detector finds it, with the shortest failing schedule"
@@ -177,7 +177,7 @@ def run_interleavings(target: InterleavingTarget, options: CheckOptions) -> Scen
     observed = f"{f} in {case}, shortest failing schedule of {len(f.schedule)} steps ({scope})"
     return ScenarioResult(
         target.name, ScenarioKind.INTERLEAVINGS, expected, observed, True,
-        "drivers/firmware/efi/unaccepted_memory.c (linux-kernel.md §3)", target.detector.value, f.schedule, explored,
+        "drivers/firmware/efi/unaccepted_memory.c accept_memory()", target.detector.value, f.schedule, explored,
     )
 
 

@@ -252,14 +252,15 @@ def snp_refuse(rules: KernelRules) -> list[Probe]:
 
 HOSTILE: tuple[HostileScenario, ...] = (
     HostileScenario(
-        "tdx-remove-readd", Tee.TDX, "TDX module TDH.MEM.PAGE.REMOVE / AUG; linux-kernel.md §4.7 (re-accept zeroes "
-        "data, Rick Edgecombe, 2026-03-24)",
+        "tdx-remove-readd", Tee.TDX,
+        "TDX module TDH.MEM.PAGE.REMOVE / AUG; LKML \"x86/tdx: Fix memory hotplug in TDX guests\" "
+        "(2026-03: re-accepting zeroes data)",
         "removes an accepted page the guest wrote and AUGs a fresh one at the same GPA",
         "the guest's next access stops it (TD exit on the PENDING page); it never re-accepts silently",
         tdx_remove_readd,
     ),
     HostileScenario(
-        "tdx-refuse-aug", Tee.TDX, "KVM TDX: AUG on the accept's EPT violation (firmware-and-platform.md §6.7)",
+        "tdx-refuse-aug", Tee.TDX, "KVM TDX: TDH.MEM.PAGE.AUG on the accept's EPT violation (arch/x86/kvm/vmx/tdx.c)",
         "never AUGs the pages of one unit",
         "the guest makes no progress at that unit, nothing lost or zeroed (denial of service: outside the "
         "threat model)",
@@ -273,7 +274,8 @@ HOSTILE: tuple[HostileScenario, ...] = (
         tdx_forged_hob,
     ),
     HostileScenario(
-        "snp-rmp-remap", Tee.SNP, "SEV-SNP RMPUPDATE clears Validated (firmware-and-platform.md §7.1, §7.6)",
+        "snp-rmp-remap", Tee.SNP,
+        "AMD APM vol. 2 §15.36 (RMPUPDATE clears Validated; #VC 0x404); EDK2 treats CF=1 as fatal",
         "moves a validated page the guest wrote to another guest address",
         "the guest's next access at the old address terminates it (#VC 0x404); it never re-validates; a "
         "second PVALIDATE (CF=1) terminates it too",

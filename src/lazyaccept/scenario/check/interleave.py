@@ -1,5 +1,5 @@
 """Interleavings of ``accept_memory()`` and ``range_contains_unaccepted_memory()`` on several vCPUs
-(drivers/firmware/efi/unaccepted_memory.c; linux-kernel.md §3.1-§3.2).
+(drivers/firmware/efi/unaccepted_memory.c).
 
 Each vCPU runs one *worker*: ``accept_memory(range)`` then uses the range, or
 ``range_contains_unaccepted_memory(range)``, then ``accept_memory(range)`` if it said yes, then

@@ -1,6 +1,6 @@
 """The historic bugs of Linux's unaccepted-memory support, each re-introduced as one named rule
 change to today's kernel (``KernelRules.with_rule``, in the style of a kernel release), with the
-smallest scenario that triggers it and the detector that must catch it (linux-kernel.md §6).
+smallest scenario that triggers it and the detector that must catch it (each cites its commit or report).
 
 A mutant is *caught* when its trigger, run with the mutant's rules, gives a finding of the
 expected detector, and the same trigger run with the correct kernel's rules gives none.
