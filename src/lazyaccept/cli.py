@@ -106,3 +106,6 @@ cli.add_command(sweep_cmd)
 from .commands.report import report_cmd  # noqa: E402
 
 cli.add_command(report_cmd)
+from .commands.check import check_cmd  # noqa: E402
+
+cli.add_command(check_cmd)

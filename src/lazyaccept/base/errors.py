@@ -44,3 +44,22 @@ class SafetyViolation(LazyAcceptError):
         if detail:
             msg += f" ({detail})"
         super().__init__(msg)
+
+
+class GuestStopped(LazyAcceptError):
+    """The guest (or its firmware) stopped itself on purpose because something it was handed is
+    wrong: Linux panics or asks the host to terminate it (SEV-SNP ``GHCB_TERM_*`` reason codes),
+    TDVF halts on a TD HOB it does not trust.  Against a hostile host this is the expected, safe
+    outcome, not a bug of the guest.
+
+    ``actor`` is who stopped, ``reason`` a short name (``"GHCB_TERM_PSC"``, ``"tdvf-hob-refused"``
+    ...), ``address`` the guest-physical address concerned, if any.
+    """
+
+    def __init__(self, actor: str, reason: str, detail: str = "", address: int | None = None) -> None:
+        self.actor = actor
+        self.reason = reason
+        self.detail = detail
+        self.address = address
+        where = f" at {address:#x}" if address is not None else ""
+        super().__init__(f"{actor} stopped: {reason}{where}" + (f" ({detail})" if detail else ""))

@@ -124,28 +124,9 @@ class Tdvf(Firmware):
         hob_sections = [s for s in meta.sections if s.type == TD_HOB_TYPE]
         if len(hob_sections) != 1:
             raise ConfigError(f"TDVF metadata must have exactly one TD_HOB section, found {len(hob_sections)}")
-        hob_sec = hob_sections[0]
-        added_set = RangeSet(added)
-        resources: list[ResourceDescriptor] = []
-        unaccepted: list[tuple[int, int]] = []
-        for s, e in self.ram:
-            pieces = [(a, b, RESOURCE_SYSTEM_MEMORY) for a, b in added_set.intersection(s, e)]
-            pieces += [(a, b, RESOURCE_MEMORY_UNACCEPTED) for a, b in added_set.gaps(s, e)]
-            for a, b, t in sorted(pieces):
-                resources.append(ResourceDescriptor(t, TDX_RESOURCE_ATTRIBUTES, a, b - a))
-                if t == RESOURCE_MEMORY_UNACCEPTED:
-                    unaccepted.append((a, b))
-        resources.append(ResourceDescriptor(RESOURCE_MEMORY_MAPPED_IO, 0x403, MMCFG_BASE, MMCFG_SIZE))
-        handoff = Handoff(
-            efi_memory_top=hob_sec.memory_address + hob_sec.memory_size,
-            efi_memory_bottom=hob_sec.memory_address,
-            efi_free_memory_top=hob_sec.memory_address + hob_sec.memory_size,
-            efi_free_memory_bottom=hob_sec.memory_address,
-        )
-        data = build_hob_list(HobList(handoff, list(resources)), base_address=hob_sec.memory_address)
-        if len(data) > hob_sec.memory_size:
-            raise ConfigError(f"TD HOB of {len(data)} bytes does not fit its {hob_sec.memory_size}-byte section")
-        return data, unaccepted
+        resources = qemu_td_hob_resources(self.ram, added)
+        unaccepted = [(r.start, r.end) for r in resources if r.resource_type == RESOURCE_MEMORY_UNACCEPTED]
+        return build_td_hob(hob_sections[0], resources), unaccepted
 
 
     def _mp_accept(self, start: int, end: int) -> None:
@@ -181,3 +162,32 @@ class Tdvf(Firmware):
             self.rec.accept("firmware", cpu, lo, body_end, stats, "pre-accept-mp", requests=max(owned, 1))
         if body_end < end:
             self._accept(body_end, end, 0, AcceptRoutine.TDVF)
+
+
+def qemu_td_hob_resources(ram: RangeSet, added: list[tuple[int, int]]) -> list[ResourceDescriptor]:
+    """QEMU's TD HOB resources (hw/i386/tdvf-hob.c): RAM as unaccepted (type 7) except the TDVF
+    sections it added (system memory), in address order, then the MMCFG window."""
+    added_set = RangeSet(added)
+    resources: list[ResourceDescriptor] = []
+    for s, e in ram:
+        pieces = [(a, b, RESOURCE_SYSTEM_MEMORY) for a, b in added_set.intersection(s, e)]
+        pieces += [(a, b, RESOURCE_MEMORY_UNACCEPTED) for a, b in added_set.gaps(s, e)]
+        for a, b, t in sorted(pieces):
+            resources.append(ResourceDescriptor(t, TDX_RESOURCE_ATTRIBUTES, a, b - a))
+    resources.append(ResourceDescriptor(RESOURCE_MEMORY_MAPPED_IO, 0x403, MMCFG_BASE, MMCFG_SIZE))
+    return resources
+
+
+def build_td_hob(hob_sec: TdvfSection, resources: list[ResourceDescriptor]) -> bytes:
+    """The TD HOB bytes QEMU writes into the TD_HOB section: a handoff header and ``resources``."""
+    handoff = Handoff(
+        efi_memory_top=hob_sec.memory_address + hob_sec.memory_size,
+        efi_memory_bottom=hob_sec.memory_address,
+        efi_free_memory_top=hob_sec.memory_address + hob_sec.memory_size,
+        efi_free_memory_bottom=hob_sec.memory_address,
+    )
+    data = build_hob_list(HobList(handoff, list(resources)), base_address=hob_sec.memory_address)
+    if len(data) > hob_sec.memory_size:
+        raise ConfigError(f"TD HOB of {len(data)} bytes does not fit its {hob_sec.memory_size}-byte section")
+    return data
+

@@ -138,10 +138,13 @@ class Kernel:
             mb.reserve(*table_reserved)
         elif stub.table is not None and stub.table_addr is not None:
             table_reserved = reserve_unaccepted_range(stub.table_addr, stub.table.size, self.rules.table_reserve_fixed)
-            mb.memory.add(*table_reserved)  # memblock_add: the ACPI-reclaim table must be mapped
+            if self.rules.table_memblock_add:
+                mb.memory.add(*table_reserved)  # memblock_add: the ACPI-reclaim table must be mapped
+                ram.add(*table_reserved)
             mb.reserve(*table_reserved)
-            ram.add(*table_reserved)
-            self._check_table_mapped(stub.table_addr, stub.table.size, table_reserved)
+            # Before 8dbe33956d96 the table was only reserved: E820_TYPE_ACPI is not in the direct map.
+            mapped = table_reserved if self.rules.table_memblock_add else (stub.table_addr, stub.table_addr)
+            self._check_table_mapped(stub.table_addr, stub.table.size, mapped)
         mem = UnacceptedMemory(stub.table, self.platform, self.rules, AcceptRoutine.LINUX)
         alloc = PageAllocator(ram, mem, self.platform, self.rules, rec, lazy=self.policy is AcceptPolicy.LAZY)
         swiotlb = self._memblock_allocations(mb, mem, ram)
@@ -216,6 +219,12 @@ class Kernel:
         """The kernel reads the whole table through the direct map: a table page left out of
         the reservation is not mapped, and the first access to it faults (the 2026 bug)."""
         end = addr + HEADER_SIZE + size
+        if reserved[1] <= addr:
+            raise SafetyViolation(
+                "table-unmapped", "kernel", 0, addr,
+                f"unaccepted table [{addr:#x}, {end:#x}) is in ACPI reclaim memory that was never memblock_add()ed: "
+                "not in the direct map, page fault on first access",
+            )
         if end > reserved[1]:
             raise SafetyViolation(
                 "table-unmapped", "kernel", 0, reserved[1],

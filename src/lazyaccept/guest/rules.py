@@ -63,6 +63,41 @@ class KernelRules:
     #: Guest patch ``late-swiotlb-convert`` (Dstack 0010): a TDX guest converts its SWIOTLB buffer
     #: to shared at fs_initcall_sync, after SMP bring-up, instead of in mem_encrypt_init().
     swiotlb_convert_late: bool = False
+    # -- Rules added for the check catalogue (lazyaccept check).  Each default is today's correct
+    # behaviour; the releases below do not set them (older kernels lacked some fixes), so a historic
+    # bug they describe is re-introduced with ``with_rule`` (scenario/check/mutants.py).
+    #: The kernel memblock_add()s the ACPI-reclaim table so the direct map covers it
+    #: (8dbe33956d96, "efi/unaccepted: Make sure unaccepted table is mapped"); without it the
+    #: first access to the table faults.
+    table_memblock_add: bool = True
+    #: /proc/vmcore reads unaccepted pages of the crashed kernel as zeros (vmcore_cb pfn_is_ram;
+    #: "efi/unaccepted: do not let /proc/vmcore try to access unaccepted memory", v6.7).
+    vmcore_skips_unaccepted: bool = True
+    #: /proc/kcore skips unaccepted pages ("proc/kcore: do not try to access unaccepted memory").
+    kcore_skips_unaccepted: bool = True
+    #: __alloc_pages_bulk() calls cond_accept_memory() like get_page_from_freelist() (v6.12,
+    #: "mm: Accept memory in __alloc_pages_bulk()"); before, it could drain accepted memory.
+    bulk_alloc_accepts: bool = True
+    #: memblock_double_array() accepts the range it found before copying the region array into
+    #: it (da8bf5daa5e5, "memblock: Accept allocated memory before use in memblock_double_array()").
+    memblock_double_array_accepts: bool = True
+    #: kexec accepts the destination ranges of its segments when they are loaded ("kexec_core:
+    #: accept unaccepted kexec segments' destination addresses", Yan Zhao, 2024).
+    kexec_accepts_segments: bool = True
+    #: max_pfn, where the direct map ends, covers E820_TYPE_ACPI ranges too ("x86/mm: Make
+    #: e820__end_ram_pfn() cover E820_TYPE_ACPI ranges", v6.11): a crash kernel's only RAM is its
+    #: crashkernel= region, and a table above it was left out of the direct map.
+    e820_end_ram_covers_acpi: bool = True
+    #: phys_pmd_init() keeps the 2 MiB entries of E820_TYPE_ACPI ranges past the end of the range it
+    #: maps ("x86/mm: Do not zap page table entries mapping unaccepted memory table during kdump",
+    #: v6.11); before, it zapped the entry mapping the table above the crash kernel's RAM.
+    kdump_keeps_acpi_pmd: bool = True
+    #: accept_memory() keeps IRQs disabled from taking the lock until it returns, across the
+    #: architecture accept (50e782a86c98: "Keep interrupts disabled until the accept operation is
+    #: complete in order to prevent deadlocks": an interrupt handler asking for the same memory
+    #: would spin for ever on the CPU it interrupted).  Read by the interleaving explorer, which
+    #: decides when an interrupt may run (scenario/check/interleave.py).
+    accept_irqs_off: bool = True
 
     @property
     def accept_lock(self) -> str | None:

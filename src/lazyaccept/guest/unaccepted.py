@@ -180,6 +180,30 @@ class AcceptTask:
             return True
         raise AssertionError(f"bad state {self.state}")
 
+    def blocked_on(self) -> Wait | None:
+        """What :meth:`step` would spin on if called now, without stepping: the lock held by
+        another vCPU, or (taking the lock) an accepting-list entry that overlaps this request.
+        None when the step would make progress (or the task is done)."""
+        m = self.mem
+        if self.state is TaskState.DONE or self.units is None or self.state is TaskState.ARCH:
+            return None
+        if m.lock_holder is not None and m.lock_holder != self.vcpu:
+            return Wait(lock_holder=m.lock_holder)
+        if self.state is TaskState.LOCK:
+            for e in m.accepting:
+                if e is not self.units and m.overlaps(e, self.units):
+                    return Wait(entry=e)
+        return None
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Why an :class:`AcceptTask` spins: ``lock_holder`` (the vCPU holding the lock) or ``entry``
+    (the accepting-list range its request overlaps)."""
+
+    lock_holder: int | None = None
+    entry: UnitRange | None = None
+
 
 class UnacceptedMemory:
     """The kernel's view of unaccepted memory: the table, its lock and the accepting list."""

@@ -16,7 +16,7 @@ from ..base.choices import AcceptRoutine, Tee
 from ..base.errors import ConfigError
 from ..base.ranges import RangeSet
 from ..base.record import AcceptStats
-from ..base.units import PAGE_SIZE, is_aligned
+from ..base.units import PAGE_SIZE, align_down, align_up, is_aligned
 
 if TYPE_CHECKING:
     from .host import HostVMM
@@ -88,6 +88,18 @@ class Platform(ABC):
     def reaccepted(self) -> RangeSet:
         """Pages accepted again after the host took them back."""
         return self._reaccepted.copy()
+
+    # Pages holding data the guest wrote (every successful guest access counts: the model does
+    # not tell reads from writes, and a page the guest reads is one whose contents it relies on).
+    # Subclasses create the set and record each successful touch.
+    _written: RangeSet
+
+    def written(self) -> RangeSet:
+        """Pages the guest has written (touched) so far."""
+        return self._written.copy()
+
+    def _note_written(self, start: int, end: int) -> None:
+        self._written.add(align_down(start, PAGE_SIZE), align_up(end, PAGE_SIZE))
 
     def _note_accepted_again(self, s: int, e: int) -> None:
         """``[s, e)`` was just accepted: any of it the host had taken back is now re-accepted."""

@@ -8,8 +8,9 @@ the page-state change makes the host assign and back the page).
 Two pieces:
 
 * :class:`HostPolicy` is the *one* interface through which the host decides anything: at which
-  page size to back a range the guest's accept faulted on, or whether to refuse.  Tests and
-  hostile hosts replace it.
+  page size to back a range the guest's accept faulted on, or whether to refuse; how to answer
+  an SEV-SNP page-state change; what to write into the TD HOB; and whether to take, re-add or move
+  the guest's pages behind its back.  Tests and hostile hosts (platform/hostile.py) replace it.
 * :class:`HostVMM` does what was decided: it commits host memory (``committed``), zeroes it, and
   counts what it did.  It never decides.
 
@@ -20,11 +21,18 @@ agree for any policy whose answer for a range is its answer for every block of t
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
 from ..base.choices import HostMapping
 from ..base.errors import ConfigError
 from ..base.ranges import RangeSet
 from ..base.record import AcceptStats
 from ..base.units import PAGE_SIZE, SIZE_2M, is_aligned
+from ..formats.hob import ResourceDescriptor
+
+if TYPE_CHECKING:
+    from .base import Platform
 
 #: Page sizes a host can map private guest memory with (TDX Secure-EPT leaves, SNP RMP entries).
 HOST_PAGE_SIZES = (PAGE_SIZE, SIZE_2M)
@@ -64,8 +72,42 @@ class HostPolicy:
             return SIZE_2M
         return PAGE_SIZE
 
+    # -- the other decisions a host makes; an honest host's answers.  A hostile host
+    # (platform/hostile.py) overrides them: the check catalogue's hostile-host scenarios.
+    def psc_answer(self, cur_entry: int, end_entry: int) -> PscAnswer:
+        """How to answer an SEV-SNP page-state-change request whose header says entries
+        ``cur_entry..end_entry`` remain (GHCB NAE event, platform/snp_psc.py)."""
+        return PscAnswer.PROCESS
+
+    def td_hob_resources(self, resources: list[ResourceDescriptor]) -> list[ResourceDescriptor]:
+        """The resource descriptors the host (QEMU) writes into the TD HOB, given the true ones."""
+        return resources
+
+    def strike(self, platform: Platform) -> None:
+        """Act behind the guest's back (remove, re-add or move its pages) at a point where a
+        scenario lets the host run.  An honest host does nothing."""
+
     def __repr__(self) -> str:
         return f"HostPolicy(mapping={self.mapping.value!r})"
+
+
+class PscAnswer(StrEnum):
+    """What a host does with a page-state-change request (GHCB specification, Page State Change;
+    arch/x86/kvm/svm/sev.c snp_begin_psc())."""
+
+    #: Make the entries private (RMPUPDATE, assigned, Validated clear) and move ``cur_entry`` past
+    #: ``end_entry``.
+    PROCESS = "process"
+    #: Say it is done (``cur_entry`` past ``end_entry``, no error) without changing the RMP.
+    CLAIM_DONE = "claim-done"
+    #: Move ``cur_entry`` back by one entry, without an error (the first time, with nothing to go
+    #: back from, do half of the request: partial progress, as an honest host may).
+    REWIND = "rewind"
+    #: Rewrite the header backwards past the request: ``cur_entry`` back to 0 and ``end_entry``
+    #: beyond the last entry the guest sent.
+    BACKWARDS = "backwards"
+    #: Refuse: an error in ``sw_exit_info_2`` (VMGEXIT_PSC_ERROR_GENERIC).
+    FAIL = "fail"
 
 
 class HostVMM:

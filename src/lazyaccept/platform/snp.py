@@ -158,6 +158,7 @@ class SnpPlatform(Platform):
         self._rmp2m = RangeSet()
         self._lost = RangeSet()
         self._reaccepted = RangeSet()
+        self._written = RangeSet()
 
     # -- queries ---------------------------------------------------------------------------
     def accepted(self) -> RangeSet:
@@ -357,6 +358,7 @@ class SnpPlatform(Platform):
             if self._lost.contains(page, page + PAGE_SIZE):
                 detail += ", re-assigned by the host"
             raise SafetyViolation("touch-unaccepted", actor, vcpu, addr, detail)
+        self._note_written(start, end)
 
     # -- the hostile host ------------------------------------------------------------------
     def host_rmpupdate(self, start: int, end: int) -> None:

@@ -182,6 +182,7 @@ class TdxPlatform(Platform):
         self._leaf2m = RangeSet()
         self._lost = RangeSet()
         self._reaccepted = RangeSet()
+        self._written = RangeSet()
 
     # -- queries ---------------------------------------------------------------------------
     def accepted(self) -> RangeSet:
@@ -505,6 +506,7 @@ class TdxPlatform(Platform):
             if self._lost.contains(align_down(addr, PAGE_SIZE), align_down(addr, PAGE_SIZE) + PAGE_SIZE):
                 detail += ", removed by the host"
             raise SafetyViolation("touch-unaccepted", actor, vcpu, addr, detail)
+        self._note_written(start, end)
 
     # -- the hostile host ------------------------------------------------------------------
     def host_remove(self, start: int, end: int) -> None:

@@ -4,8 +4,10 @@ The platform raises at once on a touch of unaccepted memory or a second acceptan
 checks cover the rest, against the platform's true state: what the bitmap says must be true of
 every unit; the allocator's counters must agree with its lists; every page on a free list must
 be accepted; no page the guest accepted was taken back by the host (TDX REMOVE, SNP RMPUPDATE)
-and none was accepted again after that (its contents are gone: a silent data loss); and lazy and
-eager must end, once drained, with the same usable memory.
+and none was accepted again after that; a page the guest *wrote* that was accepted again has lost
+its contents behind the guest's back (a silent data loss, its own violation, told apart by the
+platform's record of the pages the guest wrote); and lazy and eager must end, once drained, with
+the same usable memory.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from ..base.errors import SafetyViolation
 from ..base.ranges import RangeSet
 from ..base.units import MAX_ORDER_NR_PAGES, PAGE_SIZE
+from ..platform.base import Platform
 from .boot_record import BootRecord
 
 
@@ -75,20 +78,44 @@ def check_allocator(rec: BootRecord) -> None:
                 raise SafetyViolation("touch-unaccepted", "page_alloc", None, gap, f"zone {z.name} free list")
 
 
-def check_host_took_nothing(rec: BootRecord) -> None:
-    """Memory the guest accepted stays accepted: the host took none back, and the guest did not
-    accept again a page the host had taken (re-accepting zeroes it)."""
-    again = rec.platform.reaccepted()
+def silent_data_losses(platform: Platform) -> RangeSet:
+    """Pages the guest wrote that were zeroed or replaced behind its back while it went on: the
+    host took them (TDX REMOVE, SNP RMPUPDATE) and the guest accepted them again, which the
+    hardware allows (the TDX module zeroes a re-AUGed page on accept; PVALIDATE takes whatever
+    page the host mapped)."""
+    out = RangeSet()
+    written = platform.written()
+    for s, e in platform.reaccepted():
+        out.update(written.intersection(s, e))
+    return out
+
+
+def check_guest_data(platform: Platform) -> None:
+    """The guest's data is where it left it: no page it wrote was silently zeroed, no page it
+    accepted was accepted again after the host took it, none is still missing."""
+    lost_data = silent_data_losses(platform)
+    if lost_data:
+        raise SafetyViolation(
+            "silent-data-loss", "host", None, next(iter(lost_data))[0],
+            f"{lost_data.total()} bytes the guest wrote were zeroed behind its back (taken by the host, "
+            "accepted again by the guest)",
+        )
+    again = platform.reaccepted()
     if again:
         raise SafetyViolation(
-            "silent-data-loss", "host", None, next(iter(again))[0],
-            f"{again.total()} bytes accepted again after the host took them back: their contents are gone",
+            "double-accept", "host", None, next(iter(again))[0],
+            f"{again.total()} bytes accepted again after the host took them back",
         )
-    lost = rec.platform.lost()
+    lost = platform.lost()
     if lost:
         raise SafetyViolation(
             "memory-lost", "host", None, next(iter(lost))[0], f"{lost.total()} bytes the guest accepted were taken back"
         )
+
+
+def check_host_took_nothing(rec: BootRecord) -> None:
+    """Memory the guest accepted stays accepted and its data intact (see :func:`check_guest_data`)."""
+    check_guest_data(rec.platform)
 
 
 def check_boot(rec: BootRecord) -> None:
