@@ -32,6 +32,9 @@ class AcceptStats:
     exits: int = 0
     host_backed_4k: int = 0
     host_backed_2m: int = 0
+    #: Nested page faults the guest's validation took for the host to back a page (SNP without
+    #: the host's prefault on page-state change).
+    npf_exits: int = 0
     psc_requests: int = 0
     psc_entries: int = 0
     host_zeroed_bytes: int = 0

@@ -44,6 +44,9 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Guest kernel patch (repeatable): accepted-reserve, late-swiotlb-convert."),
         click.option("--shell-footprint", default=None, metavar="SIZE",
                      help="Memory touched to reach a shell (default 256M)."),
+        click.option("--snp-prefault", is_flag=True,
+                     help="SNP host option: QEMU pre-faults each range a page-state change makes private "
+                          "(KVM_PRE_FAULT_MEMORY), so validation takes no nested page fault per page."),
         click.option("--os-opt-in/--no-os-opt-in", default=True, show_default=True,
                      help="SNP: the OS calls AllowUnacceptedMemory; without it OVMF accepts everything at "
                           "ExitBootServices."),
@@ -67,6 +70,7 @@ def guest_request(
     os_opt_in: bool = True,
     kconfig: tuple[str, ...] = (),
     patches: tuple[str, ...] = (),
+    snp_prefault: bool = False,
     **_: object,
 ) -> GuestRequest:
     """The guest the options describe; choices parsed into values, nothing defaulted that the
@@ -87,6 +91,7 @@ def guest_request(
         footprint=footprint,
         kconfig=tuple(kconfig),
         patches=tuple(patches) if patches else None,
+        snp_prefault=snp_prefault,
     )
 
 

@@ -47,7 +47,11 @@ class HostPolicy:
     the guest's request is 2 MiB and the whole 2 MiB GPA block is still unbacked, else at 4 KiB.
     """
 
-    def __init__(self, mapping: HostMapping | str = HostMapping.PAGE_4K) -> None:
+    def __init__(self, mapping: HostMapping | str = HostMapping.PAGE_4K, prefault_on_psc: bool = False) -> None:
+        #: SEV-SNP: QEMU pre-faults each range a page-state change makes private
+        #: (KVM_PRE_FAULT_MEMORY in kvm_handle_hc_map_gpa_range(), T. Lendacky, 2025), so the
+        #: guest's PVALIDATE no longer exits once per 4 KiB page for the host to back it.
+        self.prefault_on_psc = prefault_on_psc
         try:
             self.mapping = HostMapping(str(mapping).lower())
         except ValueError:

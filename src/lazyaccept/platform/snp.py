@@ -335,6 +335,8 @@ class SnpPlatform(Platform):
         if size is None:
             raise SafetyViolation("host-refused", actor, vcpu, s, "page-state change to private failed")
         stats += self.host.allocate(s, e, size)
+        if not self.host.policy.prefault_on_psc:
+            stats.npf_exits += (e - s) // size  # each backed page is a nested page fault first
         self._assigned.add(s, e)
         if size == SIZE_2M:
             self._rmp2m.add(s, e)

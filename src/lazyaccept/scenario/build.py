@@ -48,7 +48,7 @@ PLATFORMS: dict[Tee, tuple[Callable[[HostVMM], Platform], Callable[[VMConfig, Pl
 def make_platform(config: VMConfig) -> Platform:
     """The TEE platform of ``config``, with a host that maps private memory as it says."""
     make, _ = PLATFORMS[config.tee]
-    return make(HostVMM(HostPolicy(mapping=config.host_mapping)))
+    return make(HostVMM(HostPolicy(mapping=config.host_mapping, prefault_on_psc=config.snp_prefault)))
 
 
 def build_record(config: VMConfig, *, sanitize: bool = True) -> BootRecord:

@@ -66,6 +66,8 @@ class VMConfig:
     tdvf_image: str
     snp_os_opt_in: bool
     footprint: BootFootprint
+    #: SEV-SNP host option: the host pre-faults each range a page-state change makes private.
+    snp_prefault: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """The configuration as plain JSON values."""
@@ -82,6 +84,7 @@ class VMConfig:
             "patches": [p.value for p in self.patches],
             "tdvf_image": self.tdvf_image or None,
             "snp_os_opt_in": self.snp_os_opt_in,
+            "snp_prefault": self.snp_prefault,
             "shell_footprint_bytes": self.footprint.shell_footprint,
         }
 
@@ -104,6 +107,7 @@ class GuestRequest:
     firmware_path: str | None = None
     snp_os_opt_in: bool = True
     footprint: BootFootprint = field(default_factory=BootFootprint)
+    snp_prefault: bool = False
 
     def resolve(self, defaults: StackDefaults = PLAIN_DEFAULTS) -> VMConfig:
         """Every unset field from ``defaults``; the whole configuration checked."""
@@ -114,6 +118,8 @@ class GuestRequest:
         vcpus = self.vcpus if self.vcpus is not None else defaults.vcpus
         if not 1 <= vcpus <= MAX_VCPUS:
             raise ConfigError(f"vcpus must be between 1 and {MAX_VCPUS}, not {vcpus}")
+        if self.snp_prefault and self.tee is not Tee.SNP:
+            raise ConfigError("--snp-prefault is a host option of SEV-SNP guests")
         if self.firmware_path is not None and self.tee is not Tee.TDX:
             raise ConfigError("--firmware gives TDVF sections, which only TDX guests have")
         release = self.kernel if self.kernel is not None else defaults.kernel
@@ -134,4 +140,5 @@ class GuestRequest:
             tdvf_image=tdvf_image,
             snp_os_opt_in=self.snp_os_opt_in,
             footprint=self.footprint,
+            snp_prefault=self.snp_prefault,
         )

@@ -94,8 +94,10 @@ def _snp_accept_cpu_s(profile: CostProfile, event: AcceptEvent) -> float:
             f"({event.actor} on vCPU {event.vcpu} counted {s.calls_1g})"
         )
     round_trips = max(s.exits, s.psc_requests)
+    npf = s.npf_exits * c("accept.npf_exit") if "accept.npf_exit" in profile.params else 0.0
     return (
-        round_trips * c("accept.psc_request")
+        npf
+        + round_trips * c("accept.psc_request")
         + s.psc_entries * c("accept.psc_entry")
         + s.calls_4k * c("accept.pvalidate_4k")
         + s.calls_2m * c("accept.pvalidate_2m")

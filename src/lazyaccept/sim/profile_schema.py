@@ -56,6 +56,10 @@ ACCEPT: dict[Tee, dict[str, Spec]] = {
     Tee.SNP: {
         "psc_request": Spec("time", "request", "one VMGEXIT round trip (page-state change or other exit)"),
         "psc_entry": Spec("time", "entry", "host handling of one page-state-change entry (RMPUPDATE)"),
+        "npf_exit": Spec(
+            "time", "exit", "a nested page fault exit and re-entry, per page the host backs on the guest's PVALIDATE",
+            optional=True,
+        ),
         "pvalidate_4k": Spec("time", "call", "one PVALIDATE at 4 KiB (failed ones too)"),
         "pvalidate_2m": Spec("time", "call", "one PVALIDATE at 2 MiB (failed ones too)"),
         "host_fault_4k": Spec(
