@@ -200,3 +200,17 @@ def test_advise_recommends_something_that_meets_the_deadline():
 def test_replace_keeps_the_request_frozen():
     req = GuestRequest(4 * GiB)
     assert replace(req, vcpus=2).vcpus == 2 and req.vcpus is None
+
+
+def test_run_html_page_is_self_contained_and_agrees_with_json(tmp_path):
+    from test_report import assert_self_contained
+
+    page = tmp_path / "run.html"
+    args = ["run", "--memory", "8G", "--workload", "touch:2G"]
+    res = CliRunner().invoke(cli, [*args, "--html", str(page), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    html = page.read_text()
+    assert_self_contained(html)
+    assert f"{doc['stalls']['count']:,}" in html and f"{doc['boot_s']:.3f} s" in html
+    assert html.count("<svg") == 1

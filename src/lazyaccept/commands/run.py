@@ -58,12 +58,15 @@ def run_config(request, policy: Policy, profile, workloads: tuple[str, ...], thp
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--plot", "plot_file", default=None, metavar="FILE.png",
               help="Draw the stall distribution and memory accepted over time.")
+@click.option("--html", "html_file", default=None, metavar="FILE.html",
+              help="Write a one-page report (self-contained HTML) of the run.")
 def run_cmd(memory: str, policy: str, profile: str | None, workloads: tuple[str, ...], thp: str,
             host_cpus: int | None, watchdog_thresh: float, as_json: bool, plot_file: str | None,
-            **guest: object) -> None:
+            html_file: str | None, **guest: object) -> None:
     """Boot a confidential guest, then run workloads on the same clock: first-touch stalls,
     slowdown against an eagerly accepted guest, IRQs-off time, when memory is fully accepted."""
     check_output_file(plot_file)
+    check_output_file(html_file)
     pol = Policy.parse(policy)
     parsed = tuple(Workload.parse(w) for w in workloads)
     prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
@@ -76,6 +79,11 @@ def run_cmd(memory: str, policy: str, profile: str | None, workloads: tuple[str,
         from ..presentation.plots import plot_policies
 
         plot_policies(plot_file, [result])
+    if html_file is not None:
+        from ..base.fileio import atomic_write
+        from ..presentation.result_pages import run_page
+
+        atomic_write(html_file, run_page(result, prof))
     if as_json:
         click.echo(json.dumps(run_document(result, prof), indent=2))
         return

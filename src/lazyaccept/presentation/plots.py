@@ -172,6 +172,15 @@ def compare_figure(comparisons: list[tuple[VMConfig, list[CompareRow], CostProfi
 
 
 def plot_policies(path: str, results: list[RunResult]) -> None:
+    """:func:`policies_figure` written to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = policies_figure(results)
+    atomic_write(path, _figure_bytes(fig))
+    plt.close(fig)  # type: ignore[arg-type]
+
+
+def policies_figure(results: list[RunResult]) -> object:
     """Two panels per comparison of policies: the first-touch stall distribution (CDF, log time
     axis) and guest memory accepted over time, one line per policy."""
     import matplotlib
@@ -213,5 +222,4 @@ def plot_policies(path: str, results: list[RunResult]) -> None:
     ax2.legend(fontsize=8, loc="lower right")
     ax2.set_title("memory accepted over time", fontsize=10)
     fig.tight_layout()
-    atomic_write(path, _figure_bytes(fig))
-    plt.close(fig)
+    return fig

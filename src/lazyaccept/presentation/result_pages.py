@@ -1,6 +1,6 @@
-"""One-page HTML reports of a single result: a boot (``boot --html``) and a comparison
-(``compare --html``).  Built from the same JSON documents ``--json`` prints, so a page and the
-JSON never disagree; ``run`` can reuse :func:`boot_page` as it is."""
+"""One-page HTML reports of a single result: a boot (``boot --html``), a comparison
+(``compare --html``) and a run (``run --html``).  Built from the same JSON documents ``--json``
+prints, so a page and the JSON never disagree."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ..scenario.config import VMConfig
 from ..sim.fleet.profiles import profile_entry
 from ..sim.profile import CostProfile
 from ..sim.run import BootResult
+from ..sim.runtime import RunResult, run_document
 from ..sim.sweep import CompareRow
 from .boot_report import boot_summary
 from .compare_report import compare_document
@@ -99,3 +100,44 @@ def _compare_rows(page: Page, k: int, config: VMConfig, rows: list[CompareRow], 
         ident=f"rows-{k}", numeric=range(6), sortable=True),
         note("accepting = time during which at least one vCPU was accepting memory (lock waits included)."))
     page.section(f"profile-{k}", f"Profile {profile.name}", profile_section(profile_entry(profile), k))
+
+
+def run_page(result: RunResult, profile: CostProfile) -> str:
+    """The page of one run: boot and workloads, stalls, IRQs off, memory accepted over time."""
+    from .plots import policies_figure
+
+    doc = run_document(result, profile)
+    cfg = doc["config"]
+    title = (f"{cfg['platform'].upper()} guest, {format_size(cfg['memory_bytes'])}, {cfg['vcpus']} vCPU(s), "
+             f"policy {cfg['policy']}")
+    page = Page(title, [f"kernel {cfg['kernel']} ({cfg['kernel_rules']} rules), profile {profile.name}; "
+                        f"workloads: {', '.join(cfg['workloads']) or 'none'}",
+                        "Every time is simulated by lazyaccept's calibrated model, not measured."])
+    st = doc["stalls"]
+
+    def s(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4f} s"
+
+    page.section("summary", "Key figures", facts([
+        ("boot to shell", f"{doc['boot_s']:.3f} s"),
+        ("first-touch stalls", f"{st['count']:,}"),
+        ("p50 / p99 / p99.9 / max stall", " / ".join(s(st[k]) for k in ("p50_s", "p99_s", "p999_s", "max_s"))),
+        ("longest accept_memory() with IRQs off", s(doc["irqs_off_max_s"])),
+        ("soft lockup", "yes" if doc["soft_lockup"] else "no"),
+        ("fully accepted", s(doc["fully_accepted_s"]) if doc["fully_accepted_s"] is not None else "never"),
+        ("host memory committed", format_size(doc["host_committed_bytes"])),
+    ]))
+    page.section("workloads", "Workloads", table(
+        ["workload", "start (s)", "end (s)", "duration (s)", "baseline (s)", "slowdown"],
+        [[w["name"], f"{w['start_s']:.3f}", f"{w['end_s']:.3f}", f"{w['duration_s']:.3f}",
+          "-" if w["baseline_s"] is None else f"{w['baseline_s']:.3f}",
+          "-" if w["slowdown"] is None else Cell(f"{w['slowdown']:.2f}x", round(w["slowdown"], 6))]
+         for w in doc["workloads"]],
+        ident="workloads", numeric=range(1, 6)),
+        note("baseline: the same workloads on a guest booted with accept_memory=eager."))
+    page.section("figure", "Stalls and memory accepted", figure(
+        figure_svg(policies_figure([result]), "fig-run", "Stall CDF and memory accepted over time"),
+        "Left: first-touch stalls (CDF, log time). Right: guest memory accepted over simulated time."))
+    page.section("config", "Configuration", _config_facts({k: v for k, v in cfg.items() if not isinstance(v, list)}))
+    page.section("profile", "Profile", profile_section(profile_entry(profile), 0))
+    return page.render()
