@@ -214,3 +214,20 @@ def test_run_html_page_is_self_contained_and_agrees_with_json(tmp_path):
     assert_self_contained(html)
     assert f"{doc['stalls']['count']:,}" in html and f"{doc['boot_s']:.3f} s" in html
     assert html.count("<svg") == 1
+
+
+def test_a_sweep_runs_workloads_and_policies_like_the_run_command(tmp_path):
+    grid = tmp_path / "g.toml"
+    grid.write_text('[dimensions]\nmemory = ["8G"]\npolicy = ["lazy", "background:threads=1,rate=2G"]\n'
+                    'workload = ["touch:2G"]\n')
+    out = tmp_path / "r.jsonl"
+    res = CliRunner().invoke(cli, ["sweep", str(grid), "--out", str(out), "--jobs", "1"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    runs = {r["point"]["policy"]: r for r in rows if r["kind"] == "run"}
+    assert set(runs) == {"lazy", "background:threads=1,rate=2G"}
+    alone = json.loads(CliRunner().invoke(cli, ["run", "--memory", "8G", "--workload", "touch:2G", "--json"]).output)
+    lazy = runs["lazy"]["workload"]
+    assert lazy["slowdown"] == pytest.approx(alone["workloads"][0]["slowdown"])
+    assert lazy["stalls"]["count"] == alone["stalls"]["count"]
+    assert runs["background:threads=1,rate=2G"]["workload"]["slowdown"] < lazy["slowdown"]

@@ -25,7 +25,7 @@ def cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
 
 
 BAD = [
-    ('[dimensions]\nmemory = ["1G"]\nworkload = ["redis"]', "dimension 'workload' is not modelled yet"),
+    ('[dimensions]\nmemory = ["1G"]\nworkload = ["redis"]', "unknown workload"),
     ('[dimensions]\nmemory = ["1G"]\nflavour = ["x"]', "unknown dimension 'flavour'"),
     ('[dimensions]\nmemory = ["1G"]\nprofile = ["tdx", "nosuch"]', "profile 'nosuch': no profile named 'nosuch'"),
     ('[dimensions]\nmemory = ["1G", "loads"]', "memory: not a size: 'loads'"),

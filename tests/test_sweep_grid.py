@@ -94,7 +94,7 @@ def test_vcpu_ranges_and_a_40_size_log_range():
 
 @pytest.mark.parametrize("text,message", [
     ('[dimensions]\nmemory = ["4G"]\ncolour = ["red"]', "unknown dimension 'colour'"),
-    ('[dimensions]\nmemory = ["4G"]\nworkload = ["redis"]', "dimension 'workload' is not modelled yet"),
+    ('[dimensions]\nmemory = ["4G"]\nworkload = ["redis"]', "workload: --workload 'redis': unknown workload"),
     ('[dimensions]\nmemory = ["4G"]\nkconfig = ["defconfig"]', "kconfig: --kconfig 'defconfig': expected NAME=VALUE"),
     ('[dimensions]\nmemory = ["4G"]\n[fixed]\npatches = "v2"', "patches: --patch 'v2': unknown patch"),
     ('[dimensions]\nmemory = [4]', 'memory: write sizes as strings like "4G", not 4'),
@@ -102,7 +102,7 @@ def test_vcpu_ranges_and_a_40_size_log_range():
     ('[dimensions]\nmemory = ["4G", "4096M"]', "4294967296 is listed twice"),
     ('[dimensions]\nmemory = ["4G"]\nkernel = [6.10]', 'write kernel releases as strings ("6.10"), not 6.1'),
     ('[dimensions]\nmemory = ["4G"]\nkernel = ["5.0"]', "unaccepted memory support arrived in Linux 6.5"),
-    ('[dimensions]\nmemory = ["4G"]\npolicy = ["sometimes"]', "policy: must be one of lazy, eager"),
+    ('[dimensions]\nmemory = ["4G"]\npolicy = ["sometimes"]', "policy: --policy 'sometimes': unknown policy"),
     ('[dimensions]\nmemory = "4G"', "a single value goes in [fixed]"),
     ('[dimensions]\nvcpus = [1]', "a grid needs memory"),
     ('[dimensions]\nmemory = ["4G"]\n[fixed]\nmemory = "8G"', "memory is both a dimension and fixed"),
@@ -127,7 +127,7 @@ def test_a_file_names_itself_in_errors(tmp_path):
     with pytest.raises(FormatError, match=f"{bad}: not a TOML grid"):
         load_grid(str(bad))
     bad.write_text('[dimensions]\nmemory = ["4G"]\nworkload = ["idle"]\n')
-    with pytest.raises(ConfigError, match=f"^{bad}: dimension 'workload' is not modelled yet"):
+    with pytest.raises(ConfigError, match=f"^{bad}: workload: --workload 'idle': unknown workload"):
         load_grid(str(bad))
 
 
@@ -163,3 +163,16 @@ def test_kconfig_and_patches_are_dimensions_of_their_own():
     kc = {r.kconfig for r in runs}
     assert kc == {("DEFERRED_STRUCT_PAGE_INIT=n", "HZ=1000"), ()}
     assert {r.patches for r in runs} == {("accepted-reserve",), None}
+
+
+def test_workloads_and_run_time_policies_are_run_options():
+    # A workload and a policy the kernel does not ship go to the run, not to the guest: the
+    # guest boots with accept_memory=lazy, the run carries the policy and the workload.
+    g = grid('[dimensions]\nmemory = ["16G"]\npolicy = ["background:threads=2,rate=4G", "eager"]\n'
+             'workload = ["touch:4G", ["touch:1G", "drain,workers=2@60"]]')
+    specs = [to_run(p, {"tdx": Tee.TDX}) for p in g.points()]
+    assert len(specs) == 4
+    bg = [s for s in specs if s.options.policy.startswith("background")]
+    assert {s.request.policy for s in bg} == {AcceptPolicy.LAZY}
+    assert {s.options.workloads for s in specs} == {("touch:4G",), ("touch:1G", "drain,workers=2@60")}
+    assert all(s.options.runs_after_boot for s in specs)

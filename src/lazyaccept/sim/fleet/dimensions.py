@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from ...base.choices import AcceptPolicy, FirmwareAccept, HostMapping, Tee, choice_values
+from ...base.choices import FirmwareAccept, HostMapping, Tee, choice_values
 from ...base.errors import ConfigError
 from ...base.units import parse_size
 from ...guest.footprint import BootFootprint
 from ...guest.kconfig import KernelConfig
 from ...guest.patches import parse_patches
+from ...guest.policies import Policy
 from ...guest.rules import kernel_rules
 from ...scenario.config import GuestRequest
+from ...scenario.workloads import Workload
 
 #: A canonical value: what a row's ``point`` holds.
 Value = int | str | bool
@@ -105,6 +107,23 @@ def _split(v: Value) -> tuple[str, ...]:
     return tuple(x for x in str(v).split(",") if x)
 
 
+def _policy(v: object) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"must be a policy like lazy, eager or background:threads=1,rate=2G, not {v!r}")
+    return str(Policy.parse(v))
+
+
+def _workloads(v: object) -> str:
+    """One workload (``touch:32G``) or several run together (a list); "" for none."""
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
+        raise ConfigError(f"must be a workload like touch:32G or a list of them, not {v!r}")
+    for w in items:
+        if w:
+            Workload.parse(w)
+    return ";".join(w for w in items if w)
+
+
 def _profile(v: object) -> str:
     if not isinstance(v, str) or not v.strip():
         raise ConfigError(f"must be a profile name or a .toml path, not {v!r}")
@@ -141,7 +160,7 @@ SPECS: dict[Dimension, DimensionSpec] = {
     Dimension.MEMORY: DimensionSpec("memory", _size, numeric=True),
     Dimension.VCPUS: DimensionSpec("vcpus", _count, numeric=True),
     Dimension.PROFILE: DimensionSpec(None, _profile),
-    Dimension.POLICY: DimensionSpec("policy", _choice(AcceptPolicy), AcceptPolicy),
+    Dimension.POLICY: DimensionSpec("policy", _policy, lambda v: Policy.parse(str(v)).accept_memory),
     Dimension.KERNEL: DimensionSpec("kernel", _kernel),
     Dimension.FIRMWARE_ACCEPT: DimensionSpec("firmware_accept", _firmware_accept, FirmwareAccept.parse),
     Dimension.HOST_MAPPING: DimensionSpec("host_mapping", _choice(HostMapping), HostMapping),
@@ -152,9 +171,8 @@ SPECS: dict[Dimension, DimensionSpec] = {
     Dimension.FIRMWARE: DimensionSpec("firmware_path", _image),
     Dimension.KCONFIG: DimensionSpec("kconfig", _items(KernelConfig.parse), _split),
     Dimension.PATCHES: DimensionSpec("patches", _items(parse_patches), lambda v: _split(v) or None),
-    # Declared for the grid format; a sweep runs boots only, so a grid naming it is refused
-    # (``lazyaccept run`` and ``compare --workload`` run workloads).
-    Dimension.WORKLOAD: DimensionSpec("workload", None),
+    # A run option, not a field of the guest: see RunOptions.
+    Dimension.WORKLOAD: DimensionSpec(None, _workloads),
 }
 
 #: The profile a grid uses when it names none (as the commands default to TDX).
@@ -190,8 +208,15 @@ def normalize(dim: Dimension, value: object) -> Value:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What a run needs beyond the guest and the profile.  None yet: a run-time workload, when
-    the model has one, is an option of the run rather than of the guest, and goes here."""
+    """What a run needs beyond the guest and the profile: the acceptance policy in full (the
+    guest only boots with its ``accept_memory=``) and the workloads after the shell."""
+
+    policy: str = "lazy"
+    workloads: tuple[str, ...] = ()
+
+    @property
+    def runs_after_boot(self) -> bool:
+        return bool(self.workloads) or Policy.parse(self.policy).kind.value not in ("lazy", "eager")
 
 
 @dataclass(frozen=True)
@@ -214,4 +239,10 @@ def to_run(point: Mapping[str, Value], tees: Mapping[str, Tee]) -> RunSpec:
             fields[spec.field] = spec.to_field(value)
     if "memory" not in fields:
         raise ConfigError("a grid needs memory, as a dimension or a fixed value")
-    return RunSpec(GuestRequest(tee=tees[profile], **fields), profile, RunOptions())  # type: ignore[arg-type]
+    policy = str(point.get(Dimension.POLICY, "lazy"))
+    if Dimension.POLICY in point:
+        fields["patches"] = tuple(dict.fromkeys((*(fields.get("patches") or ()),  # type: ignore[misc]
+                                                 *(p.value for p in Policy.parse(policy).patches)))) or None
+    workloads = tuple(w for w in str(point.get(Dimension.WORKLOAD, "")).split(";") if w)
+    options = RunOptions(policy, workloads)
+    return RunSpec(GuestRequest(tee=tees[profile], **fields), profile, options)  # type: ignore[arg-type]

@@ -69,7 +69,7 @@ def plan_sweep(grid: Grid) -> Plan:
         except ConfigError as exc:
             raise ConfigError(f"{grid.path}: run {_describe(point)}: {exc}") from None
         sha = texts[spec.profile].sha256
-        tasks.append(Task(run_key(point, sha), tuple(point.items()), config, spec.profile, sha))
+        tasks.append(Task(run_key(point, sha), tuple(point.items()), config, spec.profile, sha, spec.options))
     return Plan(grid, tasks, {t.sha256: t for t in texts.values()})
 
 

@@ -32,15 +32,20 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ... import __version__
 from ...base.errors import LazyAcceptError
 from ...base.record import AcceptEvent, AcceptStats
+from ...guest.policies import Policy
 from ...scenario.config import VMConfig
+from ...scenario.runtime import RunConfig
+from ...scenario.workloads import Workload
+from ..profile import CostProfile
 from ..run import BootResult, run
-from .dimensions import Value
+from ..runtime import simulate_run, weighted_quantiles
+from .dimensions import RunOptions, Value
 from .profiles import ProfileText, parsed
 
 #: Actor names in a record, grouped as a user thinks of them (as ``boot --json`` does).
@@ -60,6 +65,7 @@ class Task:
     config: VMConfig
     profile_ref: str
     profile_sha256: str
+    options: RunOptions = field(default_factory=RunOptions)
 
 
 def run_key(point: Mapping[str, Value], profile_sha256: str) -> str:
@@ -79,11 +85,42 @@ def run_task(task: Task, profile: ProfileText) -> dict[str, Any]:
         "config": task.config.as_dict() | {"profile": prof.name},
     }
     try:
+        if task.options.runs_after_boot:
+            return row | {"ok": True, "failure": None, "failure_kind": None} | run_metrics(task, prof)
         result = run(task.config, prof)
     except LazyAcceptError as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
         return row | {"ok": False, "failure": text, "failure_kind": type(exc).__name__} | dict.fromkeys(METRIC_KEYS)
     return row | {"ok": True, "failure": None, "failure_kind": None} | metrics(result)
+
+
+#: The quantiles of a run's first-touch stalls a row carries (a distribution the report can draw).
+STALL_QUANTILES = tuple(q / 20 for q in range(1, 20)) + (0.99, 0.999, 1.0)
+
+
+def run_metrics(task: Task, prof: CostProfile) -> dict[str, Any]:
+    """A boot and its workloads: the boot's figures, and ``workload`` with its name, duration,
+    slowdown against an eagerly accepted guest, and stalls (as quantiles) when it has some."""
+    result = simulate_run(RunConfig(task.config, tuple(Workload.parse(w) for w in task.options.workloads),
+                                    Policy.parse(task.options.policy)), prof)
+    boot = BootResult(result.record.boot, result.timeline)
+    out = metrics(boot)
+    out["boot_s"] = result.boot_s
+    summary = result.stall_summary()
+    stalls = [] if not summary["count"] else weighted_quantiles(result.stall_s, result.stall_weight,
+                                                                 list(STALL_QUANTILES))
+    slow = [w.slowdown for w in result.workloads if w.slowdown is not None]
+    out["workload"] = None if not result.workloads else {
+        "name": " + ".join(w.name for w in result.workloads),
+        "duration_s": max(w.end_s for w in result.workloads) - min(w.start_s for w in result.workloads),
+        "slowdown": max(slow) if slow else None,
+        "stalls": summary,
+        "stalls_s": stalls,
+        "fully_accepted_s": result.fully_accepted_s,
+        "irqs_off_max_s": result.irqs_off_max_s,
+    }
+    out["host_committed_bytes"] = result.record.boot.platform.host_committed
+    return out
 
 
 def metrics(result: BootResult) -> dict[str, Any]:
