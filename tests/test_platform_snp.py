@@ -143,6 +143,7 @@ def test_linux_2m_unit_on_4k_host():
         psc_requests=1,
         psc_entries=1,
         host_backed_4k=512,
+        npf_exits=512,  # each backed 4K page is a nested page fault first (no prefault)
         host_zeroed_bytes=M2,
         accept_zeroed_bytes=0,
     )
@@ -158,6 +159,7 @@ def test_linux_2m_unit_on_2m_host():
         psc_requests=1,
         psc_entries=1,
         host_backed_2m=1,
+        npf_exits=1,  # the 2 MiB page is backed on one nested page fault
         host_zeroed_bytes=M2,
     )
 
@@ -172,6 +174,7 @@ def test_msr_protocol_is_one_4k_page_per_request():
         psc_requests=512,
         psc_entries=512,
         host_backed_4k=512,
+        npf_exits=512,  # each backed 4K page is a nested page fault first (no prefault)
         host_zeroed_bytes=M2,
     )
 

@@ -231,3 +231,20 @@ def test_a_sweep_runs_workloads_and_policies_like_the_run_command(tmp_path):
     assert lazy["slowdown"] == pytest.approx(alone["workloads"][0]["slowdown"])
     assert lazy["stalls"]["count"] == alone["stalls"]["count"]
     assert runs["background:threads=1,rate=2G"]["workload"]["slowdown"] < lazy["slowdown"]
+
+
+def test_the_66_soft_lockups_come_back_with_the_off_by_one_and_an_oversubscribed_host():
+    # M. Roth (LKML, Oct-Nov 2023): 21-23 s soft lockups in accept_memory() on an oversubscribed
+    # SNP guest with 6.6-rc5's accepting list.  With the off-by-one, CPUs accepting adjacent FIFO
+    # chunks wait for each other, spinning without rescheduling; the host time-shares the
+    # spinners with the one making progress.  The fix (6.7) removes the waiting; what stays is the
+    # host's stretch of each accept_memory() call.
+    def one(kernel: str) -> RunResult:
+        return run(64, ("touch:32G,threads=32",), vcpus=32, kernel=kernel, host_cpus=4, baseline=False)
+
+    bug, fixed = one("6.6"), one("6.7")
+    assert bug.soft_lockup and bug.irqs_off_max_s > 20.0
+    assert not fixed.soft_lockup
+    # what stays: one chunk's accept stretched by 32 runnable vCPUs on 4 host CPUs (8x)
+    alone = run(64, ("touch:32G,threads=32",), vcpus=32, kernel="6.7", baseline=False)
+    assert fixed.irqs_off_max_s == pytest.approx(8 * alone.irqs_off_max_s, rel=0.3)

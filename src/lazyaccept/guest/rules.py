@@ -16,6 +16,8 @@ Wmark = Literal["high", "promo"]
 #: The spinlock v6.5's accept_memory() held across the architecture accept
 #: (drivers/firmware/efi/unaccepted_memory.c, ``unaccepted_memory_lock``).
 GLOBAL_ACCEPT_LOCK = "unaccepted_memory_lock"
+#: The v6.6 accepting list with its off-by-one overlap test, as a lock: adjacent requests wait.
+ACCEPTING_LIST_ADJACENT = "accepting_list (adjacent ranges, v6.6)"
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,14 @@ class KernelRules:
 
     @property
     def accept_lock(self) -> str | None:
-        """The lock every acceptance holds across the architecture call, if the release has one."""
-        return GLOBAL_ACCEPT_LOCK if self.global_accept_lock else None
+        """What serialises acceptances in this release, if anything: v6.5's global lock held
+        across the architecture call; or, with the v6.6 off-by-one, the accepting list itself.
+        The page allocator hands out its FIFO chunks in address order, so two CPUs accepting at
+        once nearly always hold adjacent ranges, which the off-by-one test treats as overlapping:
+        the second spins (``goto retry``, without rescheduling) until the first is done."""
+        if self.global_accept_lock:
+            return GLOBAL_ACCEPT_LOCK
+        return ACCEPTING_LIST_ADJACENT if self.overlap_off_by_one else None
 
     def with_rule(self, **changes: object) -> KernelRules:
         """A copy with some rules changed (for mutants and what-if runs)."""
