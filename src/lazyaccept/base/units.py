@@ -121,3 +121,15 @@ def align_up(value: int, alignment: int) -> int:
 
 def is_aligned(value: int, alignment: int) -> bool:
     return value % alignment == 0
+
+
+def parse_count(value: str, where: str, lo: int = 1, hi: int = 4096) -> int:
+    """A whole number from ``lo`` to ``hi`` (threads, workers, chunks); ``where`` names the option
+    and argument in the error."""
+    try:
+        n = int(value)
+    except ValueError:
+        n = lo - 1
+    if not lo <= n <= hi:
+        raise ConfigError(f"{where} must be a whole number from {lo} to {hi}, not {value!r}")
+    return n

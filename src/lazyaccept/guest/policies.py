@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from ..base.choices import AcceptPolicy
 from ..base.errors import ConfigError
-from ..base.units import parse_size
+from ..base.units import parse_count, parse_size
 from .patches import GuestPatch
 
 
@@ -90,13 +90,7 @@ class Policy:
 
 
 def _positive_int(value: str, text: str, key: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= 4096:
-        raise ConfigError(f"--policy {text!r}: {key} must be a whole number from 1 to 4096, not {value!r}")
-    return n
+    return parse_count(value, f"--policy {text!r}: {key}")
 
 
 def _rate(nbytes: int) -> str:

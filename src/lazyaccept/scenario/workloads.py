@@ -23,7 +23,7 @@ from enum import StrEnum
 
 from ..base.errors import ConfigError, FormatError
 from ..base.fileio import read_input
-from ..base.units import parse_size
+from ..base.units import parse_count, parse_size
 
 #: Longest trace file read (a trace is text: 64 MiB is millions of rows).
 TRACE_LIMIT = 64 << 20
@@ -100,13 +100,7 @@ class Workload:
 
 
 def _count(value: str, text: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= 4096:
-        raise ConfigError(f"--workload {text!r}: thread count must be a whole number from 1 to 4096, not {value!r}")
-    return n
+    return parse_count(value, f"--workload {text!r}: thread count")
 
 
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 1e-3, "m": 60.0, "min": 60.0, "h": 3600.0}
