@@ -1,53 +1,78 @@
-"""``lazyaccept boot``: model and simulate one boot, report what was accepted, by whom, when."""
+"""``lazyaccept boot``: model and simulate one boot, report what was accepted, by whom, when.
+
+Exit status 0 when the modelled guest boots, 3 when it fails (a crash, an out-of-memory: a
+result of the model, reported as ``lazyaccept: guest failed: ...``), 2 for bad input.
+"""
 
 from __future__ import annotations
-
-import json
 
 import click
 
 from ..base.choices import AcceptPolicy
+from ..base.fileio import STDOUT
 from ..base.units import parse_size
-from ..presentation.boot_report import boot_summary, print_boot
-from ..presentation.console import make_console
+from ..presentation.boot_report import boot_summary, failure_document, print_boot
+from ..presentation.console import json_text, make_console
 from ..scenario.artefacts import check_dump_folder, write_dump
+from ..sim.outcome import Failure, try_run
 from ..sim.profile import load_profile
-from ..sim.run import resolve, run
-from .options import check_output_file, enum_choice, guest_options, guest_request, profile_name
+from ..sim.run import resolve
+from .options import check_plot_file, check_stdout_once, enum_choice, guest_options, guest_request, profile_name
+
+#: Exit status of a modelled guest failure.
+EXIT_GUEST_FAILED = 3
+
+
+def report_failure(failure: Failure, document: dict[str, object] | None) -> None:
+    """A failed guest: the JSON document (if asked for) on stdout, one line on stderr, exit 3."""
+    if document is not None:
+        click.echo(json_text(document))
+    click.echo(f"lazyaccept: guest failed: {failure.one_line()}", err=True)
+    click.get_current_context().exit(EXIT_GUEST_FAILED)
 
 
 @click.command("boot")
-@click.option("--memory", required=True, metavar="SIZE", help="Guest memory, e.g. 4G, 4095M, 16T.")
-@click.option("--policy", type=enum_choice(AcceptPolicy), default=AcceptPolicy.LAZY.value, show_default=True,
-              help="accept_memory= kernel parameter.")
+@click.option("--memory", default=None, metavar="SIZE", help="Guest memory, e.g. 4G, 4095M, 16T.")
+@click.option("--policy", type=enum_choice(AcceptPolicy), default=None,
+              help="accept_memory= kernel parameter (default: lazy).")
 @guest_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--dump", "dump_dir", default=None, metavar="DIR",
-              help="Write the EFI memory map, unaccepted table, TD HOB, e820, meminfo, vmstat and dmesg.")
-@click.option("--plot", "plot_file", default=None, metavar="FILE.png",
-              help="Draw the timeline and memory over time.")
-def boot_cmd(memory: str, profile: str | None, as_json: bool, dump_dir: str | None, plot_file: str | None,
-             **guest: object) -> None:
+              help="Write the EFI memory map, unaccepted table, TD HOB, e820, meminfo, vmstat and dmesg "
+                   "into a new or empty folder, all or nothing.")
+@click.option("--force", is_flag=True, help="With --dump: replace an earlier dump in that folder.")
+@click.option("--plot", "plot_file", default=None, metavar="FILE",
+              help="Draw the timeline and memory over time (.png, .svg or .pdf by the suffix; - for PNG on stdout).")
+def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_json: bool, dump_dir: str | None,
+             plot_file: str | None, force: bool, **guest: object) -> None:
     """Simulate one boot of a confidential guest and report its acceptance."""
-    check_output_file(plot_file)
+    check_plot_file(plot_file)
+    check_stdout_once(("--json", as_json), ("--plot -", plot_file == STDOUT))
     if dump_dir is not None:
-        check_dump_folder(dump_dir)
+        check_dump_folder(dump_dir, force)
+    if memory is None:
+        raise click.UsageError("Missing option '--memory'.")
     prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
     if not guest.get("platform"):
         guest["platform"] = prof.tee.value  # a profile alone says which TEE
-    request = guest_request(parse_size(memory), **guest)  # type: ignore[arg-type]
-    result = run(resolve(request, prof), prof)
+    request = guest_request(parse_size(memory), policy=policy or AcceptPolicy.LAZY.value, **guest)  # type: ignore[arg-type]
+    config = resolve(request, prof)
+    result = try_run(config, prof)
+    if isinstance(result, Failure):
+        report_failure(result, failure_document(config, prof.name, result) if as_json else None)
+        return
     if dump_dir is not None:
-        write_dump(result.record, dump_dir, {p.name: p.start for p in result.timeline.phases})
+        write_dump(result.record, dump_dir, {p.name: p.start for p in result.timeline.phases}, force=force)
     if plot_file is not None:
         from ..presentation.plots import plot_boot
 
         plot_boot(result, plot_file)
     if as_json:
-        click.echo(json.dumps(boot_summary(result, prof.name), indent=2))
+        click.echo(json_text(boot_summary(result, prof.name)))
         return
-    print_boot(result, make_console())
+    console = make_console(stderr=plot_file == STDOUT)
+    print_boot(result, console)
     if dump_dir is not None:
-        click.echo(f"Artefacts written to {dump_dir}/")
-    if plot_file is not None:
-        click.echo(f"Plot written to {plot_file}")
+        console.print(f"Artefacts written to {dump_dir}/", markup=False, highlight=False)
+    if plot_file is not None and plot_file != STDOUT:
+        console.print(f"Plot written to {plot_file}", markup=False, highlight=False)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 from rich.console import Console
 from rich.progress import Progress
 
 from ..base.choices import HostMapping, Tee
-from ..base.errors import ConfigError
-from ..base.units import parse_size
+from ..base.units import format_size, parse_size
 from ..presentation.compare_report import compare_document, print_compare
-from ..presentation.console import make_console
+from ..presentation.console import json_text, make_console
 from ..sim.profile import load_profile
 from ..sim.run import check_profile_fits
-from ..sim.sweep import compare_policies
-from .options import check_output_file, enum_choice, guest_request
+from ..sim.sweep import FailedRow, compare_policies
+from .options import check_plot_file, check_stdout_once, enum_choice, guest_request
 
 
 @click.command("compare")
@@ -31,7 +28,8 @@ from .options import check_output_file, enum_choice, guest_request
 @click.option("--kconfig", "kconfig", multiple=True, metavar="NAME=VALUE", help="Kernel build option (repeatable).")
 @click.option("--patch", "patches", multiple=True, metavar="NAME", help="Guest kernel patch (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--plot", "plot_path", default=None, metavar="FILE.png", help="Plot boot time against memory.")
+@click.option("--plot", "plot_path", default=None, metavar="FILE",
+              help="Plot boot time against memory (.png, .svg or .pdf by the suffix; - for PNG on stdout).")
 def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: bool, plot_path: str | None,
                 **guest: object) -> None:
     """Boot time with eager and with lazy acceptance, for each memory size and host profile."""
@@ -44,9 +42,8 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
         request = guest_request(sizes[0], **{**guest, "platform": platform or prof.tee.value})  # type: ignore[arg-type]
         check_profile_fits(request, prof)
         requests.append(request)
-    if plot_path is not None and not plot_path.lower().endswith(".png"):
-        raise ConfigError(f"--plot {plot_path}: the plot is written as PNG; name it FILE.png")
-    check_output_file(plot_path)
+    check_plot_file(plot_path)
+    check_stdout_once(("--json", as_json), ("--plot -", plot_path == "-"))
     # Progress goes to stderr, and only to a terminal: pipes and --json output stay clean.
     err = Console(stderr=True)
     total = len(sizes) * len(loaded)
@@ -60,10 +57,12 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
         from ..presentation.plots import plot_compare
 
         plot_compare(plot_path, comparisons)
+    failed = [r for _, rows, _ in comparisons for r in rows if isinstance(r, FailedRow)]
     if as_json:
-        click.echo(json.dumps({"comparisons": [compare_document(*c) for c in comparisons]}, indent=2))
+        click.echo(json_text({"comparisons": [compare_document(*c) for c in comparisons]}))
+        _exit_if_failed(failed)
         return
-    console = make_console()
+    console = make_console(stderr=plot_path == "-")
     for c in comparisons:
         print_compare(console, *c)
     console.print(
@@ -71,5 +70,14 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
         "lock waits included)",
         style="dim",
     )
-    if plot_path is not None:
+    if plot_path is not None and plot_path != "-":
         console.print(f"wrote {plot_path}")
+    _exit_if_failed(failed)
+
+
+def _exit_if_failed(failed: list[FailedRow]) -> None:
+    """Exit status 3 when the modelled guest failed at some size (the other rows are complete)."""
+    if failed:
+        for r in failed:
+            click.echo(f"lazyaccept: guest failed: {format_size(r.memory_bytes)}: {r.one_line()}", err=True)
+        click.get_current_context().exit(3)

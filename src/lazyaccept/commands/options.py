@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from ..base.choices import AcceptPolicy, FirmwareAccept, HostMapping, Tee, choice_values
-from ..base.fileio import check_writable
+from ..base.errors import ConfigError
+from ..base.fileio import STDOUT, check_writable
 from ..base.units import parse_size
 from ..guest.footprint import BootFootprint
 from ..scenario.config import GuestRequest
@@ -95,7 +97,28 @@ def profile_name(profile: str | None, platform: str | None) -> str:
     return profile or (platform.lower() if platform else Tee.TDX.value)
 
 
-def check_output_file(path: str | None) -> None:
-    """Refuse, before any work, an output file that cannot be written."""
+def check_output_file(path: str | None, *, stdout: bool = False) -> None:
+    """Refuse, before any work, an output file that cannot be written (``-``: standard output,
+    where ``stdout`` allows it)."""
     if path is not None:
-        check_writable(path)
+        check_writable(path, stdout=stdout)
+
+
+def check_plot_file(path: str | None) -> None:
+    """Refuse, before any work, a plot that cannot be written: a suffix other than .png, .svg or
+    .pdf, a path that is not a regular file or new, or ``-`` when standard output is a terminal."""
+    if path is None:
+        return
+    from ..presentation.plots import plot_format
+
+    plot_format(path)
+    check_writable(path, stdout=True)
+    if path == STDOUT and sys.stdout.isatty():
+        raise ConfigError("--plot -: standard output is a terminal; send the image to a file or a pipe")
+
+
+def check_stdout_once(*claims: tuple[str, bool]) -> None:
+    """Refuse two outputs that both go to standard output (``--json`` and ``--plot -``, say)."""
+    names = [name for name, claimed in claims if claimed]
+    if len(names) > 1:
+        raise ConfigError(f"{' and '.join(names)} would both write to standard output; send one to a file")

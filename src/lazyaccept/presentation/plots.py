@@ -4,20 +4,40 @@ policies across memory sizes."""
 from __future__ import annotations
 
 import io
+from pathlib import PurePath
 
 import numpy as np
 
-from ..base.fileio import atomic_write
+from ..base.errors import ConfigError
+from ..base.fileio import STDOUT, write_output
 from ..base.units import GiB, format_size
 from ..scenario.config import VMConfig
 from ..sim.profile import CostProfile
 from ..sim.run import BootResult
-from ..sim.sweep import CompareRow
+from ..sim.sweep import CompareRow, FailedRow
+
+#: Image formats by file suffix; standard output (``-``) gets PNG.
+PLOT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
 
-def _figure_bytes(fig: object) -> bytes:
+def plot_format(path: str) -> str:
+    """The image format a plot path asks for, by its suffix; ConfigError for any other."""
+    if path == STDOUT:
+        return "png"
+    suffix = PurePath(path).suffix.lower()
+    if suffix not in PLOT_FORMATS:
+        named = f"suffix {suffix!r}" if suffix else "no suffix"
+        raise ConfigError(f"{path}: a plot is written as PNG, SVG or PDF by its suffix (.png, .svg, .pdf); "
+                          f"this name has {named}")
+    return PLOT_FORMATS[suffix]
+
+
+def _figure_bytes(fig: object, path: str, **kw: object) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # type: ignore[attr-defined]
+    fmt = plot_format(path)
+    # Fixed metadata: the same plot gives the same bytes (no creation date in SVG or PDF).
+    meta = {"Date": None} if fmt in ("svg", "pdf") else {}
+    fig.savefig(buf, format=fmt, metadata=meta, **kw)  # type: ignore[attr-defined]
     return buf.getvalue()
 
 
@@ -68,9 +88,9 @@ def plot_boot(result: BootResult, path: str) -> None:
     ax2.set_xlim(0, max(tl.total_s, 1e-3) * 1.01)
     ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax2.grid(alpha=0.3)
-    data = _figure_bytes(fig)
+    data = _figure_bytes(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    atomic_write(path, data)
+    write_output(path, data)
 
 
 def _ramps(result: BootResult, field: str) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +121,7 @@ def vcpus_label(n: int) -> str:
 PROFILE_COLOURS = ("#c0392b", "#2471a3", "#229954", "#8e44ad", "#d68910", "#566573")
 
 
-def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow], CostProfile]]) -> None:
+def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow | FailedRow], CostProfile]]) -> None:
     """Boot time against memory size for both policies and each profile, written to ``path``
     (PNG): eager solid with circles, lazy dashed with squares, one colour per profile; each
     eager point is labelled with the speed-up of lazy."""
@@ -111,6 +131,8 @@ def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow], 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    # Failed sizes have no boot time: they are left out (the table and JSON say why).
+    comparisons = [(c, [r for r in rows if isinstance(r, CompareRow)], p) for c, rows, p in comparisons]
     fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=120)
     all_rows = [r for _, rows, _ in comparisons for r in rows]
     gib = sorted({r.memory_bytes / 2**30 for r in all_rows})
@@ -148,7 +170,6 @@ def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow], 
     else:
         ax.set_ylim(min(r.lazy_s for r in all_rows) / 1.3, top * 1.8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    data = _figure_bytes(fig, path)
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    write_output(path, data)
