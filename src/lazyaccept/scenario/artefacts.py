@@ -94,46 +94,73 @@ def vmstat_fields(rec: BootRecord) -> dict[str, int]:
 
 
 def dmesg_lines(rec: BootRecord, phase_starts: dict[str, float] | None = None) -> list[str]:
-    """A dmesg excerpt with the lines a user greps for, time-stamped by the phases when given."""
+    """A dmesg excerpt with the lines a user greps for, time-stamped by the phases when given.
+
+    As in a real log the time stamps count from the kernel's start (the start of early init,
+    where the kernel's clock starts), not from power-on, and each line is stamped when the
+    kernel prints it: "Memory:" when memblock_free_all() is done, "Memory Encryption Features
+    active" at the end of mem_encrypt_init(), "smp: Brought up" when the APs are online,
+    "Run /init" when user space starts.
+    """
     t = phase_starts or {}
+    zero = t.get(BootPhase.EARLY_INIT, 0.0)
+    order = [p.value for p in BootPhase]
+
+    def start(phase: BootPhase) -> float:
+        return max(0.0, t.get(phase, zero) - zero)
+
+    def end(phase: BootPhase) -> float:
+        later = [t[p] for p in order[order.index(phase) + 1 :] if p in t]
+        return max(0.0, (later[0] if later else t.get(phase, zero)) - zero)
+
     cfg = rec.config
     lines: list[str] = []
 
-    def at(phase: BootPhase, text: str) -> None:
-        lines.append(format_dmesg_line(t.get(phase, 0.0), text))
+    def at(ts: float, text: str) -> None:
+        lines.append(format_dmesg_line(ts, text))
 
+    boot = start(BootPhase.EARLY_INIT)
     detected, features = TEE_LINES[cfg.tee]
     if detected is not None:
-        at(BootPhase.EFI_STUB, detected)
-    at(BootPhase.EFI_STUB, f"Linux version {cfg.kernel.name} (lazyaccept model)")
-    at(BootPhase.EFI_STUB, f"Command line: console=ttyS0 efi=debug accept_memory={AcceptPolicy(cfg.policy).value}")
-    at(BootPhase.EFI_STUB, "BIOS-provided physical RAM map:")
-    lines.extend(format_e820_lines(rec.kernel.e820, t.get(BootPhase.EFI_STUB, 0.0)))
-    at(BootPhase.EFI_STUB, "efi: EFI v2.70 by EDK II")
-    lines.extend(format_efi_memmap_lines(rec.kernel.stub.memory_map, t.get(BootPhase.EFI_STUB, 0.0)))
-    at(BootPhase.EARLY_INIT, f"Memory Encryption Features active: {features}")
-    at(BootPhase.EARLY_INIT, "Zone ranges:")
+        at(boot, detected)
+    at(boot, f"Linux version {cfg.kernel_release} (lazyaccept model)")
+    at(boot, f"Command line: console=ttyS0 efi=debug accept_memory={AcceptPolicy(cfg.policy).value}")
+    at(boot, "BIOS-provided physical RAM map:")
+    lines.extend(format_e820_lines(rec.kernel.e820, boot))
+    at(boot, "efi: EFI v2.70 by EDK II")
+    lines.extend(format_efi_memmap_lines(rec.kernel.stub.memory_map, boot))
+    at(boot, "Zone ranges:")
     names = {z.name for z in rec.kernel.allocator.zones}
     for name, lo, hi in (("DMA", 0x1000, 16 << 20), ("DMA32", 16 << 20, 4 << 30)):
         zone = next((z for z in rec.kernel.allocator.zones if z.name == name), None)
         if zone is not None:
-            at(BootPhase.EARLY_INIT, f"  {name:<8} [mem {max(lo, zone.start):#018x}-{min(hi, zone.end) - 1:#018x}]")
+            at(boot, f"  {name:<8} [mem {max(lo, zone.start):#018x}-{min(hi, zone.end) - 1:#018x}]")
     if "Normal" in names:
         z = rec.kernel.allocator.zones[-1]
-        at(BootPhase.EARLY_INIT, f"  Normal   [mem {z.start:#018x}-{z.end - 1:#018x}]")
+        at(boot, f"  Normal   [mem {z.start:#018x}-{z.end - 1:#018x}]")
     else:
-        at(BootPhase.EARLY_INIT, "  Normal   empty")
-    at(BootPhase.EARLY_INIT, "Early memory node ranges")
+        at(boot, "  Normal   empty")
+    at(boot, "Early memory node ranges")
     for e in rec.kernel.e820:
         if e.type == E820_TYPE_RAM:
-            at(BootPhase.EARLY_INIT, f"  node   0: [mem {e.addr:#018x}-{e.end - 1:#018x}]")
+            at(boot, f"  node   0: [mem {e.addr:#018x}-{e.end - 1:#018x}]")
+    at(boot, f"smpboot: Allowing {cfg.vcpus} CPUs, 0 hotplug CPUs")
     fp = rec.config.footprint
-    at(BootPhase.EARLY_INIT, f"percpu: Embedded {fp.percpu_embedded_pages} pages/cpu u{fp.percpu_unit}")
+    at(boot, f"percpu: Embedded {fp.percpu_embedded_pages} pages/cpu u{fp.percpu_unit}")
     # mem_init_print_info() runs right after memblock_free_all(): with deferred struct page
     # init, only the memory freed so far counts as available.
     free_kb = rec.kernel.free_after_memblock * KB_PER_PAGE
     ram_kb = rec.kernel.ram.total() // 1024
-    at(BootPhase.MEMBLOCK_FREE, f"Memory: {free_kb}K/{ram_kb}K available ({ram_kb - free_kb}K reserved)")
+    at(end(BootPhase.MEMBLOCK_FREE), f"Memory: {free_kb}K/{ram_kb}K available ({ram_kb - free_kb}K reserved)")
+    at(end(BootPhase.MEM_ENCRYPT_INIT), f"Memory Encryption Features active: {features}")
+    at(start(BootPhase.SMP_BRINGUP), "smp: Bringing up secondary CPUs ...")
+    at(end(BootPhase.SMP_BRINGUP), f"smp: Brought up 1 node, {cfg.vcpus} CPU" + ("s" if cfg.vcpus != 1 else ""))
+    if rec.kernel.deferred_start is not None:
+        ms = round((end(BootPhase.DEFERRED_INIT) - start(BootPhase.DEFERRED_INIT)) * 1000)
+        at(end(BootPhase.DEFERRED_INIT), f"node 0 deferred pages initialised in {ms}ms")
+    image_kb = fp.kernel_image // 1024
+    at(start(BootPhase.USERSPACE), f"Freeing unused kernel image (initmem) memory: {image_kb // 20}K")
+    at(start(BootPhase.USERSPACE), "Run /init as init process")
     return lines
 
 
