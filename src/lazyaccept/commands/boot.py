@@ -13,11 +13,21 @@ from ..base.fileio import STDOUT
 from ..base.units import parse_size
 from ..presentation.boot_report import boot_summary, failure_document, print_boot
 from ..presentation.console import json_text, make_console
+from ..presentation.like_report import like_document, print_like, print_milestones
 from ..scenario.artefacts import check_dump_folder, write_dump
+from ..scenario.like import add_assumed
 from ..sim.outcome import Failure, try_run
 from ..sim.profile import load_profile
 from ..sim.run import resolve
-from .options import check_plot_file, check_stdout_once, enum_choice, guest_options, guest_request, profile_name
+from .options import (
+    check_plot_file,
+    check_stdout_once,
+    enum_choice,
+    guest_options,
+    guest_request,
+    like_options,
+    profile_name,
+)
 
 #: Exit status of a modelled guest failure.
 EXIT_GUEST_FAILED = 3
@@ -41,15 +51,22 @@ def report_failure(failure: Failure, document: dict[str, object] | None) -> None
               help="Write the EFI memory map, unaccepted table, TD HOB, e820, meminfo, vmstat and dmesg "
                    "into a new or empty folder, all or nothing.")
 @click.option("--force", is_flag=True, help="With --dump: replace an earlier dump in that folder.")
+@click.option("--like", "like_log", default=None, metavar="LOG",
+              help="Take memory, vCPUs, kernel, platform, accept_memory= and firmware acceptance from a guest's "
+                   "kernel log (options given win); show the log's milestones beside the model's.")
 @click.option("--plot", "plot_file", default=None, metavar="FILE",
               help="Draw the timeline and memory over time (.png, .svg or .pdf by the suffix; - for PNG on stdout).")
 def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_json: bool, dump_dir: str | None,
-             plot_file: str | None, force: bool, **guest: object) -> None:
+             plot_file: str | None, force: bool, like_log: str | None, **guest: object) -> None:
     """Simulate one boot of a confidential guest and report its acceptance."""
     check_plot_file(plot_file)
     check_stdout_once(("--json", as_json), ("--plot -", plot_file == STDOUT))
     if dump_dir is not None:
         check_dump_folder(dump_dir, force)
+    likeness = None
+    if like_log is not None:
+        likeness = like_options(like_log, guest, memory=memory, policy=policy)
+        memory, policy = likeness.values["memory"], likeness.values.get("policy")
     if memory is None:
         raise click.UsageError("Missing option '--memory'.")
     prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
@@ -57,9 +74,17 @@ def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_jso
         guest["platform"] = prof.tee.value  # a profile alone says which TEE
     request = guest_request(parse_size(memory), policy=policy or AcceptPolicy.LAZY.value, **guest)  # type: ignore[arg-type]
     config = resolve(request, prof)
+    if likeness is not None:
+        add_assumed(likeness, config)
     result = try_run(config, prof)
     if isinstance(result, Failure):
-        report_failure(result, failure_document(config, prof.name, result) if as_json else None)
+        doc = failure_document(config, prof.name, result) if as_json else None
+        if likeness is not None:
+            if doc is not None:
+                doc["like"] = like_document(likeness, None)
+            else:
+                print_like(make_console(stderr=plot_file == STDOUT), likeness)
+        report_failure(result, doc)
         return
     if dump_dir is not None:
         write_dump(result.record, dump_dir, {p.name: p.start for p in result.timeline.phases}, force=force)
@@ -68,10 +93,17 @@ def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_jso
 
         plot_boot(result, plot_file)
     if as_json:
-        click.echo(json_text(boot_summary(result, prof.name)))
+        summary = boot_summary(result, prof.name)
+        if likeness is not None:
+            summary["like"] = like_document(likeness, result)
+        click.echo(json_text(summary))
         return
     console = make_console(stderr=plot_file == STDOUT)
+    if likeness is not None:
+        print_like(console, likeness)
     print_boot(result, console)
+    if likeness is not None:
+        print_milestones(console, likeness, result)
     if dump_dir is not None:
         console.print(f"Artefacts written to {dump_dir}/", markup=False, highlight=False)
     if plot_file is not None and plot_file != STDOUT:

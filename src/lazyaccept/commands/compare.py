@@ -10,14 +10,20 @@ from ..base.choices import HostMapping, Tee
 from ..base.units import format_size, parse_size
 from ..presentation.compare_report import compare_document, print_compare
 from ..presentation.console import json_text, make_console
+from ..presentation.like_report import like_document, print_like
+from ..scenario.like import add_assumed
 from ..sim.profile import load_profile
 from ..sim.run import check_profile_fits
 from ..sim.sweep import FailedRow, compare_policies
-from .options import check_plot_file, check_stdout_once, enum_choice, guest_request
+from .options import check_plot_file, check_stdout_once, enum_choice, guest_request, like_options
+
+#: What ``compare --like`` takes from a log: not accept_memory= (compare boots both policies).
+COMPARE_FIELDS = ("memory", "platform", "vcpus", "kernel", "firmware_accept")
+COMPARE_ASSUMED = ("platform", "vcpus", "kernel", "firmware_accept", "host_mapping")
 
 
 @click.command("compare")
-@click.option("--memory", "memory", multiple=True, required=True, help="Guest memory size (repeatable), e.g. 4G.")
+@click.option("--memory", "memory", multiple=True, help="Guest memory size (repeatable), e.g. 4G.")
 @click.option("--profile", "profiles", multiple=True, metavar="NAME|PATH",
               help="Host profile (repeatable: the rows of each; default: the platform's).")
 @click.option("--platform", type=enum_choice(Tee), default=None, help="TEE platform (default: each profile's).")
@@ -28,11 +34,21 @@ from .options import check_plot_file, check_stdout_once, enum_choice, guest_requ
 @click.option("--kconfig", "kconfig", multiple=True, metavar="NAME=VALUE", help="Kernel build option (repeatable).")
 @click.option("--patch", "patches", multiple=True, metavar="NAME", help="Guest kernel patch (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--like", "like_log", default=None, metavar="LOG",
+              help="Take memory, vCPUs, kernel, platform and firmware acceptance from a guest's kernel log "
+                   "(options given win).")
 @click.option("--plot", "plot_path", default=None, metavar="FILE",
               help="Plot boot time against memory (.png, .svg or .pdf by the suffix; - for PNG on stdout).")
 def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: bool, plot_path: str | None,
-                **guest: object) -> None:
+                like_log: str | None = None, **guest: object) -> None:
     """Boot time with eager and with lazy acceptance, for each memory size and host profile."""
+    likeness = None
+    if like_log is not None:
+        likeness = like_options(like_log, guest, memory=" ".join(memory) or None, policy=None,
+                                fields=COMPARE_FIELDS)
+        memory = memory or (likeness.values["memory"],)
+    if not memory:
+        raise click.UsageError("Missing option '--memory'.")
     sizes = sorted(dict.fromkeys(parse_size(m) for m in memory))
     platform = guest.get("platform")
     names = list(dict.fromkeys(profiles)) or [str(platform).lower() if platform else Tee.TDX.value]
@@ -58,11 +74,18 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
 
         plot_compare(plot_path, comparisons)
     failed = [r for _, rows, _ in comparisons for r in rows if isinstance(r, FailedRow)]
+    if likeness is not None:
+        add_assumed(likeness, comparisons[0][0], fields=COMPARE_ASSUMED)
     if as_json:
-        click.echo(json_text({"comparisons": [compare_document(*c) for c in comparisons]}))
+        doc = {"comparisons": [compare_document(*c) for c in comparisons]}
+        if likeness is not None:
+            doc["like"] = like_document(likeness, None)
+        click.echo(json_text(doc))
         _exit_if_failed(failed)
         return
     console = make_console(stderr=plot_path == "-")
+    if likeness is not None:
+        print_like(console, likeness)
     for c in comparisons:
         print_compare(console, *c)
     console.print(

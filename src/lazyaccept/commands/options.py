@@ -15,6 +15,7 @@ from ..base.fileio import STDOUT, check_writable
 from ..base.units import parse_size
 from ..guest.footprint import BootFootprint
 from ..scenario.config import GuestRequest
+from ..scenario.like import FIELDS, Likeness, merge, read_like
 
 
 def enum_choice(enum: type) -> click.Choice:
@@ -122,3 +123,19 @@ def check_stdout_once(*claims: tuple[str, bool]) -> None:
     names = [name for name, claimed in claims if claimed]
     if len(names) > 1:
         raise ConfigError(f"{' and '.join(names)} would both write to standard output; send one to a file")
+
+
+def like_options(log: str, guest: dict[str, object], *, memory: str | None, policy: str | None,
+                 fields: tuple[str, ...] = FIELDS) -> Likeness:
+    """``--like LOG``: the log's facts with the options given winning; ``guest`` (the guest options)
+    is filled in place with what the log gave, and the merge returned (memory and policy in
+    ``values``)."""
+    given = {"memory": memory, "policy": policy, **{k: guest.get(k) for k in ("platform", "vcpus", "kernel",
+                                                                          "firmware_accept")}}
+    likeness = merge(read_like(log), given, fields)
+    for name in ("platform", "kernel", "firmware_accept"):
+        if guest.get(name) is None and name in likeness.values:
+            guest[name] = likeness.values[name]
+    if guest.get("vcpus") is None and "vcpus" in likeness.values:
+        guest["vcpus"] = int(likeness.values["vcpus"])
+    return likeness

@@ -400,6 +400,7 @@ class DmesgInfo:
     #: CPUs: "smpboot: Allowing N CPUs" (possible), "smp: Brought up ..., M CPUs" (online after
     #: SMP bring-up), "setup_percpu: ... nr_cpu_ids:N".
     cpus_allowed: int | None = None
+    cpus_hotplug: int | None = None
     cpus_brought_up: int | None = None
     nr_cpu_ids: int | None = None
     #: The kernel command line ("Kernel command line:" preferred to the earlier "Command line:").
@@ -408,6 +409,8 @@ class DmesgInfo:
     milestones: dict[str, float] = field(default_factory=dict)
     #: Line number of the first line of each kind of fact, for saying where a value came from.
     lines: dict[str, int] = field(default_factory=dict)
+    #: The message that first named the platform.
+    platform_message: str | None = None
 
     def command_line_param(self, name: str) -> str | None:
         """The value of the last ``name=`` on the command line (the kernel takes the last)."""
@@ -574,6 +577,7 @@ def _parse_known(info: DmesgInfo, msg: str, lineno: int) -> bool:
         return True
     m = _E820.match(msg)
     if m:
+        info.lines.setdefault("e820", lineno)
         start, end = _range(m[1], m[2], lineno, "e820")
         info.e820.append((start, end, m[3].strip()))
         return True
@@ -586,28 +590,36 @@ def _parse_known(info: DmesgInfo, msg: str, lineno: int) -> bool:
         mb = re.fullmatch(r"([0-9]+)MB", size_text)
         size_mb = int(mb[1]) if mb else None
         line = EfiMemmapLine(int(m[1]), name, code, names, attr, start, end, size_mb, size_text)
+        info.lines.setdefault("efi_memmap", lineno)
         info.efi_memmap.append(line)
         return True
     m = _ZONE.match(msg)
     if m:
+        info.lines.setdefault(f"zone {m[1]}", lineno)
         info.zones[m[1]] = None if m[4] else _range(m[2], m[3], lineno, f"zone {m[1]}")
         return True
     m = _NODE.match(msg)
     if m:
+        info.lines.setdefault("node_ranges", lineno)
         start, end = _range(m[2], m[3], lineno, "node")
         info.node_ranges.append((int(m[1]), start, end))
         return True
     if _TDX_GUEST.match(msg):
         info.platform = "tdx"
+        _platform_seen(info, lineno, msg)
         return True
     m = _FEATURES.match(msg)
     if m:
+        if "TDX" in m[1] or "SEV-SNP" in m[1]:
+            _platform_seen(info, lineno, msg)
         words = m[1].split()
         info.encryption_features = [w for w in words if w not in ("Intel", "AMD")]
         info.memory_encryption_active = True
         return True
     m = _SEV_STATUS.match(msg)
     if m:
+        if "SEV-SNP" in m[1]:
+            _platform_seen(info, lineno, msg)
         info.sev_status = _sev_status_names(m[1])
         info.memory_encryption_active = True
         return True
@@ -617,10 +629,13 @@ def _parse_known(info: DmesgInfo, msg: str, lineno: int) -> bool:
     m = _VERSION.match(msg)
     if m:
         info.kernel_version = m[1]
+        info.lines["kernel_version"] = lineno
         return True
     m = _OOPS_VERSION.match(msg)
     if m:
-        info.kernel_version = info.kernel_version or m[1]
+        if info.kernel_version is None:
+            info.kernel_version = m[1]
+            info.lines["kernel_version"] = lineno
         return True
     m = _MEMORY.match(msg)
     if m:
@@ -631,6 +646,7 @@ def _parse_known(info: DmesgInfo, msg: str, lineno: int) -> bool:
         cc = {"tdx": "tdx", "sev-snp": "snp"}.get(m[1])
         if cc and info.platform is None:
             info.platform = cc
+            _platform_seen(info, lineno, msg)
         return True
     m = _HOST_CMR.match(msg)
     if m:
@@ -643,10 +659,16 @@ def _parse_known(info: DmesgInfo, msg: str, lineno: int) -> bool:
     return bool(_ZONE_HEADER.match(msg) or _NODE_HEADER.match(msg))
 
 
+def _platform_seen(info: DmesgInfo, lineno: int, msg: str) -> None:
+    if "platform" not in info.lines:
+        info.lines["platform"] = lineno
+        info.platform_message = msg.strip()[:120]
+
+
 def _parse_cpus_and_cmdline(info: DmesgInfo, msg: str, lineno: int) -> bool:
     m = _CPUS_ALLOWING.match(msg)
     if m:
-        info.cpus_allowed = int(m[1])
+        info.cpus_allowed, info.cpus_hotplug = int(m[1]), int(m[2])
         info.lines.setdefault("cpus_allowed", lineno)
         return True
     m = _CPUS_BROUGHT_UP.match(msg)
