@@ -103,3 +103,6 @@ cli.add_command(calibrate_cmd)
 from .commands.inspect import inspect_cmd  # noqa: E402
 
 cli.add_command(inspect_cmd)
+from .commands.status import status_cmd  # noqa: E402
+
+cli.add_command(status_cmd)
