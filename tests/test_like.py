@@ -88,6 +88,8 @@ def test_every_guest_log_works_with_memory_given(name: str) -> None:
     doc = json.loads(r.out)
     taken = _taken(doc)
     assert doc["config"]["memory_bytes"] == 4 * GiB
+    if _expected_memory(text) is None:
+        assert {"field": "memory", "value": "4G", "source": "given; the log does not say"} in doc["like"]["given"]
     if _expected_platform(text):
         assert taken["platform"] == doc["config"]["platform"] == _expected_platform(text)
     cpus = re.search(r"nr_cpu_ids:(\d+)", text)
@@ -98,6 +100,7 @@ def test_every_guest_log_works_with_memory_given(name: str) -> None:
     oops = re.search(r"Not tainted (\S+) #", text)
     if oops and not version:
         assert taken["kernel"] == oops[1] == doc["config"]["kernel"]
+        assert "oops header" in _source(doc, "kernel")
     # The milestones the log time-stamps, at the times it gives.
     rows = {m["key"]: m for m in doc["like"]["milestones"]}
     for key, pattern in (("mem-encrypt-active", r"Memory Encryption Features active"),

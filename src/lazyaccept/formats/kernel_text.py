@@ -630,12 +630,14 @@ def _parse_known(info: DmesgInfo, msg: str, lineno: int) -> bool:
     if m:
         info.kernel_version = m[1]
         info.lines["kernel_version"] = lineno
+        info.lines.pop("kernel_version_from_oops", None)
         return True
     m = _OOPS_VERSION.match(msg)
     if m:
         if info.kernel_version is None:
             info.kernel_version = m[1]
             info.lines["kernel_version"] = lineno
+            info.lines["kernel_version_from_oops"] = lineno
         return True
     m = _MEMORY.match(msg)
     if m:

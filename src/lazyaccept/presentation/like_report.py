@@ -47,6 +47,8 @@ def print_like(console: Console, likeness: Likeness) -> None:
     for f, option in likeness.overridden:
         t.add_row(_NAMES[f.field], safe(option), "option",
                   safe(f"--{f.field.replace('_', '-')} given; the log says {f.value} ({f.source})"))
+    for f in likeness.given:
+        t.add_row(_NAMES[f.field], safe(f.value), "option", safe(f"--{f.field.replace('_', '-')} {f.source}"))
     for f in likeness.assumed:
         t.add_row(_NAMES[f.field], safe(f.value), "[dim]assumed[/dim]", f"[dim]{safe(f.source)}[/dim]")
     console.print(t)

@@ -105,7 +105,9 @@ def guest_from_log(info: DmesgInfo, path: str = "log") -> LogGuest:
     if vcpus is not None:
         facts["vcpus"] = vcpus
     if info.kernel_version is not None:
-        facts["kernel"] = Fact("kernel", info.kernel_version, f"{line('kernel_version')}: Linux version")
+        said = "an oops header (CPU: ... Not tainted <release>)" if "kernel_version_from_oops" in info.lines \
+            else "Linux version"
+        facts["kernel"] = Fact("kernel", info.kernel_version, f"{line('kernel_version')}: {said}")
     if info.command_line is not None:
         value = info.command_line_param("accept_memory")
         src = f"{line('command_line')}: command line"
@@ -237,6 +239,8 @@ class Likeness:
     overridden: list[tuple[Fact, str]]
     #: The values to use, by field, as option strings (only fields the log or an option gave).
     values: dict[str, str]
+    #: Options given for what the log does not say.
+    given: list[Fact] = field(default_factory=list)
     assumed: list[Fact] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -246,6 +250,7 @@ class Likeness:
             "boots": self.log.boots,
             "taken": [f.as_dict() for f in self.taken],
             "overridden": [f.as_dict() | {"option": v} for f, v in self.overridden],
+            "given": [f.as_dict() for f in self.given],
             "assumed": [f.as_dict() for f in self.assumed],
         }
 
@@ -257,7 +262,7 @@ def merge(log: LogGuest, given: Mapping[str, object], fields: tuple[str, ...] = 
     (give ``--kernel`` to model another); a log without a memory size is an error naming what
     is missing, unless ``--memory`` was given.  Only ``fields`` are taken (``compare`` boots both
     policies and takes no ``accept_memory=``)."""
-    taken, overridden, values = [], [], {}
+    taken, overridden, values, options = [], [], {}, []
     for name in fields:
         fact = log.facts.get(name)
         option = given.get(name)
@@ -265,6 +270,8 @@ def merge(log: LogGuest, given: Mapping[str, object], fields: tuple[str, ...] = 
             values[name] = str(option)
             if fact is not None:
                 overridden.append((fact, str(option)))
+            else:
+                options.append(Fact(name, str(option), "given; the log does not say"))
         elif fact is not None:
             taken.append(fact)
             values[name] = fact.value
@@ -279,7 +286,7 @@ def merge(log: LogGuest, given: Mapping[str, object], fields: tuple[str, ...] = 
             resolve_kernel(kernel.value)
         except ConfigError as exc:
             raise ConfigError(f"{log.path}: {kernel.source}: {exc}; give --kernel to model another release") from None
-    return Likeness(log, taken, overridden, values)
+    return Likeness(log, taken, overridden, values, options)
 
 
 #: Where each assumed value comes from when neither the log nor an option gives it.
