@@ -209,3 +209,28 @@ def test_like_of_a_missing_or_odd_file_is_one_error(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00\x01\x02" * 100)
     r = run_cli("boot", "--like", str(bad))
     assert r.code == 2 and len(r.err_lines) == 1 and "binary data" in r.err
+
+
+def test_kernel_text_reads_cpus_command_line_and_milestones() -> None:
+    from lazyaccept.formats.kernel_text import parse_dmesg
+
+    log = "\n".join([
+        "[    0.000000] Linux version 6.8.0-45-generic (buildd@host) (gcc 13) #45-Ubuntu SMP",
+        "[    0.000000] Command line: BOOT_IMAGE=/vmlinuz ro accept_memory=lazy",
+        "[    0.010000] smpboot: Allowing 8 CPUs, 2 hotplug CPUs",
+        "[    0.020000] Kernel command line: BOOT_IMAGE=/vmlinuz ro accept_memory=lazy accept_memory=eager",
+        "[    0.300000] Memory: 1000K/2000K available (10K kernel code, 990K reserved)",
+        "[    0.400000] smp: Bringing up secondary CPUs ...",
+        "[    0.500000] smp: Brought up 1 node, 6 CPUs",
+        "[    0.600000] node 0 deferred pages initialised in 12ms",
+        "[    1.500000] Freeing unused kernel image (initmem) memory: 4096K",
+        "[    1.600000] Run /sbin/init as init process",
+        "[    2.000000] Run /init as init process",
+    ]) + "\n"
+    info = parse_dmesg(log)
+    assert (info.cpus_allowed, info.cpus_hotplug, info.cpus_brought_up) == (8, 2, 6)
+    assert info.command_line == "BOOT_IMAGE=/vmlinuz ro accept_memory=lazy accept_memory=eager"  # the later line
+    assert info.command_line_param("accept_memory") == "eager"  # the kernel takes the last
+    assert info.milestones == {"kernel-start": 0.0, "memory-available": 0.3, "smp-start": 0.4, "smp-done": 0.5,
+                               "deferred-pages-done": 0.6, "free-initmem": 1.5, "run-init": 1.6}
+    assert info.lines_ignored == 0
