@@ -1,6 +1,8 @@
 """The ``lazyaccept`` command line: one program, one subcommand per job.
 
-Every error the project raises on purpose becomes one line on stderr and exit status 2.
+Exit status: 0 done; 2 bad input (every error the project raises on purpose becomes one line on
+stderr); 3 the modelled guest failed (``lazyaccept: guest failed: ...``: a crash or an
+out-of-memory the model predicts, a result rather than a mistake); 130 Ctrl-C; 141 closed pipe.
 """
 
 from __future__ import annotations
@@ -10,15 +12,22 @@ import sys
 import click
 
 from . import __version__
-from .base.errors import LazyAcceptError
+from .base.errors import GuestFailure, LazyAcceptError
+
+#: Exit status of a modelled guest failure (bad input is 2).
+EXIT_GUEST_FAILED = 3
 
 
 class _Group(click.Group):
-    """A click group that turns project errors into one line on stderr and exit status 2."""
+    """A click group that turns project errors into one line on stderr and exit status 2, and a
+    modelled guest failure into one line and exit status 3."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except GuestFailure as exc:
+            click.echo(f"lazyaccept: guest failed: {' '.join(str(exc).split())}", err=True)
+            sys.exit(EXIT_GUEST_FAILED)
         except LazyAcceptError as exc:
             click.echo(f"lazyaccept: error: {exc}", err=True)
             sys.exit(2)
@@ -109,3 +118,6 @@ cli.add_command(report_cmd)
 from .commands.check import check_cmd  # noqa: E402
 
 cli.add_command(check_cmd)
+from .commands.status import status_cmd  # noqa: E402
+
+cli.add_command(status_cmd)

@@ -4,6 +4,11 @@ Every parser raises :class:`FormatError`; every bad configuration raises :class:
 a result that cannot be written as asked raises :class:`OutputError`;
 every broken safety rule raises :class:`SafetyViolation`.  All derive from
 :class:`LazyAcceptError`, which the command line turns into one line on stderr and exit status 2.
+
+A :class:`GuestFailure` is different: the input was fine and the *modelled guest* failed (a
+crash such as a broken safety rule, an out-of-memory at boot).  It is a result of the model,
+not a mistake of the user: the command line reports it as ``lazyaccept: guest failed: ...``
+with exit status 3, and a sweep records it as a failed row and goes on.
 """
 
 from __future__ import annotations
@@ -25,7 +30,26 @@ class OutputError(LazyAcceptError):
     """A result cannot be written in the form asked for (a non-finite number in JSON, say)."""
 
 
-class SafetyViolation(LazyAcceptError):
+class GuestFailure(LazyAcceptError):
+    """The modelled guest failed: a result, not bad input.
+
+    ``kind`` says how it failed (``"crash"``, ``"out-of-memory"``, ``"boot-refused"``), ``rule``
+    names the rule or check that failed, ``detail`` says the rest in words.
+    """
+
+    kind = "crash"
+    rule = "guest-failure"
+
+    def explain(self) -> str:
+        """What happened, without the rule's name."""
+        return str(self)
+
+    def as_dict(self) -> dict[str, str]:
+        """``{"kind", "rule", "detail"}``: the failure as JSON values."""
+        return {"kind": self.kind, "rule": self.rule, "detail": self.explain()}
+
+
+class SafetyViolation(GuestFailure):
     """A safety rule of the real system was broken (fatal on real hardware).
 
     ``rule`` names the rule (for example ``"touch-unaccepted"`` or ``"double-accept"``),
@@ -45,6 +69,9 @@ class SafetyViolation(LazyAcceptError):
             msg += f" ({detail})"
         super().__init__(msg)
 
+    def explain(self) -> str:
+        """Who broke the rule, where, and why (the message without the rule's name)."""
+        return str(self).removeprefix(f"{self.rule}: ")
 
 class GuestStopped(LazyAcceptError):
     """The guest (or its firmware) stopped itself on purpose because something it was handed is

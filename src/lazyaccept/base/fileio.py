@@ -6,13 +6,16 @@ read only up to a size limit, so no input can hang the program or exhaust its me
 problem is one :class:`FormatError` naming the file.
 
 Outputs are written to a temporary file in the target folder and renamed into place, so a
-failure never leaves a half-written file behind.
+failure never leaves a half-written file behind; only regular files and new paths are
+written (never through a symbolic link, never over a device node or a FIFO), and ``-`` means
+standard output where a command allows it.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -152,8 +155,17 @@ def read_input(path: str | os.PathLike[str], *, limit: int = DEFAULT_LIMIT, what
         return f.read(limit, what)
 
 
+#: The output path that means standard output.
+STDOUT = "-"
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
-    """Write ``data`` to ``path`` all at once (temporary file + rename)."""
+    """Write ``data`` to ``path`` all at once (temporary file + rename).
+
+    Only a regular file or a new path is written: a symbolic link, a device, a FIFO or a
+    directory is refused (the rename would replace the device node or the link itself with a
+    regular file, which is never what was meant), here and again just before the rename.
+    """
     p = Path(path)
     check_writable(p)
     payload = data.encode() if isinstance(data, str) else data
@@ -168,6 +180,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
+        check_writable(p)  # still a regular file or nothing: it may have changed meanwhile
         os.replace(tmp, p)
     except BaseException as exc:
         try:
@@ -179,11 +192,40 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
         raise
 
 
-def check_writable(path: str | os.PathLike[str]) -> None:
-    """Refuse, before any work is done, an output path that cannot be a file."""
+def write_output(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """:func:`atomic_write`, or standard output for ``-``."""
+    if str(path) == STDOUT:
+        sys.stdout.flush()
+        out = getattr(sys.stdout, "buffer", None)
+        if out is None:  # a text-only stream (captured output): text as it is
+            sys.stdout.write(data if isinstance(data, str) else data.decode("latin-1"))
+        else:
+            out.write(data.encode() if isinstance(data, str) else data)
+            out.flush()
+        return
+    atomic_write(path, data)
+
+
+def check_writable(path: str | os.PathLike[str], *, stdout: bool = False) -> None:
+    """Refuse, before any work is done, an output path that cannot be a file of ours: a folder
+    that does not exist, a directory, a symbolic link, a device, a FIFO or a socket.
+    ``-`` (standard output) passes when ``stdout`` allows it."""
+    if stdout and str(path) == STDOUT:
+        return
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise ConfigError(f"{p}: folder {parent} does not exist")
-    if p.is_dir():
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot write: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise ConfigError(f"{p}: is a symbolic link (to {os.readlink(p)}); write to a regular file or a new path")
+    what = _not_regular(st.st_mode)
+    if what == "a directory":
         raise ConfigError(f"{p}: is a directory, not a file")
+    if what:
+        raise ConfigError(f"{p}: is {what}, not a regular file; write to a regular file or a new path")

@@ -1,48 +1,98 @@
-"""``lazyaccept boot``: model and simulate one boot, report what was accepted, by whom, when."""
+"""``lazyaccept boot``: model and simulate one boot, report what was accepted, by whom, when.
+
+Exit status 0 when the modelled guest boots, 3 when it fails (a crash, an out-of-memory: a
+result of the model, reported as ``lazyaccept: guest failed: ...``), 2 for bad input.
+"""
 
 from __future__ import annotations
-
-import json
 
 import click
 
 from ..base.choices import AcceptPolicy
-from ..base.fileio import atomic_write
+from ..base.fileio import STDOUT, atomic_write
 from ..base.units import parse_size
-from ..presentation.boot_report import boot_summary, print_boot
-from ..presentation.console import make_console
+from ..presentation.boot_report import boot_summary, failure_document, print_boot
+from ..presentation.console import json_text, make_console
+from ..presentation.like_report import like_document, print_like, print_milestones
 from ..scenario.artefacts import check_dump_folder, write_dump
+from ..scenario.like import add_assumed
+from ..sim.outcome import Failure, try_run
 from ..sim.profile import load_profile
-from ..sim.run import resolve, run
-from .options import check_output_file, enum_choice, guest_options, guest_request, profile_name
+from ..sim.run import resolve
+from .options import (
+    check_output_file,
+    check_plot_file,
+    check_stdout_once,
+    enum_choice,
+    guest_options,
+    guest_request,
+    like_options,
+    profile_name,
+)
+
+#: Exit status of a modelled guest failure.
+EXIT_GUEST_FAILED = 3
+
+
+def report_failure(failure: Failure, document: dict[str, object] | None) -> None:
+    """A failed guest: the JSON document (if asked for) on stdout, one line on stderr, exit 3."""
+    if document is not None:
+        click.echo(json_text(document))
+    click.echo(f"lazyaccept: guest failed: {failure.one_line()}", err=True)
+    click.get_current_context().exit(EXIT_GUEST_FAILED)
 
 
 @click.command("boot")
-@click.option("--memory", required=True, metavar="SIZE", help="Guest memory, e.g. 4G, 4095M, 16T.")
-@click.option("--policy", type=enum_choice(AcceptPolicy), default=AcceptPolicy.LAZY.value, show_default=True,
-              help="accept_memory= kernel parameter.")
+@click.option("--memory", default=None, metavar="SIZE", help="Guest memory, e.g. 4G, 4095M, 16T.")
+@click.option("--policy", type=enum_choice(AcceptPolicy), default=None,
+              help="accept_memory= kernel parameter (default: lazy).")
 @guest_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--dump", "dump_dir", default=None, metavar="DIR",
-              help="Write the EFI memory map, unaccepted table, TD HOB, e820, meminfo, vmstat and dmesg.")
-@click.option("--plot", "plot_file", default=None, metavar="FILE.png",
-              help="Draw the timeline and memory over time.")
+              help="Write the EFI memory map, unaccepted table, TD HOB, e820, meminfo, vmstat and dmesg "
+                   "into a new or empty folder, all or nothing.")
+@click.option("--force", is_flag=True, help="With --dump: replace an earlier dump in that folder.")
+@click.option("--like", "like_log", default=None, metavar="LOG",
+              help="Take memory, vCPUs, kernel, platform, accept_memory= and firmware acceptance from a guest's "
+                   "kernel log (options given win); show the log's milestones beside the model's.")
+@click.option("--plot", "plot_file", default=None, metavar="FILE",
+              help="Draw the timeline and memory over time (.png, .svg or .pdf by the suffix; - for PNG on stdout).")
 @click.option("--html", "html_file", default=None, metavar="FILE.html",
               help="Write a one-page report (self-contained HTML) of this boot.")
-def boot_cmd(memory: str, profile: str | None, as_json: bool, dump_dir: str | None, plot_file: str | None,
-             html_file: str | None, **guest: object) -> None:
+def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_json: bool, dump_dir: str | None,
+             plot_file: str | None, html_file: str | None, force: bool, like_log: str | None,
+             **guest: object) -> None:
     """Simulate one boot of a confidential guest and report its acceptance."""
-    check_output_file(plot_file)
+    check_plot_file(plot_file)
     check_output_file(html_file)
+    check_stdout_once(("--json", as_json), ("--plot -", plot_file == STDOUT))
     if dump_dir is not None:
-        check_dump_folder(dump_dir)
+        check_dump_folder(dump_dir, force)
+    likeness = None
+    if like_log is not None:
+        likeness = like_options(like_log, guest, memory=memory, policy=policy)
+        memory, policy = likeness.values["memory"], likeness.values.get("policy")
+    if memory is None:
+        raise click.UsageError("Missing option '--memory'.")
     prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
     if not guest.get("platform"):
         guest["platform"] = prof.tee.value  # a profile alone says which TEE
-    request = guest_request(parse_size(memory), **guest)  # type: ignore[arg-type]
-    result = run(resolve(request, prof), prof)
+    request = guest_request(parse_size(memory), policy=policy or AcceptPolicy.LAZY.value, **guest)  # type: ignore[arg-type]
+    config = resolve(request, prof)
+    if likeness is not None:
+        add_assumed(likeness, config)
+    result = try_run(config, prof)
+    if isinstance(result, Failure):
+        doc = failure_document(config, prof.name, result) if as_json else None
+        if likeness is not None:
+            if doc is not None:
+                doc["like"] = like_document(likeness, None)
+            else:
+                print_like(make_console(stderr=plot_file == STDOUT), likeness)
+        report_failure(result, doc)
+        return
     if dump_dir is not None:
-        write_dump(result.record, dump_dir, {p.name: p.start for p in result.timeline.phases})
+        write_dump(result.record, dump_dir, {p.name: p.start for p in result.timeline.phases}, force=force)
     if plot_file is not None:
         from ..presentation.plots import plot_boot
 
@@ -52,12 +102,20 @@ def boot_cmd(memory: str, profile: str | None, as_json: bool, dump_dir: str | No
 
         atomic_write(html_file, boot_page(result, prof))
     if as_json:
-        click.echo(json.dumps(boot_summary(result, prof.name), indent=2))
+        summary = boot_summary(result, prof.name)
+        if likeness is not None:
+            summary["like"] = like_document(likeness, result)
+        click.echo(json_text(summary))
         return
-    print_boot(result, make_console())
+    console = make_console(stderr=plot_file == STDOUT)
+    if likeness is not None:
+        print_like(console, likeness)
+    print_boot(result, console)
+    if likeness is not None:
+        print_milestones(console, likeness, result)
     if dump_dir is not None:
-        click.echo(f"Artefacts written to {dump_dir}/")
-    if plot_file is not None:
-        click.echo(f"Plot written to {plot_file}")
+        console.print(f"Artefacts written to {dump_dir}/", markup=False, highlight=False)
+    if plot_file is not None and plot_file != STDOUT:
+        console.print(f"Plot written to {plot_file}", markup=False, highlight=False)
     if html_file is not None:
-        click.echo(f"Report written to {html_file}")
+        console.print(f"Report written to {html_file}", markup=False, highlight=False)

@@ -8,19 +8,26 @@ from pathlib import Path
 import click
 
 from ..base.errors import ConfigError
-from ..base.fileio import atomic_write
+from ..base.fileio import STDOUT, check_writable, write_output
 from ..presentation.calibration_report import calibration_document, print_calibration
 from ..presentation.console import make_console
 from ..sim.calibrate import PACKAGED_CALIBRATION, calibrate, read_calibration
 from ..sim.profile import load_profile, packaged_profiles
 
 
-def _out_path(out: str, name: str, many: bool) -> Path:
+def _out_path(out: str, name: str, many: bool) -> Path | str:
+    """Where one profile's TOML goes: ``-`` (standard output), a file, or NAME.toml in a folder."""
+    if out == STDOUT:
+        if many:
+            raise ConfigError("--out -: with several profiles, --out must be an existing folder; "
+                              "name one --profile to write its TOML to standard output")
+        return STDOUT
     p = Path(out)
-    if p.is_dir():
-        return p / f"{name}.toml"
-    if many:
+    if p.is_dir() and not p.is_symlink():
+        p = p / f"{name}.toml"
+    elif many:
         raise ConfigError(f"--out {out}: with several profiles, --out must be an existing folder")
+    check_writable(p)
     return p
 
 
@@ -34,24 +41,28 @@ def _out_path(out: str, name: str, many: bool) -> Path:
     metavar="tdx|snp|PATH",
     help="Profile(s) to fit, each to its own rows (the profile column); default: every shipped profile.",
 )
-@click.option("--out", "out", metavar="FILE", help="Write the fitted profile here (a folder for several).")
+@click.option("--out", "out", metavar="FILE",
+              help="Write the fitted profile here (a folder for several; - for standard output).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def calibrate_cmd(data: str, profiles: tuple[str, ...], out: str | None, as_json: bool) -> None:
     """Fit each profile's free parameters to the calibration rows of its platform.
 
     Bounded least squares on relative errors; the same data always gives the same profile.
     """
+    if out == STDOUT and as_json:
+        raise ConfigError("--json and --out - would both write to standard output; send one to a file")
     points = read_calibration(data if data is not None else str(PACKAGED_CALIBRATION))
     names = list(profiles) or packaged_profiles()
     loaded = [load_profile(n) for n in names]
-    console = make_console()
+    targets = [_out_path(out, prof.name, len(loaded) > 1) if out is not None else None for prof in loaded]
+    console = make_console(stderr=out == STDOUT)  # standard output carries the TOML
     results = []
-    for prof in loaded:
+    for prof, target in zip(loaded, targets, strict=True):
         res = calibrate(prof, points)
         written = None
-        if out is not None:
-            written = _out_path(out, prof.name, len(loaded) > 1)
-            atomic_write(written, res.profile.to_toml())
+        if target is not None:
+            write_output(target, res.profile.to_toml())
+            written = None if target == STDOUT else target
         results.append(res)
         if not as_json:
             print_calibration(console, res, written)

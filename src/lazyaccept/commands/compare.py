@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 from rich.console import Console
 from rich.progress import Progress
 
 from ..base.choices import HostMapping, Tee
-from ..base.errors import ConfigError
 from ..base.fileio import atomic_write
-from ..base.units import parse_size
+from ..base.units import format_size, parse_size
 from ..presentation.compare_report import compare_document, print_compare
-from ..presentation.console import make_console
+from ..presentation.console import json_text, make_console
+from ..presentation.like_report import like_document, print_like
+from ..scenario.like import add_assumed
 from ..sim.profile import load_profile
 from ..sim.run import check_profile_fits
-from ..sim.sweep import compare_policies
-from .options import check_output_file, enum_choice, guest_request
+from ..sim.sweep import FailedRow, compare_policies
+from .options import check_output_file, check_plot_file, check_stdout_once, enum_choice, guest_request, like_options
 from .run import run_config, runtime_options
+
+#: What ``compare --like`` takes from a log: not accept_memory= (compare boots both policies).
+COMPARE_FIELDS = ("memory", "platform", "vcpus", "kernel", "firmware_accept")
+COMPARE_ASSUMED = ("platform", "vcpus", "kernel", "firmware_accept", "host_mapping")
 
 
 @click.command("compare")
-@click.option("--memory", "memory", multiple=True, required=True, help="Guest memory size (repeatable), e.g. 4G.")
+@click.option("--memory", "memory", multiple=True, help="Guest memory size (repeatable), e.g. 4G.")
 @click.option("--profile", "profiles", multiple=True, metavar="NAME|PATH",
               help="Host profile (repeatable: the rows of each; default: the platform's).")
 @click.option("--platform", type=enum_choice(Tee), default=None, help="TEE platform (default: each profile's).")
@@ -32,21 +35,33 @@ from .run import run_config, runtime_options
 @click.option("--firmware-accept", default=None, help='What firmware accepts: "below-4g", "all" or a size.')
 @click.option("--kconfig", "kconfig", multiple=True, metavar="NAME=VALUE", help="Kernel build option (repeatable).")
 @click.option("--patch", "patches", multiple=True, metavar="NAME", help="Guest kernel patch (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--like", "like_log", default=None, metavar="LOG",
+              help="Take memory, vCPUs, kernel, platform and firmware acceptance from a guest's kernel log "
+                   "(options given win).")
+@click.option("--plot", "plot_path", default=None, metavar="FILE",
+              help="Plot boot time against memory (with --policy/--workload: stall CDF and memory accepted); "
+                   ".png, .svg or .pdf by the suffix; - for PNG on stdout.")
+@click.option("--html", "html_path", default=None, metavar="FILE.html",
+              help="Write a one-page report (self-contained HTML) of the comparison.")
 @click.option("--policy", "policies", multiple=True, metavar="NAME[:ARGS]",
               help="Compare these acceptance policies at boot and at run time (repeatable): lazy, eager, "
                    "background:threads=N,rate=R, accept-ahead:chunks=K, userspace-drain:rate=R, accepted-reserve.")
 @runtime_options
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--plot", "plot_path", default=None, metavar="FILE.png",
-              help="Plot boot time against memory (with --policy/--workload: stall CDF and memory accepted).")
-@click.option("--html", "html_path", default=None, metavar="FILE.html",
-              help="Write a one-page report (self-contained HTML) of the comparison.")
 def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: bool, plot_path: str | None,
                 html_path: str | None, policies: tuple[str, ...], workloads: tuple[str, ...], thp: str,
-                host_cpus: int | None, watchdog_thresh: float, **guest: object) -> None:
+                host_cpus: int | None, watchdog_thresh: float, like_log: str | None = None,
+                **guest: object) -> None:
     """Boot time with eager and with lazy acceptance, for each memory size and host profile; with
     --policy or --workload, each policy's boot time and run-time price (stalls, slowdown, IRQs
     off, time to fully accepted, host memory committed)."""
+    likeness = None
+    if like_log is not None:
+        likeness = like_options(like_log, guest, memory=" ".join(memory) or None, policy=None,
+                                fields=COMPARE_FIELDS)
+        memory = memory or (likeness.values["memory"],)
+    if not memory:
+        raise click.UsageError("Missing option '--memory'.")
     sizes = sorted(dict.fromkeys(parse_size(m) for m in memory))
     platform = guest.get("platform")
     names = list(dict.fromkeys(profiles)) or [str(platform).lower() if platform else Tee.TDX.value]
@@ -56,10 +71,9 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
         request = guest_request(sizes[0], **{**guest, "platform": platform or prof.tee.value})  # type: ignore[arg-type]
         check_profile_fits(request, prof)
         requests.append(request)
-    if plot_path is not None and not plot_path.lower().endswith(".png"):
-        raise ConfigError(f"--plot {plot_path}: the plot is written as PNG; name it FILE.png")
-    check_output_file(plot_path)
+    check_plot_file(plot_path)
     check_output_file(html_path)
+    check_stdout_once(("--json", as_json), ("--plot -", plot_path == "-"))
     if policies or workloads:
         _compare_policies(sizes, loaded, requests, policies or ("lazy", "eager"), workloads, thp, host_cpus,
                           watchdog_thresh, as_json, plot_path)
@@ -81,10 +95,19 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
         from ..presentation.result_pages import compare_page
 
         atomic_write(html_path, compare_page(comparisons))
+    failed = [r for _, rows, _ in comparisons for r in rows if isinstance(r, FailedRow)]
+    if likeness is not None:
+        add_assumed(likeness, comparisons[0][0], fields=COMPARE_ASSUMED)
     if as_json:
-        click.echo(json.dumps({"comparisons": [compare_document(*c) for c in comparisons]}, indent=2))
+        doc = {"comparisons": [compare_document(*c) for c in comparisons]}
+        if likeness is not None:
+            doc["like"] = like_document(likeness, None)
+        click.echo(json_text(doc))
+        _exit_if_failed(failed)
         return
-    console = make_console()
+    console = make_console(stderr=plot_path == "-")
+    if likeness is not None:
+        print_like(console, likeness)
     for c in comparisons:
         print_compare(console, *c)
     console.print(
@@ -92,10 +115,19 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
         "lock waits included)",
         style="dim",
     )
-    if plot_path is not None:
+    if plot_path is not None and plot_path != "-":
         console.print(f"wrote {plot_path}")
     if html_path is not None:
         console.print(f"wrote {html_path}")
+    _exit_if_failed(failed)
+
+
+def _exit_if_failed(failed: list[FailedRow]) -> None:
+    """Exit status 3 when the modelled guest failed at some size (the other rows are complete)."""
+    if failed:
+        for r in failed:
+            click.echo(f"lazyaccept: guest failed: {format_size(r.memory_bytes)}: {r.one_line()}", err=True)
+        click.get_current_context().exit(3)
 
 
 def _compare_policies(sizes: list[int], loaded: list, requests: list, policies: tuple[str, ...],  # noqa: ANN001
@@ -123,7 +155,7 @@ def _compare_policies(sizes: list[int], loaded: list, requests: list, policies: 
     if as_json:
         doc = {"policies": [{"profile": prof.name, "memory_bytes": size,
                              "runs": [run_document(r, prof) for r in results]} for prof, size, results in groups]}
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(json_text(doc))
         return
     console = make_console()
     for prof, _, results in groups:

@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from ..base.choices import AcceptPolicy, FirmwareAccept, HostMapping, Tee, choice_values
-from ..base.fileio import check_writable
+from ..base.errors import ConfigError
+from ..base.fileio import STDOUT, check_writable
 from ..base.units import parse_size
 from ..guest.footprint import BootFootprint
 from ..scenario.config import GuestRequest
+from ..scenario.like import FIELDS, Likeness, merge, read_like
 
 
 def enum_choice(enum: type) -> click.Choice:
@@ -100,7 +103,44 @@ def profile_name(profile: str | None, platform: str | None) -> str:
     return profile or (platform.lower() if platform else Tee.TDX.value)
 
 
-def check_output_file(path: str | None) -> None:
-    """Refuse, before any work, an output file that cannot be written."""
+def check_output_file(path: str | None, *, stdout: bool = False) -> None:
+    """Refuse, before any work, an output file that cannot be written (``-``: standard output,
+    where ``stdout`` allows it)."""
     if path is not None:
-        check_writable(path)
+        check_writable(path, stdout=stdout)
+
+
+def check_plot_file(path: str | None) -> None:
+    """Refuse, before any work, a plot that cannot be written: a suffix other than .png, .svg or
+    .pdf, a path that is not a regular file or new, or ``-`` when standard output is a terminal."""
+    if path is None:
+        return
+    from ..presentation.plots import plot_format
+
+    plot_format(path)
+    check_writable(path, stdout=True)
+    if path == STDOUT and sys.stdout.isatty():
+        raise ConfigError("--plot -: standard output is a terminal; send the image to a file or a pipe")
+
+
+def check_stdout_once(*claims: tuple[str, bool]) -> None:
+    """Refuse two outputs that both go to standard output (``--json`` and ``--plot -``, say)."""
+    names = [name for name, claimed in claims if claimed]
+    if len(names) > 1:
+        raise ConfigError(f"{' and '.join(names)} would both write to standard output; send one to a file")
+
+
+def like_options(log: str, guest: dict[str, object], *, memory: str | None, policy: str | None,
+                 fields: tuple[str, ...] = FIELDS) -> Likeness:
+    """``--like LOG``: the log's facts with the options given winning; ``guest`` (the guest options)
+    is filled in place with what the log gave, and the merge returned (memory and policy in
+    ``values``)."""
+    given = {"memory": memory, "policy": policy, **{k: guest.get(k) for k in ("platform", "vcpus", "kernel",
+                                                                          "firmware_accept")}}
+    likeness = merge(read_like(log), given, fields)
+    for name in ("platform", "kernel", "firmware_accept"):
+        if guest.get(name) is None and name in likeness.values:
+            guest[name] = likeness.values[name]
+    if guest.get("vcpus") is None and "vcpus" in likeness.values:
+        guest["vcpus"] = int(likeness.values["vcpus"])
+    return likeness

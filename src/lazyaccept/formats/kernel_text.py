@@ -333,6 +333,26 @@ _SYSTEMD_CC = re.compile(r"^systemd\[1\]: Detected confidential virtualization (
 _HOST_CMR = re.compile(rf"^virt/tdx: CMR: \[({_HEX}), ({_HEX})\)\s*$")
 _HOST_PAMT = re.compile(r"^virt/tdx: ([0-9]{1,20}) KB allocated for PAMT\s*$")
 _ENCRYPTION_ACTIVE = re.compile(r"^software IO TLB: Memory encryption is active")
+# The CPU count (arch/x86/kernel/smpboot.c prefill_possible_map, kernel/smp.c smp_init,
+# mm/percpu.c setup_per_cpu_areas on x86) and the command line (arch/x86/kernel/setup.c
+# "Command line:", init/main.c "Kernel command line:").
+_CPUS_ALLOWING = re.compile(r"^smpboot: Allowing ([0-9]{1,6}) CPUs, ([0-9]{1,6}) hotplug CPUs")
+_CPUS_BROUGHT_UP = re.compile(r"^smp: Brought up ([0-9]{1,6}) nodes?, ([0-9]{1,6}) CPUs?\b")
+_NR_CPU_IDS = re.compile(r"^setup_percpu: NR_CPUS:[0-9]+ nr_cpumask_bits:[0-9]+ nr_cpu_ids:([0-9]{1,6}) ")
+_COMMAND_LINE = re.compile(r"^(Kernel command line|Command line): ?(.*)$")
+
+#: Milestones of a boot whose time stamps a log gives, by the message that marks each one
+#: (init/main.c, mm/mm_init.c, arch/x86/mm/mem_encrypt.c, kernel/smp.c, mm/page_alloc.c).
+MILESTONES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("kernel-start", re.compile(r"^Linux version \S+")),
+    ("memory-available", re.compile(r"^Memory: [0-9]+K/[0-9]+K available")),
+    ("mem-encrypt-active", re.compile(r"^Memory Encryption Features active:")),
+    ("smp-start", re.compile(r"^smp: Bringing up secondary CPUs")),
+    ("smp-done", re.compile(r"^smp: Brought up [0-9]+ nodes?, [0-9]+ CPUs?")),
+    ("deferred-pages-done", re.compile(r"^node +[0-9]+ deferred pages initiali[sz]ed in [0-9]+ms")),
+    ("free-initmem", re.compile(r"^Freeing unused kernel (?:image \(initmem\) )?memory: [0-9]+K")),
+    ("run-init", re.compile(r"^Run \S+ as init process")),
+)
 
 
 @dataclass(frozen=True)
@@ -377,6 +397,28 @@ class DmesgInfo:
     #: How many boots the log holds, and which one (from 1) this is.
     boots: int = 1
     boot_index: int = 1
+    #: CPUs: "smpboot: Allowing N CPUs" (possible), "smp: Brought up ..., M CPUs" (online after
+    #: SMP bring-up), "setup_percpu: ... nr_cpu_ids:N".
+    cpus_allowed: int | None = None
+    cpus_hotplug: int | None = None
+    cpus_brought_up: int | None = None
+    nr_cpu_ids: int | None = None
+    #: The kernel command line ("Kernel command line:" preferred to the earlier "Command line:").
+    command_line: str | None = None
+    #: Seconds since boot of each milestone of :data:`MILESTONES` the log time-stamps (first seen).
+    milestones: dict[str, float] = field(default_factory=dict)
+    #: Line number of the first line of each kind of fact, for saying where a value came from.
+    lines: dict[str, int] = field(default_factory=dict)
+    #: The message that first named the platform.
+    platform_message: str | None = None
+
+    def command_line_param(self, name: str) -> str | None:
+        """The value of the last ``name=`` on the command line (the kernel takes the last)."""
+        value = None
+        for word in (self.command_line or "").split():
+            if word.startswith(f"{name}="):
+                value = word[len(name) + 1 :]
+        return value
 
     def e820_total(self, type_name: str = "usable") -> int:
         """Bytes in e820 entries of one type."""
@@ -495,7 +537,7 @@ def parse_dmesg_boots(text: str) -> list[DmesgInfo]:
             info = DmesgInfo()
             boots.append(info)
             banner, last_seconds = False, None
-        recognised = _parse_message(info, e.message, e.lineno)
+        recognised = _parse_message(info, e.message, e.lineno, e.seconds)
         if recognised:
             info.lines_parsed += 1
         elif not e.blank:
@@ -517,10 +559,25 @@ def parse_dmesg_boots(text: str) -> list[DmesgInfo]:
     return boots
 
 
-def _parse_message(info: DmesgInfo, msg: str, lineno: int) -> bool:
+def _parse_message(info: DmesgInfo, msg: str, lineno: int, seconds: float | None = None) -> bool:
     """Record what one message says; False when it is not one we know."""
+    known = _parse_known(info, msg, lineno)
+    for name, pattern in MILESTONES:
+        if pattern.match(msg):
+            if seconds is not None:
+                info.milestones.setdefault(name, seconds)
+            info.lines.setdefault(name, lineno)
+            return True
+    return known
+
+
+def _parse_known(info: DmesgInfo, msg: str, lineno: int) -> bool:
+    m = _parse_cpus_and_cmdline(info, msg, lineno)
+    if m:
+        return True
     m = _E820.match(msg)
     if m:
+        info.lines.setdefault("e820", lineno)
         start, end = _range(m[1], m[2], lineno, "e820")
         info.e820.append((start, end, m[3].strip()))
         return True
@@ -533,28 +590,36 @@ def _parse_message(info: DmesgInfo, msg: str, lineno: int) -> bool:
         mb = re.fullmatch(r"([0-9]+)MB", size_text)
         size_mb = int(mb[1]) if mb else None
         line = EfiMemmapLine(int(m[1]), name, code, names, attr, start, end, size_mb, size_text)
+        info.lines.setdefault("efi_memmap", lineno)
         info.efi_memmap.append(line)
         return True
     m = _ZONE.match(msg)
     if m:
+        info.lines.setdefault(f"zone {m[1]}", lineno)
         info.zones[m[1]] = None if m[4] else _range(m[2], m[3], lineno, f"zone {m[1]}")
         return True
     m = _NODE.match(msg)
     if m:
+        info.lines.setdefault("node_ranges", lineno)
         start, end = _range(m[2], m[3], lineno, "node")
         info.node_ranges.append((int(m[1]), start, end))
         return True
     if _TDX_GUEST.match(msg):
         info.platform = "tdx"
+        _platform_seen(info, lineno, msg)
         return True
     m = _FEATURES.match(msg)
     if m:
+        if "TDX" in m[1] or "SEV-SNP" in m[1]:
+            _platform_seen(info, lineno, msg)
         words = m[1].split()
         info.encryption_features = [w for w in words if w not in ("Intel", "AMD")]
         info.memory_encryption_active = True
         return True
     m = _SEV_STATUS.match(msg)
     if m:
+        if "SEV-SNP" in m[1]:
+            _platform_seen(info, lineno, msg)
         info.sev_status = _sev_status_names(m[1])
         info.memory_encryption_active = True
         return True
@@ -564,10 +629,15 @@ def _parse_message(info: DmesgInfo, msg: str, lineno: int) -> bool:
     m = _VERSION.match(msg)
     if m:
         info.kernel_version = m[1]
+        info.lines["kernel_version"] = lineno
+        info.lines.pop("kernel_version_from_oops", None)
         return True
     m = _OOPS_VERSION.match(msg)
     if m:
-        info.kernel_version = info.kernel_version or m[1]
+        if info.kernel_version is None:
+            info.kernel_version = m[1]
+            info.lines["kernel_version"] = lineno
+            info.lines["kernel_version_from_oops"] = lineno
         return True
     m = _MEMORY.match(msg)
     if m:
@@ -578,6 +648,7 @@ def _parse_message(info: DmesgInfo, msg: str, lineno: int) -> bool:
         cc = {"tdx": "tdx", "sev-snp": "snp"}.get(m[1])
         if cc and info.platform is None:
             info.platform = cc
+            _platform_seen(info, lineno, msg)
         return True
     m = _HOST_CMR.match(msg)
     if m:
@@ -588,6 +659,37 @@ def _parse_message(info: DmesgInfo, msg: str, lineno: int) -> bool:
         info.tdx_host_pamt_kb = int(m[1])
         return True
     return bool(_ZONE_HEADER.match(msg) or _NODE_HEADER.match(msg))
+
+
+def _platform_seen(info: DmesgInfo, lineno: int, msg: str) -> None:
+    if "platform" not in info.lines:
+        info.lines["platform"] = lineno
+        info.platform_message = msg.strip()[:120]
+
+
+def _parse_cpus_and_cmdline(info: DmesgInfo, msg: str, lineno: int) -> bool:
+    m = _CPUS_ALLOWING.match(msg)
+    if m:
+        info.cpus_allowed, info.cpus_hotplug = int(m[1]), int(m[2])
+        info.lines.setdefault("cpus_allowed", lineno)
+        return True
+    m = _CPUS_BROUGHT_UP.match(msg)
+    if m:
+        info.cpus_brought_up = int(m[2])
+        info.lines.setdefault("cpus_brought_up", lineno)
+        return True
+    m = _NR_CPU_IDS.match(msg)
+    if m:
+        info.nr_cpu_ids = int(m[1])
+        info.lines.setdefault("nr_cpu_ids", lineno)
+        return True
+    m = _COMMAND_LINE.match(msg)
+    if m:
+        if m[1] == "Kernel command line" or info.command_line is None:
+            info.command_line = m[2].strip()
+            info.lines["command_line"] = lineno
+        return True
+    return False
 
 
 #: Names ``sev_show_status`` prints, some of several words (arch/x86/coco/sev, sev_status_feat_names).

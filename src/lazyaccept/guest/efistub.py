@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..base.choices import AcceptRoutine
-from ..base.errors import LazyAcceptError
+from ..base.errors import GuestFailure
 from ..base.record import AcceptStats, Recorder
 from ..base.units import PAGE_SIZE, GiB, align_down, align_up
 from ..formats.e820 import E820Entry, efi_to_e820
@@ -25,8 +25,11 @@ from ..platform.base import Platform
 POOL_OFFSET = 0x30
 
 
-class StubError(LazyAcceptError):
+class StubError(GuestFailure):
     """The EFI stub refused to boot (e.g. an installed table of an unknown version)."""
+
+    kind = "boot-refused"
+    rule = "efi-stub"
 
 
 @dataclass

@@ -6,13 +6,16 @@ is accepted before use (``memblock_alloc_range_nid()`` calls ``accept_memory()``
 
 from __future__ import annotations
 
-from ..base.errors import LazyAcceptError
+from ..base.errors import GuestFailure
 from ..base.ranges import RangeSet
 from ..base.units import PAGE_SIZE, align_down, align_up
 
 
-class MemblockError(LazyAcceptError):
+class MemblockError(GuestFailure):
     """memblock found no free range for an allocation (the guest fails to boot)."""
+
+    kind = "out-of-memory"
+    rule = "memblock-alloc"
 
 
 class Memblock:

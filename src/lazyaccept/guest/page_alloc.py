@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..base.errors import LazyAcceptError
+from ..base.errors import GuestFailure
 from ..base.ranges import RangeSet, true_runs
 from ..base.record import AcceptStats, Recorder
 from ..base.units import CHUNK_SIZE, MAX_ORDER_NR_PAGES, PAGE_SIZE, GiB, MiB, align_down, align_up
@@ -39,8 +39,11 @@ PAGEBLOCK_NR_PAGES = 512
 THP_PAGEBLOCKS_PER_ZONE = 2 + 3 * 3
 
 
-class BootFailure(LazyAcceptError):
+class BootFailure(GuestFailure):
     """The modelled kernel cannot boot (for example a premature out-of-memory)."""
+
+    kind = "out-of-memory"
+    rule = "page-alloc"
 
 
 @dataclass

@@ -10,6 +10,8 @@ from rich.table import Table
 from ..base.record import AcceptEvent, AcceptStats
 from ..base.units import format_size
 from ..scenario.artefacts import meminfo_fields, vmstat_fields
+from ..scenario.config import VMConfig
+from ..sim.outcome import Failure
 from ..sim.run import BootResult
 
 #: Actor names in the record, grouped as a user thinks of them.
@@ -38,6 +40,7 @@ def boot_summary(result: BootResult, result_profile: str) -> dict[str, Any]:
         total += s
     table = rec.kernel.table
     return {
+        "ok": True,
         "config": rec.config.as_dict() | {"profile": result_profile},
         "boot_s": tl.total_s,
         "accept_s": tl.accept_s,
@@ -64,6 +67,15 @@ def boot_summary(result: BootResult, result_profile: str) -> dict[str, Any]:
         "vmstat": vmstat_fields(rec),
         "committed_over_time": tl.committed_bytes,
         "accepted_over_time": tl.accepted_bytes,
+    }
+
+
+def failure_document(config: VMConfig, result_profile: str, failure: Failure) -> dict[str, Any]:
+    """The JSON document of a boot in which the modelled guest failed."""
+    return {
+        "ok": False,
+        "config": config.as_dict() | {"profile": result_profile},
+        "failure": failure.as_dict(),
     }
 
 

@@ -10,11 +10,12 @@ from rich.table import Table
 from ..base.units import format_size
 from ..scenario.config import VMConfig
 from ..sim.profile import CostProfile
-from ..sim.sweep import CompareRow
+from ..sim.sweep import CompareRow, FailedRow
+from .console import safe
 from .plots import vcpus_label
 
 
-def compare_document(config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> dict[str, Any]:
+def compare_document(config: VMConfig, rows: list[CompareRow | FailedRow], profile: CostProfile) -> dict[str, Any]:
     """The JSON document of one profile's comparison: its resolved configuration and its rows."""
     return {
         "platform": config.tee.value,
@@ -27,10 +28,11 @@ def compare_document(config: VMConfig, rows: list[CompareRow], profile: CostProf
         "kconfig": list(config.kconfig.items()),
         "patches": [p.value for p in config.patches],
         "rows": [r.as_dict() for r in rows],
+        "failed": sum(isinstance(r, FailedRow) for r in rows),
     }
 
 
-def print_compare(console: Console, config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> None:
+def print_compare(console: Console, config: VMConfig, rows: list[CompareRow | FailedRow], profile: CostProfile) -> None:
     table = Table(
         title=(
             f"profile {profile.name} ({config.tee.value.upper()}): eager vs lazy acceptance "
@@ -42,6 +44,10 @@ def print_compare(console: Console, config: VMConfig, rows: list[CompareRow], pr
     for col in ("memory", "eager boot", "lazy boot", "speed-up", "eager accepting", "lazy accepting"):
         table.add_column(col, justify="right")
     for r in rows:
+        if isinstance(r, FailedRow):
+            cell = f"[red]failed: {safe(r.failure.rule)} ({r.policy.value})[/red]"
+            table.add_row(format_size(r.memory_bytes), cell, "", "", "", "")
+            continue
         table.add_row(
             format_size(r.memory_bytes),
             f"{r.eager_s:.2f} s",
@@ -51,3 +57,6 @@ def print_compare(console: Console, config: VMConfig, rows: list[CompareRow], pr
             f"{r.lazy_accept_wall_s:.2f} s",
         )
     console.print(table)
+    for r in rows:
+        if isinstance(r, FailedRow):
+            console.print(f"[red]{format_size(r.memory_bytes)} failed:[/red] {safe(r.one_line())}")

@@ -27,13 +27,14 @@ from ..base.errors import OutputError
 PIPE_WIDTH = 132
 
 
-def make_console() -> Console:
+def make_console(stderr: bool = False) -> Console:
     """A console that keeps tables readable on a terminal and in pipes alike.
 
-    Emoji codes are off: ``:name:`` in a file's text must stay as typed.
+    Emoji codes are off: ``:name:`` in a file's text must stay as typed.  ``stderr``: print to
+    standard error (when standard output carries something else, an image say).
     """
-    c = Console(highlight=False, emoji=False)
-    return c if c.is_terminal else Console(highlight=False, emoji=False, width=PIPE_WIDTH)
+    c = Console(highlight=False, emoji=False, stderr=stderr)
+    return c if c.is_terminal else Console(highlight=False, emoji=False, width=PIPE_WIDTH, stderr=stderr)
 
 
 # -- text from files --------------------------------------------------------------------------

@@ -330,6 +330,10 @@ def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int) -> dict[str, Any]:
             for name, r in info.zones.items()
         ],
         "node_ranges": [{"node": n} | _range(a, b) for n, a, b in info.node_ranges],
+        "cpus": {"allowed": info.cpus_allowed, "hotplug": info.cpus_hotplug, "brought_up": info.cpus_brought_up,
+                 "nr_cpu_ids": info.nr_cpu_ids},
+        "command_line": info.command_line,
+        "milestones": info.milestones,
         "memory": {
             "usable_bytes": usable,
             "usable_from": usable_from,

@@ -1,106 +1,23 @@
-"""Pictures: a boot (what each vCPU did when, memory accepted over time) and a comparison of
-policies across memory sizes."""
+"""Pictures: a boot (:mod:`.boot_plot`: what each vCPU did when, memory accepted over time) and
+a comparison of policies across memory sizes."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
-from ..base.fileio import atomic_write
+from ..base.fileio import write_output
 from ..base.units import GiB, format_size
 from ..scenario.config import VMConfig
 from ..sim.profile import CostProfile
-from ..sim.run import BootResult
 from ..sim.runtime import RunResult
-from ..sim.sweep import CompareRow
+from ..sim.sweep import CompareRow, FailedRow
+from .boot_plot import boot_figure, plot_boot
+from .figures import PLOT_FORMATS, figure_bytes, plot_format
 
-
-def _figure_bytes(fig: object) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # type: ignore[attr-defined]
-    return buf.getvalue()
-
-
-def plot_boot(result: BootResult, path: str) -> None:
-    """:func:`boot_figure` written to ``path`` (PNG)."""
-    import matplotlib.pyplot as plt
-
-    fig = boot_figure(result)
-    data = _figure_bytes(fig)
-    plt.close(fig)
-    atomic_write(path, data)
-
-
-def boot_figure(result: BootResult) -> object:
-    """Two panels: a Gantt chart of phases per vCPU (acceptance hatched), and guest memory
-    accepted, still unaccepted, and host memory committed over simulated time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    tl, rec = result.timeline, result.record
-    cfg = rec.config
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-    cmap = plt.get_cmap("tab10")
-    colors = {p.name: cmap(i % 10) for i, p in enumerate(tl.phases)}
-    vcpus = sorted({v for p in tl.phases for v in p.items} | {0})
-    for p in tl.phases:
-        for v, items in p.items.items():
-            starts, ends = p.timing.item_start.get(v, []), p.timing.item_end.get(v, [])
-            for item, s, e in zip(items, starts, ends, strict=False):
-                if e <= s:
-                    continue
-                accepting = item.accepted_bytes > 0 or item.label.startswith("accept")
-                ax1.barh(v, e - s, left=s, height=0.7, color=colors[p.name], edgecolor="black" if accepting else None,
-                         hatch="///" if accepting else None, linewidth=0.3)
-    ax1.set_yticks(vcpus, [f"vCPU {v}" for v in vcpus])
-    ax1.invert_yaxis()
-    ax1.set_ylabel("")
-    handles = [Patch(color=colors[p.name], label=p.name) for p in tl.phases if p.end > p.start]
-    handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="accepting memory"))
-    ax1.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax1.set_title(
-        f"{cfg.tee.value.upper()} guest, {format_size(cfg.memory)}, {cfg.vcpus} vCPU(s), accept_memory={cfg.policy}, "
-        f"kernel {cfg.kernel_release}, {cfg.host_mapping} host: boot to shell {tl.total_s:.2f} s"
-    )
-
-    ram = rec.kernel.ram.total()
-    t, acc = _ramps(result, "accepted_bytes")
-    _, com = _ramps(result, "committed_bytes")
-    ax2.plot(t, acc / GiB, label="guest memory accepted", color="tab:green")
-    ax2.plot(t, np.maximum(0, ram - acc) / GiB, label="guest RAM still unaccepted", color="tab:red")
-    ax2.plot(t, com / GiB, label="host memory committed", color="tab:blue", linestyle="--")
-    ax2.set_xlabel("simulated time since power-on (s)")
-    ax2.set_ylabel("GiB")
-    ax2.set_ylim(bottom=0)
-    ax2.set_xlim(0, max(tl.total_s, 1e-3) * 1.01)
-    ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax2.grid(alpha=0.3)
-    return fig
-
-
-def _ramps(result: BootResult, field: str) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative bytes over time, each work item contributing linearly while it runs (an
-    accept of many gigabytes takes seconds; drawing it as one step at its end would mislead)."""
-    spans = []
-    for p in result.timeline.phases:
-        for v, items in p.items.items():
-            for item, s, e in zip(items, p.timing.item_start.get(v, []), p.timing.item_end.get(v, []), strict=False):
-                amount = getattr(item, field)
-                if amount:
-                    spans.append((s, max(e, s), amount))
-    times = np.unique(np.concatenate(([0.0, result.timeline.total_s], [x for s, e, _ in spans for x in (s, e)])))
-    if not spans:
-        return times, np.zeros_like(times)
-    s_arr, e_arr, amt = (np.array(x, dtype=float) for x in zip(*spans, strict=True))
-    width = np.where(e_arr > s_arr, e_arr - s_arr, 1.0)
-    frac = np.clip((times[:, None] - s_arr[None, :]) / width[None, :], 0.0, 1.0)
-    frac = np.where((e_arr == s_arr)[None, :], (times[:, None] >= s_arr[None, :]).astype(float), frac)
-    return times, frac @ amt
-
+__all__ = [
+    "PLOT_FORMATS", "boot_figure", "compare_figure", "plot_boot", "plot_compare", "plot_format", "plot_policies",
+    "policies_figure", "vcpus_label",
+]
 
 def vcpus_label(n: int) -> str:
     return f"{n} vCPU" if n == 1 else f"{n} vCPUs"
@@ -110,18 +27,17 @@ def vcpus_label(n: int) -> str:
 PROFILE_COLOURS = ("#c0392b", "#2471a3", "#229954", "#8e44ad", "#d68910", "#566573")
 
 
-def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow], CostProfile]]) -> None:
-    """:func:`compare_figure` written to ``path`` (PNG)."""
+def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow | FailedRow], CostProfile]]) -> None:
+    """:func:`compare_figure` written to ``path`` (.png, .svg, .pdf; ``-``: PNG on standard output)."""
     import matplotlib.pyplot as plt
 
     fig = compare_figure(comparisons)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")  # type: ignore[attr-defined]
+    data = figure_bytes(fig, path)
     plt.close(fig)  # type: ignore[arg-type]
-    atomic_write(path, buf.getvalue())
+    write_output(path, data)
 
 
-def compare_figure(comparisons: list[tuple[VMConfig, list[CompareRow], CostProfile]]) -> object:
+def compare_figure(comparisons: list[tuple[VMConfig, list[CompareRow | FailedRow], CostProfile]]) -> object:
     """Boot time against memory size for both policies and each profile: eager solid with
     circles, lazy dashed with squares, one colour per profile; each eager point is labelled with
     the speed-up of lazy."""
@@ -131,6 +47,8 @@ def compare_figure(comparisons: list[tuple[VMConfig, list[CompareRow], CostProfi
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    # Failed sizes have no boot time: they are left out (the table and JSON say why).
+    comparisons = [(c, [r for r in rows if isinstance(r, CompareRow)], p) for c, rows, p in comparisons]
     fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=120)
     all_rows = [r for _, rows, _ in comparisons for r in rows]
     gib = sorted({r.memory_bytes / 2**30 for r in all_rows})
@@ -176,8 +94,9 @@ def plot_policies(path: str, results: list[RunResult]) -> None:
     import matplotlib.pyplot as plt
 
     fig = policies_figure(results)
-    atomic_write(path, _figure_bytes(fig))
+    data = figure_bytes(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)  # type: ignore[arg-type]
+    write_output(path, data)
 
 
 def policies_figure(results: list[RunResult]) -> object:

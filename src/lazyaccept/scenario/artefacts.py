@@ -3,11 +3,13 @@ real formats, plus the binary artefacts (EFI memory map, unaccepted table, TD HO
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from ..base.choices import AcceptPolicy, BootPhase, Tee
 from ..base.errors import ConfigError
-from ..base.fileio import atomic_write
 from ..base.units import PAGE_SIZE
 from ..formats.e820 import E820_TYPE_RAM
 from ..formats.efi_memmap import build_memory_map
@@ -92,68 +94,122 @@ def vmstat_fields(rec: BootRecord) -> dict[str, int]:
 
 
 def dmesg_lines(rec: BootRecord, phase_starts: dict[str, float] | None = None) -> list[str]:
-    """A dmesg excerpt with the lines a user greps for, time-stamped by the phases when given."""
+    """A dmesg excerpt with the lines a user greps for, time-stamped by the phases when given.
+
+    As in a real log the time stamps count from the kernel's start (the start of early init,
+    where the kernel's clock starts), not from power-on, and each line is stamped when the
+    kernel prints it: "Memory:" when memblock_free_all() is done, "Memory Encryption Features
+    active" at the end of mem_encrypt_init(), "smp: Brought up" when the APs are online,
+    "Run /init" when user space starts.
+    """
     t = phase_starts or {}
+    zero = t.get(BootPhase.EARLY_INIT, 0.0)
+    order = [p.value for p in BootPhase]
+
+    def start(phase: BootPhase) -> float:
+        return max(0.0, t.get(phase, zero) - zero)
+
+    def end(phase: BootPhase) -> float:
+        later = [t[p] for p in order[order.index(phase) + 1 :] if p in t]
+        return max(0.0, (later[0] if later else t.get(phase, zero)) - zero)
+
     cfg = rec.config
     lines: list[str] = []
 
-    def at(phase: BootPhase, text: str) -> None:
-        lines.append(format_dmesg_line(t.get(phase, 0.0), text))
+    def at(ts: float, text: str) -> None:
+        lines.append(format_dmesg_line(ts, text))
 
+    boot = start(BootPhase.EARLY_INIT)
     detected, features = TEE_LINES[cfg.tee]
     if detected is not None:
-        at(BootPhase.EFI_STUB, detected)
-    at(BootPhase.EFI_STUB, f"Linux version {cfg.kernel.name} (lazyaccept model)")
-    at(BootPhase.EFI_STUB, f"Command line: console=ttyS0 efi=debug accept_memory={AcceptPolicy(cfg.policy).value}")
-    at(BootPhase.EFI_STUB, "BIOS-provided physical RAM map:")
-    lines.extend(format_e820_lines(rec.kernel.e820, t.get(BootPhase.EFI_STUB, 0.0)))
-    at(BootPhase.EFI_STUB, "efi: EFI v2.70 by EDK II")
-    lines.extend(format_efi_memmap_lines(rec.kernel.stub.memory_map, t.get(BootPhase.EFI_STUB, 0.0)))
-    at(BootPhase.EARLY_INIT, f"Memory Encryption Features active: {features}")
-    at(BootPhase.EARLY_INIT, "Zone ranges:")
+        at(boot, detected)
+    at(boot, f"Linux version {cfg.kernel_release} (lazyaccept model)")
+    at(boot, f"Command line: console=ttyS0 efi=debug accept_memory={AcceptPolicy(cfg.policy).value}")
+    at(boot, "BIOS-provided physical RAM map:")
+    lines.extend(format_e820_lines(rec.kernel.e820, boot))
+    at(boot, "efi: EFI v2.70 by EDK II")
+    lines.extend(format_efi_memmap_lines(rec.kernel.stub.memory_map, boot))
+    at(boot, "Zone ranges:")
     names = {z.name for z in rec.kernel.allocator.zones}
     for name, lo, hi in (("DMA", 0x1000, 16 << 20), ("DMA32", 16 << 20, 4 << 30)):
         zone = next((z for z in rec.kernel.allocator.zones if z.name == name), None)
         if zone is not None:
-            at(BootPhase.EARLY_INIT, f"  {name:<8} [mem {max(lo, zone.start):#018x}-{min(hi, zone.end) - 1:#018x}]")
+            at(boot, f"  {name:<8} [mem {max(lo, zone.start):#018x}-{min(hi, zone.end) - 1:#018x}]")
     if "Normal" in names:
         z = rec.kernel.allocator.zones[-1]
-        at(BootPhase.EARLY_INIT, f"  Normal   [mem {z.start:#018x}-{z.end - 1:#018x}]")
+        at(boot, f"  Normal   [mem {z.start:#018x}-{z.end - 1:#018x}]")
     else:
-        at(BootPhase.EARLY_INIT, "  Normal   empty")
-    at(BootPhase.EARLY_INIT, "Early memory node ranges")
+        at(boot, "  Normal   empty")
+    at(boot, "Early memory node ranges")
     for e in rec.kernel.e820:
         if e.type == E820_TYPE_RAM:
-            at(BootPhase.EARLY_INIT, f"  node   0: [mem {e.addr:#018x}-{e.end - 1:#018x}]")
+            at(boot, f"  node   0: [mem {e.addr:#018x}-{e.end - 1:#018x}]")
+    at(boot, f"smpboot: Allowing {cfg.vcpus} CPUs, 0 hotplug CPUs")
     fp = rec.config.footprint
-    at(BootPhase.EARLY_INIT, f"percpu: Embedded {fp.percpu_embedded_pages} pages/cpu u{fp.percpu_unit}")
+    at(boot, f"percpu: Embedded {fp.percpu_embedded_pages} pages/cpu u{fp.percpu_unit}")
     # mem_init_print_info() runs right after memblock_free_all(): with deferred struct page
     # init, only the memory freed so far counts as available.
     free_kb = rec.kernel.free_after_memblock * KB_PER_PAGE
     ram_kb = rec.kernel.ram.total() // 1024
-    at(BootPhase.MEMBLOCK_FREE, f"Memory: {free_kb}K/{ram_kb}K available ({ram_kb - free_kb}K reserved)")
+    at(end(BootPhase.MEMBLOCK_FREE), f"Memory: {free_kb}K/{ram_kb}K available ({ram_kb - free_kb}K reserved)")
+    at(end(BootPhase.MEM_ENCRYPT_INIT), f"Memory Encryption Features active: {features}")
+    at(start(BootPhase.SMP_BRINGUP), "smp: Bringing up secondary CPUs ...")
+    at(end(BootPhase.SMP_BRINGUP), f"smp: Brought up 1 node, {cfg.vcpus} CPU" + ("s" if cfg.vcpus != 1 else ""))
+    if rec.kernel.deferred_start is not None:
+        ms = round((end(BootPhase.DEFERRED_INIT) - start(BootPhase.DEFERRED_INIT)) * 1000)
+        at(end(BootPhase.DEFERRED_INIT), f"node 0 deferred pages initialised in {ms}ms")
+    image_kb = fp.kernel_image // 1024
+    at(start(BootPhase.USERSPACE), f"Freeing unused kernel image (initmem) memory: {image_kb // 20}K")
+    at(start(BootPhase.USERSPACE), "Run /init as init process")
     return lines
 
 
 DUMP_FILES = ("efi-memmap.bin", "e820.txt", "meminfo", "vmstat", "dmesg.txt", "unaccepted-table.bin", "td-hob.bin")
 
 
-def check_dump_folder(folder: str | Path) -> None:
-    """Refuse a dump target that cannot take the files, before the boot is simulated."""
+def _entries(folder: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except OSError as exc:
+        raise ConfigError(f"{folder}: cannot read the folder: {exc.strerror or exc}") from None
+
+
+def check_dump_folder(folder: str | Path, force: bool = False) -> None:
+    """Refuse, before the boot is simulated, a dump target that cannot take a dump whole.
+
+    A new path or an empty folder is fine.  A folder with files in it is refused (the files of an
+    earlier dump would mix with the new ones) unless ``force``, and even then only when it holds
+    nothing but a dump's files: ``--force`` replaces an earlier dump, never an arbitrary folder.
+    """
     out = Path(folder)
+    if str(folder) in ("", "-"):
+        raise ConfigError(f"--dump {folder!r}: a dump is a folder of several files; name a folder")
+    if out.is_symlink():
+        raise ConfigError(f"{out}: is a symbolic link (to {os.readlink(out)}); name a folder or a new path")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder")
-    if not out.exists() and not out.parent.is_dir():
-        raise ConfigError(f"{out}: folder {out.parent} does not exist")
-    for name in DUMP_FILES:
-        if (out / name).is_dir():
+    parent = out.parent if str(out.parent) else Path(".")
+    if not out.exists():
+        if not parent.is_dir():
+            raise ConfigError(f"{out}: folder {parent} does not exist")
+        return
+    names = _entries(out)
+    if not names:
+        return
+    for name in names:
+        if (out / name).is_dir() and not (out / name).is_symlink():
             raise ConfigError(f"{out / name}: is a directory, not a file")
+    if not force:
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise ConfigError(f"{out}: folder is not empty ({shown}); use --force to replace an earlier dump")
+    foreign = [n for n in names if n not in DUMP_FILES or not (out / n).is_file() or (out / n).is_symlink()]
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+        raise ConfigError(f"{out}: holds files that are not a dump's ({shown}); --force replaces only an earlier dump")
 
 
-def write_dump(rec: BootRecord, folder: str | Path, phase_starts: dict[str, float] | None = None) -> list[Path]:
-    """Write the boot's artefacts into ``folder`` (created if needed), each file atomically."""
-    check_dump_folder(folder)
-    out = Path(folder)
+def dump_files(rec: BootRecord, phase_starts: dict[str, float] | None = None) -> dict[str, bytes]:
+    """The dump's files by name, as bytes."""
     files: dict[str, bytes | str] = {
         "efi-memmap.bin": build_memory_map(rec.kernel.stub.memory_map),
         "e820.txt": "\n".join(format_e820_lines(rec.kernel.e820)) + "\n",
@@ -165,9 +221,52 @@ def write_dump(rec: BootRecord, folder: str | Path, phase_starts: dict[str, floa
         files["unaccepted-table.bin"] = build_unaccepted_table(rec.kernel.table)
     if rec.firmware.td_hob is not None:
         files["td-hob.bin"] = rec.firmware.td_hob
-    out.mkdir(exist_ok=True)
-    written = []
-    for name, data in files.items():
-        atomic_write(out / name, data)
-        written.append(out / name)
-    return written
+    return {name: data.encode() if isinstance(data, str) else data for name, data in files.items()}
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Write one file of the dump in the (new, private) temporary folder."""
+    with open(path, "xb") as fh:
+        fh.write(data)
+
+
+def write_dump(rec: BootRecord, folder: str | Path, phase_starts: dict[str, float] | None = None,
+               force: bool = False) -> list[Path]:
+    """Write the boot's artefacts into ``folder``, all or nothing.
+
+    The files are written into a new temporary folder beside ``folder`` and that folder is
+    renamed into place, so a failure (a full disk) leaves no file behind and ``folder`` as it
+    was.  With ``force`` an earlier dump is replaced: it is renamed aside, the new one renamed
+    in, and the old one deleted.
+    """
+    check_dump_folder(folder, force)
+    out = Path(folder)
+    files = dump_files(rec, phase_starts)
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=parent))
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write: {exc.strerror or exc}") from None
+    old: Path | None = None
+    try:
+        for name, data in files.items():
+            _write_new_file(tmp / name, data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        if out.exists() and _entries(out):
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            os.replace(out, old)  # onto the empty folder just made: nothing else can take the name
+        os.replace(tmp, out)  # a new name, or an empty folder, is replaced atomically
+    except BaseException as exc:
+        if old is not None and not out.exists():
+            os.replace(old, out)  # put the earlier dump back
+            old = None
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"{out}: cannot write the dump: {exc.strerror or exc}") from None
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return [out / name for name in files]

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..base.choices import FirmwareAccept, HostMapping, Tee, choice_values
 from ..base.errors import ConfigError, FormatError
+from ..base.fileio import read_input
 from ..guest.kconfig import KernelConfig
 from ..guest.patches import parse_patches
 from ..guest.rules import kernel_rules
@@ -238,15 +239,19 @@ def profile_path(name_or_path: str) -> Path:
     """The file of a profile: a packaged name (see :func:`packaged_profiles`) or a path."""
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists() or "/" in name_or_path:
-        if not p.is_file():
+        if not p.exists() and not p.is_symlink():
             raise ConfigError(f"{p}: no such profile file")
-        return p
+        return p  # read_input refuses what is not a regular file, naming what it is
     packaged = _packaged(name_or_path)
     if packaged is None:
         raise ConfigError(
             f"no profile named {name_or_path!r} (packaged: {', '.join(packaged_profiles())}; or give a .toml path)"
         )
     return packaged
+
+
+#: A profile is a few KiB of TOML; a larger file is not one.
+PROFILE_LIMIT = 1 << 20
 
 
 def load_profile(name_or_path: str) -> CostProfile:
@@ -257,9 +262,10 @@ def load_profile(name_or_path: str) -> CostProfile:
     positive where it must be, or a value outside its bounds.
     """
     path = profile_path(name_or_path)
+    data = read_input(path, limit=PROFILE_LIMIT, what="profiles")  # a regular file, read once, bounded
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise FormatError(f"{path}: cannot read profile: {exc}") from None
     return parse_profile(text, str(path))
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from ..base.choices import AcceptPolicy
 from ..base.units import format_size
 from ..scenario.config import GuestRequest, VMConfig
+from .outcome import Failure, try_run
 from .profile import CostProfile
-from .run import resolve, run
+from .run import resolve
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class CompareRow:
         return {
             "memory_bytes": self.memory_bytes,
             "memory": format_size(self.memory_bytes),
+            "ok": True,
             "eager_s": self.eager_s,
             "lazy_s": self.lazy_s,
             "speedup": self.speedup,
@@ -44,27 +46,54 @@ class CompareRow:
         }
 
 
+@dataclass(frozen=True)
+class FailedRow:
+    """A memory size whose guest failed under one policy (the first that failed)."""
+
+    memory_bytes: int
+    policy: AcceptPolicy
+    failure: Failure
+
+    def one_line(self) -> str:
+        return f"{self.policy.value}: {self.failure.one_line()}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "memory_bytes": self.memory_bytes,
+            "memory": format_size(self.memory_bytes),
+            "ok": False,
+            "failure": self.one_line(),
+            "failed_policy": self.policy.value,
+            "failure_record": self.failure.as_dict(),
+        }
+
+
 def compare_policies(
     request: GuestRequest,
     sizes: list[int],
     profile: CostProfile,
     *,
     on_size_done: Callable[[int], None] | None = None,
-) -> tuple[VMConfig, list[CompareRow]]:
+) -> tuple[VMConfig, list[CompareRow | FailedRow]]:
     """Boot each size of ``sizes`` eager and lazy, the rest as ``request`` says (profile defaults
-    filled in).  Returns the resolved configuration of the first size and one row per size;
-    ``on_size_done`` is called with each size once both its boots are simulated."""
+    filled in).  Returns the resolved configuration of the first size and one row per size, a
+    :class:`FailedRow` where the modelled guest failed; ``on_size_done`` is called with each size
+    once both its boots are simulated."""
     configs = [resolve(replace(request, memory=size), profile) for size in sizes]  # all checked before any run
-    rows = []
+    rows: list[CompareRow | FailedRow] = []
     for size, config in zip(sizes, configs, strict=True):
-        eager = run(replace(config, policy=AcceptPolicy.EAGER), profile)
-        lazy = run(replace(config, policy=AcceptPolicy.LAZY), profile)
-        rows.append(
-            CompareRow(
-                size, eager.boot_s, lazy.boot_s, eager.accept_s, lazy.accept_s,
-                eager.timeline.accept_wall_s, lazy.timeline.accept_wall_s,
+        eager = try_run(replace(config, policy=AcceptPolicy.EAGER), profile)
+        lazy = try_run(replace(config, policy=AcceptPolicy.LAZY), profile)
+        if isinstance(eager, Failure) or isinstance(lazy, Failure):
+            policy, failure = (AcceptPolicy.EAGER, eager) if isinstance(eager, Failure) else (AcceptPolicy.LAZY, lazy)
+            rows.append(FailedRow(size, policy, failure))  # type: ignore[arg-type]
+        else:
+            rows.append(
+                CompareRow(
+                    size, eager.boot_s, lazy.boot_s, eager.accept_s, lazy.accept_s,
+                    eager.timeline.accept_wall_s, lazy.timeline.accept_wall_s,
+                )
             )
-        )
         if on_size_done is not None:
             on_size_done(size)
     return configs[0], rows
