@@ -254,7 +254,9 @@ class Kernel:
         got_swiotlb = 0
         for name, size, limit in allocs:
             start, end = self._alloc(mb, name, size, limit)
-            stats = mem.accept_memory(start, end - start, actor="memblock", vcpu=0)
+            # memblock_alloc_range_nid() accepts the size it was asked for, not the page-aligned
+            # range it reserved (accept_memory(found, size), mm/memblock.c).
+            stats = mem.accept_memory(start, min(size, end - start), actor="memblock", vcpu=0)
             self.rec.accept("memblock", 0, start, end, stats, name, lock=self.rules.accept_lock)
             self.platform.touch(start, end, actor=f"memblock:{name}", vcpu=0)
             if name == "swiotlb":
