@@ -57,7 +57,7 @@ from ..scenario.runtime import RunConfig, RunRecord, build_run
 from ..scenario.workloads import Workload
 from .profile import CostProfile
 from .run import resolve
-from .timeline import Timeline, simulate
+from .timeline import Timeline, simulate, timed_events
 
 COLUMNS = (
     "id", "platform", "profile", "metric", "memory_gib", "vcpus", "host_private_mapping", "kernel",
@@ -84,16 +84,12 @@ Results = dict[AcceptPolicy, tuple[BootRecord, Timeline]]
 
 def _accept_items(record: BootRecord, tl: Timeline, phase: BootPhase) -> list[tuple[float, int]]:
     """(duration, host faults) of the boot vCPU's acceptances in ``phase``, in order."""
-    out = []
-    for rec_phase, span in zip(record.phases, tl.phases, strict=True):
-        if rec_phase.name != phase:
-            continue
-        events = [e for e in rec_phase.events if e.vcpu == 0]
-        starts, ends = span.timing.item_start.get(0, []), span.timing.item_end.get(0, [])
-        for ev, s, e in zip(events, starts, ends, strict=True):
-            if isinstance(ev, AcceptEvent) and ev.stats.host_backed_4k:
-                out.append((e - s, ev.stats.host_backed_4k))
-    return out
+    return [
+        (e - s, ev.stats.host_backed_4k)
+        for rec_phase, span in zip(record.phases, tl.phases, strict=True) if rec_phase.name == phase
+        for ev, s, e, _ in timed_events(rec_phase, span)
+        if ev.vcpu == 0 and isinstance(ev, AcceptEvent) and ev.stats.host_backed_4k
+    ]
 
 
 def _fault_cost(which: int) -> Callable[[Results], float]:
@@ -123,21 +119,12 @@ def _accepted_before_watermarks(res: Results) -> float:
 
 def _swiotlb_convert(res: Results) -> float:
     record, tl = res[AcceptPolicy.LAZY]
-    total = 0.0
-    for rec_phase, span in zip(record.phases, tl.phases, strict=True):
-        for v, events in _by_vcpu(rec_phase.events).items():
-            starts, ends = span.timing.item_start.get(v, []), span.timing.item_end.get(v, [])
-            for ev, s, e in zip(events, starts, ends, strict=True):
-                if isinstance(ev, ConvertEvent):
-                    total += e - s
-    return total
-
-
-def _by_vcpu(events: list) -> dict[int, list]:
-    out: dict[int, list] = {}
-    for ev in events:
-        out.setdefault(ev.vcpu, []).append(ev)
-    return out
+    return sum(
+        e - s
+        for rec_phase, span in zip(record.phases, tl.phases, strict=True)
+        for ev, s, e, _ in timed_events(rec_phase, span)
+        if isinstance(ev, ConvertEvent)
+    )
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from .engine import Host
 from .pricing import price
 from .profile import CostProfile
 from .run import check_profile_fits
-from .timeline import Timeline, simulate
+from .timeline import Timeline, simulate, timed_events
 
 
 @dataclass
@@ -132,18 +132,13 @@ def _measure(record: RunRecord, tl: Timeline) -> RunResult:
     boot_end = next(s.start for p, s in zip(phases, spans, strict=True) if p.name == BootPhase.WORKLOAD)
     work_phase = phases[-1]
     work_span = spans[-1]
-    # Each event of the workload phase with its item's timing (items run in event order per vCPU).
-    cursor: dict[int, int] = {}
     windows: dict[str, list[float]] = {}
     stall_s: list[float] = []
     stall_w: list[int] = []
     last_accept_end = None
     policy = record.config.policy
     group = 1 + (policy.chunks if policy.kind is PolicyKind.ACCEPT_AHEAD else 0)
-    for ev, owner in zip(work_phase.events, record.owners, strict=True):
-        i = cursor.get(ev.vcpu, 0)
-        cursor[ev.vcpu] = i + 1
-        s, e = work_span.timing.item_start[ev.vcpu][i], work_span.timing.item_end[ev.vcpu][i]
+    for (ev, s, e, _), owner in zip(timed_events(work_phase, work_span), record.owners, strict=True):
         if not isinstance(ev, WaitEvent):  # a wait is not the workload's work
             win = windows.setdefault(owner, [e, e])
             win[0], win[1] = min(win[0], s), max(win[1], e)
@@ -167,17 +162,10 @@ def _measure(record: RunRecord, tl: Timeline) -> RunResult:
     for p, span in zip(phases, spans, strict=True):
         if p.name not in watched:
             continue
-        ends = {v: list(x) for v, x in span.timing.item_end.items()}
-        starts = {v: list(x) for v, x in span.timing.item_start.items()}
-        k: dict[int, int] = {}
-        for ev in p.events:
-            i = k.get(ev.vcpu, 0)
-            k[ev.vcpu] = i + 1
+        for ev, s, e, reached in timed_events(p, span):
             if isinstance(ev, AcceptEvent) and ev.actor not in ("firmware", "efistub"):
                 # Each request is one accept_memory() call of its own; a lock wait before it counts too.
-                reached = ends[ev.vcpu][i - 1] if i else span.start
-                irqs_off = max(irqs_off, (ends[ev.vcpu][i] - max(reached, starts[ev.vcpu][i])) / max(1, ev.requests)
-                               + (starts[ev.vcpu][i] - reached))
+                irqs_off = max(irqs_off, (e - s) / max(1, ev.requests) + (s - reached))
     fully = last_accept_end if record.drained else None
     if record.drained and last_accept_end is None:  # nothing was left to accept after boot
         fully = boot_end

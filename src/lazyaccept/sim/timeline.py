@@ -8,10 +8,10 @@ last vCPU finishes), and the result says where the time went.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from ..base.record import AcceptEvent, Phase
+from ..base.record import AcceptEvent, Event, Phase
 from .engine import Host, Idle, PhaseTiming, WorkItem, simulate_phase
 from .pricing import price
 from .profile import CostProfile
@@ -148,6 +148,19 @@ def simulate(
         accepted_bytes=_cumulative(accepted_steps),
         committed_bytes=_cumulative(committed_steps, committed_at_start),
     )
+
+
+def timed_events(phase: Phase, span: PhaseSpan) -> Iterator[tuple[Event, float, float, float]]:
+    """Each event of a recorded ``phase`` with the timing of its work item in ``span`` (items run
+    in event order on their vCPU): ``(event, start, end, reached)``, where ``reached`` is when the
+    vCPU came to the item (the end of its previous one, or the phase start), so ``start -
+    reached`` is any wait for a lock."""
+    cursor: dict[int, int] = {}
+    for ev in phase.events:
+        i = cursor.get(ev.vcpu, 0)
+        cursor[ev.vcpu] = i + 1
+        ends = span.timing.item_end[ev.vcpu]
+        yield ev, span.timing.item_start[ev.vcpu][i], ends[i], ends[i - 1] if i else span.start
 
 
 def _cumulative(steps: Iterable[tuple[float, int]], start: int = 0) -> Series:
