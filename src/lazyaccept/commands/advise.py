@@ -14,9 +14,8 @@ from ..base.choices import FirmwareAccept
 from ..base.units import format_size, parse_size
 from ..guest.policies import Policy
 from ..presentation.console import make_console
-from ..sim.profile import load_profile
 from ..sim.runtime import RunResult, simulate_run
-from .options import guest_options, guest_request, profile_name
+from .options import guest_options, guest_profile, guest_request
 from .run import run_config, runtime_options
 
 #: Kata Containers' agent gives a guest 45 s to come up (kata-containers, runtime
@@ -49,9 +48,7 @@ def advise_cmd(memory: str, boot_deadline: float, profile: str | None, workloads
                host_cpus: int | None, watchdog_thresh: float, as_json: bool, **guest: object) -> None:
     """Try firmware accept amounts and acceptance policies; say which meet the boot deadline with
     the smallest run-time price (workload slowdown, then p99 first-touch stall), and why."""
-    prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
-    if not guest.get("platform"):
-        guest["platform"] = prof.tee.value
+    prof = guest_profile(profile, guest)
     guest.pop("firmware_accept", None)
     base = guest_request(parse_size(memory), **guest)  # type: ignore[arg-type]
     vcpus = base.vcpus or prof.defaults.vcpus

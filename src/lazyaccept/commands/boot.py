@@ -17,7 +17,6 @@ from ..presentation.like_report import like_document, print_like, print_mileston
 from ..scenario.artefacts import check_dump_folder, write_dump
 from ..scenario.like import add_assumed
 from ..sim.outcome import Failure, try_run
-from ..sim.profile import load_profile
 from ..sim.run import resolve
 from .options import (
     check_output_file,
@@ -25,9 +24,9 @@ from .options import (
     check_stdout_once,
     enum_choice,
     guest_options,
+    guest_profile,
     guest_request,
     like_options,
-    profile_name,
 )
 
 #: Exit status of a modelled guest failure.
@@ -74,9 +73,7 @@ def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_jso
         memory, policy = likeness.values["memory"], likeness.values.get("policy")
     if memory is None:
         raise click.UsageError("Missing option '--memory'.")
-    prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
-    if not guest.get("platform"):
-        guest["platform"] = prof.tee.value  # a profile alone says which TEE
+    prof = guest_profile(profile, guest)
     request = guest_request(parse_size(memory), policy=policy or AcceptPolicy.LAZY.value, **guest)  # type: ignore[arg-type]
     config = resolve(request, prof)
     if likeness is not None:

@@ -16,6 +16,7 @@ from ..base.units import parse_size
 from ..guest.footprint import BootFootprint
 from ..scenario.config import GuestRequest
 from ..scenario.like import FIELDS, Likeness, merge, read_like
+from ..sim.profile import CostProfile, load_profile
 
 
 def enum_choice(enum: type) -> click.Choice:
@@ -96,6 +97,15 @@ def guest_request(
         patches=tuple(patches) if patches else None,
         snp_prefault=snp_prefault,
     )
+
+
+def guest_profile(profile: str | None, guest: dict[str, object]) -> CostProfile:
+    """The host profile named (else the platform's), which also says the TEE when the options
+    did not (``guest["platform"]`` is set from it)."""
+    prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
+    if not guest.get("platform"):
+        guest["platform"] = prof.tee.value  # a profile alone says which TEE
+    return prof
 
 
 def profile_name(profile: str | None, platform: str | None) -> str:

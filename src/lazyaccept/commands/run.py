@@ -12,10 +12,9 @@ from ..presentation.console import make_console
 from ..presentation.run_report import print_run
 from ..scenario.runtime import RunConfig
 from ..scenario.workloads import Workload
-from ..sim.profile import load_profile
 from ..sim.run import resolve
 from ..sim.runtime import run_document, simulate_run
-from .options import check_output_file, guest_options, guest_request, profile_name
+from .options import check_output_file, guest_options, guest_profile, guest_request
 
 
 def runtime_options(f):  # noqa: ANN001, ANN201
@@ -69,9 +68,7 @@ def run_cmd(memory: str, policy: str, profile: str | None, workloads: tuple[str,
     check_output_file(html_file)
     pol = Policy.parse(policy)
     parsed = tuple(Workload.parse(w) for w in workloads)
-    prof = load_profile(profile_name(profile, guest.get("platform")))  # type: ignore[arg-type]
-    if not guest.get("platform"):
-        guest["platform"] = prof.tee.value
+    prof = guest_profile(profile, guest)
     request = guest_request(parse_size(memory), **guest)  # type: ignore[arg-type]
     config = run_config(request, pol, prof, workloads, thp, host_cpus, watchdog_thresh, parsed)
     result = simulate_run(config, prof)
