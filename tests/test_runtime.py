@@ -35,7 +35,7 @@ def run(memory_gib: int, workloads: tuple[str, ...], policy: str = "lazy", vcpus
     prof = load_profile(profile)
     pol = Policy.parse(policy)
     req = GuestRequest(memory_gib * GiB, prof.tee, pol.accept_memory, vcpus=vcpus, kernel=kernel,
-                       patches=tuple(p.value for p in pol.patches) or None)
+                       patches=pol.with_patches(None))
     cfg = RunConfig(resolve(req, prof), tuple(Workload.parse(w) for w in workloads), pol, host_cpus=host_cpus)
     return simulate_run(cfg, prof, baseline=baseline)
 

@@ -39,9 +39,7 @@ def run_config(request, policy: Policy, profile, workloads: tuple[str, ...], thp
                watchdog_thresh: float, parsed: tuple[Workload, ...] | None = None) -> RunConfig:
     from dataclasses import replace
 
-    req = replace(request, policy=policy.accept_memory,
-                  patches=tuple(dict.fromkeys((*(request.patches or ()), *(p.value for p in policy.patches)))) or
-                  request.patches)
+    req = replace(request, policy=policy.accept_memory, patches=policy.with_patches(request.patches))
     vm = resolve(req, profile)
     wl = parsed if parsed is not None else tuple(Workload.parse(w) for w in workloads)
     return RunConfig(vm, wl, policy, thp.lower() == "always", host_cpus, watchdog_thresh)

@@ -50,6 +50,12 @@ class Policy:
     def patches(self) -> tuple[GuestPatch, ...]:
         return (GuestPatch.ACCEPTED_RESERVE,) if self.kind is PolicyKind.ACCEPTED_RESERVE else ()
 
+    def with_patches(self, given: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """Patch names ``given`` for the guest plus the policy's own, each once; ``None`` (the
+        profile's) when there are none."""
+        merged = tuple(dict.fromkeys((*(given or ()), *(p.value for p in self.patches))))
+        return merged or None
+
     def __str__(self) -> str:
         if self.kind is PolicyKind.BACKGROUND:
             return f"background:threads={self.threads},rate={_rate(self.rate)}"

@@ -241,8 +241,7 @@ def to_run(point: Mapping[str, Value], tees: Mapping[str, Tee]) -> RunSpec:
         raise ConfigError("a grid needs memory, as a dimension or a fixed value")
     policy = str(point.get(Dimension.POLICY, "lazy"))
     if Dimension.POLICY in point:
-        fields["patches"] = tuple(dict.fromkeys((*(fields.get("patches") or ()),  # type: ignore[misc]
-                                                 *(p.value for p in Policy.parse(policy).patches)))) or None
+        fields["patches"] = Policy.parse(policy).with_patches(fields.get("patches"))  # type: ignore[arg-type]
     workloads = tuple(w for w in str(point.get(Dimension.WORKLOAD, "")).split(";") if w)
     options = RunOptions(policy, workloads)
     return RunSpec(GuestRequest(tee=tees[profile], **fields), profile, options)  # type: ignore[arg-type]
