@@ -38,7 +38,7 @@ import csv
 import io
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -154,8 +154,16 @@ _BOOT_QUANTITIES = {
     "ratio_eager_over_lazy": Metric((_EAGER, _LAZY), lambda r: r[_EAGER][1].total_s / r[_LAZY][1].total_s),
 }
 #: Metrics of run-time workloads: the drain of intel/lkvs tdx_mem_test.sh, from the workers'
-#: start until nr_unaccepted is 0.
+#: start until nr_unaccepted is 0.  A boot's results cannot give them: :class:`Predictor` times
+#: the point's recorded run instead.
 RUNTIME_METRICS = ("drain",)
+
+
+def _timed_by_the_run(res: Results) -> float:
+    raise AssertionError("a run-time point is predicted from its run, not from boots")
+
+
+_RUN_METRIC = Metric((), _timed_by_the_run)
 
 
 # --- the points -------------------------------------------------------------------------------------
@@ -179,7 +187,7 @@ class CalibrationPoint:
     @property
     def spec(self) -> Metric:
         if self.quantity in RUNTIME_METRICS:
-            return Metric((_LAZY,), lambda r: 0.0)
+            return _RUN_METRIC
         return _BOOT_QUANTITIES.get(self.quantity) or METRICS[self.quantity]
 
 
@@ -376,7 +384,7 @@ class Predictor:
                 continue
             by_policy = {}
             for policy in p.spec.policies:
-                cfg = resolve(_with_policy(p.request, policy), profile)
+                cfg = resolve(replace(p.request, policy=policy), profile)
                 if cfg not in self.records:
                     self.records[cfg] = build_record(cfg)
                 by_policy[policy] = cfg
@@ -398,12 +406,6 @@ class Predictor:
             res = {policy: (self.records[cfg], timelines[cfg]) for policy, cfg in by_policy.items()}
             out.append(p.spec.measure(res))
         return out
-
-
-def _with_policy(request: GuestRequest, policy: AcceptPolicy) -> GuestRequest:
-    from dataclasses import replace
-
-    return replace(request, policy=policy)
 
 
 # --- fitting ----------------------------------------------------------------------------------------
