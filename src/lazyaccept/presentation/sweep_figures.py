@@ -130,29 +130,50 @@ def _n_range(data: dict[Hashable, list[tuple[float, float, float, float, int]]])
     return f"{lo} run{'s' if lo > 1 else ''}" if lo == hi else f"{lo}-{hi} runs"
 
 
-def boot_vs_memory(rows: list[Row]) -> Drawn:
-    """Boot time against memory, one curve per profile and policy, log-log."""
+def _per_profile_and_policy_against_memory(
+    rows: list[Row], value: Callable[[Row], float], height: float, ylabel: str, title: str,
+    extra: Callable[[Any, list[Row]], None] | None = None,
+) -> tuple[Any, dict[Hashable, Any]] | None:
+    """A log-log figure of ``value`` against memory, one curve per profile (colour) and policy
+    (line style), or ``None`` when the runs have fewer than two memory sizes; ``extra`` draws
+    anything more on the axes before the legend."""
     ok = _ok(rows)
     if len({memory_of(r) for r in ok}) < 2:
-        return Drawn(None, "Not drawn: the successful runs have fewer than two memory sizes.")
+        return None
     plt = _plt()
     colors = _colors(profile_of(r) for r in ok)
     policies = sorted({policy_of(r) for r in ok})
-    data = series(ok, lambda r: (profile_of(r), policy_of(r)), gib_of, lambda r: r["boot_s"])
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    data = series(ok, lambda r: (profile_of(r), policy_of(r)), gib_of, value)
+    fig, ax = plt.subplots(figsize=(8, height))
 
     def style(k: Any) -> dict[str, Any]:
         ls, marker = _style(k[1], policies)
         return {"color": colors[k[0]], "linestyle": ls, "marker": marker}
 
     _curves(ax, data, style, lambda k: f"{k[0]}, {k[1]}")
+    if extra is not None:
+        extra(ax, ok)
     _memory_axis(ax, (memory_of(r) for r in ok))
     _log_y(ax)
-    ax.set_ylabel("boot time to shell (s, simulated)")
-    ax.set_title("Boot time against guest memory, per profile and policy")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
+    return fig, data
+
+
+_FEWER_THAN_TWO_SIZES = "Not drawn: the successful runs have fewer than two memory sizes."
+
+
+def boot_vs_memory(rows: list[Row]) -> Drawn:
+    """Boot time against memory, one curve per profile and policy, log-log."""
+    drawn = _per_profile_and_policy_against_memory(
+        rows, lambda r: r["boot_s"], 4.8, "boot time to shell (s, simulated)",
+        "Boot time against guest memory, per profile and policy")
+    if drawn is None:
+        return Drawn(None, _FEWER_THAN_TWO_SIZES)
+    fig, data = drawn
     return Drawn(fig, f"Line: median over the other dimensions ({_n_range(data)} per point); "
                       "band: fastest to slowest of them. Log-log.")
 
@@ -247,29 +268,17 @@ def speedup_vs_memory(rows: list[Row]) -> Drawn:
 
 def committed_vs_memory(rows: list[Row]) -> Drawn:
     """Host memory committed at the shell against guest memory, per profile and policy."""
-    ok = _ok(rows)
-    if len({memory_of(r) for r in ok}) < 2:
-        return Drawn(None, "Not drawn: the successful runs have fewer than two memory sizes.")
-    plt = _plt()
-    colors = _colors(profile_of(r) for r in ok)
-    policies = sorted({policy_of(r) for r in ok})
-    data = series(ok, lambda r: (profile_of(r), policy_of(r)), gib_of, lambda r: r["host_committed_bytes"] / GiB)
-    fig, ax = plt.subplots(figsize=(8, 4.6))
 
-    def style(k: Any) -> dict[str, Any]:
-        ls, marker = _style(k[1], policies)
-        return {"color": colors[k[0]], "linestyle": ls, "marker": marker}
+    def all_of_memory(ax: Any, ok: list[Row]) -> None:
+        mems = sorted({memory_of(r) / GiB for r in ok})
+        ax.plot(mems, mems, color="#999999", lw=1, ls=":", label="all of guest memory")
 
-    _curves(ax, data, style, lambda k: f"{k[0]}, {k[1]}")
-    mems = sorted({memory_of(r) / GiB for r in ok})
-    ax.plot(mems, mems, color="#999999", lw=1, ls=":", label="all of guest memory")
-    _memory_axis(ax, (memory_of(r) for r in ok))
-    _log_y(ax)
-    ax.set_ylabel("host memory committed at the shell (GiB)")
-    ax.set_title("Host memory committed by the time the guest reaches a shell")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
-    fig.tight_layout()
+    drawn = _per_profile_and_policy_against_memory(
+        rows, lambda r: r["host_committed_bytes"] / GiB, 4.6, "host memory committed at the shell (GiB)",
+        "Host memory committed by the time the guest reaches a shell", all_of_memory)
+    if drawn is None:
+        return Drawn(None, _FEWER_THAN_TWO_SIZES)
+    fig, data = drawn
     return Drawn(fig, f"Median over the other dimensions ({_n_range(data)} per point); band: least to most.")
 
 
