@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet_helpers import need_module, run_rows
+from fleet_helpers import FAILING_GRID, SMALL_GRID, need_module, run_rows
 from lazyaccept.base.errors import ConfigError
 from lazyaccept.base.units import GiB
 from lazyaccept.scenario.config import GuestRequest
@@ -25,21 +25,7 @@ from lazyaccept.sim.fleet.worker import run_chunk
 from lazyaccept.sim.profile import load_profile
 from lazyaccept.sim.run import resolve, run
 
-SMALL = """
-[dimensions]
-memory = ["1G", "4G", "16G"]
-vcpus = [1, 4]
-profile = ["tdx", "snp"]
-policy = ["lazy", "eager"]
-"""
-# The 2026 table-reservation fault: fatal for 6.12 with upstream firmware at 67000M, fine in mainline.
-FAILING = """
-[dimensions]
-kernel = ["6.12", "mainline"]
-[fixed]
-memory = "67000M"
-firmware_accept = "below-4g"
-"""
+SMALL, FAILING = SMALL_GRID, FAILING_GRID
 
 
 def plan_of(text: str):
