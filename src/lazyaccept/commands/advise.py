@@ -53,10 +53,12 @@ def advise_cmd(memory: str, boot_deadline: float, profile: str | None, workloads
     base = guest_request(parse_size(memory), **guest)  # type: ignore[arg-type]
     vcpus = base.vcpus or prof.defaults.vcpus
     rows = []
+    baselines: dict = {}  # candidates with the same firmware share their eager baseline
     for fw, pol in _candidates(vcpus):
         request = replace(base, firmware_accept=FirmwareAccept.parse(fw))
         policy = Policy.parse(pol)
-        result = simulate_run(run_config(request, policy, prof, workloads, thp, host_cpus, watchdog_thresh), prof)
+        result = simulate_run(run_config(request, policy, prof, workloads, thp, host_cpus, watchdog_thresh), prof,
+                              baselines=baselines)
         rows.append((fw, policy, result))
     meets = [r for r in rows if r[2].boot_s <= boot_deadline]
     ranked = sorted(meets, key=lambda r: _price(r[2])) + sorted((r for r in rows if r not in meets),

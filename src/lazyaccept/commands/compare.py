@@ -145,8 +145,10 @@ def _compare_policies(sizes: list[int], loaded: list, requests: list, policies: 
     groups = []
     for prof, request in zip(loaded, requests, strict=True):
         for size in sizes:
+            baselines: dict = {}  # the policies of one guest share its eager baseline
             results = [simulate_run(run_config(replace(request, memory=size), pol, prof, workloads, thp, host_cpus,
-                                               watchdog_thresh, parsed), prof) for pol in parsed_policies]
+                                               watchdog_thresh, parsed), prof, baselines=baselines)
+                       for pol in parsed_policies]
             groups.append((prof, size, results))
     if plot_path is not None:
         from ..presentation.plots import plot_policies

@@ -89,9 +89,12 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: list[float])
     return [float(v[min(int(np.searchsorted(cum, q * total, side="left")), len(v) - 1)]) for q in qs]
 
 
-def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = True) -> RunResult:
+def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = True,
+                 baselines: dict[RunConfig, list[float]] | None = None) -> RunResult:
     """Record and time ``config`` with ``profile``; with ``baseline``, also time the same workloads
-    on an eagerly accepted guest for the slowdown."""
+    on an eagerly accepted guest for the slowdown.  Callers that run several policies of one
+    guest pass one ``baselines`` dict (eager run -> its workloads' durations, for this profile):
+    the eager run they share is then timed once."""
     check_profile_fits(config.vm, profile)
     host = profile.host
     if config.host_cpus is not None:
@@ -104,9 +107,11 @@ def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = Tr
     if baseline and config.workloads:
         eager = replace(config, vm=replace(config.vm, policy=Policy(PolicyKind.EAGER).accept_memory),
                         policy=Policy(PolicyKind.EAGER))
-        base = simulate_run(eager, profile, baseline=False)
-        for w, b in zip(result.workloads, base.workloads, strict=True):
-            w.baseline_s = b.duration_s
+        known = baselines if baselines is not None else {}
+        if eager not in known:
+            known[eager] = [w.duration_s for w in simulate_run(eager, profile, baseline=False).workloads]
+        for w, b in zip(result.workloads, known[eager], strict=True):
+            w.baseline_s = b
     return result
 
 
