@@ -47,7 +47,10 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path: Path) -> None:
     # The command blocks in the middle of its work; a real SIGINT is sent once it says so.
     script = textwrap.dedent(
         """
-        import sys, time
+        import signal, sys, time
+        # A shell that starts a job in the background hands it SIGINT ignored, and Python then
+        # leaves it ignored; a user at a terminal has Python's own handler, which this restores.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import lazyaccept.commands.inspect as cmd
         def slow(path, kind=None, boot=-1):
             print("READY", file=sys.stderr, flush=True)
