@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from lazyaccept.base.errors import ConfigError
-from lazyaccept.base.record import AcceptEvent, AcceptStats, Phase, WorkEvent
+from lazyaccept.base.record import AcceptEvent, AcceptingEntry, AcceptStats, Phase, WorkEvent
 from lazyaccept.guest.rules import GLOBAL_ACCEPT_LOCK
 from lazyaccept.sim.engine import Host, Idle, WorkItem, fair_level, simulate_phase
 from lazyaccept.sim.profile import parse_profile
@@ -327,3 +327,68 @@ def test_locks_and_bandwidth_together_agree_with_the_hand_calculation(n):
         # saturation): vCPU 0 ends 1.6, vCPU 1 2.6, vCPU 2 3.6.
         assert [t.vcpus[v].end for v in range(3)] == pytest.approx([1.6, 2.6, 3.6])
         assert [t.vcpus[v].spin_s for v in range(3)] == pytest.approx([0.0, 0.9, 1.8])
+
+
+# --- the accepting list (v6.6+) --------------------------------------------------------------------
+# drivers/firmware/efi/unaccepted_memory.c (v6.6 and v6.7), accept_memory(): under the lock, a
+# request skips an entry when ``entry->end < range.start`` (v6.6; ``<=`` from v6.7) or
+# ``entry->start >= range.end``; on any other entry it drops the lock and retries (``goto retry``)
+# without rescheduling; otherwise it adds its own range and accepts.  A spinning request is not on
+# the list.  mm/page_alloc.c __accept_page() asks for a whole 4 MiB chunk; with 2 MiB units and
+# the guard unit, chunk k covers units [2k, 2k + 3).
+
+
+def entry_item(v: int, first: int, end: int, seconds: float = 1.0, *, touching: bool = False,
+               fifo: str | None = None, requests: int = 1, stride: int = 2) -> WorkItem:
+    return WorkItem(v, seconds, 0.0, None, f"accept{v}", entry=AcceptingEntry(first, end, stride, fifo, touching),
+                    requests=requests)
+
+
+def test_intersecting_requests_wait_and_disjoint_ones_do_not():
+    # chunk 0 [0, 3) and chunk 1 [2, 5) share unit 2: the second starts when the first ends (1 s);
+    # chunk 2 [4, 7) does not intersect chunk 0's: it runs beside it.
+    t = simulate_phase({0: [entry_item(0, 0, 3)], 1: [entry_item(1, 2, 5)]}, 0.0, HOST)
+    assert t.item_start[1] == [pytest.approx(1.0)] and t.item_end[1] == [pytest.approx(2.0)]
+    assert t.vcpus[1].spin_s == pytest.approx(1.0)
+    t = simulate_phase({0: [entry_item(0, 0, 3)], 1: [entry_item(1, 4, 7)]}, 0.0, HOST)
+    assert t.item_end[1] == [pytest.approx(1.0)] and t.vcpus[1].spin_s == 0.0
+
+
+@pytest.mark.parametrize(("touching", "second_ends"), [(True, 2.0), (False, 1.0)])
+def test_ranges_that_only_touch_wait_only_under_the_v66_test(touching, second_ends):
+    # vCPU 0 holds [0, 3); vCPU 1 asks for [3, 6): entry->end (3) < range.start (3) is false, so
+    # v6.6 retries; 3 <= 3 is true, so v6.7 skips the entry.
+    t = simulate_phase({0: [entry_item(0, 0, 3, touching=touching)], 1: [entry_item(1, 3, 6, touching=touching)]},
+                       0.0, HOST)
+    assert t.item_end[1] == [pytest.approx(second_ends)]
+
+
+def test_a_spinning_request_is_not_on_the_list():
+    # Three CPUs take chunks 0, 1, 2 off one FIFO list in that order: chunk 1 spins on chunk 0;
+    # chunk 2 checks the list, where only chunk 0 is, and runs at once.
+    # The list's chunks in record order: vCPU 0's first, then 1's, then 2's.
+    items = {0: [entry_item(0, 0, 3, fifo="Normal")], 1: [entry_item(1, 2, 5, fifo="Normal")],
+             2: [entry_item(2, 4, 7, fifo="Normal")]}
+    t = simulate_phase(items, 0.0, HOST, fifo_order=[(0, 0), (1, 0), (2, 0)])
+    assert [t.item_end[v][0] for v in range(3)] == [pytest.approx(1.0), pytest.approx(2.0), pytest.approx(1.0)]
+
+
+def test_two_cpus_drawing_on_one_fifo_list_alternate_neighbouring_chunks_and_serialise():
+    # Each of two vCPUs accepts two chunks, one call at a time, from one list of chunks 0-3.  The
+    # list hands them out as they ask: vCPU 0 gets chunk 0, vCPU 1 chunk 1 (spins on 0); at 1 s
+    # vCPU 1, already retrying, takes its range, and vCPU 0's next chunk (2) intersects it, and so
+    # on: each call waits for the one before, 4 s in all, where disjoint chunks would take 2 s.
+    items = {0: [entry_item(0, 0, 3, 2.0, fifo="Normal", requests=2)],
+             1: [entry_item(1, 4, 7, 2.0, fifo="Normal", requests=2)]}
+    t = simulate_phase(items, 0.0, HOST, fifo_order=[(0, 0), (1, 0)])
+    assert t.item_end[0] == [pytest.approx(3.0)] and t.item_end[1] == [pytest.approx(4.0)]
+    # Each call's time from when its vCPU reached it: vCPU 0 ran 0-1, spun 1-2, ran 2-3.
+    assert t.call_s[0][0] == [pytest.approx(1.0), pytest.approx(2.0)]
+    assert t.call_s[1][0] == [pytest.approx(2.0), pytest.approx(2.0)]
+
+
+def test_one_cpu_on_a_list_runs_its_calls_as_one_item():
+    # Nobody else draws on the list: no call waits, and the item is timed whole.
+    t = simulate_phase({0: [entry_item(0, 0, 3, 2.0, fifo="Normal", requests=2)], 1: [entry_item(1, 100, 103)]},
+                       0.0, HOST)
+    assert t.item_end[0] == [pytest.approx(2.0)] and t.call_s == {}

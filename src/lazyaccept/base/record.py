@@ -70,6 +70,28 @@ class AcceptStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+@dataclass(frozen=True, slots=True)
+class AcceptingEntry:
+    """What each request of an :class:`AcceptEvent` puts on the kernel's accepting list
+    (drivers/firmware/efi/unaccepted_memory.c, v6.6+): the bitmap units ``[first, end)`` of the
+    event's first request, guard unit included, and ``stride`` units between the starts of its
+    consecutive requests (request ``i`` holds ``[first + i*stride, end + i*stride)``).
+
+    ``fifo`` names the zone list the requests' chunks were taken from (``zone->unaccepted_pages``),
+    or is ``None`` for requests whose ranges are their own (eager acceptance of the ranges a thread
+    frees).  Chunks come off a FIFO list in list order, but which CPU gets which depends on
+    when each asks: that is the simulator's to decide, so the range of a ``fifo`` request is the
+    next one the list gives when the request starts.  ``touching`` is the v6.6 overlap test
+    (``entry->end < range.start``), under which ranges that only touch conflict too.
+    """
+
+    first: int
+    end: int
+    stride: int
+    fifo: str | None = None
+    touching: bool = False
+
+
 @dataclass
 class AcceptEvent:
     """One accept request (or ``requests`` identical back-to-back requests) by one actor.
@@ -78,7 +100,9 @@ class AcceptEvent:
     platform did for it; ``reason`` says why it was accepted (``"head"``, ``"tail"``,
     ``"small-range"``, ``"guard"``, ``"memblock"``, ``"watermark"``, ``"zero-watermark"``,
     ``"eager"``, ``"pre-accept"`` ...).  ``lock`` names a lock the actor held for the whole
-    request (the v6.5 kernel's global ``unaccepted_memory_lock``), or is ``None``.
+    request (the v6.5 kernel's global ``unaccepted_memory_lock``), or is ``None``.  ``entry``
+    is what each request holds on the accepting list (``None``: no accepting list, as in v6.5,
+    in the firmware and in the EFI stub, or nothing to accept).
     """
 
     actor: str
@@ -89,6 +113,7 @@ class AcceptEvent:
     reason: str = ""
     requests: int = 1
     lock: str | None = None
+    entry: AcceptingEntry | None = None
 
 
 @dataclass
@@ -186,9 +211,10 @@ class Recorder:
         reason: str = "",
         requests: int = 1,
         lock: str | None = None,
+        entry: AcceptingEntry | None = None,
     ) -> None:
         """Record an acceptance; requests that accepted nothing are still recorded (they cost a call)."""
-        self.current.events.append(AcceptEvent(actor, vcpu, start, end, stats, reason, requests, lock))
+        self.current.events.append(AcceptEvent(actor, vcpu, start, end, stats, reason, requests, lock, entry))
 
     def work(self, kind: str, vcpu: int = 0, amount: float = 1.0, onlines: int = 0) -> None:
         if amount or onlines:

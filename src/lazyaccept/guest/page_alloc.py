@@ -116,9 +116,13 @@ class PageAllocator:
         return sum(z.nr_unaccepted for z in self.zones)
 
     # -- acceptance --------------------------------------------------------------------------
-    def _accept(self, start: int, size: int, actor: str, vcpu: int, reason: str, requests: int = 1) -> AcceptStats:
+    def _accept(self, start: int, size: int, actor: str, vcpu: int, reason: str, requests: int = 1,
+                fifo: str | None = None) -> AcceptStats:
+        """``requests`` back-to-back ``accept_memory()`` calls over ``[start, start + size)``;
+        ``fifo`` names the zone list their chunks came off, if they did."""
+        entry = self.mem.entry(start, size, requests, fifo)
         stats = self.mem.accept_memory(start, size, actor=actor, vcpu=vcpu)
-        self.rec.accept(actor, vcpu, start, start + size, stats, reason, requests, self.rules.accept_lock)
+        self.rec.accept(actor, vcpu, start, start + size, stats, reason, requests, self.rules.accept_lock, entry)
         return stats
 
     # -- freeing memory into the allocator (memblock_free_all, deferred init) -------------------
@@ -256,7 +260,7 @@ class PageAllocator:
                 run[0] = b
             zone.nr_unaccepted -= take * MAX_ORDER_NR_PAGES
             # Consecutive chunks accepted back to back accept their union and the last guard.
-            self._accept(a, b - a, actor, vcpu, reason, requests=take)
+            self._accept(a, b - a, actor, vcpu, reason, requests=take, fifo=zone.name)
             zone.free_accepted.add(a, b)
             done += take
         return done

@@ -16,8 +16,6 @@ Wmark = Literal["high", "promo"]
 #: The spinlock v6.5's accept_memory() held across the architecture accept
 #: (drivers/firmware/efi/unaccepted_memory.c, ``unaccepted_memory_lock``).
 GLOBAL_ACCEPT_LOCK = "unaccepted_memory_lock"
-#: The v6.6 accepting list with its off-by-one overlap test, as a lock: adjacent requests wait.
-ACCEPTING_LIST_ADJACENT = "accepting_list (adjacent ranges, v6.6)"
 
 
 @dataclass(frozen=True)
@@ -103,14 +101,19 @@ class KernelRules:
 
     @property
     def accept_lock(self) -> str | None:
-        """What serialises acceptances in this release, if anything: v6.5's global lock held
-        across the architecture call; or, with the v6.6 off-by-one, the accepting list itself.
-        The page allocator hands out its FIFO chunks in address order, so two CPUs accepting at
-        once nearly always hold adjacent ranges, which the off-by-one test treats as overlapping:
-        the second spins (``goto retry``, without rescheduling) until the first is done."""
-        if self.global_accept_lock:
-            return GLOBAL_ACCEPT_LOCK
-        return ACCEPTING_LIST_ADJACENT if self.overlap_off_by_one else None
+        """The lock held across the architecture accept: v6.5's global ``unaccepted_memory_lock``,
+        which serialised every acceptance in the guest; from v6.6 the lock is dropped around the
+        architecture call and requests wait only on the accepting list (:attr:`accepting_list`)."""
+        return GLOBAL_ACCEPT_LOCK if self.global_accept_lock else None
+
+    @property
+    def accepting_list(self) -> bool:
+        """v6.6+: each in-flight request holds its unit range on ``accepting_list``, and a request
+        that intersects one spins (IRQs off, ``goto retry``) until it is gone.  The allocator's
+        4 MiB chunk requests end on a unit boundary and so carry the guard unit: neighbouring
+        chunks ``[2k, 2k+3)`` and ``[2k+2, 2k+5)`` share a unit and wait for each other under the
+        v6.6 test and the fixed one alike (the off-by-one only adds ranges that merely touch)."""
+        return not self.global_accept_lock
 
     def with_rule(self, **changes: object) -> KernelRules:
         """A copy with some rules changed (for mutants and what-if runs)."""

@@ -22,7 +22,7 @@ from enum import Enum
 import numpy as np
 
 from ..base.choices import AcceptRoutine
-from ..base.record import AcceptStats
+from ..base.record import AcceptingEntry, AcceptStats
 from ..base.units import PAGE_SIZE, align_down, align_up
 from ..formats.unaccepted import UnacceptedTable
 from ..platform.base import Platform
@@ -237,6 +237,20 @@ class UnacceptedMemory:
     def task(self, start: int, size: int, actor: str, vcpu: int) -> AcceptTask:
         units = None if self.table is None else request_units(self.table, self.rules, start, size)
         return AcceptTask(self, units, actor, vcpu)
+
+    def entry(self, start: int, size: int, requests: int = 1, fifo: str | None = None) -> AcceptingEntry | None:
+        """What ``requests`` consecutive requests of ``size / requests`` bytes each, from
+        ``start``, hold on the accepting list (None: the release has no list, or the request
+        reaches no bitmap unit).  The requests' sizes are whole units, as the allocator's chunks
+        and eagerly accepted runs of chunks are."""
+        if self.table is None or not self.rules.accepting_list or requests < 1:
+            return None
+        each = size // requests
+        units = request_units(self.table, self.rules, start, each)
+        if units is None:
+            return None
+        return AcceptingEntry(units.start, units.end, each // self.table.unit_size, fifo,
+                              self.rules.overlap_off_by_one)
 
     def accept_memory(self, start: int, size: int, *, actor: str, vcpu: int = 0) -> AcceptStats:
         """``accept_memory(start, size)`` run to completion on one vCPU."""

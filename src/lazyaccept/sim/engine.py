@@ -34,6 +34,16 @@ The mechanisms, each one rule:
   vCPU whose next item needs a lock held elsewhere *spins*: it is busy but makes no progress
   (the v6.5 accept lock is a spinlock taken with IRQs off).  Waiters get the lock in arrival
   order (Linux queued spinlocks are FIFO); simultaneous arrivals in vCPU order.
+* **The accepting list** (v6.6+): an accept item made of ``requests`` ``accept_memory()`` calls
+  (``WorkItem.entry``) holds, while a call runs, that call's bitmap-unit range; a call whose
+  range intersects one held by another vCPU (under the release's overlap test) spins until no
+  held range does, then takes its own.  Calls whose chunks come off a zone's FIFO list
+  (``entry.fifo``) take the list's next chunk when they start, in the order the engine reaches
+  them, so CPUs accepting at once hold neighbouring chunks, whose guard units intersect; when
+  several vCPUs draw on one list, each call is a segment of its item on the clock.  A run of
+  calls over ranges of its own (``fifo`` None) is checked at its first call, and holds the call
+  its progress has reached.  Spinning vCPUs are busy: they count against the host CPUs, and
+  their wait is part of the item's time.
 
 The simulation is a fluid, event-driven one: between two events (an item starting or ending)
 every running item progresses at a constant rate; at each event the rates are recomputed.
@@ -51,6 +61,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..base.errors import ConfigError
+from ..base.record import AcceptingEntry
 
 #: A running item whose remaining fraction is at most this is complete (absorbs float rounding).
 _DONE_FRACTION = 1e-9
@@ -79,6 +90,10 @@ class WorkItem:
     #: Seconds after the phase start before which the item may not start (the vCPU waits idle):
     #: paces a workload that allocates at a given rate.  ``None``: start when the vCPU is free.
     not_before: float | None = None
+    #: The item's ``accept_memory()`` calls on the accepting list (``None``: not on it), and how
+    #: many calls it is.
+    entry: AcceptingEntry | None = None
+    requests: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +171,10 @@ class PhaseTiming:
     #: was their tightest resource.
     path_wait_s: float = 0.0
     bandwidth_wait_s: float = 0.0
+    #: Items run as one segment per call (several vCPUs drawing chunks from one FIFO list): per
+    #: vCPU and item index, each call's seconds from when the vCPU reached it (its spinning on the
+    #: accepting list included) to its end.
+    call_s: dict[int, dict[int, list[float]]] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:
@@ -245,16 +264,45 @@ def _step(
     return dt, finished.tolist(), idle_grant, path_wait, bw_wait
 
 
+def _fifo_streams(
+    items_by_vcpu: dict[int, list[WorkItem]], fifo_order: list[tuple[int, int]] | None
+) -> dict[str, deque[tuple[int, int]]]:
+    """The unit ranges of every call drawing on each FIFO list that more than one vCPU draws on,
+    in list order (the record's order of the calls: ``fifo_order``, (vCPU, item index) pairs;
+    without it, vCPU by vCPU)."""
+    users: dict[str, set[int]] = {}
+    for v, items in items_by_vcpu.items():
+        for item in items:
+            if item.entry is not None and item.entry.fifo is not None:
+                users.setdefault(item.entry.fifo, set()).add(v)
+    shared = {name for name, vs in users.items() if len(vs) > 1}
+    if not shared:
+        return {}
+    order = fifo_order if fifo_order is not None else [
+        (v, i) for v in sorted(items_by_vcpu) for i in range(len(items_by_vcpu[v]))
+    ]
+    streams: dict[str, deque[tuple[int, int]]] = {name: deque() for name in shared}
+    for v, i in order:
+        e = items_by_vcpu[v][i].entry
+        if e is None or e.fifo not in shared:
+            continue
+        k = items_by_vcpu[v][i].requests
+        streams[e.fifo].extend((e.first + j * e.stride, e.end + j * e.stride) for j in range(max(1, k)))
+    return streams
+
+
 class PhaseRun:
     """One phase on the clock: each vCPU runs its items in order, all vCPUs in parallel.
 
     The methods say what happens at an event: an item is :meth:`_started` (after taking its
-    lock, or queueing for it), runs at the rate :func:`_step` gives it, and when it ends its lock
-    is :meth:`_released` to the next waiter and its vCPU moves on.
+    lock, or queueing for it, and its range on the accepting list, or spinning for it), runs at
+    the rate :func:`_step` gives it, and when it ends its lock is :meth:`_released` to the next
+    waiter, its range is dropped, and its vCPU moves on.
     """
 
     def __init__(
-        self, items_by_vcpu: dict[int, list[WorkItem]], start: float, host: Host, idle: Idle | None = None
+        self, items_by_vcpu: dict[int, list[WorkItem]], start: float, host: Host, idle: Idle | None = None,
+        fifo_order: list[tuple[int, int]] | None = None,
     ) -> None:
         self.items = items_by_vcpu
         self.vcpus = sorted(items_by_vcpu)
@@ -282,19 +330,44 @@ class PhaseRun:
         # Per-vCPU state of the current item, as arrays (position = index in ``vcpus``).
         self.pos = {v: i for i, v in enumerate(self.vcpus)}
         n = len(self.vcpus)
-        self.frac = np.zeros(n)  # remaining fraction of the current item
+        self.frac = np.zeros(n)  # remaining fraction of the current item (or call)
         self.running = np.zeros(n, dtype=bool)
         self.cpu = np.zeros(n)
         self.nbytes = np.zeros(n)
         self.hpath = np.zeros(n)
+        # The accepting list: what each vCPU's current item holds, as arrays so that one check
+        # against every holder is one vectorised test.  The call in progress is
+        # ``first + min(k - 1, floor((1 - frac) * k)) * stride`` (k = 1 for a call on its own).
+        self.streams = _fifo_streams(items_by_vcpu, fifo_order)
+        self.holding = np.zeros(n, dtype=bool)
+        self.h_first = np.zeros(n, dtype=np.int64)
+        self.h_width = np.zeros(n, dtype=np.int64)
+        self.h_stride = np.zeros(n, dtype=np.int64)
+        self.h_k = np.ones(n, dtype=np.int64)
+        #: Holders by vCPU: (first, width, stride, k); the arrays above mirror it for large counts.
+        self.holders: dict[int, tuple[int, int, int, int]] = {}
+        #: vCPUs spinning for a range, in arrival order, with the range they want; whether a
+        #: range was dropped (or a multi-call holder moved on) since they last retried.
+        self.range_waiters: deque[tuple[int, int, int]] = deque()
+        self.ranges_changed = False
+        #: Per vCPU in a segmented item: calls left after the current one, and when it reached it.
+        self.calls_left: dict[int, int] = {}
+        self.call_reached: dict[int, float] = {}
+        self.item_begun: dict[int, bool] = {}
 
     def run(self) -> PhaseTiming:
         """Run to the end of the phase (a barrier: the last vCPU's last item)."""
         while True:
+            # vCPUs already spinning retry before the others make new requests: they are in the
+            # retry loop, the others have a fault to finish and a chunk to take off the list first.
+            self._retry_if_changed()
             while self.ready:
                 v = self.ready.popleft()
                 if self._started(v):
                     self._set_running(v)
+            self._retry_if_changed()
+            if self.ready:
+                continue
             if not self.running.any():
                 if not self.sleeping:
                     break
@@ -327,11 +400,13 @@ class PhaseRun:
 
     def _started(self, v: int) -> bool:
         """vCPU ``v`` moves to its next item at time ``t``: it waits for the item's start time,
-        takes the item's lock or queues for it.  True if an item with work to do has started
-        (the caller sets it running)."""
+        takes the item's lock or queues for it, takes its range on the accepting list or spins
+        for it.  True if an item with work to do has started (the caller sets it running)."""
         items = self.items[v]
         while self.next_item[v] < len(items):
             item = items[self.next_item[v]]
+            if v in self.calls_left:  # the next call of a segmented item
+                return self._call(v, item)
             if item.not_before is not None and self.phase_start + item.not_before > self.t + 1e-12:
                 heapq.heappush(self.sleeping, (self.phase_start + item.not_before, v))
                 return False
@@ -343,6 +418,14 @@ class PhaseRun:
                     self.lock_queue.setdefault(lock, deque()).append(v)
                     self.waiting_since[v] = self.t
                     return False
+            if item.entry is not None:
+                self.item_begun[v] = False
+                segmented = item.entry.fifo in self.streams and item.requests > 1
+                self.calls_left[v] = item.requests - 1 if segmented else 0
+                self.call_reached[v] = self.t
+                if segmented:
+                    self.timing.call_s.setdefault(v, {})[self.next_item[v]] = []
+                return self._call(v, item)
             self.timing.item_start[v].append(self.t)
             if item.cpu_s > 0 or item.bytes > 0 or item.host_s > 0:
                 return True
@@ -357,18 +440,127 @@ class PhaseRun:
             self.idle += 1  # its last item is done: the vCPU is idle for the rest of the phase
         return False
 
+    # -- the accepting list ------------------------------------------------------------------
+    def _call(self, v: int, item: WorkItem) -> bool:
+        """vCPU ``v`` begins an ``accept_memory()`` call of ``item``: the next chunk of its FIFO
+        list (segmented), or the item's first call; it takes the range or spins for it."""
+        e = item.entry
+        assert e is not None
+        stream = self.streams.get(e.fifo) if e.fifo is not None else None
+        if stream is not None:  # one call at a time, on the list's next chunk
+            first, end = stream.popleft() if stream else (e.first, e.end)
+            k, stride = 1, 0
+        else:
+            first, end, k, stride = e.first, e.end, max(1, item.requests), e.stride
+        if self._conflicts(v, first, end, e.touching):
+            self.range_waiters.append((v, first, end))
+            self.waiting_since[v] = self.t
+            self.h_k[self.pos[v]] = k
+            self.h_stride[self.pos[v]] = stride
+            return False
+        self._hold(v, first, end, k, stride)
+        return self._begin_call(v, item)
+
+    def _conflicts(self, v: int, first: int, end: int, touching: bool) -> bool:
+        """Would a request for units ``[first, end)`` on vCPU ``v`` find an intersecting entry?
+        (v6.6: ``entry->end < start`` passes; fixed: ``entry->end <= start``.)"""
+        if not self.holders:
+            return False
+        if len(self.holders) <= 64:
+            frac, pos = self.frac, self.pos
+            for w, (h_first, width, stride, k) in self.holders.items():
+                if w == v:
+                    continue
+                cur = h_first
+                if k > 1:
+                    cur += min(k - 1, max(0, int((1.0 - frac[pos[w]]) * k))) * stride
+                cur_end = cur + width
+                if (cur_end >= first if touching else cur_end > first) and cur < end:
+                    return True
+            return False
+        k = self.h_k
+        idx = np.minimum(k - 1, np.floor((1.0 - self.frac) * k).astype(np.int64))
+        cur = self.h_first + np.maximum(idx, 0) * self.h_stride
+        cur_end = cur + self.h_width
+        left_clear = cur_end < first if touching else cur_end <= first
+        hit = self.holding & ~left_clear & ~(cur >= end)
+        hit[self.pos[v]] = False
+        return bool(hit.any())
+
+    def _hold(self, v: int, first: int, end: int, k: int, stride: int) -> None:
+        i = self.pos[v]
+        self.holders[v] = (first, end - first, stride, k)
+        self.holding[i] = True
+        self.h_first[i] = first
+        self.h_width[i] = end - first
+        self.h_stride[i] = stride
+        self.h_k[i] = k
+
+    def _drop(self, v: int) -> None:
+        if self.holders.pop(v, None) is not None:
+            self.holding[self.pos[v]] = False
+            self.ranges_changed = True
+
+    def _begin_call(self, v: int, item: WorkItem) -> bool:
+        """The call has its range: the item starts (at its first call) and runs; True if it has
+        work to do (the caller sets it running), else it ends at once."""
+        if not self.item_begun[v]:
+            self.item_begun[v] = True
+            self.timing.item_start[v].append(self.t)
+        if item.cpu_s > 0 or item.bytes > 0 or item.host_s > 0:
+            return True
+        self._ended(v)
+        return False
+
+    def _retry_if_changed(self) -> None:
+        if self.range_waiters and (self.ranges_changed or any(h[3] > 1 for h in self.holders.values())):
+            self.ranges_changed = False
+            self._retry_ranges()
+
+    def _retry_ranges(self) -> None:
+        """Spinning vCPUs retry in arrival order; one that finds no intersecting entry takes its
+        range at once, so those after it see it."""
+        waiting = self.range_waiters
+        self.range_waiters = deque()
+        for v, first, end in waiting:
+            item = self.items[v][self.next_item[v]]
+            assert item.entry is not None
+            if self._conflicts(v, first, end, item.entry.touching):
+                self.range_waiters.append((v, first, end))
+                continue
+            i = self.pos[v]
+            self._hold(v, first, end, int(self.h_k[i]), int(self.h_stride[i]))
+            self.timing.vcpus[v].spin_s += self.t - self.waiting_since.pop(v)
+            if self._begin_call(v, item):
+                self._set_running(v)
+
+    # -- running and ending --------------------------------------------------------------------
     def _set_running(self, v: int) -> None:
         i = self.pos[v]
         item = self.items[v][self.next_item[v]]
+        segmented = item.entry is not None and item.requests > 1 and item.entry.fifo in self.streams
+        calls = item.requests if segmented else 1
         self.frac[i] = 1.0
         self.running[i] = True
-        self.cpu[i] = item.cpu_s
-        self.nbytes[i] = item.bytes
-        self.hpath[i] = item.host_s
+        self.cpu[i] = item.cpu_s / calls
+        self.nbytes[i] = item.bytes / calls
+        self.hpath[i] = item.host_s / calls
 
     def _ended(self, v: int) -> None:
-        """vCPU ``v``'s current item has ended: record it, free its lock, move on."""
+        """vCPU ``v``'s current item (or call) has ended: record it, free its lock and range, move on."""
         item = self.items[v][self.next_item[v]]
+        if item.entry is not None:
+            self._drop(v)
+            calls = self.timing.call_s.get(v, {}).get(self.next_item[v])
+            if calls is not None:
+                calls.append(self.t - self.call_reached[v])
+                self.call_reached[v] = self.t
+            left = self.calls_left.pop(v, 0)
+            if left > 0:
+                self.calls_left[v] = left - 1
+                self.ready.append(v)
+                return
+            self.item_begun.pop(v, None)
         self.timing.item_end[v].append(self.t)
         self.next_item[v] += 1
         self.idle += item.onlines
@@ -389,11 +581,14 @@ class PhaseRun:
 
 
 def simulate_phase(
-    items_by_vcpu: dict[int, list[WorkItem]], start: float, host: Host, idle: Idle | None = None
+    items_by_vcpu: dict[int, list[WorkItem]], start: float, host: Host, idle: Idle | None = None,
+    fifo_order: list[tuple[int, int]] | None = None,
 ) -> PhaseTiming:
     """Run each vCPU's items in order, all vCPUs in parallel, from ``start``.
 
     Returns the phase timing; the phase ends when the last vCPU finishes its last item (a
-    barrier).  See the module docstring for the shared resources and the lock rules.
+    barrier).  ``fifo_order`` gives the record's order of the items that draw chunks from a FIFO
+    list, as (vCPU, item index).  See the module docstring for the shared resources, the lock
+    and the accepting-list rules.
     """
-    return PhaseRun(items_by_vcpu, start, host, idle).run()
+    return PhaseRun(items_by_vcpu, start, host, idle, fifo_order).run()

@@ -130,4 +130,6 @@ def _price_accept(profile: CostProfile, event: AcceptEvent) -> WorkItem:
         accepted_bytes=s.bytes_accepted,
         committed_bytes=s.host_backed_bytes,
         host_s=host_s,
+        entry=event.entry,
+        requests=max(1, event.requests),
     )

@@ -7,10 +7,13 @@ What it measures (all seconds unless said):
   on a guest booted with ``accept_memory=eager``: the slowdown is the run-time price of laziness);
 * ``stalls``: every first touch that waited for acceptance, one sample per accepted chunk
   (``count``, ``p50_s``, ``p99_s``, ``p999_s``, ``max_s``), weighted quantiles over chunk-level
-  events, computed with numpy;
-* ``irqs_off_max_s``: the longest ``accept_memory()`` call (IRQs are off for all of it: the
-  accepting-list lock is dropped during the architecture accept but interrupts stay disabled),
-  and ``soft_lockup``: it passes twice ``watchdog_thresh`` (kernel/watchdog.c warns then);
+  events, computed with numpy.  A stall is what the faulting task waits: its own
+  ``accept_memory()`` call and the spinning before it on another CPU's accepting-list entry
+  (or, in v6.5, on the global lock);
+* ``irqs_off_max_s``: the longest ``accept_memory()`` call, spinning included (IRQs are off
+  for all of it: the lock is dropped for the architecture accept and while retrying, but
+  interrupts stay disabled), and ``soft_lockup``: it passes twice ``watchdog_thresh``
+  (kernel/watchdog.c warns then);
 * ``fully_accepted_s``: when the last unaccepted chunk was accepted (``None`` if never);
 * host memory committed and guest memory accepted over time, and CPU time spent accepting by
   whom (firmware, kernel, the workloads' faults, background threads).
@@ -34,7 +37,7 @@ from .engine import Host
 from .pricing import price
 from .profile import CostProfile
 from .run import check_profile_fits
-from .timeline import Timeline, simulate, timed_events
+from .timeline import Timeline, simulate, timed_calls
 
 
 @dataclass
@@ -143,19 +146,14 @@ def _measure(record: RunRecord, tl: Timeline) -> RunResult:
     last_accept_end = None
     policy = record.config.policy
     group = 1 + (policy.chunks if policy.kind is PolicyKind.ACCEPT_AHEAD else 0)
-    for (ev, s, e, _), owner in zip(timed_events(work_phase, work_span), record.owners, strict=True):
+    for (ev, s, e, reached, calls), owner in zip(timed_calls(work_phase, work_span), record.owners, strict=True):
         if not isinstance(ev, WaitEvent):  # a wait is not the workload's work
             win = windows.setdefault(owner, [e, e])
             win[0], win[1] = min(win[0], s), max(win[1], e)
         if isinstance(ev, AcceptEvent) and ev.stats.bytes_accepted:
             last_accept_end = e
             if ev.actor.startswith("workload:"):
-                # One fault stalls per group of chunks its cond_accept_memory() call takes: one
-                # chunk at a time, or 1 + K with accept-ahead; a batch's request holds several.
-                chunks = max(1, ev.requests)
-                stalls = max(1, chunks // group)
-                stall_s.append((e - s) / stalls)
-                stall_w.append(stalls)
+                _stall_samples(ev, s, e, reached, calls, group, stall_s, stall_w)
     workloads = []
     for w in record.config.workloads:
         start = boot_end + w.start
@@ -167,10 +165,11 @@ def _measure(record: RunRecord, tl: Timeline) -> RunResult:
     for p, span in zip(phases, spans, strict=True):
         if p.name not in watched:
             continue
-        for ev, s, e, reached in timed_events(p, span):
+        for ev, s, e, reached, calls in timed_calls(p, span):
             if isinstance(ev, AcceptEvent) and ev.actor not in ("firmware", "efistub"):
-                # Each request is one accept_memory() call of its own; a lock wait before it counts too.
-                irqs_off = max(irqs_off, (e - s) / max(1, ev.requests) + (s - reached))
+                # Each request is one accept_memory() call of its own, its spinning included.
+                longest = max(calls) if calls else (e - s) / max(1, ev.requests) + (s - reached)
+                irqs_off = max(irqs_off, longest)
     fully = last_accept_end if record.drained else None
     if record.drained and last_accept_end is None:  # nothing was left to accept after boot
         fully = boot_end
@@ -179,6 +178,27 @@ def _measure(record: RunRecord, tl: Timeline) -> RunResult:
         stall_s=np.array(stall_s, dtype=float), stall_weight=np.array(stall_w, dtype=float),
         irqs_off_max_s=irqs_off, fully_accepted_s=fully, accept_by=dict(tl.accept_by_actor),
     )
+
+
+def _stall_samples(ev: AcceptEvent, s: float, e: float, reached: float, calls: list[float] | None, group: int,
+                   out_s: list[float], out_w: list[int]) -> None:
+    """The stalls of the faults behind one accept event: one fault stalls per group of chunks its
+    ``cond_accept_memory()`` call takes (one chunk at a time, or 1 + K with accept-ahead).  Calls
+    the engine timed one by one give a sample per group; otherwise the event's time is shared
+    equally, and the first fault also waited for whatever its vCPU spun on before it."""
+    chunks = max(1, ev.requests)
+    if calls:
+        for k in range(0, len(calls), group):
+            out_s.append(float(sum(calls[k : k + group])))
+            out_w.append(1)
+        return
+    stalls = max(1, chunks // group)
+    each = (e - s) / stalls
+    out_s.append(each + (s - reached))
+    out_w.append(1)
+    if stalls > 1:
+        out_s.append(each)
+        out_w.append(stalls - 1)
 
 
 def run_document(result: RunResult, profile: CostProfile) -> dict[str, Any]:

@@ -97,11 +97,15 @@ def simulate(
     for phase in phases:
         items: dict[int, list[WorkItem]] = {}
         actors: dict[int, list[str | None]] = {}
+        fifo_order: list[tuple[int, int]] = []
         for ev in phase.events:
-            items.setdefault(ev.vcpu, []).append(price(profile, ev))
+            vcpu_items = items.setdefault(ev.vcpu, [])
+            if isinstance(ev, AcceptEvent) and ev.entry is not None and ev.entry.fifo is not None:
+                fifo_order.append((ev.vcpu, len(vcpu_items)))
+            vcpu_items.append(price(profile, ev))
             actors.setdefault(ev.vcpu, []).append(ev.actor if isinstance(ev, AcceptEvent) else None)
         idle = Idle(online=phase.online_vcpus, host_s_per_s=phase.tick_hz * profile.si("host.path_idle_exit"))
-        timing = simulate_phase(items, t, host, idle)
+        timing = simulate_phase(items, t, host, idle, fifo_order)
         phase_accept = 0.0
         for v, vt in timing.vcpus.items():
             busy[v] = busy.get(v, 0.0) + vt.busy_s
@@ -161,6 +165,21 @@ def timed_events(phase: Phase, span: PhaseSpan) -> Iterator[tuple[Event, float, 
         cursor[ev.vcpu] = i + 1
         ends = span.timing.item_end[ev.vcpu]
         yield ev, span.timing.item_start[ev.vcpu][i], ends[i], ends[i - 1] if i else span.start
+
+
+def timed_calls(
+    phase: Phase, span: PhaseSpan
+) -> Iterator[tuple[Event, float, float, float, list[float] | None]]:
+    """As :func:`timed_events`, with each event's ``accept_memory()`` calls when the engine ran
+    them one by one (an item drawing chunks from a FIFO list that other vCPUs draw on too): each
+    call's seconds from when its vCPU reached it, spinning on the accepting list included; else
+    ``None``."""
+    cursor: dict[int, int] = {}
+    calls = span.timing.call_s
+    for ev, s, e, reached in timed_events(phase, span):
+        i = cursor.get(ev.vcpu, 0)
+        cursor[ev.vcpu] = i + 1
+        yield ev, s, e, reached, calls.get(ev.vcpu, {}).get(i)
 
 
 def _cumulative(steps: Iterable[tuple[float, int]], start: int = 0) -> Series:
