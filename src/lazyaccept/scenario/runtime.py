@@ -36,8 +36,10 @@ MAX_BATCHES = 4096
 #: Rates (bytes/s) used only to order the threads' batches in time when the caller gives none.
 NOMINAL_TOUCH_RATE = 2e9
 NOMINAL_ACCEPT_RATE = 0.5e9
-#: Transparent huge pages for the workloads' memory: 512 base pages per fault.
+#: Transparent huge pages for the workloads' memory: 512 base pages per fault, an order-9
+#: allocation (HPAGE_PMD_ORDER on x86-64) whose watermark checks run at that order.
 THP_PAGES = 512
+THP_ORDER = 9
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,8 @@ class _Planner:
         if self.config.thp:
             pages = align_up(pages, THP_PAGES)
         before = self.alloc.nr_unaccepted()
-        got = self._record(owner, self.alloc.alloc, pages, actor=actor or f"workload:{owner}", vcpu=vcpu)
+        got = self._record(owner, self.alloc.alloc, pages, actor=actor or f"workload:{owner}", vcpu=vcpu,
+                           order=THP_ORDER if self.config.thp else 0)
         # The batch's time, as the caller's pace estimates it: touching, plus accepting what it took.
         self.last_batch_s = (pages * PAGE_SIZE / self.pace.touch_bps
                              + (before - self.alloc.nr_unaccepted()) * PAGE_SIZE / self.pace.accept_bps)
