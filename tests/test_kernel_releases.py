@@ -44,6 +44,7 @@ FIRST_RELEASE = {
     "e820_end_ram_covers_acpi": "6.11",
     "kdump_keeps_acpi_pmd": "6.11",
     "bulk_alloc_accepts": "6.12",
+    "isolation_accepts": "6.12",  # "mm: page_isolation: Handle unaccepted memory isolation"
     "zero_wmark_accepts_one": "6.14",
     "memblock_double_array_accepts": "6.15",
     "kexec_accepts_segments": "6.15",

@@ -107,6 +107,11 @@ class KernelRules:
     #: when IRQs come back on, finds the CPU touched.  Before, a long accept_memory() call (with
     #: its spinning) reached the watchdog as one stretch without a touch.
     touch_softlockup_after_accept: bool = True
+    #: Page isolation accepts the parked chunk it meets: set_migratetype_isolate() calls
+    #: accept_page() on a PageUnaccepted() pageblock head (mm/page_isolation.c, "mm: page_isolation:
+    #: Handle unaccepted memory isolation", v6.12).  Before, isolation took unaccepted memory for
+    #: non-free and alloc_contig_pages() (CMA, gigantic pages, offlining) failed on it.
+    isolation_accepts: bool = True
 
     @property
     def accept_lock(self) -> str | None:
@@ -135,6 +140,7 @@ _V6_5 = KernelRules(
     table_memblock_add=False, vmcore_skips_unaccepted=False, kcore_skips_unaccepted=False,
     bulk_alloc_accepts=False, memblock_double_array_accepts=False, kexec_accepts_segments=False,
     e820_end_ram_covers_acpi=False, kdump_keeps_acpi_pmd=False, touch_softlockup_after_accept=False,
+    isolation_accepts=False,
 )
 # Oct 2023: accepting list instead of holding the lock (with the off-by-one overlap test);
 # Aug/Sep 2023: table in ACPI reclaim memory, memblock_add()ed with the flawed reservation.
@@ -152,7 +158,7 @@ _V6_9 = replace(_V6_7, name="6.9", touch_softlockup_after_accept=True)
 _V6_11 = replace(_V6_9, name="6.11", proactive_accept=True, e820_end_ram_covers_acpi=True,
                  kdump_keeps_acpi_pmd=True)
 # v6.12: accept up to the promo watermark; __alloc_pages_bulk() accepts.
-_V6_12 = replace(_V6_11, name="6.12", accept_target="promo", bulk_alloc_accepts=True)
+_V6_12 = replace(_V6_11, name="6.12", accept_target="promo", bulk_alloc_accepts=True, isolation_accepts=True)
 # v6.14: "mm/page_alloc: fix memory accept before watermarks gets initialized" (800f1059c99e).
 _V6_14 = replace(_V6_12, name="6.14", zero_wmark_accepts_one=True)
 # v6.15: "x86/boot/sev: Avoid shared GHCB page for early memory acceptance" (d54d610243a4, x86/urgent
@@ -186,7 +192,7 @@ KERNEL_ALIASES = {"6.5-6.10": "6.7", "latest": "mainline"}
 #:   "x86/mm: Make e820__end_ram_pfn() cover E820_TYPE_ACPI ranges" and "x86/mm: Do not zap page
 #:   table entries mapping unaccepted memory table during kdump".
 #: * 6.12, 6.13: "mm: Fix several issues with unaccepted memory" (promo watermark, "mm: Accept memory
-#:   in __alloc_pages_bulk()").
+#:   in __alloc_pages_bulk()", "mm: page_isolation: Handle unaccepted memory isolation").
 #: * 6.14: 800f1059c99e (zero-watermark fix; its stable backports to 6.12.y and 6.13.y were reviewed
 #:   on 25 Mar 2025, the day after v6.14, so it is a v6.14 commit).
 #: * 6.15 to 6.19: d54d610243a4 (SNP stub MSR protocol, x86-urgent-2025-04-18, v6.15-rc),
