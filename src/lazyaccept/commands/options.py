@@ -48,7 +48,8 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
                           "NO_HZ_IDLE=y|n, TRANSPARENT_HUGEPAGE=always|madvise|never, AMD_MEM_ENCRYPT=y|n "
                           "(default: the profile's, else a distribution kernel's)."),
         click.option("--patch", "patches", multiple=True, metavar="NAME",
-                     help="Guest kernel patch (repeatable): accepted-reserve, late-swiotlb-convert."),
+                     help="Guest kernel patch (repeatable): accepted-reserve, late-swiotlb-convert, "
+                          "tdx-hotplug-rfc2, efi-memory-uhp."),
         click.option("--shell-footprint", default=None, metavar="SIZE",
                      help="Memory touched to reach a shell (default 256M)."),
         click.option("--snp-prefault", is_flag=True,

@@ -112,6 +112,11 @@ class KernelRules:
     #: Handle unaccepted memory isolation", v6.12).  Before, isolation took unaccepted memory for
     #: non-free and alloc_contig_pages() (CMA, gigantic pages, offlining) failed on it.
     isolation_accepts: bool = True
+    #: Platforms ("tdx", "snp") on which hot-added memory enters the unaccepted bitmap and is
+    #: accepted on demand.  No release does it (up to 7.0 the bitmap is sized at boot from the EFI
+    #: memory map and online_pages() frees hot-added memory as accepted); the guest patches of
+    #: guest/patches.py that propose it set it.
+    hotplug_in_bitmap: tuple[str, ...] = ()
 
     @property
     def accept_lock(self) -> str | None:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from ..base.choices import BootPhase
 from ..base.errors import ConfigError
 from ..base.units import CHUNK_SIZE, PAGE_SIZE, align_up
+from ..guest.hotplug import DeviceMemory, hot_add
+from ..guest.kconfig import ThpMode
 from ..guest.page_alloc import BootFailure, PageAllocator
 from ..guest.policies import Policy, PolicyKind
 from .boot_record import BootRecord
@@ -129,6 +131,7 @@ class _Planner:
         self.seq = 0
         self.next_vcpu = 0
         self.last_batch_s = 0.0
+        self.device_memory = DeviceMemory(alloc.ram.last() or 0)
 
     def _push(self, t: float, task: object) -> None:
         heapq.heappush(self.queue, (t, self.seq, task))
@@ -174,6 +177,9 @@ class _Planner:
                 span = min(window, w.duration - k * window)
                 self._push(w.start + k * window, self._batch_task(w, v, int(w.rate * span), paced=True))
             return
+        if w.kind is WorkloadKind.HOTPLUG:
+            self._push(w.start, self._hotplug_task(w))
+            return
         if w.kind is WorkloadKind.DRAIN:
             for v in self._vcpus_for(w.threads):
                 self._push(w.start, self._drain_task(w, v))
@@ -218,6 +224,22 @@ class _Planner:
         self._record(owner, self.rec.work, "user_fault", vcpu, faults)
         self._record(owner, self.rec.work, "userspace_touch", vcpu, float(pages * PAGE_SIZE))
         return got
+
+    def _hotplug_task(self, w: Workload):  # noqa: ANN202
+        """The ACPI hot-add at ``w.start`` and ``online_pages()``, by a kernel worker on vCPU 0:
+        struct pages initialised for the new memory, then freed to the allocator (guest/hotplug.py),
+        and the watermarks recomputed (online_pages() calls init_per_zone_wmark_min())."""
+
+        def task(t: float) -> None:
+            self._record(w.name, self.rec.wait_until, 0, t, w.name)
+            self._record(w.name, self.rec.work, "struct_page_init", 0, w.size // PAGE_SIZE)
+            self._record(w.name, hot_add, self.alloc, self.device_memory, w.size, self.config.vm.tee,
+                         actor=f"workload:{w.name}", vcpu=0)
+            self.alloc.setup_watermarks()
+            if self.config.vm.kconfig.transparent_hugepage is not ThpMode.NEVER:
+                self.alloc.raise_min_free_kbytes_for_thp()  # khugepaged_min_free_kbytes_update()
+
+        return task
 
     def _drain_task(self, w: Workload, vcpu: int):  # noqa: ANN202
         batch = max(CHUNK_SIZE, align_up(self.alloc.nr_unaccepted() * PAGE_SIZE // MAX_BATCHES, CHUNK_SIZE))
