@@ -117,6 +117,13 @@ class KernelRules:
     #: memory map and online_pages() frees hot-added memory as accepted); the guest patches of
     #: guest/patches.py that propose it set it.
     hotplug_in_bitmap: tuple[str, ...] = ()
+    #: Before kexec jumps, the first kernel converts every shared page back to private:
+    #: tdx_kexec_finish() walks the direct map and for each decrypted PTE runs
+    #: tdx_enc_status_changed(addr, pages, true) -- MapGPA to private, then tdx_accept_memory()
+    #: (arch/x86/coco/tdx/tdx.c, the TDX kexec series of v6.11); snp_kexec_finish() makes them
+    #: private and validated again (arch/x86/coco/sev).  Before, the SWIOTLB buffer stayed shared
+    #: and the next kernel's private access to it was fatal.
+    kexec_unshares_memory: bool = True
 
     @property
     def accept_lock(self) -> str | None:
@@ -145,7 +152,7 @@ _V6_5 = KernelRules(
     table_memblock_add=False, vmcore_skips_unaccepted=False, kcore_skips_unaccepted=False,
     bulk_alloc_accepts=False, memblock_double_array_accepts=False, kexec_accepts_segments=False,
     e820_end_ram_covers_acpi=False, kdump_keeps_acpi_pmd=False, touch_softlockup_after_accept=False,
-    isolation_accepts=False,
+    isolation_accepts=False, kexec_unshares_memory=False,
 )
 # Oct 2023: accepting list instead of holding the lock (with the off-by-one overlap test);
 # Aug/Sep 2023: table in ACPI reclaim memory, memblock_add()ed with the flawed reservation.
@@ -161,7 +168,7 @@ _V6_9 = replace(_V6_7, name="6.9", touch_softlockup_after_accept=True)
 # Aug 2024: unaccepted memory counts as free; proactive cond_accept_memory() (807174a93d24).  The
 # TDX kexec series of the same merge window (x86/cc) brings the two kdump mapping fixes.
 _V6_11 = replace(_V6_9, name="6.11", proactive_accept=True, e820_end_ram_covers_acpi=True,
-                 kdump_keeps_acpi_pmd=True)
+                 kdump_keeps_acpi_pmd=True, kexec_unshares_memory=True)
 # v6.12: accept up to the promo watermark; __alloc_pages_bulk() accepts.
 _V6_12 = replace(_V6_11, name="6.12", accept_target="promo", bulk_alloc_accepts=True, isolation_accepts=True)
 # v6.14: "mm/page_alloc: fix memory accept before watermarks gets initialized" (800f1059c99e).
@@ -193,9 +200,10 @@ KERNEL_ALIASES = {"6.5-6.10": "6.7", "latest": "mainline"}
 #: * 6.9, 6.10: "efi/unaccepted: touch soft lockup during memory accept" (1c5a1627f481, efi urgent,
 #:   merged after v6.9-rc5).
 #: * 6.11: "mm: fix endless reclaim on machines with unaccepted memory" (807174a93d24: proactive
-#:   acceptance, unaccepted memory counted as free); from the TDX kexec series (x86/cc):
-#:   "x86/mm: Make e820__end_ram_pfn() cover E820_TYPE_ACPI ranges" and "x86/mm: Do not zap page
-#:   table entries mapping unaccepted memory table during kdump".
+#:   acceptance, unaccepted memory counted as free); from the TDX kexec series (x86/cc, PATCHv12 of
+#:   Jun 2024): tdx_kexec_finish(), "x86/mm: Make e820__end_ram_pfn() cover E820_TYPE_ACPI ranges"
+#:   and "x86/mm: Do not zap page table entries mapping unaccepted memory table during kdump";
+#:   snp_kexec_finish() (SEV-SNP kexec, assumed the same release).
 #: * 6.12, 6.13: "mm: Fix several issues with unaccepted memory" (promo watermark, "mm: Accept memory
 #:   in __alloc_pages_bulk()", "mm: page_isolation: Handle unaccepted memory isolation").
 #: * 6.14: 800f1059c99e (zero-watermark fix; its stable backports to 6.12.y and 6.13.y were reviewed

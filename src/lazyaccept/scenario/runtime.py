@@ -21,8 +21,10 @@ import math
 from dataclasses import dataclass, field
 
 from ..base.choices import BootPhase
-from ..base.errors import ConfigError
+from ..base.errors import ConfigError, SafetyViolation
+from ..base.record import AcceptEvent
 from ..base.units import CHUNK_SIZE, PAGE_SIZE, align_up
+from ..guest import kexec
 from ..guest.hotplug import DeviceMemory, hot_add
 from ..guest.kconfig import ThpMode
 from ..guest.page_alloc import BootFailure, PageAllocator
@@ -109,6 +111,7 @@ def build_run(config: RunConfig, *, boot: BootRecord | None = None, pace: Pace |
     alloc.accept_ahead_chunks = config.policy.chunks if config.policy.kind is PolicyKind.ACCEPT_AHEAD else 0
     owners: list[str] = []
     planner = _Planner(config, alloc, rec, owners, phase, pace or Pace())
+    planner.boot = boot
     planner.run()
     if sanitize:
         check_boot(boot)
@@ -180,6 +183,9 @@ class _Planner:
         if w.kind is WorkloadKind.HOTPLUG:
             self._push(w.start, self._hotplug_task(w))
             return
+        if w.kind is WorkloadKind.KEXEC:
+            self._push(w.start, self._kexec_task(w))
+            return
         if w.kind is WorkloadKind.DRAIN:
             for v in self._vcpus_for(w.threads):
                 self._push(w.start, self._drain_task(w, v))
@@ -238,6 +244,35 @@ class _Planner:
             self.alloc.setup_watermarks()
             if self.config.vm.kconfig.transparent_hugepage is not ThpMode.NEVER:
                 self.alloc.raise_min_free_kbytes_for_thp()  # khugepaged_min_free_kbytes_update()
+
+        return task
+
+    def _kexec_task(self, w: Workload):  # noqa: ANN202
+        """``kexec -l`` then ``kexec -e`` on vCPU 0 (guest/kexec.py): segments placed (and accepted
+        from v6.15), shared memory converted back to private (v6.11), segments copied by
+        relocate_kernel, the next kernel reading the inherited table.  The first kernel ends there:
+        the queue is emptied."""
+
+        def task(t: float) -> None:
+            state, platform, rules = self.boot.kernel, self.alloc.platform, self.alloc.rules
+            self._record(w.name, self.rec.wait_until, 0, t, w.name)
+            segments = self._record(w.name, kexec.kexec_load, state, rules, rec=self.rec)
+            shared = [(e.start, e.end) for p in self.boot.phases for e in p.events
+                      if isinstance(e, AcceptEvent) and e.reason == "swiotlb"]
+            self._record(w.name, kexec.kexec_unshare, platform, rules, shared, self.rec)
+            # relocate_kernel copies every segment to its destination: memory traffic of its size
+            copied = float(sum(s.end - s.start for s in segments))
+            self._record(w.name, self.rec.work, "userspace_touch", 0, copied)
+            try:
+                kexec.kexec_reboot(state, platform, segments)
+            except SafetyViolation as err:
+                if rules.kexec_accepts_segments:
+                    raise
+                raise SafetyViolation(err.rule, err.actor, err.vcpu, err.address,
+                                      f"{err.detail}: kexec placed the segment in free memory without accepting "
+                                      "it (kexec_core accepts the destinations since v6.15)") from None
+            kexec.check_next_kernel_private(rules, shared)
+            self.queue.clear()
 
         return task
 

@@ -8,7 +8,9 @@
 * ``pretouch:SIZE``: a JVM with ``-XX:+AlwaysPreTouch`` and a SIZE heap (one pretouch thread
   per vCPU);
 * ``trace:FILE.csv``: replay ``time_s,bytes,thread`` allocations;
-* ``hotplug:SIZE``: the host hot-adds a SIZE DIMM and the guest onlines it (guest/hotplug.py).
+* ``hotplug:SIZE``: the host hot-adds a SIZE DIMM and the guest onlines it (guest/hotplug.py);
+* ``kexec``: ``kexec -l`` of a kernel and initrd, then ``kexec -e`` (guest/kexec.py): nothing
+  after it runs in this kernel.
 
 ``@SECONDS`` starts the workload that long after the shell.  A workload is a frozen value: the
 trace file is read here, once.
@@ -38,6 +40,7 @@ class WorkloadKind(StrEnum):
     PRETOUCH = "pretouch"
     TRACE = "trace"
     HOTPLUG = "hotplug"
+    KEXEC = "kexec"
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ class Workload:
             if extra or len(positional) != npos:
                 want = {WorkloadKind.TOUCH: "touch:SIZE[,threads=N]", WorkloadKind.DRAIN: "drain[,workers=N]",
                         WorkloadKind.STEADY: "steady:RATE,for=DURATION", WorkloadKind.PRETOUCH: "pretouch:SIZE",
-                        WorkloadKind.TRACE: "trace:FILE.csv", WorkloadKind.HOTPLUG: "hotplug:SIZE"}[kind]
+                        WorkloadKind.TRACE: "trace:FILE.csv", WorkloadKind.HOTPLUG: "hotplug:SIZE",
+                        WorkloadKind.KEXEC: "kexec"}[kind]
                 raise ConfigError(f"--workload {text!r}: expected {want}")
 
         if kind is WorkloadKind.TOUCH:
@@ -95,6 +99,9 @@ class Workload:
                 raise ConfigError(f"--workload {text!r}: steady needs for=DURATION (e.g. for=1h)")
             return cls(kind, rate=parse_size(positional[0]), duration=_seconds(keyed["for"], text, "for"),
                        start=start, text=text)
+        if kind is WorkloadKind.KEXEC:
+            only(set(), 0)
+            return cls(kind, start=start, text=text)
         if kind is WorkloadKind.HOTPLUG:
             only(set(), 1)
             size = parse_size(positional[0])

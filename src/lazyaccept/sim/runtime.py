@@ -178,7 +178,9 @@ def _measure(record: RunRecord, tl: Timeline) -> RunResult:
         if p.name not in watched:
             continue
         for ev, s, e, reached in timed_events(p, span):
-            if isinstance(ev, AcceptEvent) and ev.actor not in ("firmware", "efistub"):
+            # kexec's unsharing runs with IRQs off too, but it is not accept_memory(): the
+            # machine is going down and the watchdog with it.
+            if isinstance(ev, AcceptEvent) and ev.actor not in ("firmware", "efistub", "kexec"):
                 # Each request is one accept_memory() call of its own; a lock wait before it counts too.
                 call = (e - s) / max(1, ev.requests) + (s - reached)
                 irqs_off = max(irqs_off, call)
