@@ -155,3 +155,16 @@ def test_the_touch_at_the_end_of_accept_memory_hides_a_long_call_from_the_watchd
     assert after.watchdog_stretch_max_s == 0.0
     assert not after.soft_lockup
     assert not _touch_run("6.6.55", 1e-4).soft_lockup  # the 6.6.y backport
+
+
+def test_boot_json_says_which_backports_a_stable_kernel_runs():
+    import json
+
+    from click.testing import CliRunner
+
+    from lazyaccept.cli import cli
+
+    r = CliRunner().invoke(cli, ["boot", "--memory", "4G", "--kernel", "6.6.50", "--json"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads(r.output)["config"]
+    assert "off-by-one (6.6.5)" in cfg["kernel_resolved"] and "endless-reclaim (6.6.48)" in cfg["kernel_resolved"]

@@ -18,7 +18,7 @@ from ..firmware.tdvf import default_image
 from ..guest.footprint import BootFootprint
 from ..guest.kconfig import KernelConfig
 from ..guest.patches import GuestPatch, apply_patches, parse_patches
-from ..guest.rules import KernelRules, kernel_rules
+from ..guest.rules import KernelRules, kernel_rules, resolve_kernel
 
 MIN_MEMORY = 512 * MiB
 #: The model keeps one byte per 2 MiB unit in memory: 64 TiB costs ~0.7 GiB of RSS.
@@ -88,6 +88,8 @@ class VMConfig:
             "firmware_accept": str(self.firmware_accept),
             "kernel": self.kernel_release,
             "kernel_rules": self.kernel.name,
+            # which rule set the release runs and, for a stable sublevel, the backports it adds
+            "kernel_resolved": resolve_kernel(self.kernel_release)[1],
             "kconfig": list(self.kconfig.items()),
             "patches": [p.value for p in self.patches],
             "tdvf_image": self.tdvf_image or None,
