@@ -56,3 +56,14 @@ def test_boot_json_reports_max_vcpus():
     r = CliRunner().invoke(cli, ["boot", "--memory", "4G", "--vcpus", "2", "--max-vcpus", "8", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["config"]["max_vcpus"] == 8
+
+
+def test_run_and_compare_take_max_vcpus():
+    import json
+
+    r = CliRunner().invoke(cli, ["run", "--memory", "4G", "--vcpus", "2", "--max-vcpus", "16",
+                                 "--workload", "touch:256M", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["config"]["max_vcpus"] == 16
+    r = CliRunner().invoke(cli, ["compare", "--memory", "4G", "--vcpus", "4", "--max-vcpus", "2"])
+    assert r.exit_code == 2 and "max-vcpus" in r.output
