@@ -133,3 +133,35 @@ def test_missing_guard_unit_is_caught_by_the_zeropad_read(guard):
     with pytest.raises(SafetyViolation) as e:
         a.alloc(16 * MiB // 4096, actor="t")
     assert e.value.rule == "touch-unaccepted" and e.value.address == G4 + 16 * MiB
+
+
+@pytest.mark.parametrize("kernel", ["6.7", "6.12"])
+def test_thp_order_counts_511_pages_unusable_in_the_accept_target(kernel):
+    """v6.5 try_to_accept_memory() and v6.12 cond_accept_memory() (mm/page_alloc.c) compute
+    ``to_accept = wmark - (NR_FREE_PAGES - __zone_watermark_unusable_free(zone, order, 0) -
+    NR_UNACCEPTED)`` (6.5 counts NR_UNACCEPTED inside the unusable part); unusable is
+    ``(1 << order) - 1``.  With accepted free memory exactly at the target for an order-0
+    request, an order-9 (THP) request still lacks 511 pages: one more chunk.  6.7 accepts at
+    least one chunk whenever it is called (do-while), so there order 0 takes one and order 9
+    takes one too; 6.12 accepts nothing at order 0."""
+    def chunks(order: int) -> int:
+        a = allocator(kernel, accepted_mib=64, total_mib=256)
+        a.setup_watermarks()
+        z = a.zones[-1]
+        extra = z.accepted_free_pages - z.target_wmark(a.rules)  # to_accept at order 0: exactly 0
+        return a.cond_accept(z, actor="t", vcpu=0, extra_pages=extra, order=order)
+
+    assert chunks(9) == 1
+    assert chunks(0) == (1 if kernel == "6.7" else 0)
+
+
+def test_thp_watermark_check_leaves_511_more_pages():
+    """__zone_watermark_ok(): ``free_pages -= __zone_watermark_unusable_free(z, order, ...)``, then
+    fails when ``free_pages <= min + lowmem_reserve``: an order-9 episode stops 511 pages earlier."""
+    def served(order: int) -> int:
+        a = allocator("6.7", accepted_mib=64, total_mib=256)
+        a.setup_watermarks()
+        z = a.zones[-1]
+        return a._episode(z, 1 << 30, "t", 0, order)
+
+    assert served(0) - served(9) == 511

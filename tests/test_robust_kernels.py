@@ -4,8 +4,11 @@ Expected rule values come from the kernel history, not from the code: 6.6 replac
 accept lock by the accepting list (50e782a86c98) with an off-by-one that 6.7 fixed ("efi/
 unaccepted: Fix off-by-one when checking for overlapping ranges"), 6.11 made acceptance proactive
 ("mm: fix endless reclaim on machines with unaccepted memory"), 6.12 moved the target to the
-promo watermark, 6.15 brought the zero-watermark fix (800f1059c99e) and the SNP stub's MSR
-protocol (d54d610243a4), and the February 2026 table fixes are only in the mainline rules.
+promo watermark, 6.14 brought the zero-watermark fix (800f1059c99e: its stable backports to
+6.12.y and 6.13.y were reviewed on stable@vger.kernel.org on 25 Mar 2025, the day after v6.14), 6.15
+the SNP stub's MSR protocol (d54d610243a4, tip x86-urgent-2025-04-18), and the February 2026 table
+fixes are only in the mainline rules.  A stable sublevel before the line's first backport runs the
+plain rules of its release (6.6.4: the off-by-one fix reached 6.6.y in 6.6.5).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ V6_6 = (False, True, False, "high", False, False, False, False)
 V6_7 = (False, False, False, "high", False, False, False, False)
 V6_11 = (False, False, True, "high", False, False, False, False)
 V6_12 = (False, False, True, "promo", False, False, False, False)
+V6_14 = (False, False, True, "promo", True, False, False, False)
 V6_15 = (False, False, True, "promo", True, True, False, False)
 MAINLINE = (False, False, True, "promo", True, True, True, True)
 
@@ -36,7 +40,7 @@ MAINLINE = (False, False, True, "promo", True, True, True, True)
         ("6.5.0", V6_5),
         ("6.5.0-1004-azure", V6_5),
         ("6.6", V6_6),
-        ("6.6.58", V6_6),
+        ("6.6.4", V6_6),
         ("6.7", V6_7),
         ("6.8", V6_7),  # Ubuntu 24.04
         ("6.8.0-45-generic", V6_7),
@@ -45,7 +49,8 @@ MAINLINE = (False, False, True, "promo", True, True, True, True)
         ("6.11-rc3", V6_11),
         ("6.12", V6_12),
         ("6.13", V6_12),
-        ("6.14.3", V6_12),
+        ("6.14", V6_14),
+        ("6.14.3", V6_14),
         ("6.15", V6_15),
         ("6.19", V6_15),
         ("linux-6.17.1", V6_15),

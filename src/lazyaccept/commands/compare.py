@@ -30,6 +30,8 @@ COMPARE_ASSUMED = ("platform", "vcpus", "kernel", "firmware_accept", "host_mappi
               help="Host profile (repeatable: the rows of each; default: the platform's).")
 @click.option("--platform", type=enum_choice(Tee), default=None, help="TEE platform (default: each profile's).")
 @click.option("--vcpus", type=int, default=None, help="vCPUs (default: each profile's).")
+@click.option("--max-vcpus", type=int, default=None, metavar="N",
+              help="Possible CPUs, QEMU's -smp maxcpus (default: --vcpus).")
 @click.option("--host-mapping", type=enum_choice(HostMapping), default=None, help="Host private mapping size.")
 @click.option("--kernel", default=None, help="Kernel release whose rules apply (default: each profile's).")
 @click.option("--firmware-accept", default=None, help='What firmware accepts: "below-4g", "all" or a size.')

@@ -30,6 +30,9 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--platform", type=enum_choice(Tee), default=None,
                      help="TEE platform (default: the profile's, else tdx)."),
         click.option("--vcpus", type=int, default=None, help="vCPUs (default: the profile's)."),
+        click.option("--max-vcpus", type=int, default=None, metavar="N",
+                     help="Possible CPUs, QEMU's -smp maxcpus (default: --vcpus): what the kernel sizes "
+                          "SWIOTLB areas and per-CPU areas by."),
         click.option("--host-mapping", type=enum_choice(HostMapping), default=None,
                      help="Page size the host maps private memory at (default: the profile's)."),
         click.option("--firmware-accept", default=None, metavar="below-4g|all|SIZE",
@@ -45,7 +48,8 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
                           "NO_HZ_IDLE=y|n, TRANSPARENT_HUGEPAGE=always|madvise|never, AMD_MEM_ENCRYPT=y|n "
                           "(default: the profile's, else a distribution kernel's)."),
         click.option("--patch", "patches", multiple=True, metavar="NAME",
-                     help="Guest kernel patch (repeatable): accepted-reserve, late-swiotlb-convert."),
+                     help="Guest kernel patch (repeatable): accepted-reserve, late-swiotlb-convert, "
+                          "tdx-hotplug-rfc2, efi-memory-uhp."),
         click.option("--shell-footprint", default=None, metavar="SIZE",
                      help="Memory touched to reach a shell (default 256M)."),
         click.option("--snp-prefault", is_flag=True,
@@ -66,6 +70,7 @@ def guest_request(
     platform: str | None,
     policy: str = AcceptPolicy.LAZY,
     vcpus: int | None = None,
+    max_vcpus: int | None = None,
     host_mapping: str | None = None,
     firmware_accept: str | None = None,
     kernel: str | None = None,
@@ -87,6 +92,7 @@ def guest_request(
         tee=Tee(platform.lower()) if platform else Tee.TDX,
         policy=AcceptPolicy(policy.lower()),
         vcpus=vcpus,
+        max_vcpus=max_vcpus,
         host_mapping=HostMapping(host_mapping.lower()) if host_mapping else None,
         firmware_accept=FirmwareAccept.parse(firmware_accept) if firmware_accept is not None else None,
         kernel=kernel,

@@ -99,11 +99,14 @@ class Kernel:
         policy: AcceptPolicy,
         footprint: BootFootprint,
         kconfig: KernelConfig | None = None,
+        possible_cpus: int | None = None,
     ) -> None:
         self.platform = platform
         self.rules = rules
         self.rec = recorder
         self.vcpus = vcpus
+        #: num_possible_cpus() (QEMU's maxcpus): at least the vCPUs that come online.
+        self.possible_cpus = max(vcpus, possible_cpus or vcpus)
         self.policy = policy
         self.fp = footprint
         self.kconfig = kconfig if kconfig is not None else KernelConfig()
@@ -246,10 +249,12 @@ class Kernel:
         # Large system hashes (dentry: one 8-byte bucket per two pages; inode: per four pages).
         allocs.append(("dentry-hash", _pow2(pages // 2) * 8, None))
         allocs.append(("inode-hash", _pow2(pages // 4) * 8, None))
-        allocs.append(("percpu", self.vcpus * self.fp.percpu_unit, None))
+        # setup_per_cpu_areas() embeds one unit per *possible* CPU (mm/percpu.c pcpu_embed_first_chunk).
+        allocs.append(("percpu", self.possible_cpus * self.fp.percpu_unit, None))
         sized = not (self.rules.swiotlb_sizing_in_sev_setup_arch and self.platform.tee is Tee.TDX
                      and not self.kconfig.amd_mem_encrypt)
-        swiotlb = self.fp.swiotlb_size(total, self.vcpus, sized)
+        # swiotlb_init_remap() takes one area per possible CPU (swiotlb_adjust_nareas(num_possible_cpus())).
+        swiotlb = self.fp.swiotlb_size(total, self.possible_cpus, sized)
         allocs.append(("swiotlb", swiotlb, None if self.fp.swiotlb_anywhere else 4 * GiB))
         got_swiotlb = 0
         for name, size, limit in allocs:

@@ -19,6 +19,16 @@ Modelled as far as the historic bugs need, on the state the first kernel left:
   Two more v6.11 fixes keep that mapping: max_pfn covers ACPI ranges (the crash kernel's RAM
   may end below the table), and ``phys_pmd_init()`` no longer clears the 2 MiB entry mapping the
   table when it maps the RAM below it (rules ``e820_end_ram_covers_acpi``, ``kdump_keeps_acpi_pmd``).
+* **shared memory before the jump** (v6.11, rule ``kexec_unshares_memory``): ``machine_kexec()``
+  calls ``enc_kexec_finish()`` with the other CPUs stopped and IRQs off.  tdx_kexec_finish() walks
+  the direct map and converts each shared range back to private: MapGPA, then
+  ``tdx_accept_memory()`` on the range (the host removed its private pages when it was shared, so
+  this accept AUGs them again); snp_kexec_finish() does the page-state change and PVALIDATE.  The
+  first kernel therefore pays it before jumping, and the next kernel finds the range private and
+  accepted (its bitmap bit stays clear: it was accepted before it was shared).  The model converts
+  the SWIOTLB buffer, the only large shared range (the per-CPU GHCB pages of SNP and drivers'
+  shared buffers are left out).  Before v6.11 the buffer stays shared and the next kernel's first
+  private access to it is fatal.
 * **/proc/vmcore and /proc/kcore** read every page of RAM; pages that
   ``pfn_is_unaccepted_memory()`` reports (``range_contains_unaccepted_memory()`` of the page, guard
   unit included) read as zeros since the 2023 fixes (rules ``vmcore_skips_unaccepted``,
@@ -29,12 +39,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..base.choices import AcceptRoutine
 from ..base.errors import SafetyViolation
 from ..base.ranges import RangeSet, true_runs
+from ..base.record import Recorder
 from ..base.units import PAGE_SIZE, SIZE_1G, SIZE_2M, KiB, MiB, align_down, align_up
 from ..formats.e820 import E820_TYPE_ACPI, E820_TYPE_NVS, E820_TYPE_RESERVED
 from ..formats.unaccepted import HEADER_SIZE
 from ..platform.base import Platform
+from ..platform.host import HostVMM
 from .kernel import KernelState
 from .rules import KernelRules
 from .unaccepted import UnacceptedMemory
@@ -72,9 +85,11 @@ def free_ram(state: KernelState) -> RangeSet:
 
 
 def kexec_load(
-    state: KernelState, rules: KernelRules, segments: tuple[tuple[str, int], ...] = KEXEC_SEGMENTS
+    state: KernelState, rules: KernelRules, segments: tuple[tuple[str, int], ...] = KEXEC_SEGMENTS,
+    rec: Recorder | None = None,
 ) -> list[Segment]:
-    """Place each segment top down in free RAM; accept the destinations if the rules say so."""
+    """Place each segment top down in free RAM; accept the destinations if the rules say so
+    (recorded on ``rec`` when given, to be timed)."""
     free = free_ram(state)
     out: list[Segment] = []
     for name, size in segments:
@@ -87,9 +102,43 @@ def kexec_load(
             raise SafetyViolation("kexec-no-room", "kexec", 0, 0, f"no free range for the {name} segment")
         free.remove(start, start + size)
         if rules.kexec_accepts_segments:
-            state.mem.accept_memory(start, size, actor="kexec")
+            stats = state.mem.accept_memory(start, size, actor="kexec")
+            if rec is not None:
+                rec.accept("kexec", 0, start, start + size, stats, "kexec-segment")
         out.append(Segment(name, start, start + size))
     return out
+
+
+def kexec_unshare(platform: Platform, rules: KernelRules, shared: list[tuple[int, int]], rec: Recorder,
+                  vcpu: int = 0) -> int:
+    """``enc_kexec_finish()``: every shared range back to private and accepted, on the kexec CPU
+    with the others stopped (no vCPU in guest mode to kick).  Returns the bytes converted.
+
+    The conversion is a host page removal per page, as the forward one (assumed: the model has no
+    measurement of MapGPA to private on its own); the accept is priced like any accept of memory
+    the host must back again, its counts from running the platform's accept on a TD/RMP where the
+    range is not backed (which is what the host left after sharing it)."""
+    if not rules.kexec_unshares_memory or not shared:
+        return 0
+    total = sum(e - s for s, e in shared)
+    rec.convert("kexec", vcpu, total // PAGE_SIZE, 0, "kexec-unshare")
+    unbacked = type(platform)(HostVMM(platform.host.policy))  # same TEE and host policy, range not backed
+    for s, e in shared:
+        stats = unbacked.accept(s, e, routine=AcceptRoutine.LINUX, actor="kexec", vcpu=vcpu)
+        rec.accept("kexec", vcpu, s, e, stats, "kexec-unshare")
+    return total
+
+
+def check_next_kernel_private(rules: KernelRules, shared: list[tuple[int, int]]) -> None:
+    """Before v6.11 nothing converted the shared ranges back: the next kernel maps them private."""
+    if rules.kexec_unshares_memory or not shared:
+        return
+    s, e = shared[0]
+    raise SafetyViolation(
+        "kexec-shared-memory", "kexec'd kernel", 0, s,
+        f"[{s:#x}, {e:#x}) (the SWIOTLB buffer) is still shared: the next kernel's first private access to it "
+        "is fatal (enc_kexec_finish(), which converts it back, arrived in v6.11)",
+    )
 
 
 def kexec_reboot(state: KernelState, platform: Platform, segments: list[Segment]) -> None:

@@ -39,6 +39,12 @@ PAGEBLOCK_NR_PAGES = 512
 THP_PAGEBLOCKS_PER_ZONE = 2 + 3 * 3
 
 
+def unusable_free(order: int) -> int:
+    """``__zone_watermark_unusable_free()`` without reserves or CMA: the ``(1 << order) - 1``
+    pages an order-``order`` allocation cannot count (mm/page_alloc.c)."""
+    return (1 << order) - 1
+
+
 class BootFailure(GuestFailure):
     """The modelled kernel cannot boot (for example a premature out-of-memory)."""
 
@@ -265,13 +271,15 @@ class PageAllocator:
             done += take
         return done
 
-    def cond_accept(self, zone: Zone, *, actor: str, vcpu: int, extra_pages: int = 0, force: bool = True) -> int:
+    def cond_accept(self, zone: Zone, *, actor: str, vcpu: int, extra_pages: int = 0, force: bool = True,
+                    order: int = 0) -> int:
         """``cond_accept_memory()`` (v6.11+) / ``try_to_accept_memory()`` (v6.5-v6.10).
 
         Returns the number of chunks accepted.  ``extra_pages`` lets a bulk allocation ask for the
-        chunks that its following order-0 allocations would have triggered one by one.  ``force``
-        is false for the proactive call before the watermark check (the ``accepted-reserve``
-        patch tells the two apart).
+        chunks that its following allocations would have triggered one by one.  ``force`` is false
+        for the proactive call before the watermark check (the ``accepted-reserve`` patch tells the
+        two apart).  ``order``: both count ``__zone_watermark_unusable_free(zone, order, 0)``,
+        ``(1 << order) - 1`` pages, as not free, so an order-9 (THP) request tops up further.
         """
         if not zone.unaccepted:
             return 0
@@ -286,7 +294,7 @@ class PageAllocator:
                 # v6.5-v6.10 accept at least one chunk when called (do-while).
                 return self.accept_chunks(zone, 1, actor=actor, vcpu=vcpu, reason="watermark")
             return 0
-        to_accept = wmark + extra_pages - zone.accepted_free_pages
+        to_accept = wmark + extra_pages + unusable_free(order) - zone.accepted_free_pages
         if to_accept <= 0 and self.rules.proactive_accept:
             return 0
         n = max(1, -(-to_accept // MAX_ORDER_NR_PAGES)) + self.accept_ahead_chunks
@@ -315,8 +323,9 @@ class PageAllocator:
             if self.ram.contains(e, e + 1):
                 self.platform.touch(e, e + 8, actor=f"{actor}:zeropad", vcpu=vcpu)
 
-    def alloc(self, npages: int, *, actor: str, vcpu: int = 0) -> list[tuple[int, int]]:
-        """Allocate ``npages`` order-0 pages for a GFP_KERNEL/movable request and touch them.
+    def alloc(self, npages: int, *, actor: str, vcpu: int = 0, order: int = 0) -> list[tuple[int, int]]:
+        """Allocate ``npages`` pages for a GFP_KERNEL/movable request, in ``2**order``-page
+        allocations (order 9: THP faults), and touch them.
 
         Zones are tried from the highest (Normal) down, as the zonelist does.  With watermarks
         not yet set, every single allocation goes through the per-allocation rules; afterwards
@@ -331,7 +340,7 @@ class PageAllocator:
             return got
         for zone in reversed(self.zones):
             while remaining > 0:
-                n = self._episode(zone, remaining, actor, vcpu)
+                n = self._episode(zone, remaining, actor, vcpu, order)
                 if n == 0:
                     break
                 got.extend(self._take(zone, n))
@@ -343,14 +352,17 @@ class PageAllocator:
         self._touch(got, actor, vcpu)
         return got
 
-    def _episode(self, zone: Zone, want: int, actor: str, vcpu: int) -> int:
+    def _episode(self, zone: Zone, want: int, actor: str, vcpu: int, order: int = 0) -> int:
         """How many of ``want`` pages the zone serves before its next acceptance (accepting first
-        what the rules make it accept)."""
-        mark = zone.wmark_low + zone.lowmem_reserve  # ALLOC_WMARK_LOW for ordinary allocations
+        what the rules make it accept).  ``__zone_watermark_ok()`` at ``order`` takes the
+        ``(1 << order) - 1`` unusable pages off free memory first (the free-block-of-that-order
+        test that follows is not modelled: parked chunks are accepted whole, as order-10 blocks)."""
+        # ALLOC_WMARK_LOW for ordinary allocations, plus what the order makes unusable.
+        mark = zone.wmark_low + zone.lowmem_reserve + unusable_free(order)
         if self.rules.proactive_accept:
             # cond_accept_memory() runs before every watermark check and tops accepted free
             # memory up to the target; for a bulk request, top up for the whole request.
-            self.cond_accept(zone, actor=actor, vcpu=vcpu, extra_pages=want, force=False)
+            self.cond_accept(zone, actor=actor, vcpu=vcpu, extra_pages=want, force=False, order=order)
             usable = zone.free_pages  # unaccepted counts as free (v6.11+)
             # __zone_watermark_ok(): an order-0 allocation passes while free > mark + lowmem_reserve.
             if usable <= mark:
@@ -359,7 +371,7 @@ class PageAllocator:
         # v6.5-v6.10: unaccepted memory is unusable in the watermark check; accept on failure.
         ok = zone.accepted_free_pages - mark
         if ok <= 0:
-            if self.cond_accept(zone, actor=actor, vcpu=vcpu) == 0:
+            if self.cond_accept(zone, actor=actor, vcpu=vcpu, order=order) == 0:
                 return 0
             ok = zone.accepted_free_pages - mark
             if ok <= 0:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from ..base.errors import ConfigError
+from .backports import apply_backports
 
 Wmark = Literal["high", "promo"]
 #: The spinlock v6.5's accept_memory() held across the architecture accept
@@ -98,6 +99,29 @@ class KernelRules:
     #: would spin for ever on the CPU it interrupted).  Read by the interleaving explorer, which
     #: decides when an interrupt may run (scenario/check/interleave.py).
     accept_irqs_off: bool = True
+    #: accept_memory() calls touch_softlockup_watchdog() after list_del(&range.list), just before
+    #: spin_unlock_irqrestore() (1c5a1627f481, "efi/unaccepted: touch soft lockup during memory
+    #: accept", v6.9): once per call, at its end, so the soft-lockup watchdog's timer, which runs
+    #: when IRQs come back on, finds the CPU touched.  Before, a long accept_memory() call (with
+    #: its spinning) reached the watchdog as one stretch without a touch.
+    touch_softlockup_after_accept: bool = True
+    #: Page isolation accepts the parked chunk it meets: set_migratetype_isolate() calls
+    #: accept_page() on a PageUnaccepted() pageblock head (mm/page_isolation.c, "mm: page_isolation:
+    #: Handle unaccepted memory isolation", v6.12).  Before, isolation took unaccepted memory for
+    #: non-free and alloc_contig_pages() (CMA, gigantic pages, offlining) failed on it.
+    isolation_accepts: bool = True
+    #: Platforms ("tdx", "snp") on which hot-added memory enters the unaccepted bitmap and is
+    #: accepted on demand.  No release does it (up to 7.0 the bitmap is sized at boot from the EFI
+    #: memory map and online_pages() frees hot-added memory as accepted); the guest patches of
+    #: guest/patches.py that propose it set it.
+    hotplug_in_bitmap: tuple[str, ...] = ()
+    #: Before kexec jumps, the first kernel converts every shared page back to private:
+    #: tdx_kexec_finish() walks the direct map and for each decrypted PTE runs
+    #: tdx_enc_status_changed(addr, pages, true) -- MapGPA to private, then tdx_accept_memory()
+    #: (arch/x86/coco/tdx/tdx.c, the TDX kexec series of v6.11); snp_kexec_finish() makes them
+    #: private and validated again (arch/x86/coco/sev).  Before, the SWIOTLB buffer stayed shared
+    #: and the next kernel's private access to it was fatal.
+    kexec_unshares_memory: bool = True
 
     @property
     def accept_lock(self) -> str | None:
@@ -120,35 +144,48 @@ class KernelRules:
         return replace(self, name=f"{self.name}+mutant", **changes)  # type: ignore[arg-type]
 
 
-# Each release is the one before it plus what changed (linux-kernel.md §4.6 and §6).
+# Each release is the one before it plus what changed (torvalds/linux history; each commit is
+# cited by the release that first carried it, see _RELEASES below).
 _V6_5 = KernelRules(
     name="6.5", global_accept_lock=True, overlap_off_by_one=False, page_align_request=False, guard_unit=True,
     proactive_accept=False, accept_target="high", zero_wmark_accepts_one=False, snp_stub_msr_protocol=False,
     # The v6.5 table is loader data: RAM, mapped, reserved exactly.
     table_in_acpi_reclaim=False, table_reserve_fixed=True, swiotlb_sizing_in_sev_setup_arch=True,
+    # None of the later fixes the check catalogue re-introduces as mutants is in 6.5.
+    table_memblock_add=False, vmcore_skips_unaccepted=False, kcore_skips_unaccepted=False,
+    bulk_alloc_accepts=False, memblock_double_array_accepts=False, kexec_accepts_segments=False,
+    e820_end_ram_covers_acpi=False, kdump_keeps_acpi_pmd=False, touch_softlockup_after_accept=False,
+    isolation_accepts=False, kexec_unshares_memory=False,
 )
 # Oct 2023: accepting list instead of holding the lock (with the off-by-one overlap test);
 # Aug/Sep 2023: table in ACPI reclaim memory, memblock_add()ed with the flawed reservation.
 _V6_6 = replace(_V6_5, name="6.6", global_accept_lock=False, overlap_off_by_one=True,
-                table_in_acpi_reclaim=True, table_reserve_fixed=False)
-# Nov 2023: off-by-one fixed; SWIOTLB sizing moved to mem_encrypt_setup_arch() for every CoCo guest.
-_V6_7 = replace(_V6_6, name="6.7", overlap_off_by_one=False, swiotlb_sizing_in_sev_setup_arch=False)
-# Aug 2024: unaccepted memory counts as free; proactive cond_accept_memory().
-_V6_11 = replace(_V6_7, name="6.11", proactive_accept=True)
-# v6.12: accept up to the promo watermark.
-_V6_12 = replace(_V6_11, name="6.12", accept_target="promo")
-# 2025-2026: zero-watermark fix, SNP stub via the MSR protocol, page-aligned requests, table
-# reservation fix.
-_MAINLINE = replace(_V6_12, name="mainline", zero_wmark_accepts_one=True, snp_stub_msr_protocol=True,
-                    page_align_request=True, table_reserve_fixed=True)
-
-# What 6.15 to 6.19 run: 6.12 plus the two 2025 changes merged for v6.15 ("mm/page_alloc: fix
-# memory accept before watermarks gets initialized", 800f1059c99e; "x86/boot/sev: Avoid shared
-# GHCB page for early memory acceptance", d54d610243a4), without the February 2026 table fixes.
-_V6_15 = replace(_V6_12, name="6.15", zero_wmark_accepts_one=True, snp_stub_msr_protocol=True)
+                table_in_acpi_reclaim=True, table_reserve_fixed=False, table_memblock_add=True)
+# Nov 2023: off-by-one fixed; SWIOTLB sizing moved to mem_encrypt_setup_arch() for every CoCo guest;
+# /proc/vmcore and /proc/kcore skip unaccepted memory (Adrian Hunter's series, 7cd34dd3c9bf and its
+# kcore companion).
+_V6_7 = replace(_V6_6, name="6.7", overlap_off_by_one=False, swiotlb_sizing_in_sev_setup_arch=False,
+                vmcore_skips_unaccepted=True, kcore_skips_unaccepted=True)
+# Apr 2024 (v6.9-rc6): touch_softlockup_watchdog() at the end of accept_memory() (1c5a1627f481).
+_V6_9 = replace(_V6_7, name="6.9", touch_softlockup_after_accept=True)
+# Aug 2024: unaccepted memory counts as free; proactive cond_accept_memory() (807174a93d24).  The
+# TDX kexec series of the same merge window (x86/cc) brings the two kdump mapping fixes.
+_V6_11 = replace(_V6_9, name="6.11", proactive_accept=True, e820_end_ram_covers_acpi=True,
+                 kdump_keeps_acpi_pmd=True, kexec_unshares_memory=True)
+# v6.12: accept up to the promo watermark; __alloc_pages_bulk() accepts.
+_V6_12 = replace(_V6_11, name="6.12", accept_target="promo", bulk_alloc_accepts=True, isolation_accepts=True)
+# v6.14: "mm/page_alloc: fix memory accept before watermarks gets initialized" (800f1059c99e).
+_V6_14 = replace(_V6_12, name="6.14", zero_wmark_accepts_one=True)
+# v6.15: "x86/boot/sev: Avoid shared GHCB page for early memory acceptance" (d54d610243a4, x86/urgent
+# of 18 Apr 2025), memblock_double_array() accepts (da8bf5daa5e5) and kexec accepts its segments'
+# destinations (Yan Zhao, PATCHv3 of Mar 2025).
+_V6_15 = replace(_V6_14, name="6.15", snp_stub_msr_protocol=True, memblock_double_array_accepts=True,
+                 kexec_accepts_segments=True)
+# 2026: the table reservation fix and page-aligned requests.
+_MAINLINE = replace(_V6_15, name="mainline", page_align_request=True, table_reserve_fixed=True)
 
 KERNELS: dict[str, KernelRules] = {
-    k.name: k for k in (_V6_5, _V6_6, _V6_7, _V6_11, _V6_12, _V6_15, _MAINLINE)
+    k.name: k for k in (_V6_5, _V6_6, _V6_7, _V6_9, _V6_11, _V6_12, _V6_14, _V6_15, _MAINLINE)
 }
 KERNEL_ALIASES = {"6.5-6.10": "6.7", "latest": "mainline"}
 
@@ -160,12 +197,24 @@ KERNEL_ALIASES = {"6.5-6.10": "6.7", "latest": "mainline"}
 #: * 6.6: "efi/unaccepted: Fix soft lockups caused by parallel memory acceptance" (50e782a86c98,
 #:   the accepting list); the table in ACPI reclaim memory (e7761d827e99), memblock_add()ed
 #:   (8dbe33956d96).
-#: * 6.7 to 6.10: "efi/unaccepted: Fix off-by-one when checking for overlapping ranges"; 6.8 to
-#:   6.10 change no modelled rule (the soft-lockup watchdog touch of 6.9/6.10 is not modelled).
-#: * 6.11: "mm: fix endless reclaim on machines with unaccepted memory" (proactive acceptance,
-#:   unaccepted memory counted as free).
-#: * 6.12 to 6.14: "mm: Fix several issues with unaccepted memory" (promo watermark).
-#: * 6.15 to 6.19: the two v6.15 changes above (zero-watermark fix, SNP stub MSR protocol).
+#: * 6.7, 6.8: "efi/unaccepted: Fix off-by-one when checking for overlapping ranges" (01b1e3ca0e5c);
+#:   "efi/unaccepted: do not let /proc/vmcore try to access unaccepted memory" (7cd34dd3c9bf) and
+#:   "proc/kcore: Do not try to access unaccepted memory" (one series, Adrian Hunter).
+#: * 6.9, 6.10: "efi/unaccepted: touch soft lockup during memory accept" (1c5a1627f481, efi urgent,
+#:   merged after v6.9-rc5).
+#: * 6.11: "mm: fix endless reclaim on machines with unaccepted memory" (807174a93d24: proactive
+#:   acceptance, unaccepted memory counted as free); from the TDX kexec series (x86/cc, PATCHv12 of
+#:   Jun 2024): tdx_kexec_finish(), "x86/mm: Make e820__end_ram_pfn() cover E820_TYPE_ACPI ranges"
+#:   and "x86/mm: Do not zap page table entries mapping unaccepted memory table during kdump";
+#:   snp_kexec_finish() (SEV-SNP kexec, assumed the same release).
+#: * 6.12, 6.13: "mm: Fix several issues with unaccepted memory" (promo watermark, "mm: Accept memory
+#:   in __alloc_pages_bulk()", "mm: page_isolation: Handle unaccepted memory isolation").
+#: * 6.14: 800f1059c99e (zero-watermark fix; its stable backports to 6.12.y and 6.13.y were reviewed
+#:   on 25 Mar 2025, the day after v6.14, so it is a v6.14 commit).
+#: * 6.15 to 6.19: d54d610243a4 (SNP stub MSR protocol, x86-urgent-2025-04-18, v6.15-rc),
+#:   "memblock: Accept allocated memory before use in memblock_double_array()" (da8bf5daa5e5; in
+#:   stable 6.14.7, so a v6.15-rc fix), "kexec_core: Accept unaccepted kexec segments' destination
+#:   addresses" (assumed v6.15: its PATCHv3 is of 7 Mar 2025; the merge release is not verified).
 #: * 7.0 and later: the mainline rules, which add "efi: Fix reservation of unaccepted memory
 #:   table" and "efi: Align unaccepted memory range to page boundary" (patches of February 2026).
 #:   Which release first carries them is not verified; 7.0, the first after them, is assumed.
@@ -173,26 +222,28 @@ _RELEASES: tuple[tuple[tuple[int, int], str], ...] = (
     ((6, 5), "6.5"),
     ((6, 6), "6.6"),
     ((6, 7), "6.7"),
+    ((6, 9), "6.9"),
     ((6, 11), "6.11"),
     ((6, 12), "6.12"),
+    ((6, 14), "6.14"),
     ((6, 15), "6.15"),
     ((7, 0), "mainline"),
 )
-#: ``6.8``, ``v6.8``, ``6.8.0-45-generic``, ``6.15-rc1``, ``linux-6.8.12``: major and minor first.
-_RELEASE = re.compile(r"^(?:v|linux-)?([0-9]{1,6})\.([0-9]{1,6})(?:[.+~_-].*)?$", re.ASCII)
+#: ``6.8``, ``v6.8``, ``6.8.0-45-generic``, ``6.15-rc1``, ``linux-6.8.12``: major and minor first,
+#: then the stable sublevel if there is one (``6.6.50``; a distribution's ``6.8.0-45`` has 0).
+_RELEASE = re.compile(r"^(?:v|linux-)?([0-9]{1,6})\.([0-9]{1,6})(?:\.([0-9]{1,6}))?(?:[+~_-].*)?$", re.ASCII)
 
 
 def resolve_kernel(name: str) -> tuple[KernelRules, str]:
     """The rules a kernel called ``name`` runs, and one line saying which modelled set that is.
 
-    ``name`` is a rule-set name (``6.5``, ``6.6``, ``6.7``, ``6.11``, ``6.12``, ``6.15``,
-    ``mainline``), an alias (``latest``, ``6.5-6.10``) or any release string (``6.8``,
-    ``6.8.0-45-generic``, ``6.5.0``, ``7.0``), in any case.  A release runs the newest rule set
+    ``name`` is a rule-set name (``6.5``, ``6.6``, ``6.7``, ``6.9``, ``6.11``, ``6.12``, ``6.14``,
+    ``6.15``, ``mainline``), an alias (``latest``, ``6.5-6.10``) or any release string (``6.8``,
+    ``6.8.0-45-generic``, ``6.6.50``, ``7.0``), in any case.  A release runs the newest rule set
     at or below its major.minor (see ``_RELEASES`` for the mapping and the dates behind it); a
-    release candidate counts as its release.  The sublevel and distribution patches are not
-    read: stable kernels received some fixes (the endless-reclaim and zero-watermark fixes went
-    back to 6.5+), so to model a late stable kernel with them name the newer set instead.
-    Releases before 6.5 are refused: they cannot accept memory lazily at all.
+    release candidate counts as its release.  A stable sublevel (``6.6.50``) adds the fixes its
+    stable line had taken by then (``guest/backports.py``); the line says which.  Distribution
+    patches are not read.  Releases before 6.5 are refused: they cannot accept memory lazily.
     """
     text = str(name).strip()
     if len(text) > 64:
@@ -218,6 +269,11 @@ def resolve_kernel(name: str) -> tuple[KernelRules, str]:
     why = f"{text}: Linux {release[0]}.{release[1]} runs the modelled {rules.name} rules"
     if applied == "mainline":
         why += " (assuming the Feb 2026 table fixes, whose merge release is unverified, are in 7.0)"
+    sublevel = int(m[3]) if m[3] is not None else 0
+    if sublevel:
+        rules, taken = apply_backports(rules, release, sublevel)
+        why += "; " + (f"stable {release[0]}.{release[1]}.{sublevel} backports: {taken}" if taken
+                       else f"no modelled fix was backported to {release[0]}.{release[1]}.y by .{sublevel}")
     return rules, why
 
 

@@ -41,6 +41,8 @@ def print_run(console: Console, result: RunResult, profile: CostProfile) -> None
         f"(p50 {_s(st['p50_s'])}, p99 {_s(st['p99_s'])}, p99.9 {_s(st['p999_s'])}, max {_s(st['max_s'])})"
     )
     lockup = "[bold red]soft lockup[/bold red]" if result.soft_lockup else "no soft lockup"
+    if not result.soft_lockup and result.irqs_off_max_s > 2 * cfg.watchdog_thresh:  # v6.9+: touched at the end
+        lockup += f": the watchdog sees {_s(result.watchdog_stretch_max_s)} untouched"
     console.print(
         f"Longest accept_memory() with IRQs off: {_s(result.irqs_off_max_s)} ({lockup} at "
         f"watchdog_thresh={cfg.watchdog_thresh:g} s); fully accepted: "

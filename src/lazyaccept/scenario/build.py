@@ -59,7 +59,7 @@ def build_record(config: VMConfig, *, sanitize: bool = True) -> BootRecord:
     fw = make_firmware(config, platform, rec).boot()
     kernel = Kernel(
         platform, config.kernel, rec, vcpus=config.vcpus, policy=config.policy, footprint=config.footprint,
-        kconfig=config.kconfig,
+        kconfig=config.kconfig, possible_cpus=config.possible_cpus,
     )
     state = kernel.boot(fw.memory_map, fw.kernel_image)
     record = BootRecord(config, platform, fw, state, rec.phases)

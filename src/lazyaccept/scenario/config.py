@@ -18,7 +18,7 @@ from ..firmware.tdvf import default_image
 from ..guest.footprint import BootFootprint
 from ..guest.kconfig import KernelConfig
 from ..guest.patches import GuestPatch, apply_patches, parse_patches
-from ..guest.rules import KernelRules, kernel_rules
+from ..guest.rules import KernelRules, kernel_rules, resolve_kernel
 
 MIN_MEMORY = 512 * MiB
 #: The model keeps one byte per 2 MiB unit in memory: 64 TiB costs ~0.7 GiB of RSS.
@@ -68,6 +68,13 @@ class VMConfig:
     footprint: BootFootprint
     #: SEV-SNP host option: the host pre-faults each range a page-state change makes private.
     snp_prefault: bool = False
+    #: Possible CPUs (QEMU ``-smp N,maxcpus=M``: ``num_possible_cpus()``); 0 means ``vcpus``.
+    max_vcpus: int = 0
+
+    @property
+    def possible_cpus(self) -> int:
+        """``num_possible_cpus()``: what SWIOTLB areas and per-CPU areas are sized by."""
+        return self.max_vcpus or self.vcpus
 
     def as_dict(self) -> dict[str, object]:
         """The configuration as plain JSON values."""
@@ -75,11 +82,14 @@ class VMConfig:
             "memory_bytes": self.memory,
             "platform": self.tee.value,
             "vcpus": self.vcpus,
+            "max_vcpus": self.possible_cpus,
             "policy": self.policy.value,
             "host_mapping": self.host_mapping.value,
             "firmware_accept": str(self.firmware_accept),
             "kernel": self.kernel_release,
             "kernel_rules": self.kernel.name,
+            # which rule set the release runs and, for a stable sublevel, the backports it adds
+            "kernel_resolved": resolve_kernel(self.kernel_release)[1],
             "kconfig": list(self.kconfig.items()),
             "patches": [p.value for p in self.patches],
             "tdvf_image": self.tdvf_image or None,
@@ -108,6 +118,8 @@ class GuestRequest:
     snp_os_opt_in: bool = True
     footprint: BootFootprint = field(default_factory=BootFootprint)
     snp_prefault: bool = False
+    #: ``--max-vcpus``: QEMU's ``maxcpus`` (``None``: as many as ``vcpus``).
+    max_vcpus: int | None = None
 
     def resolve(self, defaults: StackDefaults = PLAIN_DEFAULTS) -> VMConfig:
         """Every unset field from ``defaults``; the whole configuration checked."""
@@ -118,6 +130,9 @@ class GuestRequest:
         vcpus = self.vcpus if self.vcpus is not None else defaults.vcpus
         if not 1 <= vcpus <= MAX_VCPUS:
             raise ConfigError(f"vcpus must be between 1 and {MAX_VCPUS}, not {vcpus}")
+        max_vcpus = self.max_vcpus if self.max_vcpus is not None else vcpus
+        if not vcpus <= max_vcpus <= MAX_VCPUS:
+            raise ConfigError(f"max-vcpus must be between the vCPU count ({vcpus}) and {MAX_VCPUS}, not {max_vcpus}")
         if self.snp_prefault and self.tee is not Tee.SNP:
             raise ConfigError("--snp-prefault is a host option of SEV-SNP guests")
         if self.firmware_path is not None and self.tee is not Tee.TDX:
@@ -141,4 +156,5 @@ class GuestRequest:
             snp_os_opt_in=self.snp_os_opt_in,
             footprint=self.footprint,
             snp_prefault=self.snp_prefault,
+            max_vcpus=max_vcpus,
         )

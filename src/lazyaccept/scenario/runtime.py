@@ -21,8 +21,12 @@ import math
 from dataclasses import dataclass, field
 
 from ..base.choices import BootPhase
-from ..base.errors import ConfigError
+from ..base.errors import ConfigError, SafetyViolation
+from ..base.record import AcceptEvent
 from ..base.units import CHUNK_SIZE, PAGE_SIZE, align_up
+from ..guest import kexec
+from ..guest.hotplug import DeviceMemory, hot_add
+from ..guest.kconfig import ThpMode
 from ..guest.page_alloc import BootFailure, PageAllocator
 from ..guest.policies import Policy, PolicyKind
 from .boot_record import BootRecord
@@ -36,8 +40,10 @@ MAX_BATCHES = 4096
 #: Rates (bytes/s) used only to order the threads' batches in time when the caller gives none.
 NOMINAL_TOUCH_RATE = 2e9
 NOMINAL_ACCEPT_RATE = 0.5e9
-#: Transparent huge pages for the workloads' memory: 512 base pages per fault.
+#: Transparent huge pages for the workloads' memory: 512 base pages per fault, an order-9
+#: allocation (HPAGE_PMD_ORDER on x86-64) whose watermark checks run at that order.
 THP_PAGES = 512
+THP_ORDER = 9
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ def build_run(config: RunConfig, *, boot: BootRecord | None = None, pace: Pace |
     alloc.accept_ahead_chunks = config.policy.chunks if config.policy.kind is PolicyKind.ACCEPT_AHEAD else 0
     owners: list[str] = []
     planner = _Planner(config, alloc, rec, owners, phase, pace or Pace())
+    planner.boot = boot
     planner.run()
     if sanitize:
         check_boot(boot)
@@ -127,6 +134,7 @@ class _Planner:
         self.seq = 0
         self.next_vcpu = 0
         self.last_batch_s = 0.0
+        self.device_memory = DeviceMemory(alloc.ram.last() or 0)
 
     def _push(self, t: float, task: object) -> None:
         heapq.heappush(self.queue, (t, self.seq, task))
@@ -172,6 +180,12 @@ class _Planner:
                 span = min(window, w.duration - k * window)
                 self._push(w.start + k * window, self._batch_task(w, v, int(w.rate * span), paced=True))
             return
+        if w.kind is WorkloadKind.HOTPLUG:
+            self._push(w.start, self._hotplug_task(w))
+            return
+        if w.kind is WorkloadKind.KEXEC:
+            self._push(w.start, self._kexec_task(w))
+            return
         if w.kind is WorkloadKind.DRAIN:
             for v in self._vcpus_for(w.threads):
                 self._push(w.start, self._drain_task(w, v))
@@ -207,7 +221,8 @@ class _Planner:
         if self.config.thp:
             pages = align_up(pages, THP_PAGES)
         before = self.alloc.nr_unaccepted()
-        got = self._record(owner, self.alloc.alloc, pages, actor=actor or f"workload:{owner}", vcpu=vcpu)
+        got = self._record(owner, self.alloc.alloc, pages, actor=actor or f"workload:{owner}", vcpu=vcpu,
+                           order=THP_ORDER if self.config.thp else 0)
         # The batch's time, as the caller's pace estimates it: touching, plus accepting what it took.
         self.last_batch_s = (pages * PAGE_SIZE / self.pace.touch_bps
                              + (before - self.alloc.nr_unaccepted()) * PAGE_SIZE / self.pace.accept_bps)
@@ -215,6 +230,51 @@ class _Planner:
         self._record(owner, self.rec.work, "user_fault", vcpu, faults)
         self._record(owner, self.rec.work, "userspace_touch", vcpu, float(pages * PAGE_SIZE))
         return got
+
+    def _hotplug_task(self, w: Workload):  # noqa: ANN202
+        """The ACPI hot-add at ``w.start`` and ``online_pages()``, by a kernel worker on vCPU 0:
+        struct pages initialised for the new memory, then freed to the allocator (guest/hotplug.py),
+        and the watermarks recomputed (online_pages() calls init_per_zone_wmark_min())."""
+
+        def task(t: float) -> None:
+            self._record(w.name, self.rec.wait_until, 0, t, w.name)
+            self._record(w.name, self.rec.work, "struct_page_init", 0, w.size // PAGE_SIZE)
+            self._record(w.name, hot_add, self.alloc, self.device_memory, w.size, self.config.vm.tee,
+                         actor=f"workload:{w.name}", vcpu=0)
+            self.alloc.setup_watermarks()
+            if self.config.vm.kconfig.transparent_hugepage is not ThpMode.NEVER:
+                self.alloc.raise_min_free_kbytes_for_thp()  # khugepaged_min_free_kbytes_update()
+
+        return task
+
+    def _kexec_task(self, w: Workload):  # noqa: ANN202
+        """``kexec -l`` then ``kexec -e`` on vCPU 0 (guest/kexec.py): segments placed (and accepted
+        from v6.15), shared memory converted back to private (v6.11), segments copied by
+        relocate_kernel, the next kernel reading the inherited table.  The first kernel ends there:
+        the queue is emptied."""
+
+        def task(t: float) -> None:
+            state, platform, rules = self.boot.kernel, self.alloc.platform, self.alloc.rules
+            self._record(w.name, self.rec.wait_until, 0, t, w.name)
+            segments = self._record(w.name, kexec.kexec_load, state, rules, rec=self.rec)
+            shared = [(e.start, e.end) for p in self.boot.phases for e in p.events
+                      if isinstance(e, AcceptEvent) and e.reason == "swiotlb"]
+            self._record(w.name, kexec.kexec_unshare, platform, rules, shared, self.rec)
+            # relocate_kernel copies every segment to its destination: memory traffic of its size
+            copied = float(sum(s.end - s.start for s in segments))
+            self._record(w.name, self.rec.work, "userspace_touch", 0, copied)
+            try:
+                kexec.kexec_reboot(state, platform, segments)
+            except SafetyViolation as err:
+                if rules.kexec_accepts_segments:
+                    raise
+                raise SafetyViolation(err.rule, err.actor, err.vcpu, err.address,
+                                      f"{err.detail}: kexec placed the segment in free memory without accepting "
+                                      "it (kexec_core accepts the destinations since v6.15)") from None
+            kexec.check_next_kernel_private(rules, shared)
+            self.queue.clear()
+
+        return task
 
     def _drain_task(self, w: Workload, vcpu: int):  # noqa: ANN202
         batch = max(CHUNK_SIZE, align_up(self.alloc.nr_unaccepted() * PAGE_SIZE // MAX_BATCHES, CHUNK_SIZE))

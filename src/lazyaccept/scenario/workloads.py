@@ -7,7 +7,10 @@
 * ``steady:RATE,for=DURATION``: a service growing its memory at RATE bytes/s for DURATION;
 * ``pretouch:SIZE``: a JVM with ``-XX:+AlwaysPreTouch`` and a SIZE heap (one pretouch thread
   per vCPU);
-* ``trace:FILE.csv``: replay ``time_s,bytes,thread`` allocations.
+* ``trace:FILE.csv``: replay ``time_s,bytes,thread`` allocations;
+* ``hotplug:SIZE``: the host hot-adds a SIZE DIMM and the guest onlines it (guest/hotplug.py);
+* ``kexec``: ``kexec -l`` of a kernel and initrd, then ``kexec -e`` (guest/kexec.py): nothing
+  after it runs in this kernel.
 
 ``@SECONDS`` starts the workload that long after the shell.  A workload is a frozen value: the
 trace file is read here, once.
@@ -24,6 +27,7 @@ from enum import StrEnum
 from ..base.errors import ConfigError, FormatError
 from ..base.fileio import read_input
 from ..base.units import parse_count, parse_size
+from ..guest.hotplug import check_size
 
 #: Longest trace file read (a trace is text: 64 MiB is millions of rows).
 TRACE_LIMIT = 64 << 20
@@ -35,6 +39,8 @@ class WorkloadKind(StrEnum):
     STEADY = "steady"
     PRETOUCH = "pretouch"
     TRACE = "trace"
+    HOTPLUG = "hotplug"
+    KEXEC = "kexec"
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,8 @@ class Workload:
             if extra or len(positional) != npos:
                 want = {WorkloadKind.TOUCH: "touch:SIZE[,threads=N]", WorkloadKind.DRAIN: "drain[,workers=N]",
                         WorkloadKind.STEADY: "steady:RATE,for=DURATION", WorkloadKind.PRETOUCH: "pretouch:SIZE",
-                        WorkloadKind.TRACE: "trace:FILE.csv"}[kind]
+                        WorkloadKind.TRACE: "trace:FILE.csv", WorkloadKind.HOTPLUG: "hotplug:SIZE",
+                        WorkloadKind.KEXEC: "kexec"}[kind]
                 raise ConfigError(f"--workload {text!r}: expected {want}")
 
         if kind is WorkloadKind.TOUCH:
@@ -92,6 +99,17 @@ class Workload:
                 raise ConfigError(f"--workload {text!r}: steady needs for=DURATION (e.g. for=1h)")
             return cls(kind, rate=parse_size(positional[0]), duration=_seconds(keyed["for"], text, "for"),
                        start=start, text=text)
+        if kind is WorkloadKind.KEXEC:
+            only(set(), 0)
+            return cls(kind, start=start, text=text)
+        if kind is WorkloadKind.HOTPLUG:
+            only(set(), 1)
+            size = parse_size(positional[0])
+            try:
+                check_size(size)
+            except ConfigError as e:
+                raise ConfigError(f"--workload {text!r}: {e}") from None
+            return cls(kind, size=size, start=start, text=text)
         if kind is WorkloadKind.PRETOUCH:
             only(set(), 1)
             return cls(kind, size=parse_size(positional[0]), threads=0, start=start, text=text)

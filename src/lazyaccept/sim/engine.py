@@ -175,6 +175,8 @@ class PhaseTiming:
     #: vCPU and item index, each call's seconds from when the vCPU reached it (its spinning on the
     #: accepting list included) to its end.
     call_s: dict[int, dict[int, list[float]]] = field(default_factory=dict)
+    #: The part of each of those calls spent spinning before it took its range.
+    call_spin_s: dict[int, dict[int, list[float]]] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:
@@ -353,6 +355,7 @@ class PhaseRun:
         #: Per vCPU in a segmented item: calls left after the current one, and when it reached it.
         self.calls_left: dict[int, int] = {}
         self.call_reached: dict[int, float] = {}
+        self.call_spun: dict[int, float] = {}
         self.item_begun: dict[int, bool] = {}
 
     def run(self) -> PhaseTiming:
@@ -425,6 +428,7 @@ class PhaseRun:
                 self.call_reached[v] = self.t
                 if segmented:
                     self.timing.call_s.setdefault(v, {})[self.next_item[v]] = []
+                    self.timing.call_spin_s.setdefault(v, {})[self.next_item[v]] = []
                 return self._call(v, item)
             self.timing.item_start[v].append(self.t)
             if item.cpu_s > 0 or item.bytes > 0 or item.host_s > 0:
@@ -446,6 +450,7 @@ class PhaseRun:
         list (segmented), or the item's first call; it takes the range or spins for it."""
         e = item.entry
         assert e is not None
+        self.call_spun[v] = 0.0
         stream = self.streams.get(e.fifo) if e.fifo is not None else None
         if stream is not None:  # one call at a time, on the list's next chunk
             first, end = stream.popleft() if stream else (e.first, e.end)
@@ -530,7 +535,9 @@ class PhaseRun:
                 continue
             i = self.pos[v]
             self._hold(v, first, end, int(self.h_k[i]), int(self.h_stride[i]))
-            self.timing.vcpus[v].spin_s += self.t - self.waiting_since.pop(v)
+            spun = self.t - self.waiting_since.pop(v)
+            self.timing.vcpus[v].spin_s += spun
+            self.call_spun[v] = spun
             if self._begin_call(v, item):
                 self._set_running(v)
 
@@ -554,6 +561,7 @@ class PhaseRun:
             calls = self.timing.call_s.get(v, {}).get(self.next_item[v])
             if calls is not None:
                 calls.append(self.t - self.call_reached[v])
+                self.timing.call_spin_s[v][self.next_item[v]].append(self.call_spun.pop(v, 0.0))
                 self.call_reached[v] = self.t
             left = self.calls_left.pop(v, 0)
             if left > 0:

@@ -11,9 +11,14 @@ What it measures (all seconds unless said):
   ``accept_memory()`` call and the spinning before it on another CPU's accepting-list entry
   (or, in v6.5, on the global lock);
 * ``irqs_off_max_s``: the longest ``accept_memory()`` call, spinning included (IRQs are off
-  for all of it: the lock is dropped for the architecture accept and while retrying, but
-  interrupts stay disabled), and ``soft_lockup``: it passes twice ``watchdog_thresh``
-  (kernel/watchdog.c warns then);
+  for all of it: the lock is dropped for the architecture accept, but interrupts stay disabled);
+* ``watchdog_stretch_max_s``: the longest time the soft-lockup watchdog can see a CPU in
+  ``accept_memory()`` without a touch, and ``soft_lockup``: it passes twice ``watchdog_thresh``
+  (kernel/watchdog.c warns then).  Before v6.9 that is a whole call, its spinning included.
+  From v6.9 (1c5a1627f481) the call ends with ``touch_softlockup_watchdog()`` after
+  ``list_del(&range.list)``, just before ``spin_unlock_irqrestore()``: the watchdog's timer, which
+  fires when IRQs come back on, finds the CPU touched, so only the spinning before the accept
+  (the ``goto retry`` loop, which re-enables IRQs between tries) can be seen;
 * ``fully_accepted_s``: when the last unaccepted chunk was accepted (``None`` if never);
 * host memory committed and guest memory accepted over time, and CPU time spent accepting by
   whom (firmware, kernel, the workloads' faults, background threads).
@@ -69,10 +74,12 @@ class RunResult:
     irqs_off_max_s: float
     fully_accepted_s: float | None
     accept_by: dict[str, float] = field(default_factory=dict)
+    #: The longest stretch in accept_memory() the soft-lockup watchdog sees without a touch.
+    watchdog_stretch_max_s: float = 0.0
 
     @property
     def soft_lockup(self) -> bool:
-        return self.irqs_off_max_s > 2 * self.record.config.watchdog_thresh
+        return self.watchdog_stretch_max_s > 2 * self.record.config.watchdog_thresh
 
     def stall_summary(self) -> dict[str, float | int | None]:
         count = int(self.stall_weight.sum())
@@ -146,7 +153,7 @@ def _measure(record: RunRecord, tl: Timeline) -> RunResult:
     last_accept_end = None
     policy = record.config.policy
     group = 1 + (policy.chunks if policy.kind is PolicyKind.ACCEPT_AHEAD else 0)
-    for (ev, s, e, reached, calls), owner in zip(timed_calls(work_phase, work_span), record.owners, strict=True):
+    for (ev, s, e, reached, calls, _), owner in zip(timed_calls(work_phase, work_span), record.owners, strict=True):
         if not isinstance(ev, WaitEvent):  # a wait is not the workload's work
             win = windows.setdefault(owner, [e, e])
             win[0], win[1] = min(win[0], s), max(win[1], e)
@@ -160,16 +167,26 @@ def _measure(record: RunRecord, tl: Timeline) -> RunResult:
         win = windows.get(w.name, [start, start])
         workloads.append(WorkloadTiming(w.name, start, max(win[1], start)))
     irqs_off = 0.0
+    untouched = 0.0
+    touched = record.config.vm.kernel.touch_softlockup_after_accept
     # The soft-lockup watchdog watches from user space on: the shell and the workloads.
     watched = (BootPhase.USERSPACE, BootPhase.WORKLOAD)
     for p, span in zip(phases, spans, strict=True):
         if p.name not in watched:
             continue
-        for ev, s, e, reached, calls in timed_calls(p, span):
-            if isinstance(ev, AcceptEvent) and ev.actor not in ("firmware", "efistub"):
+        for ev, s, e, reached, calls, spins in timed_calls(p, span):
+            # kexec's unsharing runs with IRQs off too, but it is not accept_memory(): the
+            # machine is going down and the watchdog with it.
+            if isinstance(ev, AcceptEvent) and ev.actor not in ("firmware", "efistub", "kexec"):
                 # Each request is one accept_memory() call of its own, its spinning included.
-                longest = max(calls) if calls else (e - s) / max(1, ev.requests) + (s - reached)
-                irqs_off = max(irqs_off, longest)
+                if calls:
+                    call, spun = max(calls), max(spins or [0.0])
+                else:
+                    spun = s - reached
+                    call = (e - s) / max(1, ev.requests) + spun
+                irqs_off = max(irqs_off, call)
+                # With the touch at the end of each call only the spinning before it is unseen.
+                untouched = max(untouched, spun if touched else call)
     fully = last_accept_end if record.drained else None
     if record.drained and last_accept_end is None:  # nothing was left to accept after boot
         fully = boot_end
@@ -177,6 +194,7 @@ def _measure(record: RunRecord, tl: Timeline) -> RunResult:
         record=record, timeline=tl, boot_s=boot_end, workloads=workloads,
         stall_s=np.array(stall_s, dtype=float), stall_weight=np.array(stall_w, dtype=float),
         irqs_off_max_s=irqs_off, fully_accepted_s=fully, accept_by=dict(tl.accept_by_actor),
+        watchdog_stretch_max_s=untouched,
     )
 
 
@@ -221,6 +239,7 @@ def run_document(result: RunResult, profile: CostProfile) -> dict[str, Any]:
         else max(w.baseline_s or 0.0 for w in result.workloads),
         "stalls": result.stall_summary(),
         "irqs_off_max_s": result.irqs_off_max_s,
+        "watchdog_stretch_max_s": result.watchdog_stretch_max_s,
         "soft_lockup": result.soft_lockup,
         "watchdog_thresh_s": cfg.watchdog_thresh,
         "fully_accepted_s": result.fully_accepted_s,

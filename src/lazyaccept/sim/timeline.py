@@ -169,17 +169,17 @@ def timed_events(phase: Phase, span: PhaseSpan) -> Iterator[tuple[Event, float, 
 
 def timed_calls(
     phase: Phase, span: PhaseSpan
-) -> Iterator[tuple[Event, float, float, float, list[float] | None]]:
+) -> Iterator[tuple[Event, float, float, float, list[float] | None, list[float] | None]]:
     """As :func:`timed_events`, with each event's ``accept_memory()`` calls when the engine ran
     them one by one (an item drawing chunks from a FIFO list that other vCPUs draw on too): each
-    call's seconds from when its vCPU reached it, spinning on the accepting list included; else
-    ``None``."""
+    call's seconds from when its vCPU reached it, spinning on the accepting list included, and
+    the spinning alone; else ``None`` twice."""
     cursor: dict[int, int] = {}
-    calls = span.timing.call_s
+    calls, spins = span.timing.call_s, span.timing.call_spin_s
     for ev, s, e, reached in timed_events(phase, span):
         i = cursor.get(ev.vcpu, 0)
         cursor[ev.vcpu] = i + 1
-        yield ev, s, e, reached, calls.get(ev.vcpu, {}).get(i)
+        yield ev, s, e, reached, calls.get(ev.vcpu, {}).get(i), spins.get(ev.vcpu, {}).get(i)
 
 
 def _cumulative(steps: Iterable[tuple[float, int]], start: int = 0) -> Series:
