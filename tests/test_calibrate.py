@@ -20,7 +20,7 @@ from lazyaccept.sim.calibrate import (
     points_of,
     read_calibration,
 )
-from lazyaccept.sim.profile import load_profile
+from lazyaccept.sim.profile import load_profile, packaged_profiles
 
 #: The calibration table shipped with the package (shared/data/calibration.csv with the kernel
 #: and firmware columns spelt as releases and sizes).
@@ -47,6 +47,8 @@ def test_points_of_the_published_data(points):
         ("dstack-fault-early", "tdx", "fault_cost_early", 32 * GiB, 248, 8.0),
         ("dstack-fault-late", "tdx", "fault_cost_late", 32 * GiB, 248, 153.0),
         ("dstack-idle-exits", "tdx", "idle_hlt_exits_per_10s", 32 * GiB, 248, 1.66e6),
+        ("dstack-td-exit-rtt-32v", "tdx", "td_exit_round_trip", 32 * GiB, 32, 9.0),
+        ("dstack-td-exit-rtt-248v", "tdx", "td_exit_round_trip", 32 * GiB, 248, 180.0),
         ("dstack-bsp-accept", "tdx", "accepted_before_watermarks", 32 * GiB, 248, 13.0),
         ("dstack-swiotlb-convert", "tdx", "swiotlb_convert", 32 * GiB, 248, 68.0),
         ("lkvs-32c-32w-16g", "tdx-lkvs", "drain", 16 * GiB, 32, 6.0),
@@ -73,11 +75,16 @@ def test_each_shipped_profile_reproduces_its_own_points_within_10_percent(points
 def test_the_default_tdx_profile_reproduces_dstack_within_10_percent(points):
     prof = load_profile("tdx")
     mine, _ = points_of(prof, points)
+    # dstack-bsp-accept is the figure the allocations per AP were derived from: not a point.
     assert {p.row_id for p in mine} == {"dstack-fault-early", "dstack-fault-late", "dstack-idle-exits",
-                                        "dstack-bsp-accept", "dstack-swiotlb-convert"}
+                                        "dstack-td-exit-rtt-32v", "dstack-td-exit-rtt-248v",
+                                        "dstack-swiotlb-convert"}
     preds = Predictor(mine, prof).predict(prof)
-    for p, y in zip(mine, preds, strict=True):
-        assert abs(y - p.target) / p.target < 0.10, (p.id, y, p.target)
+    # A check of the fit (one degree of freedom), not evidence: every point within 15% (the
+    # 32-vCPU round trip is published as 8-10 us) and the whole within 10% RMS.
+    errors = [(y - p.target) / p.target for p, y in zip(mine, preds, strict=True)]
+    assert all(abs(e) < 0.15 for e in errors), list(zip([p.id for p in mine], errors, strict=True))
+    assert math.sqrt(sum(e * e for e in errors) / len(errors)) < 0.10
 
 
 def test_the_lkvs_host_reproduces_its_drain_times_within_their_resolution(points):
@@ -91,13 +98,32 @@ def test_the_lkvs_host_reproduces_its_drain_times_within_their_resolution(points
         assert abs(y - p.target) < 1.0 + 0.10 * p.target, (p.id, y, p.target)
 
 
-@pytest.mark.parametrize("name", ["tdx-fast", "snp"])
+#: Profiles whose refit takes more than a few seconds on a 2-core machine (run in CI).
+_SLOW_REFITS = {"tdx", "tdx-lkvs", "tdx-seed"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_REFITS else n
+                                  for n in packaged_profiles()])
 def test_shipped_profile_is_the_calibration_of_its_rows(points, name):
-    # Calibrating again gives the values that are shipped (to the digits written).
+    """Calibrating again from the shipped table gives exactly the values, uncertainties and
+    rows that are shipped: no fitted value was set by hand."""
     prof = load_profile(name)
     res = calibrate(prof, points)
+    assert res.params, name
     for p in res.params:
-        assert p.after == pytest.approx(prof.params[p.key].value, rel=1e-4), p.key
+        shipped = prof.params[p.key]
+        assert p.after == pytest.approx(shipped.value, rel=1e-9), p.key
+        assert res.profile.params[p.key].uncertainty == pytest.approx(shipped.uncertainty, rel=1e-9), p.key
+    assert res.profile.fitted_to == prof.fitted_to
+    assert not [w for w in res.warnings if "out of date" in w]
+
+
+def test_calibrate_warns_when_the_rows_a_profile_was_fitted_to_change(points):
+    prof = load_profile("tdx-fast")
+    moved = [dataclasses.replace(p, target=p.target * 1.1, digest="changed") if p.row_id == "tdx-90g-8vcpu" else p
+             for p in points]
+    res = calibrate(prof, moved)
+    assert any("out of date" in w and "tdx-90g-8vcpu" in w for w in res.warnings)
 
 
 def test_fit_does_not_depend_on_the_starting_values(points):

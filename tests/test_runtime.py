@@ -119,14 +119,18 @@ def test_background_thread_lowers_stalls_and_time_to_fully_accepted_at_a_reporte
 
 
 def test_stall_size_follows_the_hosts_fault_cost():
-    # The same run on a host whose private per-fault cost is 4x: every stall grows, by about
-    # the ratio of the per-page cost of acceptance (own work + path).
+    # The same run on a host whose TD exit costs 4x: every stall grows by about the ratio of the
+    # per-page cost of acceptance, computed here from the profile: one TD exit, one TDCALL, the
+    # vCPU's part of the host fault, the path's part, and 8 KiB zeroed at the vCPU's bandwidth.
     prof = load_profile("tdx")
     slow = prof.with_values({"accept.td_exit": prof.params["accept.td_exit"].value * 4})
     cfg = RunConfig(resolve(GuestRequest(16 * GiB, vcpus=4), prof), (Workload.parse("touch:4G"),))
     a = simulate_run(cfg, prof, baseline=False).stall_summary()["p50_s"]
     b = simulate_run(cfg, slow, baseline=False).stall_summary()["p50_s"]
-    assert b > 2.5 * a
+    td = prof.si("accept.td_exit")
+    rest = (prof.si("accept.tdcall_4k") + prof.si("accept.host_fault_4k") + prof.si("host.path_fault_4k")
+            + 8192 / prof.si("host.vcpu_bandwidth"))
+    assert b / a == pytest.approx((4 * td + rest) / (td + rest), rel=0.15)
 
 
 def test_host_oversubscription_stretches_irqs_off_time():

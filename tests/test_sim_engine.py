@@ -5,6 +5,7 @@ Units in comments: GB = 1e9 bytes, GB/s = 1e9 bytes/s.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from lazyaccept.base.errors import ConfigError
@@ -238,57 +239,90 @@ def test_serialized_accepts_take_the_one_accept_lock():
 # --- the serialised host path ----------------------------------------------------------------------
 
 
+def _symmetric_queue(n: int, z: float, d: float) -> float:
+    """Schweitzer's MVA for n identical one-customer classes, solved by bisection here: each
+    queue q = R / (Z + R) with R = D (1 + (n - 1) q)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        q = (lo + hi) / 2
+        r = d * (1 + (n - 1) * q)
+        lo, hi = (q, hi) if r / (z + r) > q else (lo, q)
+    return (lo + hi) / 2
+
+
 @pytest.mark.parametrize("n", [1, 2, 4, 8])
-def test_the_host_path_saturates_like_one_server(n):
-    # Each of n vCPUs does 1 s of its own CPU work interleaved with 1 s on the host path.
-    # Alone: 2 s.  The path serves 1 s per second in all: n vCPUs need n s of it.
-    # Time = max(2, n): n=1 -> 2 s, n=2 -> 2 s (each asks 1/2 of the path: exactly full),
-    # n=4 -> 4 s, n=8 -> 8 s.  More vCPUs past 2 do not help.
+def test_the_host_path_queues_from_the_second_vcpu_and_saturates_like_one_server(n):
+    # Each of n vCPUs does 1 s of its own CPU work and 1 s on the host path.  Alone: 2 s.  With
+    # n, each waits for the others' operations: R = 1 + (n - 1) q.  Never faster than the path's
+    # capacity (n s of path work at 1 s per second), and slower than alone from n = 2 on.
+    q = _symmetric_queue(n, 1.0, 1.0)
     t = simulate_phase({v: [WorkItem(v, 1.0, 0.0, host_s=1.0)] for v in range(n)}, 0.0, HOST)
-    assert t.end == pytest.approx(max(2.0, n))
-    # what they lost to the path: n x (max(2, n) - 2) vCPU-seconds
-    assert t.path_wait_s == pytest.approx(n * (max(2.0, n) - 2.0))
+    assert t.end == pytest.approx(2.0 + (n - 1) * q)
+    assert t.end >= max(2.0, n) - 1e-9
+    if n > 1:
+        assert t.end > 2.0
+    # what they lost to the path: n x (end - 2) vCPU-seconds
+    assert t.path_wait_s == pytest.approx(n * (t.end - 2.0))
 
 
-def test_total_work_shared_out_saturates_past_a_few_vcpus():
+def test_total_work_shared_out_tends_to_the_path_capacity():
     # 100 units of (0.84 s CPU + 1.7 s path) split evenly over n vCPUs: alone 254 s; the path
-    # caps the total at 170 s; n vCPUs take max(254 / n, 170).
-    for n, expected in ((1, 254.0), (2, 170.0), (4, 170.0), (8, 170.0)):
+    # caps the total at 170 s, approached as n grows, and more vCPUs always help a little less.
+    ends = []
+    for n in (1, 2, 4, 8, 64):
         items = {v: [WorkItem(v, 84.0 / n, 0.0, host_s=170.0 / n)] for v in range(n)}
-        assert simulate_phase(items, 0.0, HOST).end == pytest.approx(expected), n
+        end = simulate_phase(items, 0.0, HOST).end
+        q = _symmetric_queue(n, 84.0 / n, 170.0 / n)
+        assert end == pytest.approx(84.0 / n + 170.0 / n * (1 + (n - 1) * q)), n
+        ends.append(end)
+    assert ends[0] == pytest.approx(254.0)
+    assert all(a > b > 170.0 for a, b in zip(ends, ends[1:], strict=False))
+    assert ends[-1] == pytest.approx(170.0, rel=0.02)
 
 
 def test_idle_vcpus_taking_the_tick_share_the_host_path():
     # One vCPU faults: each fault 7 us own work + 1 us on the path (8 us alone); 1000 faults.
-    # k idle vCPUs each ask 1000 ticks/s x 5 us = 0.005 of the path.
-    # k = 10: asks 0.05 + 1/8: all fit; 1000 faults take 8 ms.
-    # k = 399: 399 x 0.005 = 1.995 > 1: 400 parties at level 1/400 = 0.0025 each; the faulting
-    # vCPU gets 0.0025 of the path: 1 us / 0.0025 = 400 us per fault, 0.4 s for 1000; the
-    # ticks it leaves are 0.0025 / 5 us = 500 per second per idle vCPU (of the 1000 asked).
+    # k idle vCPUs tick every 1 ms, 5 us on the path each.
+    # k = 10: light load, each fault waits a little; the idle vCPUs take every tick.
+    # k = 399: 399 x 5 us per ms asks 2 s of path per second: ticks are lost and every fault
+    # waits for ~399 exits.  Solved here from R = d (1 + S - q) for the fault and
+    # R_idle = d_idle (1 + S - q_idle / k), q_idle = k (R_idle capped at the period).
+    from lazyaccept.sim.queueing import share_path
+
     item = [WorkItem(0, 7e-3, 0.0, host_s=1e-3)]
-    t = simulate_phase({0: item}, 0.0, HOST, Idle(online=11, host_s_per_s=1000 * 5e-6))
-    assert t.end == pytest.approx(8e-3)
-    assert t.idle_host_s == pytest.approx(10 * 0.005 * 8e-3)
-    t = simulate_phase({0: item}, 0.0, HOST, Idle(online=400, host_s_per_s=1000 * 5e-6))
-    assert t.end == pytest.approx(0.4)
-    assert t.idle_host_rate_end / 5e-6 / 399 == pytest.approx(500)
+    t = simulate_phase({0: item}, 0.0, HOST, Idle(online=11, tick_hz=1000, exit_s=5e-6))
+    s = share_path(np.array([7e-3]), np.array([1e-3]), 10, 5e-6, 1e-3)
+    assert 8e-3 < t.end == pytest.approx(7e-3 + s.response[0])
+    assert t.idle_host_s == pytest.approx(10 * 1000 * 5e-6 * t.end)  # every tick taken
+    t = simulate_phase({0: item}, 0.0, HOST, Idle(online=400, tick_hz=1000, exit_s=5e-6))
+    # The path is saturated: the 399 idle vCPUs and the fault share it; the fault's 1 ms of
+    # path takes about 400 exits' worth of waiting per unit: hundreds of times its own.
+    assert t.end > 0.2
+    ticks = t.idle_host_rate_end / 5e-6 / 399
+    assert 300 < ticks < 1000  # ticks lost, as a saturated path must lose them
+    assert t.idle_host_rate_end + 1e-3 / t.end == pytest.approx(1.0, rel=0.02)  # the path is full
 
 
 def test_vcpus_that_come_online_during_a_phase_load_the_path_from_then_on():
     # The boot vCPU brings an AP online after 1 s of work (onlines=1), then does 1 s of path
-    # work (h = 1 s, no CPU).  The idle AP asks 0.75 of the path: max-min gives each 0.5, so
-    # the second item takes 2 s: the phase ends at 3 s.  Without the AP it would end at 2 s.
+    # work (h = 1 s, no CPU).  The idle AP ticks 1000 times a second with 0.75 ms on the path
+    # each: the second item waits behind its exits, so the phase ends after 3 s... more than
+    # without the AP (2 s exactly).
     items = {0: [WorkItem(0, 1.0, 0.0, onlines=1), WorkItem(0, 0.0, 0.0, host_s=1.0)]}
-    assert simulate_phase(items, 0.0, HOST, Idle(online=1, host_s_per_s=0.75)).end == pytest.approx(3.0)
+    with_ap = simulate_phase(items, 0.0, HOST, Idle(online=1, tick_hz=1000, exit_s=0.75e-3)).end
     items0 = {0: [WorkItem(0, 1.0, 0.0), WorkItem(0, 0.0, 0.0, host_s=1.0)]}
-    assert simulate_phase(items0, 0.0, HOST, Idle(online=1, host_s_per_s=0.75)).end == pytest.approx(2.0)
+    assert simulate_phase(items0, 0.0, HOST, Idle(online=1, tick_hz=1000, exit_s=0.75e-3)).end == pytest.approx(2.0)
+    # Z = 0, D = 1: the item is always at the path (q = 1), so R = 1 + S - 1 = S = 1 + q_idle;
+    # the AP: R_a = d (1 + S - q_idle) = d (2) with q_idle = R_a / P -> R_a = 1.5 ms > P, so it
+    # ticks once per R_a and q_idle = 1: R = 2, the item takes 2 s: the phase ends at 3 s.
+    assert with_ap == pytest.approx(3.0)
 
 
 def test_a_vcpu_whose_work_is_done_ticks_until_the_phase_ends():
-    # vCPU 1 finishes at 1 s and then asks 0.75 of the path; vCPU 0's 2 s of path work gets 1
-    # until then and 0.5 after: 1 s of it done at 1 s, the other 1 s takes 2 s: end 3 s.
+    # vCPU 1 finishes at 1 s and then ticks (0.75 ms of path per 1 ms tick); vCPU 0's 2 s of
+    # path work runs alone until then (1 s done at 1 s), then at half speed as above: end 3 s.
     items = {0: [WorkItem(0, 0.0, 0.0, host_s=2.0)], 1: [WorkItem(1, 1.0, 0.0)]}
-    assert simulate_phase(items, 0.0, HOST, Idle(online=2, host_s_per_s=0.75)).end == pytest.approx(3.0)
+    assert simulate_phase(items, 0.0, HOST, Idle(online=2, tick_hz=1000, exit_s=0.75e-3)).end == pytest.approx(3.0)
 
 
 def test_fair_level_by_hand():

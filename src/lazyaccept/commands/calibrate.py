@@ -14,8 +14,11 @@ from ..presentation.console import make_console
 from ..sim.calibrate import PACKAGED_CALIBRATION, calibrate, read_calibration
 from ..sim.profile import load_profile, packaged_profiles
 
+#: The profiles installed with the package: calibrate writes there only when told to.
+_PACKAGED = (Path(__file__).resolve().parent.parent / "profiles").resolve()
 
-def _out_path(out: str, name: str, many: bool) -> Path | str:
+
+def _out_path(out: str, name: str, many: bool, force: bool = False) -> Path | str:
     """Where one profile's TOML goes: ``-`` (standard output), a file, or NAME.toml in a folder."""
     if out == STDOUT:
         if many:
@@ -27,6 +30,9 @@ def _out_path(out: str, name: str, many: bool) -> Path | str:
         p = p / f"{name}.toml"
     elif many:
         raise ConfigError(f"--out {out}: with several profiles, --out must be an existing folder")
+    if p.resolve().parent == _PACKAGED and not force:
+        raise ConfigError(f"--out {out}: that is a profile installed with lazyaccept; write your fit elsewhere "
+                          "(or give --force to replace the shipped profile)")
     check_writable(p)
     return p
 
@@ -43,8 +49,9 @@ def _out_path(out: str, name: str, many: bool) -> Path | str:
 )
 @click.option("--out", "out", metavar="FILE",
               help="Write the fitted profile here (a folder for several; - for standard output).")
+@click.option("--force", is_flag=True, help="Allow --out to replace a profile installed with lazyaccept.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def calibrate_cmd(data: str, profiles: tuple[str, ...], out: str | None, as_json: bool) -> None:
+def calibrate_cmd(data: str, profiles: tuple[str, ...], out: str | None, force: bool, as_json: bool) -> None:
     """Fit each profile's free parameters to the calibration rows of its platform.
 
     Bounded least squares on relative errors; the same data always gives the same profile.
@@ -54,7 +61,7 @@ def calibrate_cmd(data: str, profiles: tuple[str, ...], out: str | None, as_json
     points = read_calibration(data if data is not None else str(PACKAGED_CALIBRATION))
     names = list(profiles) or packaged_profiles()
     loaded = [load_profile(n) for n in names]
-    targets = [_out_path(out, prof.name, len(loaded) > 1) if out is not None else None for prof in loaded]
+    targets = [_out_path(out, prof.name, len(loaded) > 1, force) if out is not None else None for prof in loaded]
     console = make_console(stderr=out == STDOUT)  # standard output carries the TOML
     results = []
     for prof, target in zip(loaded, targets, strict=True):

@@ -43,6 +43,7 @@ def boot_summary(result: BootResult, result_profile: str) -> dict[str, Any]:
         "ok": True,
         "config": rec.config.as_dict() | {"profile": result_profile},
         "boot_s": tl.total_s,
+        "boot_s_range": None if result.boot_range is None else result.boot_range.as_list(),
         "accept_s": tl.accept_s,
         "accept_wall_s": tl.accept_wall_s,
         "phases": [
@@ -109,4 +110,8 @@ def print_boot(result: BootResult, console: Console) -> None:
         f"[bold]Unaccepted {mi['Unaccepted']} kB[/bold] (nr_unaccepted {vm['nr_unaccepted']}), "
         f"host committed {format_size(rec.platform.host_committed)}"
     )
-    console.print(f"[bold]Boot to shell: {tl.total_s:.2f} s[/bold] (accepting: {tl.accept_s:.2f} s of vCPU time)")
+    rng = ""
+    if result.boot_range is not None:
+        lo, hi = result.boot_range.low, result.boot_range.high
+        rng = f" (one sigma {lo:.2f}-{hi:.2f} s, from the profile's fitted uncertainties)"
+    console.print(f"[bold]Boot to shell: {tl.total_s:.2f} s[/bold]{rng}; accepting: {tl.accept_s:.2f} s of vCPU time")

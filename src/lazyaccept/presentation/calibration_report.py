@@ -25,13 +25,14 @@ def calibration_document(res: CalibrationResult) -> dict[str, object]:
             for p in res.params
         ],
         "warnings": res.warnings,
-        "not_fitted": res.skipped,
+        "derived_from": res.derived,
         "points": [
             {
                 "id": r.point.id,
                 "metric": r.point.metric,
                 "quantity": r.point.quantity,
                 "fitted": r.point.spec.fittable,
+                "role": r.point.spec.role.value,
                 "memory_bytes": r.point.request.memory,
                 "target": r.point.target,
                 "prediction": r.prediction,
@@ -61,11 +62,12 @@ def print_calibration(console: Console, res: CalibrationResult, written: Path | 
         params.add_row(p.key, p.unit, f"{p.before:.4g}", f"{p.after:.6g}", unc, bound)
     console.print(params)
     pts = Table(title=f"{prof.name}: calibration points", title_justify="left")
-    for col in ("point", "quantity", "memory", "target", "prediction", "rel. error"):
-        pts.add_column(col, justify="left" if col in ("point", "quantity") else "right")
+    for col in ("point", "role", "quantity", "memory", "target", "prediction", "rel. error"):
+        pts.add_column(col, justify="left" if col in ("point", "role", "quantity") else "right")
     for r in res.points:
         pts.add_row(
             r.point.id,
+            "fitted" if r.point.spec.fittable else "check",
             _QUANTITY.get(r.point.quantity, r.point.quantity),
             f"{r.point.request.memory / 2**30:g} GiB",
             f"{r.point.target:.4g}",
@@ -80,5 +82,11 @@ def print_calibration(console: Console, res: CalibrationResult, written: Path | 
     console.print(line)
     for w in res.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}")
-    if res.skipped:
-        console.print(f"not fitted here (run-time metrics): {', '.join(res.skipped)}", style="dim")
+    free = len(res.params)
+    fitted = len(res.fitted_points)
+    if free:
+        dof = fitted - free
+        how = f"{dof} degree(s) of freedom" if dof > 0 else "no degree of freedom (its matches are fits, not evidence)"
+        console.print(f"{fitted} fitted points, {free} free parameters: {how}")
+    if res.derived:
+        console.print(f"derived from (neither fitted nor a check): {', '.join(res.derived)}", style="dim")

@@ -11,6 +11,7 @@ from ..base.units import format_size
 from ..scenario.config import VMConfig
 from ..sim.profile import CostProfile
 from ..sim.sweep import CompareRow, FailedRow
+from ..sim.uncertainty import format_range
 from .console import safe
 from .plots import vcpus_label
 
@@ -50,13 +51,16 @@ def print_compare(console: Console, config: VMConfig, rows: list[CompareRow | Fa
             continue
         table.add_row(
             format_size(r.memory_bytes),
-            f"{r.eager_s:.2f} s",
-            f"{r.lazy_s:.2f} s",
+            format_range(r.eager_s, r.eager_range),
+            format_range(r.lazy_s, r.lazy_range),
             f"{r.speedup:.2f}x",
             f"{r.eager_accept_wall_s:.2f} s",
             f"{r.lazy_accept_wall_s:.2f} s",
         )
     console.print(table)
+    if any(isinstance(r, CompareRow) and r.lazy_range is not None for r in rows):
+        console.print(f"boot times (one-sigma range from {profile.name}'s fitted uncertainties)", style="dim",
+                      highlight=False)
     for r in rows:
         if isinstance(r, FailedRow):
             console.print(f"[red]{format_size(r.memory_bytes)} failed:[/red] {safe(r.one_line())}")

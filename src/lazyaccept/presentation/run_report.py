@@ -9,6 +9,7 @@ from rich.table import Table
 from ..base.units import format_size
 from ..sim.profile import CostProfile
 from ..sim.runtime import RunResult
+from ..sim.uncertainty import Range
 
 
 def _s(x: float | None, digits: int = 2) -> str:
@@ -32,12 +33,14 @@ def print_run(console: Console, result: RunResult, profile: CostProfile) -> None
     for col in ("workload", "start", "end", "duration", "baseline", "slowdown"):
         t.add_column(col, justify="left" if col == "workload" else "right")
     for w in result.workloads:
-        t.add_row(escape(w.name), _s(w.start_s), _s(w.end_s), _s(w.duration_s), _s(w.baseline_s),
-                  "-" if w.slowdown is None else f"{w.slowdown:.2f}x")
+        t.add_row(escape(w.name), _s(w.start_s), _s(w.end_s), _ranged(w.duration_s, w.duration_range),
+                  _s(w.baseline_s), "-" if w.slowdown is None else f"{w.slowdown:.2f}x")
     console.print(t)
+    if result.boot_range is not None:
+        console.print(f"times in brackets: one-sigma range from {profile.name}'s fitted uncertainties", style="dim")
     st = result.stall_summary()
     console.print(
-        f"Boot to shell {_s(result.boot_s)}; first-touch stalls: {st['count']:,} "
+        f"Boot to shell {_ranged(result.boot_s, result.boot_range)}; first-touch stalls: {st['count']:,} "
         f"(p50 {_s(st['p50_s'])}, p99 {_s(st['p99_s'])}, p99.9 {_s(st['p999_s'])}, max {_s(st['max_s'])})"
     )
     lockup = "[bold red]soft lockup[/bold red]" if result.soft_lockup else "no soft lockup"
@@ -53,6 +56,13 @@ def print_run(console: Console, result: RunResult, profile: CostProfile) -> None
     console.print(f"CPU time accepting, by whom: {by}", style="dim")
 
 
+def _ranged(value: float, rng: Range | None) -> str:
+    """A time with its one-sigma range from the profile's fitted uncertainties: ``65.86 s (60.1-71.9)``."""
+    if rng is None:
+        return _s(value)
+    return f"{_s(value)} ({rng.low:.3g}-{rng.high:.3g})"
+
+
 def print_policies(console: Console, results: list[RunResult], profile: CostProfile) -> None:
     """Per policy: boot time, workload slowdown, stalls, IRQs off, time to fully accepted, host memory."""
     vm = results[0].record.config.vm
@@ -66,8 +76,11 @@ def print_policies(console: Console, results: list[RunResult], profile: CostProf
         slow = [w.slowdown for w in r.workloads if w.slowdown is not None]
         dur = max((w.end_s for w in r.workloads), default=r.boot_s) - min((w.start_s for w in r.workloads),
                                                                             default=r.boot_s)
-        t.add_row(escape(str(r.record.config.policy)), _s(r.boot_s), _s(dur),
+        one = r.workloads[0].duration_range if len(r.workloads) == 1 else None
+        t.add_row(escape(str(r.record.config.policy)), _ranged(r.boot_s, r.boot_range), _ranged(dur, one),
                   f"{max(slow):.2f}x" if slow else "-", f"{st['count']:,}", _s(st["p99_s"]), _s(st["max_s"]),
                   _s(r.irqs_off_max_s), _s(r.fully_accepted_s) if r.fully_accepted_s is not None else "never",
                   format_size(r.record.boot.platform.host_committed))
     console.print(t)
+    if any(r.boot_range is not None for r in results):
+        console.print(f"times in brackets: one-sigma range from {profile.name}'s fitted uncertainties", style="dim")

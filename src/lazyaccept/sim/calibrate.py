@@ -18,10 +18,18 @@ only.  Empty configuration cells take that profile's ``[defaults]``; ``kconfig``
 * ``accept_all``: wall time during which memory is being accepted in an eager boot (``value``);
 * ``fault_cost_early`` / ``fault_cost_late``: time per 4 KiB fault of the boot vCPU's first /
   last acceptance during SMP bring-up (``value`` in us);
-* ``idle_hlt_exits_per_10s``: timer exits of idle vCPUs per 10 s at the end of SMP bring-up;
-* ``accepted_before_watermarks``: memory the boot vCPU accepted during SMP bring-up (GiB;
-  untimed, so it checks the model and constrains no cost);
+* ``td_exit_round_trip``: an exit's round trip at the end of SMP bring-up, every AP online and
+  idle (the vCPU's own part of the exit, ``[accept] td_exit``, and the host path's response to
+  one exit, waiting included), in us;
+* ``idle_hlt_exits_per_10s``: timer exits idle vCPUs make in 10 s.  Read with the row's ``HZ``:
+  ``value / (10 * HZ)`` idle APs ticking at their full rate.  The model's count is that many
+  idle APs at the tick rate it gives them when that many are idle in SMP bring-up; a *check*
+  (ticks are not shed), not fitted: it constrains a cost only if the path were saturated;
+* ``accepted_before_watermarks``: memory the boot vCPU accepted during SMP bring-up (GiB): a
+  figure a profile's ``[defaults]`` or footprint was *derived* from (Dstack's 13 GiB gave the
+  allocations per AP), so it is neither fitted nor reported as a check;
 * ``swiotlb_convert``: time to convert the SWIOTLB buffer to shared (s);
+* ``boot_to_init``: time from power-on until the kernel runs /init, lazy (s);
 * ``drain``: a run-time workload (``workload`` column); listed, not fitted by boot calibration.
 
 :func:`calibrate` fits the profile's ``fit = true`` parameters within their bounds by bounded
@@ -35,10 +43,12 @@ fixed parameters.  Each fitted value gets an uncertainty from the Jacobian at th
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +65,7 @@ from ..scenario.build import build_record
 from ..scenario.config import GuestRequest, VMConfig
 from ..scenario.runtime import RunConfig, RunRecord, build_run
 from ..scenario.workloads import Workload
-from .profile import CostProfile
+from .profile import CostProfile, FittedTo
 from .run import resolve
 from .timeline import Timeline, simulate, timed_events
 
@@ -66,13 +76,15 @@ COLUMNS = (
 )  # fmt: skip
 #: The published calibration points, shipped with the package.
 PACKAGED_CALIBRATION = Path(__file__).resolve().parent.parent / "data" / "calibration.csv"
+#: Published figures no profile is fitted to (the same columns): what the model is checked on.
+PACKAGED_VALIDATION = Path(__file__).resolve().parent.parent / "data" / "validation.csv"
 #: Significant digits fitted values are written with (keeps the written profile stable).
 DIGITS = 6
 #: Relative measurement error assumed for a published figure when the fit leaves no residual
 #: degrees of freedom to estimate it from (used only for the uncertainties).
 ASSUMED_REL_ERROR = 0.10
 #: Points of the space-filling screen a fit starts from the best of.
-SCREEN_POINTS = 16
+SCREEN_POINTS = 8
 #: A fit whose RMS relative error passes this is reported as poor.
 RMS_WARNING = 0.10
 
@@ -104,10 +116,33 @@ def _fault_cost(which: int) -> Callable[[Results], float]:
     return measure
 
 
-def _idle_exits_per_10s(res: Results) -> float:
+def _idle_exits_per_10s(res: Results, target: float) -> float:
+    """Exits in 10 s of the ``target / (10 * HZ)`` idle APs the figure implies, at the tick rate
+    the model gives each idle AP when that many are idle in SMP bring-up."""
+    record, tl = res[AcceptPolicy.LAZY]
+    phase = next(p for p in record.phases if p.name == BootPhase.SMP_BRINGUP)
+    if not phase.tick_hz:
+        raise ConfigError("idle_hlt_exits_per_10s needs a ticking kernel (NO_HZ_IDLE=n, or its HZ until NOHZ is on)")
+    aps = target / (10 * phase.tick_hz)
+    series = tl.phase(BootPhase.SMP_BRINGUP).timing.idle_exit_series
+    prev_t, prev_ticks = tl.phase(BootPhase.SMP_BRINGUP).start, 0.0
+    for t, ticks, idle in series:
+        if idle >= aps and t > prev_t:
+            return (ticks - prev_ticks) / (t - prev_t) / idle * aps * 10
+        prev_t, prev_ticks = t, ticks
+    raise ConfigError(f"fewer than {aps:.0f} idle APs during SMP bring-up: cannot read idle_hlt_exits_per_10s")
+
+
+def _boot_to_init(res: Results) -> float:
+    """Seconds from power-on until the kernel runs /init (the start of user space)."""
+    _, tl = res[AcceptPolicy.LAZY]
+    return tl.phase(BootPhase.USERSPACE).start
+
+
+def _td_exit_round_trip(res: Results, profile: CostProfile) -> float:
     record, tl = res[AcceptPolicy.LAZY]
     span = tl.phase(BootPhase.SMP_BRINGUP)
-    return span.idle_exit_rate_at_end * 10
+    return (profile.si("accept.td_exit") + span.timing.idle_response_end) * 1e6
 
 
 def _accepted_before_watermarks(res: Results) -> float:
@@ -127,6 +162,15 @@ def _swiotlb_convert(res: Results) -> float:
     )
 
 
+class Role(StrEnum):
+    """What a point is for: fitted, checked against (validation, never fitted), or the figure a
+    value was derived from (neither: reporting it as a check would be circular)."""
+
+    FIT = "fit"
+    CHECK = "check"
+    DERIVED = "derived"
+
+
 @dataclass(frozen=True)
 class Metric:
     """What a metric needs (the boots, by policy) and how it reads the prediction off them."""
@@ -134,7 +178,11 @@ class Metric:
     policies: tuple[AcceptPolicy, ...]
     measure: Callable[[Results], float]
     unit_scale: dict[str, float] = field(default_factory=lambda: {"": 1.0})
-    fittable: bool = True
+    role: Role = Role.FIT
+
+    @property
+    def fittable(self) -> bool:
+        return self.role is Role.FIT
 
 
 _EAGER, _LAZY = AcceptPolicy.EAGER, AcceptPolicy.LAZY
@@ -142,11 +190,16 @@ METRICS: dict[str, Metric] = {
     "accept_all": Metric((_EAGER,), lambda r: r[_EAGER][1].accept_wall_s, {"s": 1.0, "": 1.0}),
     "fault_cost_early": Metric((_LAZY,), _fault_cost(0), {"us": 1.0, "": 1.0}),
     "fault_cost_late": Metric((_LAZY,), _fault_cost(-1), {"us": 1.0, "": 1.0}),
-    "idle_hlt_exits_per_10s": Metric((_LAZY,), _idle_exits_per_10s, {"exits": 1.0, "": 1.0}),
+    "td_exit_round_trip": Metric((_LAZY,), _td_exit_round_trip, {"us": 1.0, "": 1.0}),
+    "idle_hlt_exits_per_10s": Metric((_LAZY,), _idle_exits_per_10s, {"exits": 1.0, "": 1.0}, Role.CHECK),
     "accepted_before_watermarks": Metric((_LAZY,), _accepted_before_watermarks, {"GiB": 1.0, "": 1.0},
-                                         fittable=False),
+                                         Role.DERIVED),
     "swiotlb_convert": Metric((_LAZY,), _swiotlb_convert, {"s": 1.0, "": 1.0}),
+    "boot_to_init": Metric((_LAZY,), _boot_to_init, {"s": 1.0, "": 1.0}),
 }
+#: Metrics whose reading needs more than the boots: the point's own target, or the profile.
+_NEEDS_TARGET = {"idle_hlt_exits_per_10s"}
+_NEEDS_PROFILE = {"td_exit_round_trip"}
 #: Boot-time quantities read from the eager_s / lazy_s / ratio columns.
 _BOOT_QUANTITIES = {
     "eager_s": Metric((_EAGER,), lambda r: r[_EAGER][1].total_s),
@@ -183,6 +236,8 @@ class CalibrationPoint:
     target: float
     source: str = ""
     workload: str = ""
+    #: sha256 of the row's cells: a profile records the digests of the rows it was fitted to.
+    digest: str = ""
 
     @property
     def spec(self) -> Metric:
@@ -227,8 +282,13 @@ class CalibrationResult:
     success: bool = True
     message: str = ""
     warnings: list[str] = field(default_factory=list)
-    #: Rows of this profile that boot calibration does not fit (run-time metrics).
-    skipped: list[str] = field(default_factory=list)
+    #: Rows of this profile that a value was derived from: neither fitted nor checks.
+    derived: list[str] = field(default_factory=list)
+
+    @property
+    def checks(self) -> list[PointResult]:
+        """Points predicted but not fitted: validation."""
+        return [p for p in self.points if p.point.spec.role is Role.CHECK]
 
     @property
     def fitted_points(self) -> list[PointResult]:
@@ -301,6 +361,7 @@ def parse_calibration(text: str, path: str = "<calibration>") -> list[Calibratio
     seen: set[str] = set()
     for n, row in enumerate(reader, start=2):
         rid = (row.get("id") or "").strip()
+        digest = hashlib.sha256("\x1f".join((row.get(c) or "").strip() for c in COLUMNS).encode()).hexdigest()
         where = f"{path}: line {n} ({rid or 'no id'})"
         if not rid:
             raise FormatError(f"{where}: empty id")
@@ -331,7 +392,7 @@ def parse_calibration(text: str, path: str = "<calibration>") -> list[Calibratio
                 except ConfigError as exc:
                     raise FormatError(f"{where}: {exc}") from None
             points.append(CalibrationPoint(rid, rid, Tee(platform), profile, metric, metric, request,
-                                           value * scale, source, workload))
+                                           value * scale, source, workload, digest))
             continue
         if metric not in ("boot", "boot_to_shell"):
             known = ", ".join(["boot", "boot_to_shell", *METRICS, *RUNTIME_METRICS])
@@ -345,7 +406,7 @@ def parse_calibration(text: str, path: str = "<calibration>") -> list[Calibratio
         for q in given:
             suffix = {"eager_s": ":eager", "lazy_s": ":lazy"}.get(q, "") if len(given) > 1 else ""
             points.append(CalibrationPoint(rid + suffix, rid, Tee(platform), profile, metric, q, request,
-                                           float(values[q]), source))  # type: ignore[arg-type]
+                                           float(values[q]), source, digest=digest))  # type: ignore[arg-type]
     return points
 
 
@@ -404,7 +465,12 @@ class Predictor:
                 out.append(end - start)
                 continue
             res = {policy: (self.records[cfg], timelines[cfg]) for policy, cfg in by_policy.items()}
-            out.append(p.spec.measure(res))
+            if p.quantity in _NEEDS_TARGET:
+                out.append(p.spec.measure(res, p.target))  # type: ignore[call-arg]
+            elif p.quantity in _NEEDS_PROFILE:
+                out.append(p.spec.measure(res, profile))  # type: ignore[call-arg]
+            else:
+                out.append(p.spec.measure(res))
         return out
 
 
@@ -418,20 +484,28 @@ def _round(x: float, digits: int = DIGITS) -> float:
 
 
 def points_of(profile: CostProfile, points: list[CalibrationPoint]) -> tuple[list[CalibrationPoint], list[str]]:
-    """The points that belong to ``profile`` (boot and run time), and the ids of rows it cannot
-    fit (none today)."""
+    """The points that belong to ``profile`` and the model predicts (fitted, and checks), and the
+    ids of its rows that a value was derived from (:attr:`Role.DERIVED`)."""
     mine = [p for p in points if p.profile == profile.name]
     wrong = [p.id for p in mine if p.tee is not profile.tee]
     if wrong:
         raise ConfigError(f"calibration rows {', '.join(wrong)} are for another platform than profile {profile.name}")
-    return mine, []
+    derived = [p.id for p in mine if p.spec.role is Role.DERIVED]
+    return [p for p in mine if p.spec.role is not Role.DERIVED], derived
+
+
+def fitted_to(points: list[CalibrationPoint]) -> FittedTo:
+    """The rows a fit used, and one digest of their contents (order-free)."""
+    rows = tuple(dict.fromkeys(p.row_id for p in points if p.spec.fittable))
+    digests = sorted({f"{p.row_id}:{p.digest}" for p in points if p.spec.fittable})
+    return FittedTo(rows, "sha256:" + hashlib.sha256("\n".join(digests).encode()).hexdigest())
 
 
 def calibrate(profile: CostProfile, points: list[CalibrationPoint]) -> CalibrationResult:
     """Fit ``profile``'s free parameters to its own points (see the module docstring)."""
     from scipy.optimize import least_squares  # imported here: slow to import, only needed to fit
 
-    mine, skipped = points_of(profile, points)
+    mine, derived = points_of(profile, points)
     if not mine:
         raise ConfigError(f"no calibration rows for profile {profile.name!r} (the table's profile column)")
     predictor = Predictor(mine, profile)
@@ -442,7 +516,14 @@ def calibrate(profile: CostProfile, points: list[CalibrationPoint]) -> Calibrati
     if not free:
         preds = predictor.predict(profile)
         return CalibrationResult(profile, [PointResult(p, y) for p, y in zip(mine, preds, strict=True)],
-                                 message="no free parameters", skipped=skipped)  # fmt: skip
+                                 message="no free parameters", derived=derived)  # fmt: skip
+    table = fitted_to(mine)
+    if profile.fitted_to is not None and profile.fitted_to != table:
+        warnings.append(
+            f"profile {profile.name} was fitted to rows {', '.join(profile.fitted_to.rows)} "
+            f"({profile.fitted_to.digest[:19]}...); the table's rows for it now differ "
+            f"({', '.join(table.rows)}, {table.digest[:19]}...): its shipped values are out of date"
+        )
     if len(fit_idx) < len(free):
         warnings.append(
             f"underdetermined: {len(free)} free parameters but {len(fit_idx)} points; "
@@ -470,7 +551,11 @@ def calibrate(profile: CostProfile, points: list[CalibrationPoint]) -> Calibrati
     fitted = {k: min(max(_round(v), r.lo), r.hi) for (k, v), r in zip(values(sol.x).items(), free, strict=True)}
     uncertainties = _uncertainties(sol.jac, sol.fun, warnings)
     ids = ", ".join(dict.fromkeys(mine[i].row_id for i in fit_idx))
-    result_profile = profile.with_values(fitted, source=f"fitted to {ids}")
+    result_profile = replace(
+        profile.with_values(fitted, source=f"fitted to {ids}",
+                            uncertainties={r.key: _round(u, 3) for r, u in zip(free, uncertainties, strict=True)}),
+        fitted_to=table,
+    )
     preds = predictor.predict(result_profile)
     params = [
         FittedParam(r.key, r.unit, r.value, fitted[r.key], r.lo, r.hi, u)
@@ -488,7 +573,7 @@ def calibrate(profile: CostProfile, points: list[CalibrationPoint]) -> Calibrati
         success=bool(sol.success),
         message=str(sol.message),
         warnings=warnings,
-        skipped=skipped,
+        derived=derived,
     )
     if result.rms_rel_error > RMS_WARNING:
         warnings.append(f"poor fit: RMS relative error {result.rms_rel_error:.1%} is over {RMS_WARNING:.0%}")

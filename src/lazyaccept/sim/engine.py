@@ -9,27 +9,24 @@ host's serialised path), and :class:`PhaseRun` runs those items on the vCPUs of 
 The mechanisms, each one rule:
 
 * **CPU time** is private to a vCPU: ``cpu_s`` seconds of it are never shared or slowed.
-* **Shared resources** are divided max-min fairly (water-filling).  An item of ``c`` CPU
-  seconds, ``b`` bytes and ``h`` host-path seconds running alone takes
-  ``T0 = c + b / vcpu_bandwidth + h``, and in that time *asks* for ``b / T0`` bytes/s of memory
-  bandwidth and ``h / T0`` of the host path.  Each resource is divided among the asks on it:
-  parties asking less than the fair level get what they ask, the others share the rest equally.
-  An item then progresses at the rate its tightest resource allows:
-  ``min(1 / T0, granted_bandwidth / b, granted_path / h)`` items per second.
-
-  - **Memory bandwidth** (``Host.memory_bandwidth`` in total, ``Host.vcpu_bandwidth`` per vCPU):
-    zeroing of accepted pages.
-  - **The host path** has a capacity of one second per second: it is the part of the host's
-    work for the guest that only one operation at a time can do (fault handling and TD entries
-    that take the same lock in KVM or the TDX module, page removals under KVM's MMU lock).
-    Saturation past a few vCPUs comes out of it: once the summed asks reach 1, more vCPUs
-    only share the same capacity.
-  - **Idle vCPUs that take the periodic tick** are parties on the host path too: each asks
-    ``Idle.host_s_per_s`` (its tick rate times what one tick costs the path) for as long as it
-    is online and idle.  vCPUs come online during a phase (``WorkItem.onlines``), so a long
-    phase on the boot vCPU sees the path get busier as it goes.  The path time the idle vCPUs
-    were granted is recorded, so the ticks they got (fewer than asked when the path is full)
-    can be counted.
+* **Memory bandwidth** is divided max-min fairly (water-filling): an item of ``c`` CPU seconds,
+  ``b`` bytes and ``h`` host-path seconds running alone takes ``T0 = c + b / vcpu_bandwidth + h``
+  and asks ``b / T0`` bytes/s; parties asking less than the fair level get what they ask, the
+  others share the rest equally (``Host.memory_bandwidth`` in total, ``Host.vcpu_bandwidth`` per
+  vCPU: zeroing of accepted pages).
+* **The host path** is a queue: the part of the host's work for the guest that only one
+  operation at a time can do (fault handling and TD entries that take the same lock in KVM or
+  the TDX module, page removals under KVM's MMU lock).  Each running item cycles between its own
+  work (``c + b / vcpu_bandwidth``) and its operations at the path (``h``), and each idle vCPU
+  that takes the periodic tick sends one exit per tick (``Idle``); mean-value analysis of that
+  closed network (:mod:`lazyaccept.sim.queueing`) gives each item its response time at the path
+  ``R >= h``, waiting included, so it runs at ``1 / (c + b / vcpu_bandwidth + R)`` items per
+  second.  Waiting grows from the first contender on, smoothly; the path's throughput tends to
+  one second per second as the contenders grow.  vCPUs come online during a phase
+  (``WorkItem.onlines``), so a long phase on the boot vCPU sees the path get busier as it goes.
+  The path time the idle vCPUs were granted (their ticks, fewer than ``HZ`` each only when an
+  exit takes longer than a tick period) is recorded.
+* An item progresses at the rate its tightest resource allows: the path's, or the bandwidth's.
 * **Locks** are named.  Items with the same ``lock`` never overlap in time, on any vCPUs.  A
   vCPU whose next item needs a lock held elsewhere *spins*: it is busy but makes no progress
   (the v6.5 accept lock is a spinlock taken with IRQs off).  Waiters get the lock in arrival
@@ -62,6 +59,7 @@ import numpy as np
 
 from ..base.errors import ConfigError
 from ..base.record import AcceptingEntry
+from .queueing import PathShare, share_path, share_path_one
 
 #: A running item whose remaining fraction is at most this is complete (absorbs float rounding).
 _DONE_FRACTION = 1e-9
@@ -119,12 +117,22 @@ class Idle:
     """The online vCPUs of a phase that have nothing to do, and what they ask of the host path.
 
     ``online`` vCPUs are online when the phase starts; those without items are idle from the
-    start, the others once their last item ends.  ``host_s_per_s`` is what one idle vCPU asks of
-    the host path (0: idle vCPUs are tickless and ask nothing).
+    start, the others once their last item ends.  Each takes ``tick_hz`` timer ticks per second
+    (0: tickless), each an exit and re-entry holding the host path ``exit_s`` seconds.
     """
 
     online: int = 1
-    host_s_per_s: float = 0.0
+    tick_hz: float = 0.0
+    exit_s: float = 0.0
+
+    @property
+    def host_s_per_s(self) -> float:
+        """What one idle vCPU asks of the path at its full tick rate."""
+        return self.tick_hz * self.exit_s
+
+    @property
+    def tick_period(self) -> float:
+        return 1.0 / self.tick_hz if self.tick_hz > 0 else math.inf
 
 
 @dataclass(slots=True)
@@ -167,6 +175,13 @@ class PhaseTiming:
     idle_at_end: int = 0
     #: Host-path seconds per second granted to all idle vCPUs together in the phase's last step.
     idle_host_rate_end: float = 0.0
+    #: The mean number of operations at the host path in the phase's last step, and an idle
+    #: vCPU's response time per tick then (its exit's service and waiting).
+    path_queue_end: float = 0.0
+    idle_response_end: float = 0.0
+    #: (time, ticks idle vCPUs took since the phase start, idle vCPUs) at each step with idle
+    #: vCPUs ticking: the exits' counter over time.
+    idle_exit_series: list[tuple[float, float, int]] = field(default_factory=list)
     #: vCPU-seconds items ran slower than alone because the host path (or memory bandwidth)
     #: was their tightest resource.
     path_wait_s: float = 0.0
@@ -218,16 +233,19 @@ def fair_level(asks: np.ndarray, capacity: float, extra_ask: float = 0.0, extra_
 
 def _step(
     frac: np.ndarray, running: np.ndarray, cpu: np.ndarray, nbytes: np.ndarray, hpath: np.ndarray,
-    host: Host, idle: int, idle_ask: float, spinning: int = 0, max_dt: float = math.inf,
-) -> tuple[float, list[int], float, float, float]:
+    host: Host, idle: int, idle_spec: Idle, spinning: int = 0, max_dt: float = math.inf,
+) -> tuple[float, list[int], PathShare, float, float]:
     """Advance the running items to the next completion.
 
-    Returns the time step, the positions that finished, the host-path seconds per second
-    granted to each idle vCPU, and the vCPU-seconds lost in the step to the host path and to
-    memory bandwidth.  Updates ``frac`` and ``running`` in place."""
+    Returns the time step, the positions that finished, how the path was shared in the step,
+    and the vCPU-seconds lost in the step to the host path and to memory bandwidth.  Updates
+    ``frac`` and ``running`` in place."""
     run_idx = np.flatnonzero(running)
+    if len(run_idx) == 1:
+        return _step_one(int(run_idx[0]), frac, running, cpu, nbytes, hpath, host, idle, idle_spec, spinning, max_dt)
     c, b, h = cpu[run_idx], nbytes[run_idx], hpath[run_idx]
-    alone = c + b / host.vcpu_bandwidth + h
+    think = c + b / host.vcpu_bandwidth
+    alone = think + h
     rate_alone = 1.0 / alone
     rate_bw = np.full(len(run_idx), math.inf)
     rate_path = np.full(len(run_idx), math.inf)
@@ -237,14 +255,10 @@ def _step(
         level = fair_level(asks, host.memory_bandwidth)
         if level != math.inf:
             rate_bw[streaming] = np.minimum(asks, level) / b[streaming]
+    share = share_path(think, h, idle, idle_spec.exit_s, idle_spec.tick_period)
     on_path = h > 0
-    idle_grant = idle_ask
-    if on_path.any() or (idle and idle_ask > 0):
-        asks = h[on_path] / alone[on_path]
-        level = fair_level(asks, 1.0, idle_ask, idle if idle_ask > 0 else 0)
-        if level != math.inf:
-            rate_path[on_path] = np.minimum(asks, level) / h[on_path]
-            idle_grant = min(idle_ask, level)
+    if on_path.any():
+        rate_path[on_path] = 1.0 / (think[on_path] + share.response[on_path])
     rates = np.minimum(rate_alone, np.minimum(rate_bw, rate_path))
     if host.cpus is not None:
         # More runnable vCPUs (spinning ones included: a spin burns its host CPU) than host CPUs:
@@ -263,7 +277,38 @@ def _step(
     frac[run_idx] = left
     finished = run_idx[left <= _DONE_FRACTION]
     running[finished] = False
-    return dt, finished.tolist(), idle_grant, path_wait, bw_wait
+    return dt, finished.tolist(), share, path_wait, bw_wait
+
+
+def _step_one(
+    i: int, frac: np.ndarray, running: np.ndarray, cpu: np.ndarray, nbytes: np.ndarray, hpath: np.ndarray,
+    host: Host, idle: int, idle_spec: Idle, spinning: int, max_dt: float,
+) -> tuple[float, list[int], PathShare, float, float]:
+    """:func:`_step` with one running item, in plain floats: the same rules, without numpy's cost
+    per call on arrays of one."""
+    c, b, h = float(cpu[i]), float(nbytes[i]), float(hpath[i])
+    think = c + b / host.vcpu_bandwidth
+    alone = think + h
+    rate_alone = 1.0 / alone
+    rate_bw = math.inf
+    if b > 0 and b / alone > host.memory_bandwidth:
+        rate_bw = host.memory_bandwidth / b
+    response, r_idle, idle_rate, queue = share_path_one(think, h, idle, idle_spec.exit_s, idle_spec.tick_period)
+    rate_path = 1.0 / (think + response) if h > 0 else math.inf
+    rate = min(rate_alone, rate_bw, rate_path)
+    if host.cpus is not None and 1 + spinning > host.cpus:
+        rate *= host.cpus / (1 + spinning)
+    f = float(frac[i])
+    dt = min(f / rate, max_dt)
+    lost = (1.0 - rate / rate_alone) * dt
+    path_wait, bw_wait = (lost, 0.0) if rate_path <= rate_bw else (0.0, lost)
+    left = f - rate * dt
+    frac[i] = left
+    done = []
+    if left <= _DONE_FRACTION:
+        running[i] = False
+        done = [i]
+    return dt, done, PathShare(np.zeros(0), r_idle, idle_rate, queue), path_wait, bw_wait
 
 
 def _fifo_streams(
@@ -316,6 +361,7 @@ class PhaseRun:
         #: Online vCPUs with nothing (left) to do: they take the tick if the phase says so.
         self.idle = max(0, self.idle_spec.online - sum(1 for v in self.vcpus if items_by_vcpu[v]))
         self.t = float(start)
+        self.ticks = 0.0
         self.timing = PhaseTiming(start=self.t, end=self.t)
         for v in self.vcpus:
             self.timing.vcpus[v] = VcpuTiming(start=self.t, end=self.t)
@@ -352,6 +398,8 @@ class PhaseRun:
         #: range was dropped (or a multi-call holder moved on) since they last retried.
         self.range_waiters: deque[tuple[int, int, int]] = deque()
         self.ranges_changed = False
+        #: Holders of a multi-call item timed whole: their current call moves as they progress.
+        self.moving_holders = 0
         #: Per vCPU in a segmented item: calls left after the current one, and when it reached it.
         self.calls_left: dict[int, int] = {}
         self.call_reached: dict[int, float] = {}
@@ -377,12 +425,11 @@ class PhaseRun:
                 self._wake_next()
                 continue
             next_wake = self.sleeping[0][0] - self.t if self.sleeping else math.inf
-            dt, done, idle_grant, path_wait, bw_wait = _step(
+            dt, done, share, path_wait, bw_wait = _step(
                 self.frac, self.running, self.cpu, self.nbytes, self.hpath, self.host,
-                self.idle, self.idle_spec.host_s_per_s, len(self.waiting_since), next_wake,
+                self.idle, self.idle_spec, len(self.waiting_since), next_wake,
             )
-            self.timing.idle_host_s += idle_grant * self.idle * dt
-            self.timing.idle_host_rate_end = idle_grant * self.idle
+            self._idle_ticks(share, dt)
             self.timing.path_wait_s += path_wait
             self.timing.bandwidth_wait_s += bw_wait
             self.t += dt
@@ -395,6 +442,17 @@ class PhaseRun:
         self.timing.end = max((vt.end for vt in self.timing.vcpus.values()), default=self.timing.start)
         self.timing.idle_at_end = self.idle
         return self.timing
+
+    def _idle_ticks(self, share: PathShare, dt: float) -> None:
+        """Count the ticks idle vCPUs took in a step of ``dt`` seconds, and the path's state."""
+        grant = share.idle_rate * self.idle_spec.exit_s  # path s/s per idle vCPU
+        self.timing.idle_host_s += grant * self.idle * dt
+        self.timing.idle_host_rate_end = grant * self.idle
+        self.timing.path_queue_end = share.queue
+        self.timing.idle_response_end = share.idle_response
+        if self.idle and share.idle_rate > 0:
+            self.ticks += share.idle_rate * self.idle * dt
+            self.timing.idle_exit_series.append((self.t + dt, self.ticks, self.idle))
 
     def _wake_next(self) -> None:
         wake, v = heapq.heappop(self.sleeping)
@@ -495,6 +553,7 @@ class PhaseRun:
     def _hold(self, v: int, first: int, end: int, k: int, stride: int) -> None:
         i = self.pos[v]
         self.holders[v] = (first, end - first, stride, k)
+        self.moving_holders += k > 1
         self.holding[i] = True
         self.h_first[i] = first
         self.h_width[i] = end - first
@@ -502,7 +561,9 @@ class PhaseRun:
         self.h_k[i] = k
 
     def _drop(self, v: int) -> None:
-        if self.holders.pop(v, None) is not None:
+        held = self.holders.pop(v, None)
+        if held is not None:
+            self.moving_holders -= held[3] > 1
             self.holding[self.pos[v]] = False
             self.ranges_changed = True
 
@@ -518,7 +579,7 @@ class PhaseRun:
         return False
 
     def _retry_if_changed(self) -> None:
-        if self.range_waiters and (self.ranges_changed or any(h[3] > 1 for h in self.holders.values())):
+        if self.range_waiters and (self.ranges_changed or self.moving_holders):
             self.ranges_changed = False
             self._retry_ranges()
 

@@ -57,6 +57,17 @@ class Param:
     bounds: tuple[float, float] | None = None
     fit: bool = False
     note: str = ""
+    #: One standard deviation of a fitted value, relative to it (what calibration found).
+    uncertainty: float | None = None
+
+
+@dataclass(frozen=True)
+class FittedTo:
+    """What a profile's fitted values were fitted to: the calibration rows (ids) and a digest of
+    their contents, so that a change of the table is noticed."""
+
+    rows: tuple[str, ...]
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class CostProfile:
     #: Why the calibration assumes each default (key of :class:`StackDefaults` -> reason).
     defaults_why: dict[str, str]
     params: dict[str, Param]
+    fitted_to: FittedTo | None = None
 
     # -- access --
 
@@ -111,13 +123,22 @@ class CostProfile:
                 out.append(ParamRef(p.key, p.value, p.unit, p.bounds[0], p.bounds[1]))
         return out
 
-    def with_values(self, values: dict[str, float], source: str | None = None) -> CostProfile:
+    def fitted_uncertainties(self) -> dict[str, float]:
+        """Each fitted parameter's relative one-sigma uncertainty (those calibration recorded)."""
+        return {p.key: p.uncertainty for p in self.params.values()
+                if p.fit and p.uncertainty is not None and math.isfinite(p.uncertainty)}
+
+    def with_values(self, values: dict[str, float], source: str | None = None,
+                    uncertainties: dict[str, float] | None = None) -> CostProfile:
         """A copy with the parameters in ``values`` (key -> value in the file's unit) replaced.
 
         ``source``, if given, becomes the source of every replaced value (the old source is
-        kept in its ``note``).  Values are validated like a loaded file's.
+        kept in its ``note``).  ``uncertainties`` (key -> relative one sigma) replace those
+        recorded.  Values are validated like a loaded file's.
         """
         params = dict(self.params)
+        for key, unc in (uncertainties or {}).items():
+            params[key] = replace(params[key], uncertainty=unc if math.isfinite(unc) else None)
         for key, value in values.items():
             if key not in params:
                 raise ConfigError(f"{self.path}: no parameter {key!r} to set")
@@ -153,6 +174,8 @@ class CostProfile:
             f"name = {_toml_str(self.name)}",
             f"platform = {_toml_str(self.tee.value)}",
             f"description = {_toml_str(self.description)}",
+            *([f"fitted_to = {{ rows = [{', '.join(_toml_str(r) for r in self.fitted_to.rows)}], "
+               f"digest = {_toml_str(self.fitted_to.digest)} }}"] if self.fitted_to is not None else []),
             "",
             "# The configuration the calibration assumes; commands use it when given no option.",
             "[defaults]",
@@ -184,6 +207,8 @@ class CostProfile:
                     parts.append(f"bounds = [{_toml_num(p.bounds[0])}, {_toml_num(p.bounds[1])}]")
                 if p.fit:
                     parts.append("fit = true")
+                if p.uncertainty is not None:
+                    parts.append(f"uncertainty = {_toml_num(p.uncertainty)}")
                 parts.append(f"source = {_toml_str(p.source)}")
                 if p.note:
                     parts.append(f"note = {_toml_str(p.note)}")
@@ -288,6 +313,9 @@ def parse_profile(text: str, path: str = "<profile>") -> CostProfile:
         tee = Tee(head["platform"])
     except ValueError:
         raise err(f"[profile] platform: {head['platform']!r} is not one of {', '.join(choice_values(Tee))}") from None
+    unknown_head = set(head) - {"name", "platform", "description", "fitted_to"}
+    if unknown_head:
+        raise err(f"[profile] {sorted(unknown_head)[0]}: unknown key")
     unknown_top = set(doc) - {"profile", "defaults", *SECTIONS}
     if unknown_top:
         raise err(f"unknown section [{sorted(unknown_top)[0]}]")
@@ -319,7 +347,20 @@ def parse_profile(text: str, path: str = "<profile>") -> CostProfile:
         defaults=defaults,
         defaults_why=why,
         params=params,
+        fitted_to=_parse_fitted_to(head.get("fitted_to"), path),
     )
+
+
+def _parse_fitted_to(entry: Any, path: str) -> FittedTo | None:
+    if entry is None:
+        return None
+    where = f"{path}: [profile] fitted_to"
+    if not isinstance(entry, dict) or set(entry) != {"rows", "digest"}:
+        raise ConfigError(f'{where}: must be {{ rows = ["id", ...], digest = "sha256:..." }}')
+    rows, digest = entry["rows"], entry["digest"]
+    if not isinstance(rows, list) or not all(isinstance(r, str) for r in rows) or not isinstance(digest, str):
+        raise ConfigError(f"{where}: rows must be a list of row ids and digest a string")
+    return FittedTo(tuple(rows), digest)
 
 
 def _table(doc: dict[str, Any], key: str, path: str) -> dict[str, Any]:
@@ -413,6 +454,12 @@ def _parse_param(entry: Any, section: str, name: str, spec: Spec, path: str) -> 
     note = entry.get("note", "")
     if not isinstance(note, str):
         raise ConfigError(f"{where}: note must be a string")
+    unc = entry.get("uncertainty")
+    if unc is not None:
+        if isinstance(unc, bool) or not isinstance(unc, int | float) or not (math.isfinite(unc) and unc >= 0):
+            raise ConfigError(f"{where}: uncertainty must be a relative one sigma >= 0, not {unc!r}")
+        if not fit:
+            raise ConfigError(f"{where}: uncertainty is what calibration finds for a fitted value (fit = true)")
     fval = float(value)
     _check_value(path, f"{section}.{name}", fval, spec, bounds)
     return Param(
@@ -424,6 +471,7 @@ def _parse_param(entry: Any, section: str, name: str, spec: Spec, path: str) -> 
         bounds=bounds,
         fit=fit,
         note=note,
+        uncertainty=None if unc is None else float(unc),
     )
 
 

@@ -95,7 +95,7 @@ BOOT = {
     ),
 }
 SECTIONS = ("host", "accept", "boot")
-PARAM_KEYS = {"value", "unit", "source", "bounds", "fit", "note"}
+PARAM_KEYS = {"value", "unit", "source", "bounds", "fit", "uncertainty", "note"}
 SECTION_DOCS = {
     "host": "The host: its memory system and its serialised path (what only one vCPU's operation at a time can use).",
     "accept": "Per-operation costs of accepting memory (zeroing is priced by bandwidth, in [host]).",

@@ -14,12 +14,15 @@ from ..scenario.build import build_record
 from ..scenario.config import GuestRequest, VMConfig
 from .profile import CostProfile
 from .timeline import Timeline, simulate
+from .uncertainty import Range, predict_range
 
 
 @dataclass
 class BootResult:
     record: BootRecord
     timeline: Timeline
+    #: The boot time's one-sigma range from the profile's fitted uncertainties (None: none recorded).
+    boot_range: Range | None = None
 
     @property
     def boot_s(self) -> float:
@@ -47,4 +50,6 @@ def run(config: VMConfig, profile: CostProfile) -> BootResult:
     check_profile_fits(config, profile)
     record = build_record(config)
     at_start = record.platform.host.added_bytes  # pages added at build time
-    return BootResult(record, simulate(record.phases, profile, committed_at_start=at_start))
+    timeline = simulate(record.phases, profile, committed_at_start=at_start)
+    boot_range = predict_range(lambda p: simulate(record.phases, p).total_s, profile, timeline.total_s)
+    return BootResult(record, timeline, boot_range)

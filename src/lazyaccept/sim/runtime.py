@@ -43,6 +43,7 @@ from .pricing import price
 from .profile import CostProfile
 from .run import check_profile_fits
 from .timeline import Timeline, simulate, timed_calls
+from .uncertainty import Range, perturbed_profiles, spread
 
 
 @dataclass
@@ -51,6 +52,8 @@ class WorkloadTiming:
     start_s: float
     end_s: float
     baseline_s: float | None = None
+    #: The duration's one-sigma range from the profile's fitted uncertainties.
+    duration_range: Range | None = None
 
     @property
     def duration_s(self) -> float:
@@ -74,6 +77,8 @@ class RunResult:
     irqs_off_max_s: float
     fully_accepted_s: float | None
     accept_by: dict[str, float] = field(default_factory=dict)
+    #: The boot time's one-sigma range from the profile's fitted uncertainties.
+    boot_range: Range | None = None
     #: The longest stretch in accept_memory() the soft-lockup watchdog sees without a touch.
     watchdog_stretch_max_s: float = 0.0
 
@@ -100,11 +105,13 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: list[float])
 
 
 def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = True,
-                 baselines: dict[RunConfig, list[float]] | None = None) -> RunResult:
+                 baselines: dict[RunConfig, list[float]] | None = None, ranges: bool = True) -> RunResult:
     """Record and time ``config`` with ``profile``; with ``baseline``, also time the same workloads
     on an eagerly accepted guest for the slowdown.  Callers that run several policies of one
     guest pass one ``baselines`` dict (eager run -> its workloads' durations, for this profile):
-    the eager run they share is then timed once."""
+    the eager run they share is then timed once.  With ``ranges``, the boot and each workload's
+    duration get their one-sigma range from the profile's fitted uncertainties (re-timing the
+    run once per fitted parameter)."""
     check_profile_fits(config.vm, profile)
     host = profile.host
     if config.host_cpus is not None:
@@ -114,12 +121,18 @@ def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = Tr
     at_start = record.boot.platform.host.added_bytes
     timeline = simulate(record.boot.phases, profile, committed_at_start=at_start, host=host)
     result = _measure(record, timeline)
+    moved = [_measure(record, simulate(record.boot.phases, q, committed_at_start=at_start, host=host))
+             for q in (perturbed_profiles(profile) if ranges else [])]
+    if moved:
+        result.boot_range = spread(result.boot_s, [m.boot_s for m in moved])
+        for i, w in enumerate(result.workloads):
+            w.duration_range = spread(w.duration_s, [m.workloads[i].duration_s for m in moved])
     if baseline and config.workloads:
         eager = replace(config, vm=replace(config.vm, policy=Policy(PolicyKind.EAGER).accept_memory),
                         policy=Policy(PolicyKind.EAGER))
         known = baselines if baselines is not None else {}
         if eager not in known:
-            known[eager] = [w.duration_s for w in simulate_run(eager, profile, baseline=False).workloads]
+            known[eager] = [w.duration_s for w in simulate_run(eager, profile, baseline=False, ranges=False).workloads]
         for w, b in zip(result.workloads, known[eager], strict=True):
             w.baseline_s = b
     return result
@@ -225,8 +238,10 @@ def run_document(result: RunResult, profile: CostProfile) -> dict[str, Any]:
     return {
         "config": cfg.as_dict() | {"profile": profile.name},
         "boot_s": result.boot_s,
+        "boot_s_range": None if result.boot_range is None else result.boot_range.as_list(),
         "workloads": [
             {"name": w.name, "start_s": w.start_s, "end_s": w.end_s, "duration_s": w.duration_s,
+             "duration_s_range": None if w.duration_range is None else w.duration_range.as_list(),
              "baseline_s": w.baseline_s, "slowdown": w.slowdown}
             for w in result.workloads
         ],

@@ -15,6 +15,7 @@ from ..scenario.config import GuestRequest, VMConfig
 from .outcome import Failure, try_run
 from .profile import CostProfile
 from .run import resolve
+from .uncertainty import Range
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class CompareRow:
     lazy_accept_s: float
     eager_accept_wall_s: float
     lazy_accept_wall_s: float
+    eager_range: Range | None = None
+    lazy_range: Range | None = None
 
     @property
     def speedup(self) -> float:
@@ -43,6 +46,8 @@ class CompareRow:
             "lazy_accept_s": self.lazy_accept_s,
             "eager_accept_wall_s": self.eager_accept_wall_s,
             "lazy_accept_wall_s": self.lazy_accept_wall_s,
+            "eager_s_range": None if self.eager_range is None else self.eager_range.as_list(),
+            "lazy_s_range": None if self.lazy_range is None else self.lazy_range.as_list(),
         }
 
 
@@ -91,7 +96,7 @@ def compare_policies(
             rows.append(
                 CompareRow(
                     size, eager.boot_s, lazy.boot_s, eager.accept_s, lazy.accept_s,
-                    eager.timeline.accept_wall_s, lazy.timeline.accept_wall_s,
+                    eager.timeline.accept_wall_s, lazy.timeline.accept_wall_s, eager.boot_range, lazy.boot_range,
                 )
             )
         if on_size_done is not None:

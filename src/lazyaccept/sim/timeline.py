@@ -104,7 +104,7 @@ def simulate(
                 fifo_order.append((ev.vcpu, len(vcpu_items)))
             vcpu_items.append(price(profile, ev))
             actors.setdefault(ev.vcpu, []).append(ev.actor if isinstance(ev, AcceptEvent) else None)
-        idle = Idle(online=phase.online_vcpus, host_s_per_s=phase.tick_hz * profile.si("host.path_idle_exit"))
+        idle = Idle(online=phase.online_vcpus, tick_hz=phase.tick_hz, exit_s=profile.si("host.path_idle_exit"))
         timing = simulate_phase(items, t, host, idle, fifo_order)
         phase_accept = 0.0
         for v, vt in timing.vcpus.items():

@@ -51,8 +51,8 @@ from .profiles import ProfileText, parsed
 #: Actor names in a record, grouped as a user thinks of them (as ``boot --json`` does).
 _GROUPS = {"firmware": "firmware", "efistub": "efi stub"}
 METRIC_KEYS = (
-    "boot_s", "accept_s", "accept_wall_s", "accepted_bytes", "accepted_by", "exits", "host_committed_bytes",
-    "unaccepted_after_boot_bytes", "phases_s",
+    "boot_s", "boot_s_range", "accept_s", "accept_wall_s", "accepted_bytes", "accepted_by", "exits",
+    "host_committed_bytes", "unaccepted_after_boot_bytes", "phases_s",
 )
 
 
@@ -103,7 +103,7 @@ def run_metrics(task: Task, prof: CostProfile) -> dict[str, Any]:
     slowdown against an eagerly accepted guest, and stalls (as quantiles) when it has some."""
     result = simulate_run(RunConfig(task.config, tuple(Workload.parse(w) for w in task.options.workloads),
                                     Policy.parse(task.options.policy)), prof)
-    boot = BootResult(result.record.boot, result.timeline)
+    boot = BootResult(result.record.boot, result.timeline, result.boot_range)
     out = metrics(boot)
     out["boot_s"] = result.boot_s
     summary = result.stall_summary()
@@ -113,6 +113,8 @@ def run_metrics(task: Task, prof: CostProfile) -> dict[str, Any]:
     out["workload"] = None if not result.workloads else {
         "name": " + ".join(w.name for w in result.workloads),
         "duration_s": max(w.end_s for w in result.workloads) - min(w.start_s for w in result.workloads),
+        "duration_s_range": result.workloads[0].duration_range.as_list()
+        if len(result.workloads) == 1 and result.workloads[0].duration_range is not None else None,
         "slowdown": max(slow) if slow else None,
         "stalls": summary,
         "stalls_s": stalls,
@@ -136,6 +138,7 @@ def metrics(result: BootResult) -> dict[str, Any]:
         phases[p.name] = phases.get(p.name, 0.0) + p.duration
     return {
         "boot_s": tl.total_s,
+        "boot_s_range": None if result.boot_range is None else result.boot_range.as_list(),
         "accept_s": tl.accept_s,
         "accept_wall_s": tl.accept_wall_s,
         "accepted_bytes": sum(s.bytes_accepted for s in groups.values()),
