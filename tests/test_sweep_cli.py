@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet_helpers import run_rows
+from fleet_helpers import need, run_rows
 from lazyaccept.sim.fleet.grid import load_grid
 
 ROOT = Path(__file__).parents[1]
@@ -38,8 +38,8 @@ BAD = [
 
 @pytest.mark.parametrize("text,message", BAD)
 def test_bad_grid_is_one_line_exit_2_and_no_results_file(tmp_path, text, message):
-    if "OVMF_CODE" in text and not Path("/usr/share/OVMF/OVMF_CODE.fd").is_file():
-        pytest.skip("needs Debian's OVMF")
+    if "OVMF_CODE" in text:
+        need("Debian's OVMF (/usr/share/OVMF/OVMF_CODE.fd)", Path("/usr/share/OVMF/OVMF_CODE.fd").is_file())
     grid, out = tmp_path / "g.toml", tmp_path / "out.jsonl"
     grid.write_text(text)
     r = cli("sweep", str(grid), "--out", str(out), "--jobs", "1")

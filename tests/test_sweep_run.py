@@ -137,8 +137,25 @@ def test_the_local_pool_gives_the_rows_this_process_gives(tmp_path):
     assert run_rows(tmp_path / "a.jsonl", sort=True) == run_rows(tmp_path / "b.jsonl", sort=True)
 
 
-def _parse_count() -> int:
-    return fleet_profiles.parse_count()
+#: Calls of the profile parser in this (worker) process, counted by the wrapper _count_parses installs.
+_PARSES: list[str] = []
+
+
+def _count_parses() -> None:
+    """In the worker: count every call of the real parser from here on (the cache's own
+    bookkeeping is not trusted to report its misses)."""
+    real = fleet_profiles.parse_profile
+
+    def counting(text: str, path: str):
+        _PARSES.append(path)
+        return real(text, path)
+
+    fleet_profiles._PARSED.clear()
+    fleet_profiles.parse_profile = counting
+
+
+def _parses() -> int:
+    return len(_PARSES)
 
 
 def test_a_worker_parses_each_profile_once(tmp_path):
@@ -146,9 +163,11 @@ def test_a_worker_parses_each_profile_once(tmp_path):
     chunks = chunked(plan.tasks, workers=1, max_chunk=3)
     assert len(chunks) == 8
     with ProcessPoolExecutor(max_workers=1) as pool:  # one worker: every chunk lands on it
+        pool.submit(_count_parses).result()
         for c in chunks:
             pool.submit(run_chunk, c, plan.profiles).result()
-        assert pool.submit(_parse_count).result() == 2  # tdx and snp, once each, for 8 chunks
+        # tdx and snp, once each, for 8 chunks of 24 runs (a cache that missed would parse per run).
+        assert pool.submit(_parses).result() == 2
 
 
 # Failures included: the Dask path must carry failure rows exactly as the local one does.

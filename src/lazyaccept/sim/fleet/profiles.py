@@ -49,11 +49,6 @@ def parsed(profile: ProfileText) -> CostProfile:
     return hit
 
 
-def parse_count() -> int:
-    """How many profiles this process has parsed (for tests of the once-per-worker rule)."""
-    return len(_PARSED)
-
-
 def describe_profile(profile: CostProfile, sha256: str | None = None) -> dict[str, Any]:
     """A profile as JSON: what it is, its defaults with their reasons, every cost with its source."""
     defaults = profile.defaults
