@@ -95,6 +95,9 @@ def test_rows_stream_to_the_file_as_chunks_finish(tmp_path):
     assert all(done == on_disk for done, on_disk in seen)
 
 
+MARK = 123456.0
+
+
 def test_resume_runs_exactly_the_missing_rows_and_drops_a_cut_line(tmp_path):
     plan = plan_of(SMALL)
     full = tmp_path / "full.jsonl"
@@ -102,8 +105,9 @@ def test_resume_runs_exactly_the_missing_rows_and_drops_a_cut_line(tmp_path):
     lines = full.read_text().splitlines()
     runs = [json.loads(x) for x in lines if json.loads(x)["kind"] == "run"]
     heads = [x for x in lines if json.loads(x)["kind"] != "run"]
-    # An interrupted file: the header, 7 rows (marked, to see they are not recomputed), half a row.
-    kept = [r | {"boot_s": -1.0} for r in runs[:7]]
+    # An interrupted file: the header, 7 rows (marked with a boot time no run gives, to see they are
+    # not recomputed), half a row.
+    kept = [r | {"boot_s": MARK} for r in runs[:7]]
     part = tmp_path / "part.jsonl"
     part.write_text("\n".join(heads + [json.dumps(r) for r in kept]) + "\n" + lines[-1][:40])
     summary = run_sweep(plan, part, InlineExecutor(), resume=True)
@@ -111,8 +115,8 @@ def test_resume_runs_exactly_the_missing_rows_and_drops_a_cut_line(tmp_path):
     after = run_rows(part)
     assert len(after) == 24 and len({r["key"] for r in after}) == 24
     by_key = {r["key"]: r for r in after}
-    assert all(by_key[r["key"]]["boot_s"] == -1.0 for r in kept)  # skipped, not run again
-    assert {k: r for k, r in by_key.items() if r["boot_s"] != -1.0} == {
+    assert all(by_key[r["key"]]["boot_s"] == MARK for r in kept)  # skipped, not run again
+    assert {k: r for k, r in by_key.items() if r["boot_s"] != MARK} == {
         r["key"]: r for r in runs[7:]}  # the rest are what a full sweep gives
     # Resuming a complete file runs nothing; the profile lines are not written twice.
     again = run_sweep(plan, part, InlineExecutor(), resume=True)

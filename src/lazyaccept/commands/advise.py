@@ -15,7 +15,7 @@ from ..base.units import format_size, parse_size
 from ..guest.policies import Policy
 from ..presentation.console import make_console
 from ..sim.runtime import RunResult, simulate_run
-from .options import guest_options, guest_profile, guest_request
+from .options import FiniteFloat, guest_options, guest_profile, guest_request
 from .run import run_config, runtime_options
 
 #: Kata Containers' agent gives a guest 45 s to come up (kata-containers, runtime
@@ -39,7 +39,7 @@ def _price(r: RunResult) -> tuple[float, float]:
 
 @click.command("advise")
 @click.option("--memory", required=True, metavar="SIZE", help="Guest memory, e.g. 256G.")
-@click.option("--boot-deadline", type=click.FloatRange(0.1, 86400), default=KATA_DEADLINE_S, show_default=True,
+@click.option("--boot-deadline", type=FiniteFloat(0.1, 86400), default=KATA_DEADLINE_S, show_default=True,
               help="Seconds the guest may take to reach its shell (Kata's agent waits 45 s).")
 @guest_options
 @runtime_options

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,19 @@ from ..guest.footprint import BootFootprint
 from ..scenario.config import GuestRequest
 from ..scenario.like import FIELDS, Likeness, merge, read_like
 from ..sim.profile import CostProfile, load_profile
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option within bounds; NaN and infinities are refused (click's range check compares,
+    and every comparison with NaN is false, so NaN would pass any range)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 def enum_choice(enum: type) -> click.Choice:

@@ -14,7 +14,7 @@ from ..scenario.runtime import RunConfig
 from ..scenario.workloads import Workload
 from ..sim.run import resolve
 from ..sim.runtime import run_document, simulate_run
-from .options import check_output_file, guest_options, guest_profile, guest_request
+from .options import FiniteFloat, check_output_file, guest_options, guest_profile, guest_request
 
 
 def runtime_options(f):  # noqa: ANN001, ANN201
@@ -27,7 +27,7 @@ def runtime_options(f):  # noqa: ANN001, ANN201
                      show_default=True, help="Transparent huge pages for the workloads' memory."),
         click.option("--host-cpus", type=click.IntRange(1, 65536), default=None,
                      help="Physical CPUs the host runs the vCPUs on (default: one each)."),
-        click.option("--watchdog-thresh", type=click.FloatRange(1, 60), default=10.0, show_default=True,
+        click.option("--watchdog-thresh", type=FiniteFloat(1, 60), default=10.0, show_default=True,
                      help="kernel.watchdog_thresh (s): a soft lockup is reported past twice it."),
     ]
     for opt in reversed(opts):

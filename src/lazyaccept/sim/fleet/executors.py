@@ -89,6 +89,14 @@ class PoolExecutor(Executor):
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if e is not None:
+            # Interrupted (Ctrl-C, SIGTERM) or failed: the chunks running now are not waited for; their
+            # rows would be lost anyway, and --resume runs them again.
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.terminate()
+        self.close()
+
 
 class DaskExecutor(Executor):
     """A Dask cluster: ``"local"`` starts a :class:`distributed.LocalCluster` of ``jobs``

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ...base.errors import FormatError
-from ..profile import CostProfile, parse_profile, profile_path
+from ...base.fileio import read_input
+from ..profile import PROFILE_LIMIT, CostProfile, parse_profile, profile_path
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,11 @@ class ProfileText:
 def read_profile_text(ref: str) -> ProfileText:
     """The text of the profile ``ref`` names (a packaged name or a path)."""
     path = profile_path(ref)
+    # The checks load_profile makes: a regular file (no FIFO to hang on, no /dev/zero), bounded.
+    data = read_input(path, limit=PROFILE_LIMIT, what="profiles")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise FormatError(f"{path}: cannot read profile: {exc}") from None
     return ProfileText(ref, str(path), text, hashlib.sha256(text.encode()).hexdigest())
 

@@ -163,8 +163,23 @@ def worker_version() -> str:
     return __version__
 
 
+#: prctl(2) option: the signal a process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
 def ignore_interrupts() -> None:
-    """Pool worker initializer: Ctrl-C is the client's to handle (it cancels, then stops the pool)."""
+    """Pool worker initializer: Ctrl-C is the client's to handle (it cancels, then stops the pool);
+    and the worker dies with its parent, so no worker outlives a sweep killed with SIGKILL.
+
+    A pool worker's parent is the fork server, which exits as soon as the sweep's process is gone
+    (its pipe from the client closes); the kernel then kills the worker.  A worker holds nothing
+    worth saving: rows are written by the client."""
     import signal
+    import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
