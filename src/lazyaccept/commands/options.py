@@ -48,7 +48,7 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Page size the host maps private memory at (default: the profile's)."),
         click.option("--firmware-accept", default=None, metavar="below-4g|all|SIZE",
                      help="What firmware accepts before the OS (default: the profile's)."),
-        click.option("--kernel", default=None, metavar="VERSION",
+        click.option("--kernel", default=None, metavar="RELEASE",
                      help="Kernel release whose rules apply, e.g. 6.5, 6.8, 6.12, mainline (default: the profile's)."),
         click.option("--firmware", "firmware_path", default=None, metavar="PATH",
                      help="OVMF/TDVF image to take TDVF sections from (default: Debian's OVMF_CODE.fd)."),

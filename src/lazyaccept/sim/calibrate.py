@@ -37,7 +37,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -255,7 +255,29 @@ def _number(row: dict[str, str], key: str, where: str) -> float | None:
         raise FormatError(f"{where}: {key} is not a number: {text!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise FormatError(f"{where}: {key} must be a positive number, not {text!r}")
+    if not _LEAST <= value <= _MOST:
+        # 1e308 overflows once scaled to bytes; 1e-320 is below a float's precision: not measurements.
+        raise FormatError(f"{where}: {key} {text!r} is outside [{_LEAST:g}, {_MOST:g}], the range of any figure "
+                          "a calibration row gives")
     return value
+
+
+#: The range of every number in a calibration row (seconds, GiB, counts, ratios).
+_LEAST, _MOST = 1e-12, 1e15
+
+
+def _rows(reader: csv.DictReader[str], path: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows with their line numbers; a CSV error (a field over the csv module's 128 KiB limit,
+    say) is a :class:`FormatError` naming the file and line."""
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise FormatError(f"{path}: line {reader.line_num + 1}: not a calibration table: {exc}") from None
+        yield reader.line_num, row
 
 
 def _list(row: dict[str, str], key: str) -> tuple[str, ...]:
@@ -294,12 +316,16 @@ def _request(row: dict[str, str], tee: Tee, where: str) -> GuestRequest:
 def parse_calibration(text: str, path: str = "<calibration>") -> list[CalibrationPoint]:
     """The points of a calibration CSV (see the module docstring)."""
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in ("id", "platform", "profile", "metric", "memory_gib") if c not in (reader.fieldnames or [])]
+    try:
+        fieldnames = reader.fieldnames or []
+    except csv.Error as exc:
+        raise FormatError(f"{path}: line 1: not a calibration table: {exc}") from None
+    missing = [c for c in ("id", "platform", "profile", "metric", "memory_gib") if c not in fieldnames]
     if missing:
         raise FormatError(f"{path}: not a calibration table: missing column(s) {', '.join(missing)}")
     points: list[CalibrationPoint] = []
     seen: set[str] = set()
-    for n, row in enumerate(reader, start=2):
+    for n, row in _rows(reader, path):
         rid = (row.get("id") or "").strip()
         where = f"{path}: line {n} ({rid or 'no id'})"
         if not rid:

@@ -73,7 +73,8 @@ class PoolExecutor(Executor):
         self.label = f"{jobs} local process{'es' if jobs > 1 else ''}"
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([_WORKER_MODULE])
-        self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=ignore_interrupts)
+        self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=ignore_interrupts,
+                                         initargs=(os.getpid(),))
 
     def run(self, chunks: list[list[Task]], profiles: Mapping[str, ProfileText]) -> Iterator[Rows]:
         pending: set[Future[Rows]] = {self._pool.submit(run_chunk, c, dict(profiles)) for c in chunks}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,19 +168,40 @@ def worker_version() -> str:
 PR_SET_PDEATHSIG = 1
 
 
-def ignore_interrupts() -> None:
+def ignore_interrupts(client: int | None = None) -> None:
     """Pool worker initializer: Ctrl-C is the client's to handle (it cancels, then stops the pool);
-    and the worker dies with its parent, so no worker outlives a sweep killed with SIGKILL.
+    and the worker dies with the sweep, so no worker outlives a sweep killed with SIGKILL.
 
-    A pool worker's parent is the fork server, which exits as soon as the sweep's process is gone
-    (its pipe from the client closes); the kernel then kills the worker.  A worker holds nothing
-    worth saving: rows are written by the client."""
+    A pool worker's parent is the fork server, not the sweep (``client``): a thread waits on the
+    sweep's pidfd and ends the worker when the sweep is gone (the fork server then exits too, as its
+    last client connection closes), and the kernel ends the worker if the fork server dies.  A
+    worker holds nothing worth saving: rows are written by the client."""
     import signal
-    import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        import ctypes
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if client is not None:
+        _die_with(client)
+
+
+def _die_with(pid: int) -> None:
+    import os
+    import select
+    import threading
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)  # the sweep is already gone
+    except OSError:
+        return  # no pidfd (a kernel before 5.3): the fork server's end still ends the workers
+
+    def wait() -> None:
+        select.select([fd], [], [])  # readable once the process has exited
+        os._exit(1)
+
+    threading.Thread(target=wait, name="die-with-sweep", daemon=True).start()
