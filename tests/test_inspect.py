@@ -30,7 +30,7 @@ from lazyaccept.formats.kernel_text import (
     format_vmstat,
 )
 from lazyaccept.formats.tdvf import TdvfMetadata, TdvfSection, build_tdvf_image
-from lazyaccept.presentation.inspect import detect_kind, inspect_file
+from lazyaccept.scenario.inspect import detect_kind, inspect_file
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
 LOGS = Path(__file__).resolve().parent / "data" / "real-logs"

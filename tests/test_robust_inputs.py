@@ -20,7 +20,7 @@ import pytest
 from lazyaccept.base.errors import FormatError
 from lazyaccept.base.fileio import DEFAULT_LIMIT, open_input, read_input
 from lazyaccept.formats.kernel_text import format_meminfo, parse_dmesg, parse_meminfo, parse_vmstat
-from lazyaccept.presentation.inspect import SIZE_LIMITS, inspect_file
+from lazyaccept.scenario.inspect import SIZE_LIMITS, inspect_file
 
 MiB, GiB = 1 << 20, 1 << 30
 
