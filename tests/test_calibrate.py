@@ -64,7 +64,7 @@ def test_points_of_the_published_data(points):
 @pytest.mark.parametrize("name", ["tdx-seed", "tdx-fast", "snp"])
 def test_each_shipped_profile_reproduces_its_own_points_within_10_percent(points, name):
     prof = load_profile(name)
-    mine, _ = points_of(prof, points)
+    mine = points_of(prof, points)
     preds = Predictor(mine, prof).predict(prof)
     for p, y in zip(mine, preds, strict=True):
         assert abs(y - p.target) / p.target < 0.10, (p.id, y, p.target)
@@ -72,7 +72,7 @@ def test_each_shipped_profile_reproduces_its_own_points_within_10_percent(points
 
 def test_the_default_tdx_profile_reproduces_dstack_within_10_percent(points):
     prof = load_profile("tdx")
-    mine, _ = points_of(prof, points)
+    mine = points_of(prof, points)
     assert {p.row_id for p in mine} == {"dstack-fault-early", "dstack-fault-late", "dstack-idle-exits",
                                         "dstack-bsp-accept", "dstack-swiotlb-convert"}
     preds = Predictor(mine, prof).predict(prof)
@@ -84,7 +84,7 @@ def test_the_lkvs_host_reproduces_its_drain_times_within_their_resolution(points
     # tdx_mem_test.sh times with bash's SECONDS (1 s steps) and passes at 1.15 x expected: a
     # prediction is good within 1 s plus 10%.
     prof = load_profile("tdx-lkvs")
-    mine, _ = points_of(prof, points)
+    mine = points_of(prof, points)
     assert len(mine) == 4
     preds = Predictor(mine, prof).predict(prof)
     for p, y in zip(mine, preds, strict=True):
@@ -112,7 +112,7 @@ def test_fit_recovers_a_known_parameter(points):
     # the fit must find it again.
     prof = load_profile("tdx-fast")
     truth = prof.with_values({"host.path_fault_4k": 2.2, "accept.td_exit": 0.3})
-    mine, _ = points_of(prof, points)
+    mine = points_of(prof, points)
     synthetic = [dataclasses.replace(p, target=y) for p, y in zip(mine, Predictor(mine, truth).predict(truth),
                                                                    strict=True)]
     res = calibrate(prof, synthetic)

@@ -25,7 +25,6 @@ def calibration_document(res: CalibrationResult) -> dict[str, object]:
             for p in res.params
         ],
         "warnings": res.warnings,
-        "not_fitted": res.skipped,
         "points": [
             {
                 "id": r.point.id,
@@ -80,5 +79,3 @@ def print_calibration(console: Console, res: CalibrationResult, written: Path | 
     console.print(line)
     for w in res.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}")
-    if res.skipped:
-        console.print(f"not fitted here (run-time metrics): {', '.join(res.skipped)}", style="dim")

@@ -9,8 +9,8 @@ from typing import Any
 from ..base.units import format_size
 from ..scenario.config import VMConfig
 from ..scenario.like import Likeness
-from ..sim.fleet.profiles import profile_entry
 from ..sim.profile import CostProfile
+from ..sim.profile_doc import profile_entry
 from ..sim.run import BootResult
 from ..sim.runtime import RunResult, run_document
 from ..sim.sweep import CompareRow

@@ -227,8 +227,6 @@ class CalibrationResult:
     success: bool = True
     message: str = ""
     warnings: list[str] = field(default_factory=list)
-    #: Rows of this profile that boot calibration does not fit (run-time metrics).
-    skipped: list[str] = field(default_factory=list)
 
     @property
     def fitted_points(self) -> list[PointResult]:
@@ -400,12 +398,12 @@ class Predictor:
         self.runs: dict[int, RunRecord] = {}
         for i, p in enumerate(points):
             if p.metric in RUNTIME_METRICS:
-                from .runtime import _pace
+                from .runtime import pace_of
 
                 vm = resolve(p.request, profile)
                 boot = build_record(vm)
                 run_cfg = RunConfig(vm, (Workload.parse(p.workload),))
-                self.runs[i] = build_run(run_cfg, boot=boot, pace=_pace(boot, profile, profile.host))
+                self.runs[i] = build_run(run_cfg, boot=boot, pace=pace_of(boot, profile, profile.host))
                 self.configs.append({})
                 continue
             by_policy = {}
@@ -417,14 +415,14 @@ class Predictor:
             self.configs.append(by_policy)
 
     def predict(self, profile: CostProfile) -> list[float]:
-        from .runtime import _measure
+        from .runtime import measure_run
 
         timelines = {cfg: simulate(rec.phases, profile) for cfg, rec in self.records.items()}
         out = []
         for i, (p, by_policy) in enumerate(zip(self.points, self.configs, strict=True)):
             if i in self.runs:
                 run = self.runs[i]
-                result = _measure(run, simulate(run.boot.phases, profile))
+                result = measure_run(run, simulate(run.boot.phases, profile))
                 start = result.workloads[0].start_s
                 end = result.fully_accepted_s if result.fully_accepted_s is not None else result.workloads[0].end_s
                 out.append(end - start)
@@ -443,21 +441,20 @@ def _round(x: float, digits: int = DIGITS) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def points_of(profile: CostProfile, points: list[CalibrationPoint]) -> tuple[list[CalibrationPoint], list[str]]:
-    """The points that belong to ``profile`` (boot and run time), and the ids of rows it cannot
-    fit (none today)."""
+def points_of(profile: CostProfile, points: list[CalibrationPoint]) -> list[CalibrationPoint]:
+    """The points that belong to ``profile`` (boot and run time)."""
     mine = [p for p in points if p.profile == profile.name]
     wrong = [p.id for p in mine if p.tee is not profile.tee]
     if wrong:
         raise ConfigError(f"calibration rows {', '.join(wrong)} are for another platform than profile {profile.name}")
-    return mine, []
+    return mine
 
 
 def calibrate(profile: CostProfile, points: list[CalibrationPoint]) -> CalibrationResult:
     """Fit ``profile``'s free parameters to its own points (see the module docstring)."""
     from scipy.optimize import least_squares  # imported here: slow to import, only needed to fit
 
-    mine, skipped = points_of(profile, points)
+    mine = points_of(profile, points)
     if not mine:
         raise ConfigError(f"no calibration rows for profile {profile.name!r} (the table's profile column)")
     predictor = Predictor(mine, profile)
@@ -468,7 +465,7 @@ def calibrate(profile: CostProfile, points: list[CalibrationPoint]) -> Calibrati
     if not free:
         preds = predictor.predict(profile)
         return CalibrationResult(profile, [PointResult(p, y) for p, y in zip(mine, preds, strict=True)],
-                                 message="no free parameters", skipped=skipped)  # fmt: skip
+                                 message="no free parameters")
     if len(fit_idx) < len(free):
         warnings.append(
             f"underdetermined: {len(free)} free parameters but {len(fit_idx)} points; "
@@ -514,7 +511,6 @@ def calibrate(profile: CostProfile, points: list[CalibrationPoint]) -> Calibrati
         success=bool(sol.success),
         message=str(sol.message),
         warnings=warnings,
-        skipped=skipped,
     )
     if result.rms_rel_error > RMS_WARNING:
         warnings.append(f"poor fit: RMS relative error {result.rms_rel_error:.1%} is over {RMS_WARNING:.0%}")

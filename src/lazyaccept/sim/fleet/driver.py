@@ -21,11 +21,12 @@ from ... import __version__
 from ...base.errors import ConfigError, LazyAcceptError
 from ...base.units import format_size
 from ...firmware.tdvf import load_tdvf
+from ..profile_doc import describe_profile
 from ..run import resolve
 from .dimensions import Dimension, to_run
 from .executors import Executor
 from .grid import Grid
-from .profiles import ProfileText, describe_profile, parsed, read_profile_text
+from .profiles import ProfileText, parsed, read_profile_text
 from .results import Results, ResultsWriter, grid_digest
 from .worker import Task, run_key
 
