@@ -133,6 +133,7 @@ def test_an_existing_file_is_not_overwritten_without_resume(tmp_path):
     assert out.read_text() == "precious\n"
 
 
+@pytest.mark.slow
 def test_the_local_pool_gives_the_rows_this_process_gives(tmp_path):
     plan = plan_of(SMALL)
     run_sweep(plan, tmp_path / "a.jsonl", InlineExecutor())
@@ -187,6 +188,7 @@ firmware_accept = "below-4g"
 """
 
 
+@pytest.mark.slow
 def test_dask_and_the_local_pool_give_the_same_rows(tmp_path):
     need_module("distributed")
     grid = tmp_path / "g.toml"
