@@ -410,6 +410,7 @@ def test_meminfo_unaccepted_and_crlf() -> None:
     assert parse_meminfo(text) == {"MemTotal": 8135076, "Unaccepted": 5242880}
 
 
+@pytest.mark.slow
 @given(
     st.dictionaries(
         st.from_regex(r"[A-Z][A-Za-z0-9_()]{0,20}", fullmatch=True),

@@ -75,6 +75,7 @@ def test_socket_directory_and_broken_link(tmp_path: Path) -> None:
 # -- size limits ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sparse_3_gib_file_is_refused_quickly(tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     with open(big, "wb") as fh:

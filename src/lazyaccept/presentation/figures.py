@@ -25,13 +25,6 @@ def plot_format(path: str) -> str:
     return PLOT_FORMATS[suffix]
 
 
-def literal(text: object) -> str:
-    """``text`` for a matplotlib label, shown as written: matplotlib reads ``$...$`` as TeX, and a
-    name a user chose (a profile file called ``p$^_$.toml``) is text, not math (malformed math
-    fails the whole drawing)."""
-    return str(text).replace("$", r"\$")
-
-
 def figure_bytes(fig: object, path: str, **kw: object) -> bytes:
     buf = io.BytesIO()
     fmt = plot_format(path)
