@@ -50,6 +50,7 @@ def _price(r: RunResult) -> tuple[float, float]:
 @click.command("advise")
 @click.option("--memory", required=True, metavar="SIZE", help="Guest memory, e.g. 256G.")
 @click.option("--boot-deadline", type=FiniteFloat(0.1, 86400), default=KATA_DEADLINE_S, show_default=True,
+              metavar="SECONDS",
               help="Seconds the guest may take to reach its shell (Kata's agent waits 45 s).")
 @guest_options
 @runtime_options

@@ -30,7 +30,7 @@ COMPARE_ASSUMED = ("platform", "vcpus", "kernel", "firmware_accept", "host_mappi
 @click.option("--profile", "profiles", multiple=True, metavar="NAME|PATH",
               help="Host profile (repeatable: the rows of each; default: the platform's).")
 @click.option("--platform", type=enum_choice(Tee), default=None, help="TEE platform (default: each profile's).")
-@click.option("--vcpus", type=int, default=None, help="vCPUs (default: each profile's).")
+@click.option("--vcpus", type=int, default=None, metavar="N", help="vCPUs (default: each profile's).")
 @click.option("--host-mapping", type=enum_choice(HostMapping), default=None, help="Host private mapping size.")
 @click.option("--kernel", default=None, metavar="RELEASE",
               help="Kernel release whose rules apply, e.g. 6.5, 6.8, 6.12, mainline (default: each profile's).")

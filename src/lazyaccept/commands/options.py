@@ -43,7 +43,7 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--platform", type=enum_choice(Tee), default=None,
                      help="TEE platform (default: the profile's, else tdx)."),
-        click.option("--vcpus", type=int, default=None, help="vCPUs (default: the profile's)."),
+        click.option("--vcpus", type=int, default=None, metavar="N", help="vCPUs (default: the profile's)."),
         click.option("--host-mapping", type=enum_choice(HostMapping), default=None,
                      help="Page size the host maps private memory at (default: the profile's)."),
         click.option("--firmware-accept", default=None, metavar="below-4g|all|SIZE",

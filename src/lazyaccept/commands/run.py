@@ -34,9 +34,9 @@ def runtime_options(f):  # noqa: ANN001, ANN201
                           "trace:FILE.csv (repeatable; @SECONDS: start that long after the shell)."),
         click.option("--thp", type=click.Choice(["never", "always"], case_sensitive=False), default="never",
                      show_default=True, help="Transparent huge pages for the workloads' memory."),
-        click.option("--host-cpus", type=click.IntRange(1, 65536), default=None,
+        click.option("--host-cpus", type=click.IntRange(1, 65536), default=None, metavar="N",
                      help="Physical CPUs the host runs the vCPUs on (default: one each)."),
-        click.option("--watchdog-thresh", type=FiniteFloat(1, 60), default=10.0, show_default=True,
+        click.option("--watchdog-thresh", type=FiniteFloat(1, 60), default=10.0, show_default=True, metavar="SECONDS",
                      help="kernel.watchdog_thresh (s): a soft lockup is reported past twice it."),
     ]
     for opt in reversed(opts):
