@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from lazyaccept.base.choices import AcceptPolicy, AcceptRoutine, FirmwareAccept, HostMapping, Tee
@@ -13,6 +15,25 @@ from lazyaccept.platform.host import HostPolicy, HostVMM
 from lazyaccept.platform.snp import SnpPlatform
 from lazyaccept.platform.tdx import TdxPlatform
 from lazyaccept.scenario.config import GuestRequest, VMConfig
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="run the tests marked slow (CI=true runs them too)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: takes long; run in CI (CI=true) or with --runslow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The README's test command stays under 3 minutes on 2 cores; CI runs everything.
+    if config.getoption("--runslow") or os.environ.get("CI", "").lower() == "true":
+        return
+    skip = pytest.mark.skip(reason="slow: runs in CI (CI=true) or with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
 
 # The shared helpers assert too: have pytest explain their failures as it does the tests'.
 pytest.register_assert_rewrite("platform_harness")

@@ -87,6 +87,7 @@ def test_the_default_tdx_profile_reproduces_dstack_within_10_percent(points):
     assert math.sqrt(sum(e * e for e in errors) / len(errors)) < 0.10
 
 
+@pytest.mark.slow
 def test_the_lkvs_host_reproduces_its_drain_times_within_their_resolution(points):
     # tdx_mem_test.sh times with bash's SECONDS (1 s steps) and passes at 1.15 x expected: a
     # prediction is good within 1 s plus 10%.

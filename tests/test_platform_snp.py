@@ -362,6 +362,7 @@ def build(layout: Layout, policy: str) -> SnpPlatform:
     return p
 
 
+@pytest.mark.slow
 @PROPERTY_SETTINGS
 @given(layouts(BLOCK_KINDS, PAGE_STATES, UNIFORM), st.sampled_from(sorted(POLICIES)),
        st.sampled_from(["linux", "ovmf", "msr"]))

@@ -519,6 +519,7 @@ def build(layout: Layout, policy: str) -> TdxPlatform:
     return p
 
 
+@pytest.mark.slow
 @PROPERTY_SETTINGS
 @given(
     layouts(BLOCK_KINDS, PAGE_STATES, UNIFORM, busy=busy_lists),

@@ -124,7 +124,7 @@ def test_boot_html_agrees_with_boot_json(tmp_path):
     page = tmp_path / "boot.html"
     args = ["boot", "--memory", "8G", "--vcpus", "2", "--platform", "snp"]
     r = cli(*args, "--html", str(page))
-    assert r.returncode == 0 and f"Report written to {page}" in r.stdout
+    assert r.returncode == 0 and f"wrote {page}" in r.stdout
     doc = json.loads(cli(*args, "--json").stdout)
     html = page.read_text()
     assert_self_contained(html)

@@ -103,6 +103,7 @@ def save_screenshot(driver, tmp_path: Path, name: str) -> Path:
     return shot
 
 
+@pytest.mark.slow
 def test_sweep_report_in_chromium(browser, tmp_path):
     files = sweep_files(tmp_path)
     page = tmp_path / "report.html"
@@ -141,6 +142,7 @@ def test_the_plot_check_fails_on_a_blank_plot(browser, tmp_path):
         check_plots_painted(browser, 1)
 
 
+@pytest.mark.slow
 def test_boot_and_compare_pages_in_chromium(browser, tmp_path):
     env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
     for name, args in (("boot", ["boot", "--memory", "16G", "--vcpus", "4"]),

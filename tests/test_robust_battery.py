@@ -32,16 +32,25 @@ BAD_SIZES = [
 BAD_SMALL_SIZES = ["banana", "-1", "1.5.3G", "4Q", "nan", "9" * 400, "0x", "1/2G"]  # --shell-footprint
 BAD_FIRMWARE_ACCEPT = ["below-5g", "some", "-1G", "1.5.3G", "nan", "4Q", "\u0664G"]
 
-#: (args, expected exit status, a piece of the error line).  {x} names a file of the zoo.
+#: What each bad size must be told: most are not sizes at all; some are sizes out of range.
+SIZE_ERRORS = {"0": "size must be positive", "100M": "memory must be between 512 MiB and 64 TiB",
+               "511M": "memory must be between 512 MiB and 64 TiB", "65T": "memory must be between 512 MiB and 64 TiB",
+               "100P": "memory must be between 512 MiB and 64 TiB", "18446744073709551616": "is too large",
+               "9" * 400: "is too large", "12345678901234567890T": "is too large",
+               "0.0001K": "is not a whole number of bytes"}
+FIRMWARE_ACCEPT_ERROR = 'firmware accept must be "below-4g", "all" or a size'
+
+#: (args, expected exit status, a piece of the error line).  {x} names a file of the zoo, in the
+#: arguments and in the piece of the error line alike.
 CASES: list[tuple[list[str], int, str]] = []
 for size in BAD_SIZES:
-    CASES.append((["boot", "--memory", size], 2, ""))
-    CASES.append((["compare", "--memory", "4G", "--memory", size], 2, ""))
+    CASES.append((["boot", "--memory", size], 2, SIZE_ERRORS.get(size, "not a size")))
+    CASES.append((["compare", "--memory", "4G", "--memory", size], 2, SIZE_ERRORS.get(size, "not a size")))
 for size in BAD_SMALL_SIZES:
-    CASES.append((["boot", "--memory", "4G", "--shell-footprint", size], 2, ""))
+    CASES.append((["boot", "--memory", "4G", "--shell-footprint", size], 2, SIZE_ERRORS.get(size, "not a size")))
 for value in BAD_FIRMWARE_ACCEPT:
-    CASES.append((["boot", "--memory", "4G", "--firmware-accept", value], 2, ""))
-    CASES.append((["compare", "--memory", "4G", "--firmware-accept", value], 2, ""))
+    CASES.append((["boot", "--memory", "4G", "--firmware-accept", value], 2, FIRMWARE_ACCEPT_ERROR))
+    CASES.append((["compare", "--memory", "4G", "--firmware-accept", value], 2, FIRMWARE_ACCEPT_ERROR))
 
 CASES += [
     # options
@@ -67,7 +76,7 @@ CASES += [
     (["boot", "--memory", "4G", "--kconfig", "HZ=7"], 2, "HZ"),
     (["boot", "--memory", "4G", "--kconfig", "FOO=y"], 2, "FOO"),
     (["boot", "--memory", "4G", "--kconfig", "HZ"], 2, "NAME=VALUE"),
-    (["boot", "--memory", "4G", "--kconfig", "=y"], 2, ""),
+    (["boot", "--memory", "4G", "--kconfig", "=y"], 2, "expected NAME=VALUE"),
     (["boot", "--memory", "4G", "--kconfig", "DEFERRED_STRUCT_PAGE_INIT=maybe"], 2, "DEFERRED_STRUCT_PAGE_INIT"),
     (["boot", "--memory", "4G", "--patch", "bogus"], 2, "bogus"),
     (["compare", "--memory", "4G", "--patch", "bogus"], 2, "bogus"),
@@ -89,10 +98,10 @@ CASES += [
     (["inspect", "--boot", "x", LOG], 2, "not a valid integer"),
     (["inspect", "--kind", "meminfo", LOG], 2, "meminfo"),
     (["inspect", "--kind", "vmstat", LOG], 2, "vmstat"),
-    (["inspect", "--kind", "efi-memmap", LOG], 2, ""),
-    (["inspect", "--kind", "hob-list", LOG], 2, ""),
-    (["inspect", "--kind", "firmware", LOG], 2, ""),
-    (["inspect", "--kind", "unaccepted-table", LOG], 2, ""),
+    (["inspect", "--kind", "efi-memmap", LOG], 2, f"{LOG}: efi-memmap: not an EFI memory map"),
+    (["inspect", "--kind", "hob-list", LOG], 2, f"{LOG}: hob-list: HOB at offset 0x0"),
+    (["inspect", "--kind", "firmware", LOG], 2, f"{LOG}: firmware: no OVMF GUIDed table footer"),
+    (["inspect", "--kind", "unaccepted-table", LOG], 2, f"{LOG}: unaccepted-table:"),
     (["status", "--watch", "0"], 2, "more than 0"),
     (["status", "--watch", "-5"], 2, "more than 0"),
     (["status", "--watch", "inf"], 2, "more than 0"),
@@ -111,18 +120,18 @@ CASES += [
     (["boot", "--like", "{oldkernel}", "--memory", "4G"], 2, "give --kernel"),
     # profiles
     (["boot", "--memory", "4G", "--profile", "{bad_toml}"], 2, "not valid TOML"),
-    (["boot", "--memory", "4G", "--profile", "{empty_toml}"], 2, ""),
-    (["boot", "--memory", "4G", "--profile", "{wrong_types}"], 2, ""),
-    (["boot", "--memory", "4G", "--profile", "{no_params}"], 2, ""),
+    (["boot", "--memory", "4G", "--profile", "{empty_toml}"], 2, "{empty_toml}: file is empty"),
+    (["boot", "--memory", "4G", "--profile", "{wrong_types}"], 2, "{wrong_types}: [profile] name: missing"),
+    (["boot", "--memory", "4G", "--profile", "{no_params}"], 2, "{no_params}: [defaults]: missing section"),
     (["boot", "--memory", "4G", "--profile", "{latin1_toml}"], 2, "profile"),
     (["boot", "--memory", "4G", "--profile", "{huge_toml}"], 2, "limit for profiles"),
     (["boot", "--memory", "4G", "--profile", "{missing}.toml"], 2, "no such profile file"),
     (["compare", "--memory", "4G", "--profile", "{bad_toml}"], 2, "not valid TOML"),
     (["calibrate", "--profile", "{bad_toml}"], 2, "not valid TOML"),
     # calibration tables
-    (["calibrate", "--data", "{bad_csv}"], 2, ""),
+    (["calibrate", "--data", "{bad_csv}"], 2, "{bad_csv}: not a calibration table: missing column(s)"),
     (["calibrate", "--data", "{empty}"], 2, "empty"),
-    (["calibrate", "--data", "{garbage}"], 2, ""),
+    (["calibrate", "--data", "{garbage}"], 2, "{garbage}: not a text (UTF-8) file"),
     (["calibrate", "--data", "{sparse}"], 2, "limit"),
     # output paths
     (["boot", "--memory", "4G", "--plot", "{adir}"], 2, "a plot is written as PNG"),
@@ -167,9 +176,26 @@ READERS = [
     ["compare", "--like", "{f}"],
     ["boot", "--memory", "4G", "--profile", "{f}"],
 ]
+#: What reading each odd file must say, by file; (reader, file) pairs that say something else.
+ODD_ERRORS = {"missing": "no such", "adir": "is a directory, not a file", "empty": "file is empty",
+              "sparse": "file is 300 MiB, over the", "broken": "no such file (a broken symbolic link",
+              "sock": "is a socket, not a regular file"}
+BY_READER = {
+    "inspect": {"garbage": "cannot tell what kind of file", "badutf": "cannot tell what kind of file",
+                "nul_text": "cannot tell what kind of file"},
+    "--like": {"garbage": "dmesg: binary data, not text", "badutf": "dmesg: binary data, not text",
+               "nul_text": "dmesg: binary data, not text"},
+    "--firmware": {"garbage": "no OVMF GUIDed table footer", "badutf": "no OVMF GUIDed table footer",
+                   "nul_text": "36 bytes is too small to be an OVMF/TDVF firmware image"},
+    "--data": {"garbage": "not a text (UTF-8) file", "badutf": "not a text (UTF-8) file",
+               "nul_text": "not a calibration table"},
+    "--profile": {"garbage": "cannot read profile", "badutf": "cannot read profile", "nul_text": "not valid TOML"},
+}
 for odd in ODD:
     for reader in READERS:
-        CASES.append(([a.replace("{f}", "{" + odd + "}") for a in reader], 2, ""))
+        which = next(k for k in BY_READER if k in reader)
+        needle = "{" + odd + "}: " + BY_READER[which].get(odd, ODD_ERRORS.get(odd, ""))
+        CASES.append(([a.replace("{f}", "{" + odd + "}") for a in reader], 2, needle))
 
 #: Cases with FIFOs and devices: in a subprocess, with a timeout.
 DEVICES = ["fifo", "devzero", "devnull", "zerolink", "fifo_png"]
@@ -292,6 +318,7 @@ def test_bad_input(tmp_path: Path, case: tuple[list[str], int, str]) -> None:
     zoo = _zoo(tmp_path)
     before = _snapshot(tmp_path)
     r = run_cli(*_fill(args, zoo))
+    needle = _fill([needle], zoo)[0]
     # A comparison in which one size failed still prints the rows that completed.
     _check(r.code, r.out_bytes, r.err, expected, needle, results_on_stdout=expected == 3 and args[0] == "compare")
     assert _snapshot(tmp_path) == before  # nothing written, nothing half-written, nothing replaced
@@ -305,9 +332,11 @@ def test_bad_input_in_a_subprocess(tmp_path: Path, case: tuple[list[str], int, s
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run([sys.executable, "-m", "lazyaccept", *_fill(args, zoo)], capture_output=True, timeout=60,
                        stdin=subprocess.DEVNULL, env=env)
+    needle = _fill([needle], zoo)[0]
     _check(r.returncode, r.stdout, r.stderr.decode(errors="replace"), expected, needle)
     assert _snapshot(tmp_path) == before
 
 
-def test_the_battery_is_large() -> None:
+def test_the_battery_is_large_and_names_every_error() -> None:
     assert len(CASES) + len(SUBPROCESS_CASES) >= 200
+    assert [c for c in CASES + SUBPROCESS_CASES if not c[2]] == []  # each case names the error it must give

@@ -20,7 +20,7 @@ import pytest
 from lazyaccept.base.errors import FormatError
 from lazyaccept.base.fileio import DEFAULT_LIMIT, open_input, read_input
 from lazyaccept.formats.kernel_text import format_meminfo, parse_dmesg, parse_meminfo, parse_vmstat
-from lazyaccept.presentation.inspect import SIZE_LIMITS, inspect_file
+from lazyaccept.scenario.inspect import SIZE_LIMITS, inspect_file
 
 MiB, GiB = 1 << 20, 1 << 30
 
@@ -75,6 +75,7 @@ def test_socket_directory_and_broken_link(tmp_path: Path) -> None:
 # -- size limits ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sparse_3_gib_file_is_refused_quickly(tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     with open(big, "wb") as fh:

@@ -89,6 +89,7 @@ def test_weighted_quantiles_by_hand():
 # --- shapes --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_touch_slowdown_under_lazy_and_none_once_memory_is_accepted():
     first = run(16, ("touch:8G",))
     assert first.workloads[0].slowdown > 2.0
@@ -107,6 +108,7 @@ def test_eager_has_no_stalls_and_is_its_own_baseline():
     assert r.fully_accepted_s == pytest.approx(r.boot_s)
 
 
+@pytest.mark.slow
 def test_background_thread_lowers_stalls_and_time_to_fully_accepted_at_a_reported_cost():
     lazy = run(32, ("touch:16G",))
     bg = run(32, ("touch:16G",), "background:threads=2,rate=4G")
@@ -142,6 +144,7 @@ def test_host_oversubscription_stretches_irqs_off_time():
     assert squeezed.workloads[0].duration_s > 3 * alone.workloads[0].duration_s
 
 
+@pytest.mark.slow
 def test_accept_ahead_makes_fewer_larger_stalls():
     lazy = run(32, ("touch:8G",)).stall_summary()
     ahead = run(32, ("touch:8G",), "accept-ahead:chunks=8").stall_summary()
@@ -188,6 +191,7 @@ def test_compare_policies_command(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_advise_recommends_something_that_meets_the_deadline():
     res = CliRunner().invoke(cli, ["advise", "--memory", "64G", "--boot-deadline", "30", "--workload", "touch:8G",
                                    "--json"])
@@ -240,6 +244,7 @@ def test_a_sweep_runs_workloads_and_policies_like_the_run_command(tmp_path):
     assert runs["background:threads=1,rate=2G"]["workload"]["fully_accepted_s"] == pytest.approx(bg["fully_accepted_s"])
 
 
+@pytest.mark.slow
 def test_parallel_faults_soft_lockups_come_from_the_65_global_lock_not_the_accepting_list():
     """50e782a86c98 (v6.6, "efi/unaccepted: Fix soft lockups caused by parallel memory
     acceptance", drivers/firmware/efi/unaccepted_memory.c): v6.5's accept_memory() held

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet_helpers import run_rows
+from fleet_helpers import need, run_rows
 from lazyaccept.sim.fleet.grid import load_grid
 
 ROOT = Path(__file__).parents[1]
@@ -38,8 +38,8 @@ BAD = [
 
 @pytest.mark.parametrize("text,message", BAD)
 def test_bad_grid_is_one_line_exit_2_and_no_results_file(tmp_path, text, message):
-    if "OVMF_CODE" in text and not Path("/usr/share/OVMF/OVMF_CODE.fd").is_file():
-        pytest.skip("needs Debian's OVMF")
+    if "OVMF_CODE" in text:
+        need("Debian's OVMF (/usr/share/OVMF/OVMF_CODE.fd)", Path("/usr/share/OVMF/OVMF_CODE.fd").is_file())
     grid, out = tmp_path / "g.toml", tmp_path / "out.jsonl"
     grid.write_text(text)
     r = cli("sweep", str(grid), "--out", str(out), "--jobs", "1")
@@ -72,18 +72,19 @@ def test_sweep_then_resume_then_report(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("6 runs (2 now on this process, 4 already there)"), r.stdout
     assert sorted(x["point"]["memory"] for x in run_rows(out)) == [2**30] * 2 + [2**31] * 2 + [3 * 2**30] * 2
     r = cli("report", str(out), "--out", str(page))
-    assert r.returncode == 0 and r.stdout.strip() == f"6 runs -> {page}"
+    assert r.returncode == 0 and r.stdout.strip() == f"wrote {page} (6 runs)"
     assert page.read_text().count("<tr>") >= 6
 
 
 def test_report_bad_input(tmp_path):
     junk = tmp_path / "junk.jsonl"
-    junk.write_text('{"kind": "run", "key": "a"}\nnot json\n')
+    junk.write_text('\nnot json\n')
     r = cli("report", str(junk), "--out", str(tmp_path / "r.html"))
     assert r.returncode == 2 and r.stderr.strip() == f"lazyaccept: error: {junk}: line 2 is not JSON: " \
                                                       "not a lazyaccept results file?"
     empty = tmp_path / "empty.jsonl"
-    empty.write_text(json.dumps({"kind": "sweep"}) + "\n")
+    empty.write_text(json.dumps({"kind": "sweep", "lazyaccept": "0.1.0", "grid": {
+        "path": "g.toml", "name": "", "dimensions": {}, "fixed": {}, "exclude": []}}) + "\n")
     r = cli("report", str(empty), "--out", str(tmp_path / "r.html"))
     assert r.returncode == 2 and "no runs to report" in r.stderr
     assert not (tmp_path / "r.html").exists()

@@ -113,7 +113,7 @@ def test_vcpu_ranges_and_a_40_size_log_range():
     ('[dimensions]\nmemory = { from = "4G", to = "1G" }', "from must not be above to"),
     ('[dimensions]\npolicy = { from = 1, to = 2 }\n[fixed]\nmemory = "4G"', "ranges are for numbers and sizes"),
     ('[dimensions]\nvcpus = { from = 1, to = 1000000 }\nmemory = { from = "1G", to = "2000G", step = "1G" }',
-     "more than the 1,000,000 a sweep takes"),
+     "more runs than the 1,000,000 a sweep takes"),
 ])
 def test_bad_grids_are_refused_with_the_reason(text, message):
     with pytest.raises(ConfigError) as err:

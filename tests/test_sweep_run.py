@@ -95,6 +95,9 @@ def test_rows_stream_to_the_file_as_chunks_finish(tmp_path):
     assert all(done == on_disk for done, on_disk in seen)
 
 
+MARK = 123456.0
+
+
 def test_resume_runs_exactly_the_missing_rows_and_drops_a_cut_line(tmp_path):
     plan = plan_of(SMALL)
     full = tmp_path / "full.jsonl"
@@ -102,8 +105,9 @@ def test_resume_runs_exactly_the_missing_rows_and_drops_a_cut_line(tmp_path):
     lines = full.read_text().splitlines()
     runs = [json.loads(x) for x in lines if json.loads(x)["kind"] == "run"]
     heads = [x for x in lines if json.loads(x)["kind"] != "run"]
-    # An interrupted file: the header, 7 rows (marked, to see they are not recomputed), half a row.
-    kept = [r | {"boot_s": -1.0} for r in runs[:7]]
+    # An interrupted file: the header, 7 rows (marked with a boot time no run gives, to see they are
+    # not recomputed), half a row.
+    kept = [r | {"boot_s": MARK} for r in runs[:7]]
     part = tmp_path / "part.jsonl"
     part.write_text("\n".join(heads + [json.dumps(r) for r in kept]) + "\n" + lines[-1][:40])
     summary = run_sweep(plan, part, InlineExecutor(), resume=True)
@@ -111,8 +115,8 @@ def test_resume_runs_exactly_the_missing_rows_and_drops_a_cut_line(tmp_path):
     after = run_rows(part)
     assert len(after) == 24 and len({r["key"] for r in after}) == 24
     by_key = {r["key"]: r for r in after}
-    assert all(by_key[r["key"]]["boot_s"] == -1.0 for r in kept)  # skipped, not run again
-    assert {k: r for k, r in by_key.items() if r["boot_s"] != -1.0} == {
+    assert all(by_key[r["key"]]["boot_s"] == MARK for r in kept)  # skipped, not run again
+    assert {k: r for k, r in by_key.items() if r["boot_s"] != MARK} == {
         r["key"]: r for r in runs[7:]}  # the rest are what a full sweep gives
     # Resuming a complete file runs nothing; the profile lines are not written twice.
     again = run_sweep(plan, part, InlineExecutor(), resume=True)
@@ -129,6 +133,7 @@ def test_an_existing_file_is_not_overwritten_without_resume(tmp_path):
     assert out.read_text() == "precious\n"
 
 
+@pytest.mark.slow
 def test_the_local_pool_gives_the_rows_this_process_gives(tmp_path):
     plan = plan_of(SMALL)
     run_sweep(plan, tmp_path / "a.jsonl", InlineExecutor())
@@ -137,8 +142,25 @@ def test_the_local_pool_gives_the_rows_this_process_gives(tmp_path):
     assert run_rows(tmp_path / "a.jsonl", sort=True) == run_rows(tmp_path / "b.jsonl", sort=True)
 
 
-def _parse_count() -> int:
-    return fleet_profiles.parse_count()
+#: Calls of the profile parser in this (worker) process, counted by the wrapper _count_parses installs.
+_PARSES: list[str] = []
+
+
+def _count_parses() -> None:
+    """In the worker: count every call of the real parser from here on (the cache's own
+    bookkeeping is not trusted to report its misses)."""
+    real = fleet_profiles.parse_profile
+
+    def counting(text: str, path: str):
+        _PARSES.append(path)
+        return real(text, path)
+
+    fleet_profiles._PARSED.clear()
+    fleet_profiles.parse_profile = counting
+
+
+def _parses() -> int:
+    return len(_PARSES)
 
 
 def test_a_worker_parses_each_profile_once(tmp_path):
@@ -146,9 +168,11 @@ def test_a_worker_parses_each_profile_once(tmp_path):
     chunks = chunked(plan.tasks, workers=1, max_chunk=3)
     assert len(chunks) == 8
     with ProcessPoolExecutor(max_workers=1) as pool:  # one worker: every chunk lands on it
+        pool.submit(_count_parses).result()
         for c in chunks:
             pool.submit(run_chunk, c, plan.profiles).result()
-        assert pool.submit(_parse_count).result() == 2  # tdx and snp, once each, for 8 chunks
+        # tdx and snp, once each, for 8 chunks of 24 runs (a cache that missed would parse per run).
+        assert pool.submit(_parses).result() == 2
 
 
 # Failures included: the Dask path must carry failure rows exactly as the local one does.
@@ -164,6 +188,7 @@ firmware_accept = "below-4g"
 """
 
 
+@pytest.mark.slow
 def test_dask_and_the_local_pool_give_the_same_rows(tmp_path):
     need_module("distributed")
     grid = tmp_path / "g.toml"

@@ -85,6 +85,7 @@ def test_saturation_comes_from_the_host_path_not_from_bandwidth():
     assert t[8] < 0.7 * t[4]
 
 
+@pytest.mark.slow
 def test_many_vcpu_boots_grow_faster_than_linearly_without_deferred_init_and_with_hz_1000():
     # Lazy 32 GiB on the default host: once the idle vCPUs' ticks fill the host path (HZ=1000 x
     # 6 us = 0.6% of it each: past ~166 vCPUs), every added vCPU makes every fault of the boot
@@ -96,6 +97,7 @@ def test_many_vcpu_boots_grow_faster_than_linearly_without_deferred_init_and_wit
     assert per_vcpu[2] > 3 * per_vcpu[0], t
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("patches", [("accepted-reserve",), ("late-swiotlb-convert",)])
 def test_each_dstack_patch_helps_a_248_vcpu_boot(patches):
     base = boot("tdx", 32, "lazy", vcpus=248, kconfig=DSTACK_KCONFIG)
@@ -147,6 +149,7 @@ def test_struct_page_init_is_physical_everywhere_but_the_seed():
         assert ("boot.catch_all_per_page" in prof.params) == (name == "tdx-seed")
 
 
+@pytest.mark.slow
 def test_a_16_tib_boot_with_4096_vcpus_models_and_times():
     res = boot("tdx", 16 * 1024, "lazy", vcpus=4096)
     assert res.boot_s > 0

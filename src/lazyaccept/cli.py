@@ -7,12 +7,27 @@ out-of-memory the model predicts, a result rather than a mistake); 130 Ctrl-C; 1
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
-import click
 
-from . import __version__
-from .base.errors import GuestFailure, LazyAcceptError
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    """Ctrl-C while the program is still importing (about a second): the same one line and status
+    130 as later, not a traceback out of whichever import it hit."""
+    sys.stderr.write("lazyaccept: interrupted\n")
+    raise SystemExit(130)
+
+
+# Installed before the heavy imports below; main() hands SIGINT back to Python's own handler.
+_main_thread = threading.current_thread() is threading.main_thread()
+if _main_thread and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import click  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .base.errors import GuestFailure, LazyAcceptError  # noqa: E402
 
 #: Exit status of a modelled guest failure (bad input is 2).
 EXIT_GUEST_FAILED = 3
@@ -54,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     program quietly with status 141, what a shell reports for a tool stopped by SIGPIPE
     (128 + 13); Ctrl-C ends it with one line and status 130 (128 + SIGINT).
     """
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on: KeyboardInterrupt, caught below
     from .presentation.console import OutputClosed, stdout_guard
 
     args = sys.argv[1:] if argv is None else argv

@@ -11,11 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..base.choices import FirmwareAccept
+from ..base.errors import ConfigError
 from ..base.units import format_size, parse_size
 from ..guest.policies import Policy
 from ..presentation.console import make_console
 from ..sim.runtime import RunResult, simulate_run
-from .options import guest_options, guest_profile, guest_request
+from .options import FiniteFloat, guest_options, guest_profile, guest_request
 from .run import run_config, runtime_options
 
 #: Kata Containers' agent gives a guest 45 s to come up (kata-containers, runtime
@@ -23,10 +24,19 @@ from .run import run_config, runtime_options
 KATA_DEADLINE_S = 45.0
 
 
-def _candidates(vcpus: int) -> list[tuple[str, str]]:
-    """(firmware accept, policy) pairs worth trying."""
+#: Largest guest advise tries its candidates on: each is a boot and a run, and a background policy's
+#: simulation grows with memory and threads (1 TiB with 1,024 threads takes over a minute; 64 TiB
+#: with 4,096 vCPUs ran out of memory).  `run --policy` models one policy at any size.
+MAX_MEMORY = 1 << 40
+MAX_VCPUS = 512
+
+
+def _candidates(vcpus: int, firmware_accept: str | None = None) -> list[tuple[str, str]]:
+    """(firmware accept, policy) pairs worth trying; only ``firmware_accept`` when one is given."""
     bg = f"background:threads={max(1, vcpus // 4)},rate={max(1, vcpus // 4) * 2}G"
     policies = ["lazy", "eager", bg, "accept-ahead:chunks=8"]
+    if firmware_accept is not None:
+        return [(str(FirmwareAccept.parse(firmware_accept)), p) for p in policies]
     return [(fw, p) for fw in ("below-4g", "all") for p in policies if not (fw == "all" and p != "lazy")]
 
 
@@ -44,7 +54,8 @@ def _upper(r: RunResult) -> float:
 
 @click.command("advise")
 @click.option("--memory", required=True, metavar="SIZE", help="Guest memory, e.g. 256G.")
-@click.option("--boot-deadline", type=click.FloatRange(0.1, 86400), default=KATA_DEADLINE_S, show_default=True,
+@click.option("--boot-deadline", type=FiniteFloat(0.1, 86400), default=KATA_DEADLINE_S, show_default=True,
+              metavar="SECONDS",
               help="Seconds the guest may take to reach its shell (Kata's agent waits 45 s).")
 @guest_options
 @runtime_options
@@ -54,12 +65,16 @@ def advise_cmd(memory: str, boot_deadline: float, profile: str | None, workloads
     """Try firmware accept amounts and acceptance policies; say which meet the boot deadline with
     the smallest run-time price (workload slowdown, then p99 first-touch stall), and why."""
     prof = guest_profile(profile, guest)
-    guest.pop("firmware_accept", None)
+    fixed_fw = guest.pop("firmware_accept", None)  # given: only that amount is tried
     base = guest_request(parse_size(memory), **guest)  # type: ignore[arg-type]
     vcpus = base.vcpus or prof.defaults.vcpus
+    if base.memory > MAX_MEMORY or vcpus > MAX_VCPUS:
+        raise ConfigError(f"advise tries its candidates on guests of at most {format_size(MAX_MEMORY)} and "
+                          f"{MAX_VCPUS} vCPUs (this one: {format_size(base.memory)}, {vcpus} vCPUs); "
+                          "model one policy at this size with run --policy")
     rows = []
     baselines: dict = {}  # candidates with the same firmware share their eager baseline
-    for fw, pol in _candidates(vcpus):
+    for fw, pol in _candidates(vcpus, fixed_fw):  # type: ignore[arg-type]
         request = replace(base, firmware_accept=FirmwareAccept.parse(fw))
         policy = Policy.parse(pol)
         result = simulate_run(run_config(request, policy, prof, workloads, thp, host_cpus, watchdog_thresh), prof,
@@ -84,7 +99,10 @@ def advise_cmd(memory: str, boot_deadline: float, profile: str | None, workloads
     t = Table(title=f"{format_size(base.memory)}, {vcpus} vCPUs, profile {prof.name}: boot deadline "
                     f"{boot_deadline:g} s", title_justify="left")
     for col in ("firmware accepts", "policy", "boot", "meets", "slowdown", "p99 stall", "fully accepted"):
-        t.add_column(col, justify="left" if col in ("firmware accepts", "policy") else "right", overflow="fold")
+        if col == "policy":  # never folded or cut: the other columns give way first
+            t.add_column(col, no_wrap=True, min_width=max(len(str(p)) for _, p, _ in ranked))
+            continue
+        t.add_column(col, justify="left" if col == "firmware accepts" else "right", overflow="fold")
     for fw, p, r in ranked:
         st = r.stall_summary()
         boot = f"{r.boot_s:.1f} s" + ("" if r.boot_range is None else

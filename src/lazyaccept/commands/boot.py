@@ -9,10 +9,10 @@ from __future__ import annotations
 import click
 
 from ..base.choices import AcceptPolicy
-from ..base.fileio import STDOUT, atomic_write
+from ..base.fileio import STDOUT, write_output
 from ..base.units import parse_size
 from ..presentation.boot_report import boot_summary, failure_document, print_boot
-from ..presentation.console import json_text, make_console
+from ..presentation.console import json_text, make_console, wrote
 from ..presentation.like_report import like_document, print_like, print_milestones
 from ..scenario.artefacts import check_dump_folder, write_dump
 from ..scenario.like import add_assumed
@@ -57,14 +57,14 @@ def report_failure(failure: Failure, document: dict[str, object] | None) -> None
 @click.option("--plot", "plot_file", default=None, metavar="FILE",
               help="Draw the timeline and memory over time (.png, .svg or .pdf by the suffix; - for PNG on stdout).")
 @click.option("--html", "html_file", default=None, metavar="FILE.html",
-              help="Write a one-page report (self-contained HTML) of this boot.")
+              help="Write a one-page report (self-contained HTML) of this boot (- for stdout).")
 def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_json: bool, dump_dir: str | None,
              plot_file: str | None, html_file: str | None, force: bool, like_log: str | None,
              **guest: object) -> None:
     """Simulate one boot of a confidential guest and report its acceptance."""
     check_plot_file(plot_file)
-    check_output_file(html_file)
-    check_stdout_once(("--json", as_json), ("--plot -", plot_file == STDOUT))
+    check_output_file(html_file, stdout=True)
+    check_stdout_once(("--json", as_json), ("--plot -", plot_file == STDOUT), ("--html -", html_file == STDOUT))
     if dump_dir is not None:
         check_dump_folder(dump_dir, force)
     likeness = None
@@ -85,7 +85,7 @@ def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_jso
             if doc is not None:
                 doc["like"] = like_document(likeness, None)
             else:
-                print_like(make_console(stderr=plot_file == STDOUT), likeness)
+                print_like(make_console(stderr=STDOUT in (plot_file, html_file)), likeness)
         report_failure(result, doc)
         return
     if dump_dir is not None:
@@ -97,22 +97,21 @@ def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_jso
     if html_file is not None:
         from ..presentation.result_pages import boot_page
 
-        atomic_write(html_file, boot_page(result, prof))
+        write_output(html_file, boot_page(result, prof, likeness))
     if as_json:
         summary = boot_summary(result, prof.name)
         if likeness is not None:
             summary["like"] = like_document(likeness, result)
         click.echo(json_text(summary))
         return
-    console = make_console(stderr=plot_file == STDOUT)
+    console = make_console(stderr=STDOUT in (plot_file, html_file))
     if likeness is not None:
         print_like(console, likeness)
     print_boot(result, console)
     if likeness is not None:
         print_milestones(console, likeness, result)
     if dump_dir is not None:
-        console.print(f"Artefacts written to {dump_dir}/", markup=False, highlight=False)
-    if plot_file is not None and plot_file != STDOUT:
-        console.print(f"Plot written to {plot_file}", markup=False, highlight=False)
-    if html_file is not None:
-        console.print(f"Report written to {html_file}", markup=False, highlight=False)
+        console.print(wrote(f"{dump_dir}/", "the artefacts"), markup=False, highlight=False)
+    for written in (plot_file, html_file):
+        if written is not None and written != STDOUT:
+            console.print(wrote(written), markup=False, highlight=False)

@@ -44,8 +44,9 @@ def _out_path(out: str, name: str, many: bool, force: bool = False) -> Path | st
     "--profile",
     "profiles",
     multiple=True,
-    metavar="tdx|snp|PATH",
-    help="Profile(s) to fit, each to its own rows (the profile column); default: every shipped profile.",
+    metavar="NAME|PATH",
+    help=f"Profile(s) to fit, each to its own rows (the profile column): {', '.join(packaged_profiles())} or a "
+         ".toml path (repeatable; default: every shipped profile).",
 )
 @click.option("--out", "out", metavar="FILE",
               help="Write the fitted profile here (a folder for several; - for standard output).")

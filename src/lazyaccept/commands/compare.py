@@ -7,14 +7,15 @@ from rich.console import Console
 from rich.progress import Progress
 
 from ..base.choices import HostMapping, Tee
-from ..base.fileio import atomic_write
+from ..base.errors import ConfigError
+from ..base.fileio import STDOUT, write_output
 from ..base.units import format_size, parse_size
 from ..presentation.compare_report import compare_document, print_compare
-from ..presentation.console import json_text, make_console
+from ..presentation.console import json_text, make_console, wrote
 from ..presentation.like_report import like_document, print_like
-from ..scenario.like import add_assumed
+from ..scenario.like import Likeness, add_assumed
 from ..sim.profile import load_profile
-from ..sim.run import check_profile_fits
+from ..sim.run import check_profile_fits, resolve
 from ..sim.sweep import FailedRow, compare_policies
 from .options import check_output_file, check_plot_file, check_stdout_once, enum_choice, guest_request, like_options
 from .run import run_config, runtime_options
@@ -25,16 +26,27 @@ COMPARE_ASSUMED = ("platform", "vcpus", "kernel", "firmware_accept", "host_mappi
 
 
 @click.command("compare")
-@click.option("--memory", "memory", multiple=True, help="Guest memory size (repeatable), e.g. 4G.")
+@click.option("--memory", "memory", multiple=True, metavar="SIZE", help="Guest memory size (repeatable), e.g. 4G.")
 @click.option("--profile", "profiles", multiple=True, metavar="NAME|PATH",
               help="Host profile (repeatable: the rows of each; default: the platform's).")
 @click.option("--platform", type=enum_choice(Tee), default=None, help="TEE platform (default: each profile's).")
-@click.option("--vcpus", type=int, default=None, help="vCPUs (default: each profile's).")
+@click.option("--vcpus", type=int, default=None, metavar="N", help="vCPUs (default: each profile's).")
 @click.option("--max-vcpus", type=int, default=None, metavar="N",
               help="Possible CPUs, QEMU's -smp maxcpus (default: --vcpus).")
 @click.option("--host-mapping", type=enum_choice(HostMapping), default=None, help="Host private mapping size.")
-@click.option("--kernel", default=None, help="Kernel release whose rules apply (default: each profile's).")
-@click.option("--firmware-accept", default=None, help='What firmware accepts: "below-4g", "all" or a size.')
+@click.option("--kernel", default=None, metavar="RELEASE",
+              help="Kernel release whose rules apply, e.g. 6.5, 6.8, 6.12, mainline (default: each profile's).")
+@click.option("--firmware-accept", default=None, metavar="below-4g|all|SIZE",
+              help="What firmware accepts before the OS (default: each profile's).")
+@click.option("--firmware", "firmware_path", default=None, metavar="PATH",
+              help="OVMF/TDVF image to take TDVF sections from (default: Debian's OVMF_CODE.fd).")
+@click.option("--shell-footprint", default=None, metavar="SIZE", help="Memory touched to reach a shell (default 256M).")
+@click.option("--snp-prefault", is_flag=True,
+              help="SNP host option: QEMU pre-faults each range a page-state change makes private "
+                   "(KVM_PRE_FAULT_MEMORY), so validation takes no nested page fault per page.")
+@click.option("--os-opt-in/--no-os-opt-in", default=True, show_default=True,
+              help="SNP: the OS calls AllowUnacceptedMemory; without it OVMF accepts everything at "
+                   "ExitBootServices.")
 @click.option("--kconfig", "kconfig", multiple=True, metavar="NAME=VALUE", help="Kernel build option (repeatable).")
 @click.option("--patch", "patches", multiple=True, metavar="NAME", help="Guest kernel patch (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -45,7 +57,8 @@ COMPARE_ASSUMED = ("platform", "vcpus", "kernel", "firmware_accept", "host_mappi
               help="Plot boot time against memory (with --policy/--workload: stall CDF and memory accepted); "
                    ".png, .svg or .pdf by the suffix; - for PNG on stdout.")
 @click.option("--html", "html_path", default=None, metavar="FILE.html",
-              help="Write a one-page report (self-contained HTML) of the comparison.")
+              help="Write a one-page report (self-contained HTML) of the eager/lazy comparison (- for stdout; "
+                   "not with --policy or --workload).")
 @click.option("--policy", "policies", multiple=True, metavar="NAME[:ARGS]",
               help="Compare these acceptance policies at boot and at run time (repeatable): lazy, eager, "
                    "background:threads=N,rate=R, accept-ahead:chunks=K, userspace-drain:rate=R, accepted-reserve.")
@@ -74,11 +87,18 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
         check_profile_fits(request, prof)
         requests.append(request)
     check_plot_file(plot_path)
-    check_output_file(html_path)
-    check_stdout_once(("--json", as_json), ("--plot -", plot_path == "-"))
+    check_output_file(html_path, stdout=True)
+    check_stdout_once(("--json", as_json), ("--plot -", plot_path == STDOUT), ("--html -", html_path == STDOUT))
+    if (policies or workloads) and html_path is not None:
+        # No page of a policy comparison exists yet: refused rather than silently not written.
+        raise ConfigError("--html is not written for a policy comparison (--policy, --workload); use --json or "
+                          "--plot, or run --html for one policy")
     if policies or workloads:
+        if likeness is not None:
+            add_assumed(likeness, resolve(requests[0], loaded[0]),
+                        fields=COMPARE_ASSUMED)
         _compare_policies(sizes, loaded, requests, policies or ("lazy", "eager"), workloads, thp, host_cpus,
-                          watchdog_thresh, as_json, plot_path)
+                          watchdog_thresh, as_json, plot_path, likeness)
         return
     # Progress goes to stderr, and only to a terminal: pipes and --json output stay clean.
     err = Console(stderr=True)
@@ -96,7 +116,7 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
     if html_path is not None:
         from ..presentation.result_pages import compare_page
 
-        atomic_write(html_path, compare_page(comparisons))
+        write_output(html_path, compare_page(comparisons))
     failed = [r for _, rows, _ in comparisons for r in rows if isinstance(r, FailedRow)]
     if likeness is not None:
         add_assumed(likeness, comparisons[0][0], fields=COMPARE_ASSUMED)
@@ -107,7 +127,7 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
         click.echo(json_text(doc))
         _exit_if_failed(failed)
         return
-    console = make_console(stderr=plot_path == "-")
+    console = make_console(stderr=STDOUT in (plot_path, html_path))
     if likeness is not None:
         print_like(console, likeness)
     for c in comparisons:
@@ -117,10 +137,9 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
         "lock waits included)",
         style="dim",
     )
-    if plot_path is not None and plot_path != "-":
-        console.print(f"wrote {plot_path}")
-    if html_path is not None:
-        console.print(f"wrote {html_path}")
+    for written in (plot_path, html_path):
+        if written is not None and written != STDOUT:
+            console.print(wrote(written), markup=False, highlight=False)
     _exit_if_failed(failed)
 
 
@@ -134,7 +153,7 @@ def _exit_if_failed(failed: list[FailedRow]) -> None:
 
 def _compare_policies(sizes: list[int], loaded: list, requests: list, policies: tuple[str, ...],  # noqa: ANN001
                       workloads: tuple[str, ...], thp: str, host_cpus: int | None, watchdog_thresh: float,
-                      as_json: bool, plot_path: str | None) -> None:
+                      as_json: bool, plot_path: str | None, likeness: Likeness | None = None) -> None:
     from dataclasses import replace
 
     from ..guest.policies import Policy
@@ -157,14 +176,19 @@ def _compare_policies(sizes: list[int], loaded: list, requests: list, policies: 
 
         plot_policies(plot_path, groups[0][2])
     if as_json:
-        doc = {"policies": [{"profile": prof.name, "memory_bytes": size,
-                             "runs": [run_document(r, prof) for r in results]} for prof, size, results in groups]}
+        doc: dict[str, object] = {"policies": [{"profile": prof.name, "memory_bytes": size,
+                                                "runs": [run_document(r, prof) for r in results]}
+                                               for prof, size, results in groups]}
+        if likeness is not None:
+            doc["like"] = like_document(likeness, None)
         click.echo(json_text(doc))
         return
-    console = make_console()
+    console = make_console(stderr=plot_path == STDOUT)
+    if likeness is not None:
+        print_like(console, likeness)
     for prof, _, results in groups:
         print_policies(console, results, prof)
     console.print("slowdown: workload duration over the same workload on an eagerly accepted guest; stalls: first "
                   "touches that waited for acceptance", style="dim")
-    if plot_path is not None:
-        console.print(f"wrote {plot_path}")
+    if plot_path is not None and plot_path != STDOUT:
+        console.print(wrote(plot_path), markup=False, highlight=False)

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ..base.units import format_size
 from ..presentation.console import json_text, make_console, safe
-from ..presentation.inspect import E820_BINARY_LIMIT, KINDS, SIZE_LIMITS, cross_checks, inspect_file
+from ..scenario.inspect import E820_BINARY_LIMIT, KINDS, SIZE_LIMITS, cross_checks, inspect_file
 
 
 def _hex(value: int | None) -> str:

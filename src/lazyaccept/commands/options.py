@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,19 @@ from ..scenario.like import FIELDS, Likeness, merge, read_like
 from ..sim.profile import CostProfile, load_profile
 
 
+class FiniteFloat(click.FloatRange):
+    """A float option within bounds; NaN and infinities are refused (click's range check compares,
+    and every comparison with NaN is false, so NaN would pass any range)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
 def enum_choice(enum: type) -> click.Choice:
     """A click choice of an enum's values, any case."""
     return click.Choice(choice_values(enum), case_sensitive=False)
@@ -29,7 +43,7 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--platform", type=enum_choice(Tee), default=None,
                      help="TEE platform (default: the profile's, else tdx)."),
-        click.option("--vcpus", type=int, default=None, help="vCPUs (default: the profile's)."),
+        click.option("--vcpus", type=int, default=None, metavar="N", help="vCPUs (default: the profile's)."),
         click.option("--max-vcpus", type=int, default=None, metavar="N",
                      help="Possible CPUs, QEMU's -smp maxcpus (default: --vcpus): what the kernel sizes "
                           "SWIOTLB areas and per-CPU areas by."),
@@ -37,7 +51,7 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Page size the host maps private memory at (default: the profile's)."),
         click.option("--firmware-accept", default=None, metavar="below-4g|all|SIZE",
                      help="What firmware accepts before the OS (default: the profile's)."),
-        click.option("--kernel", default=None, metavar="VERSION",
+        click.option("--kernel", default=None, metavar="RELEASE",
                      help="Kernel release whose rules apply, e.g. 6.5, 6.8, 6.12, mainline (default: the profile's)."),
         click.option("--firmware", "firmware_path", default=None, metavar="PATH",
                      help="OVMF/TDVF image to take TDVF sections from (default: Debian's OVMF_CODE.fd)."),

@@ -6,15 +6,24 @@ import json
 
 import click
 
+from ..base.fileio import STDOUT, write_output
 from ..base.units import parse_size
 from ..guest.policies import Policy
-from ..presentation.console import make_console
+from ..presentation.console import make_console, wrote
 from ..presentation.run_report import print_run
 from ..scenario.runtime import RunConfig
 from ..scenario.workloads import Workload
 from ..sim.run import resolve
 from ..sim.runtime import run_document, simulate_run
-from .options import check_output_file, guest_options, guest_profile, guest_request
+from .options import (
+    FiniteFloat,
+    check_output_file,
+    check_plot_file,
+    check_stdout_once,
+    guest_options,
+    guest_profile,
+    guest_request,
+)
 
 
 def runtime_options(f):  # noqa: ANN001, ANN201
@@ -25,9 +34,9 @@ def runtime_options(f):  # noqa: ANN001, ANN201
                           "trace:FILE.csv (repeatable; @SECONDS: start that long after the shell)."),
         click.option("--thp", type=click.Choice(["never", "always"], case_sensitive=False), default="never",
                      show_default=True, help="Transparent huge pages for the workloads' memory."),
-        click.option("--host-cpus", type=click.IntRange(1, 65536), default=None,
+        click.option("--host-cpus", type=click.IntRange(1, 65536), default=None, metavar="N",
                      help="Physical CPUs the host runs the vCPUs on (default: one each)."),
-        click.option("--watchdog-thresh", type=click.FloatRange(1, 60), default=10.0, show_default=True,
+        click.option("--watchdog-thresh", type=FiniteFloat(1, 60), default=10.0, show_default=True, metavar="SECONDS",
                      help="kernel.watchdog_thresh (s): a soft lockup is reported past twice it."),
     ]
     for opt in reversed(opts):
@@ -53,17 +62,19 @@ def run_config(request, policy: Policy, profile, workloads: tuple[str, ...], thp
 @guest_options
 @runtime_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.option("--plot", "plot_file", default=None, metavar="FILE.png",
-              help="Draw the stall distribution and memory accepted over time.")
+@click.option("--plot", "plot_file", default=None, metavar="FILE",
+              help="Draw the stall distribution and memory accepted over time (.png, .svg or .pdf by the suffix; "
+                   "- for PNG on stdout).")
 @click.option("--html", "html_file", default=None, metavar="FILE.html",
-              help="Write a one-page report (self-contained HTML) of the run.")
+              help="Write a one-page report (self-contained HTML) of the run (- for stdout).")
 def run_cmd(memory: str, policy: str, profile: str | None, workloads: tuple[str, ...], thp: str,
             host_cpus: int | None, watchdog_thresh: float, as_json: bool, plot_file: str | None,
             html_file: str | None, **guest: object) -> None:
     """Boot a confidential guest, then run workloads on the same clock: first-touch stalls,
     slowdown against an eagerly accepted guest, IRQs-off time, when memory is fully accepted."""
-    check_output_file(plot_file)
-    check_output_file(html_file)
+    check_plot_file(plot_file)
+    check_output_file(html_file, stdout=True)
+    check_stdout_once(("--json", as_json), ("--plot -", plot_file == STDOUT), ("--html -", html_file == STDOUT))
     pol = Policy.parse(policy)
     parsed = tuple(Workload.parse(w) for w in workloads)
     prof = guest_profile(profile, guest)
@@ -75,13 +86,14 @@ def run_cmd(memory: str, policy: str, profile: str | None, workloads: tuple[str,
 
         plot_policies(plot_file, [result])
     if html_file is not None:
-        from ..base.fileio import atomic_write
         from ..presentation.result_pages import run_page
 
-        atomic_write(html_file, run_page(result, prof))
+        write_output(html_file, run_page(result, prof))
     if as_json:
         click.echo(json.dumps(run_document(result, prof), indent=2))
         return
-    print_run(make_console(), result, prof)
-    if plot_file is not None:
-        click.echo(f"Plot written to {plot_file}")
+    console = make_console(stderr=STDOUT in (plot_file, html_file))
+    print_run(console, result, prof)
+    for written in (plot_file, html_file):
+        if written is not None and written != STDOUT:
+            console.print(wrote(written), markup=False, highlight=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 
 import click
@@ -24,6 +25,10 @@ _sleep = time.sleep
 _clock = time.monotonic
 MAX_INTERVAL = 3600.0
 MAX_SAMPLES = 1_000_000
+#: Watching until drained stops after this many samples in a row without any change: a guest whose
+#: unaccepted memory stands still (nothing allocates, or a copied tree of files) would be watched for
+#: ever.  --samples N watches longer.
+STILL_SAMPLES = 30
 
 
 def _check_watch(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -65,6 +70,10 @@ def status_cmd(root: str, interval: float | None, samples: int | None, csv_file:
     taken: list[Sample] = []
     interrupted = False
     start = _clock()
+    still = 0
+    if count is None and sys.stderr.isatty():
+        click.echo(f"lazyaccept: watching unaccepted memory every {pause:g} s until it is drained (or stands still "
+                   f"for {STILL_SAMPLES} samples); Ctrl-C stops", err=True)
     try:
         while count is None or len(taken) < count:
             if taken:
@@ -80,6 +89,11 @@ def status_cmd(root: str, interval: float | None, samples: int | None, csv_file:
                 break
             if count is None and s.unaccepted_bytes == 0:
                 break  # drained
+            still = still + 1 if len(taken) > 1 and s.unaccepted_bytes == taken[-2].unaccepted_bytes else 0
+            if count is None and still >= STILL_SAMPLES:
+                status.notes.append(f"unaccepted memory did not change in {still} samples ({still * pause:g} s): "
+                                    "stopped watching; --samples N watches longer")
+                break
     except KeyboardInterrupt:
         interrupted = True
         status.notes.append(f"interrupted after {len(taken)} sample(s)")

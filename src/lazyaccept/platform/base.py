@@ -10,16 +10,13 @@ touching memory that is not accepted, or accepting a 4 KiB page twice.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
 
 from ..base.choices import AcceptRoutine, Tee
 from ..base.errors import ConfigError
 from ..base.ranges import RangeSet
 from ..base.record import AcceptStats
 from ..base.units import PAGE_SIZE, align_down, align_up, is_aligned
-
-if TYPE_CHECKING:
-    from .host import HostVMM
+from .host import HostVMM
 
 
 class Platform(ABC):

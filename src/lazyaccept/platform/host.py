@@ -22,7 +22,6 @@ agree for any policy whose answer for a range is its answer for every block of t
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from ..base.choices import HostMapping
 from ..base.errors import ConfigError
@@ -30,9 +29,6 @@ from ..base.ranges import RangeSet
 from ..base.record import AcceptStats
 from ..base.units import PAGE_SIZE, SIZE_2M, is_aligned
 from ..formats.hob import ResourceDescriptor
-
-if TYPE_CHECKING:
-    from .base import Platform
 
 #: Page sizes a host can map private guest memory with (TDX Secure-EPT leaves, SNP RMP entries).
 HOST_PAGE_SIZES = (PAGE_SIZE, SIZE_2M)
@@ -87,9 +83,11 @@ class HostPolicy:
         """The resource descriptors the host (QEMU) writes into the TD HOB, given the true ones."""
         return resources
 
-    def strike(self, platform: Platform) -> None:
+    def strike(self, platform: object) -> None:
         """Act behind the guest's back (remove, re-add or move its pages) at a point where a
-        scenario lets the host run.  An honest host does nothing."""
+        scenario lets the host run.  An honest host does nothing.  ``platform`` is the guest's
+        :class:`~lazyaccept.platform.base.Platform` (typed ``object`` here: the platform holds its
+        host, so this module does not import it); each hostile host checks the kind it acts on."""
 
     def __repr__(self) -> str:
         return f"HostPolicy(mapping={self.mapping.value!r})"

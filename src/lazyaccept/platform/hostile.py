@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from ..base.units import PAGE_SIZE
 from ..formats.hob import RESOURCE_MEMORY_UNACCEPTED, TDX_RESOURCE_ATTRIBUTES, ResourceDescriptor
-from .base import Platform
 from .host import HostPolicy, PscAnswer
 from .snp import SnpPlatform
 from .tdx import TdxPlatform
@@ -39,7 +38,7 @@ class RemoveAndReadd(HostPolicy):
         super().__init__()
         self.start, self.end = start, end
 
-    def strike(self, platform: Platform) -> None:
+    def strike(self, platform: object) -> None:
         assert isinstance(platform, TdxPlatform)
         platform.host_remove(self.start, self.end)
         platform.host_aug(self.start, self.end)
@@ -53,7 +52,7 @@ class RemapPage(HostPolicy):
         super().__init__()
         self.old, self.new = old, new
 
-    def strike(self, platform: Platform) -> None:
+    def strike(self, platform: object) -> None:
         assert isinstance(platform, SnpPlatform)
         platform.host_rmpupdate(self.old, self.old + PAGE_SIZE)
         platform.host_rmpupdate(self.new, self.new + PAGE_SIZE)

@@ -111,18 +111,7 @@ TDX_PAGE_SIZE_MISMATCH = 0xC0000B0B00000000
 LEVEL_4K, LEVEL_2M, LEVEL_1G = 0, 1, 2
 LEVEL_SIZE = {LEVEL_4K: PAGE_SIZE, LEVEL_2M: SIZE_2M, LEVEL_1G: SIZE_1G}
 
-#: EDK2 TDX_ACCEPTPAGE_MAX_RETRIED: TdAcceptPages re-issues a BUSY accept at most 3 times.
-
 _PAGES_PER_2M = SIZE_2M // PAGE_SIZE
-
-STATUS_NAMES = {
-    TDX_SUCCESS: "TDX_SUCCESS",
-    TDX_OPERAND_INVALID: "TDX_OPERAND_INVALID",
-    TDX_OPERAND_BUSY: "TDX_OPERAND_BUSY",
-    TDX_PAGE_ALREADY_ACCEPTED: "TDX_PAGE_ALREADY_ACCEPTED",
-    TDX_PAGE_SIZE_MISMATCH: "TDX_PAGE_SIZE_MISMATCH",
-}
-
 
 @dataclass
 class TdxResult:
@@ -146,12 +135,6 @@ class TdxResult:
     @property
     def ok(self) -> bool:
         return self.status == TDX_SUCCESS
-
-    @property
-    def status_name(self) -> str:
-        if self.status is None:
-            return "TD exit"
-        return STATUS_NAMES.get(self.status, f"{self.status:#x}")
 
 
 @dataclass

@@ -89,7 +89,7 @@ def print_boot(result: BootResult, console: Console) -> None:
         f"private memory at {cfg.host_mapping.value.upper()}, firmware accepts {cfg.firmware_accept}"
     )
     t = Table(title="Timeline (simulated)")
-    for col in ("phase", "start s", "end s", "duration s", "accepting s"):
+    for col in ("phase", "start s", "end s", "duration s", "accepting vCPU-s"):
         t.add_column(col, justify="left" if col == "phase" else "right")
     for p in tl.phases:
         t.add_row(p.name, f"{p.start:.3f}", f"{p.end:.3f}", f"{p.end - p.start:.3f}", f"{p.accept_s:.3f}")
@@ -114,4 +114,4 @@ def print_boot(result: BootResult, console: Console) -> None:
     if result.boot_range is not None:
         lo, hi = result.boot_range.low, result.boot_range.high
         rng = f" (one sigma {lo:.2f}-{hi:.2f} s, from the profile's fitted uncertainties)"
-    console.print(f"[bold]Boot to shell: {tl.total_s:.2f} s[/bold]{rng}; accepting: {tl.accept_s:.2f} s of vCPU time")
+    console.print(f"[bold]Boot to shell: {tl.total_s:.2f} s[/bold]{rng}; accepting: {tl.accept_s:.2f} vCPU-s")

@@ -42,7 +42,7 @@ def print_compare(console: Console, config: VMConfig, rows: list[CompareRow | Fa
         ),
         title_justify="left",
     )
-    for col in ("memory", "eager boot", "lazy boot", "speed-up", "eager accepting", "lazy accepting"):
+    for col in ("memory", "eager boot", "lazy boot", "speed-up", "eager accepting (wall)", "lazy accepting (wall)"):
         table.add_column(col, justify="right")
     for r in rows:
         if isinstance(r, FailedRow):

@@ -37,6 +37,12 @@ def make_console(stderr: bool = False) -> Console:
     return c if c.is_terminal else Console(highlight=False, emoji=False, width=PIPE_WIDTH, stderr=stderr)
 
 
+def wrote(path: object, what: str = "") -> str:
+    """The one line every command prints for a file it wrote: ``wrote PATH`` (``(WHAT)`` after it
+    says what the file holds, when that helps)."""
+    return f"wrote {plain(path)}" + (f" ({what})" if what else "")
+
+
 # -- text from files --------------------------------------------------------------------------
 
 # ECMA-48 control sequences: CSI (ESC [ or the 8-bit 0x9b, parameters, intermediates, final

@@ -76,5 +76,34 @@ def print_milestones(console: Console, likeness: Likeness, result: BootResult) -
         console.print("[dim]The log time-stamps none of these milestones.[/dim]")
 
 
+def like_html(likeness: Likeness, result: BootResult) -> list[tuple[str, str, str]]:
+    """The ``--like`` tables as page sections ``(anchor, title, html)``: what came from where, and
+    the milestones beside the log's time stamps (what the terminal shows, for ``boot --like --html``)."""
+    from .html import note, table
+
+    log = likeness.log
+    which = f", boot {log.boot_index} of {log.boots}" if log.boots > 1 else ""
+    rows = [[_NAMES[f.field], str(f.value), "log", str(f.source)] for f in likeness.taken]
+    rows += [[_NAMES[f.field], str(option), "option", f"--{f.field.replace('_', '-')} given; the log says {f.value} "
+              f"({f.source})"] for f, option in likeness.overridden]
+    rows += [[_NAMES[f.field], str(f.value), "option", f"--{f.field.replace('_', '-')} {f.source}"]
+             for f in likeness.given]
+    rows += [[_NAMES[f.field], str(f.value), "assumed", str(f.source)] for f in likeness.assumed]
+    milestones = like_milestones(likeness, result)
+    mrows = []
+    for r in milestones:
+        log_s, model_s = r["log_s"], r["model_s"]
+        diff = "" if log_s is None or model_s is None else _signed(model_s - log_s)  # type: ignore[operator]
+        mrows.append([str(r["milestone"]), "-" if log_s is None else f"{log_s:.3f}",
+                      "-" if model_s is None else f"{model_s:.3f}", diff])
+    return [
+        ("like", f"Guest like {log.path}{which}",
+         table(["setting", "value", "from", "where / why"], rows, ident="like")),
+        ("milestones", "Milestones: the log's time stamps and the model's",
+         table(["milestone", "log (s)", "model (s)", "model - log"], mrows, ident="milestones", numeric=[1, 2, 3])
+         + note("Both count from the kernel's start; the model's kernel starts after firmware and the EFI stub.")),
+    ]
+
+
 def _signed(x: float) -> str:
     return "0.000" if abs(x) < 0.0005 else f"{x:+.3f}"

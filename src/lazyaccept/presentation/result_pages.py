@@ -8,14 +8,16 @@ from typing import Any
 
 from ..base.units import format_size
 from ..scenario.config import VMConfig
-from ..sim.fleet.profiles import profile_entry
+from ..scenario.like import Likeness
 from ..sim.profile import CostProfile
+from ..sim.profile_doc import profile_entry
 from ..sim.run import BootResult
 from ..sim.runtime import RunResult, run_document
 from ..sim.sweep import CompareRow
 from .boot_report import boot_summary
 from .compare_report import compare_document
 from .html import Cell, Page, facts, figure, note, table
+from .like_report import like_html
 from .plots import boot_figure, compare_figure
 from .profile_html import profile_section
 from .svg import figure_svg
@@ -35,8 +37,9 @@ def _config_facts(config: dict[str, Any]) -> str:
     return facts(pairs)
 
 
-def boot_page(result: BootResult, profile: CostProfile) -> str:
-    """The page of one boot: key figures, the timeline, phases, acceptance, memory, configuration."""
+def boot_page(result: BootResult, profile: CostProfile, likeness: Likeness | None = None) -> str:
+    """The page of one boot: key figures, the timeline, phases, acceptance, memory, configuration;
+    with ``likeness`` (``boot --like``) also what came from the log and the milestones beside it."""
     doc = boot_summary(result, profile.name)
     cfg = doc["config"]
     title = (f"{cfg['platform'].upper()} guest, {format_size(cfg['memory_bytes'])}, {cfg['vcpus']} vCPU(s), "
@@ -69,6 +72,9 @@ def boot_page(result: BootResult, profile: CostProfile) -> str:
         ["by", *keys], [[group, *(Cell(f"{stats[k]:,}") for k in keys)] for group, stats in acc.items()],
         ident="acceptance", numeric=range(1, len(keys) + 1)))
     page.section("config", "Configuration", _config_facts(cfg))
+    if likeness is not None:
+        for anchor, title, html in like_html(likeness, result):
+            page.section(anchor, title, html)
     page.section("profile", "Profile", profile_section(profile_entry(profile), 0))
     return page.render()
 

@@ -68,9 +68,12 @@ def print_policies(console: Console, results: list[RunResult], profile: CostProf
     vm = results[0].record.config.vm
     t = Table(title=f"{vm.tee.value.upper()} {format_size(vm.memory)}, {vm.vcpus} vCPU(s), profile {profile.name}: "
                     "acceptance policies at boot and at run time", title_justify="left")
-    for col in ("policy", "boot", "workload", "slowdown", "stalls", "p99 stall", "max stall", "IRQs off max",
-                "fully accepted", "host committed"):
-        t.add_column(col, justify="left" if col == "policy" else "right", overflow="fold")
+    # A policy's name is never folded: it is what a user copies into --policy.  Long headers take two
+    # lines so the table fits 132 columns (a pipe's width) with the longest policy names.
+    t.add_column("policy", no_wrap=True, min_width=max(len(str(r.record.config.policy)) for r in results))
+    for col in ("boot", "workload", "slowdown", "stalls", "p99 stall", "max stall", "IRQs off\nmax",
+                "fully\naccepted", "host\ncommitted"):
+        t.add_column(col, justify="right", overflow="fold")
     for r in results:
         st = r.stall_summary()
         slow = [w.slowdown for w in r.workloads if w.slowdown is not None]

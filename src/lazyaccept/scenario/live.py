@@ -127,12 +127,20 @@ def cpu_flags(cpuinfo: str) -> set[str]:
     return set(m[1].split()) if m else set()
 
 
+#: /dev/kmsg's device numbers (Documentation/admin-guide/devices.txt: char 1:11, /dev/kmsg).
+KMSG_DEVICE = (1, 11)
+
+
 def read_kmsg(path: Path, limit: int = LOG_LIMIT) -> str:
     """The kernel log from ``/dev/kmsg`` (a character device, read record by record without
     blocking) or a file of its records, as dmesg-style lines ``[seconds] message``.
 
     A record is ``prio,seq,usec,flags[,...];message``; continuation lines (`` KEY=value``) are dropped."""
     st = os.stat(path)
+    if stat.S_ISCHR(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) != KMSG_DEVICE:
+        # --root may point dev/kmsg at any device: /dev/urandom never ends, a tty waits for a user.
+        raise FormatError(f"{path}: is a character device ({os.major(st.st_rdev)}:{os.minor(st.st_rdev)}) but not "
+                          f"/dev/kmsg ({KMSG_DEVICE[0]}:{KMSG_DEVICE[1]}); not read")
     if stat.S_ISCHR(st.st_mode):
         chunks, total = [], 0
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -233,8 +241,14 @@ def probe(root: str = "/") -> GuestStatus:
 
 def _counters(root: str) -> tuple[dict[str, int] | None, dict[str, int] | None]:
     mi, vm = _text(root, "/proc/meminfo"), _text(root, "/proc/vmstat")
-    meminfo = parse_meminfo(mi) if mi else None
-    vmstat = parse_vmstat(vm) if vm else None
+    try:
+        meminfo = parse_meminfo(mi) if mi else None
+    except FormatError as exc:
+        raise FormatError(f"{_under(root, '/proc/meminfo')}: {exc}") from None
+    try:
+        vmstat = parse_vmstat(vm) if vm else None
+    except FormatError as exc:
+        raise FormatError(f"{_under(root, '/proc/vmstat')}: {exc}") from None
     return meminfo, vmstat
 
 
@@ -248,8 +262,8 @@ def take_sample(root: str, t: float) -> Sample | None:
         meminfo, vmstat = _counters(root)
         if meminfo is None:
             return None
-        again = _text(root, "/proc/meminfo")
-        if again is not None and parse_meminfo(again).get("Unaccepted") == meminfo.get("Unaccepted"):
+        again, _ = _counters(root)
+        if again is not None and again.get("Unaccepted") == meminfo.get("Unaccepted"):
             break
     assert meminfo is not None
     return Sample(t, meminfo.get("Unaccepted"), (vmstat or {}).get("nr_unaccepted"), meminfo["MemTotal"],
@@ -275,7 +289,7 @@ class Drain:
 
 def rates(samples: list[Sample]) -> list[float | None]:
     """Bytes accepted per second over each interval (None for the first sample or a gap)."""
-    out: list[float | None] = [None]
+    out: list[float | None] = [None] if samples else []
     for a, b in zip(samples, samples[1:], strict=False):
         ua, ub = a.unaccepted_bytes, b.unaccepted_bytes
         out.append(None if ua is None or ub is None or b.t <= a.t else (ua - ub) / (b.t - a.t))

@@ -46,7 +46,7 @@ import csv
 import hashlib
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -315,7 +315,29 @@ def _number(row: dict[str, str], key: str, where: str) -> float | None:
         raise FormatError(f"{where}: {key} is not a number: {text!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise FormatError(f"{where}: {key} must be a positive number, not {text!r}")
+    if not _LEAST <= value <= _MOST:
+        # 1e308 overflows once scaled to bytes; 1e-320 is below a float's precision: not measurements.
+        raise FormatError(f"{where}: {key} {text!r} is outside [{_LEAST:g}, {_MOST:g}], the range of any figure "
+                          "a calibration row gives")
     return value
+
+
+#: The range of every number in a calibration row (seconds, GiB, counts, ratios).
+_LEAST, _MOST = 1e-12, 1e15
+
+
+def _rows(reader: csv.DictReader[str], path: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows with their line numbers; a CSV error (a field over the csv module's 128 KiB limit,
+    say) is a :class:`FormatError` naming the file and line."""
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise FormatError(f"{path}: line {reader.line_num + 1}: not a calibration table: {exc}") from None
+        yield reader.line_num, row
 
 
 def _list(row: dict[str, str], key: str) -> tuple[str, ...]:
@@ -354,12 +376,16 @@ def _request(row: dict[str, str], tee: Tee, where: str) -> GuestRequest:
 def parse_calibration(text: str, path: str = "<calibration>") -> list[CalibrationPoint]:
     """The points of a calibration CSV (see the module docstring)."""
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in ("id", "platform", "profile", "metric", "memory_gib") if c not in (reader.fieldnames or [])]
+    try:
+        fieldnames = reader.fieldnames or []
+    except csv.Error as exc:
+        raise FormatError(f"{path}: line 1: not a calibration table: {exc}") from None
+    missing = [c for c in ("id", "platform", "profile", "metric", "memory_gib") if c not in fieldnames]
     if missing:
         raise FormatError(f"{path}: not a calibration table: missing column(s) {', '.join(missing)}")
     points: list[CalibrationPoint] = []
     seen: set[str] = set()
-    for n, row in enumerate(reader, start=2):
+    for n, row in _rows(reader, path):
         rid = (row.get("id") or "").strip()
         digest = hashlib.sha256("\x1f".join((row.get(c) or "").strip() for c in COLUMNS).encode()).hexdigest()
         where = f"{path}: line {n} ({rid or 'no id'})"
@@ -435,12 +461,12 @@ class Predictor:
         self.runs: dict[int, RunRecord] = {}
         for i, p in enumerate(points):
             if p.metric in RUNTIME_METRICS:
-                from .runtime import _pace
+                from .runtime import pace_of
 
                 vm = resolve(p.request, profile)
                 boot = build_record(vm)
                 run_cfg = RunConfig(vm, (Workload.parse(p.workload),))
-                self.runs[i] = build_run(run_cfg, boot=boot, pace=_pace(boot, profile, profile.host))
+                self.runs[i] = build_run(run_cfg, boot=boot, pace=pace_of(boot, profile, profile.host))
                 self.configs.append({})
                 continue
             by_policy = {}
@@ -452,14 +478,14 @@ class Predictor:
             self.configs.append(by_policy)
 
     def predict(self, profile: CostProfile) -> list[float]:
-        from .runtime import _measure
+        from .runtime import measure_run
 
         timelines = {cfg: simulate(rec.phases, profile) for cfg, rec in self.records.items()}
         out = []
         for i, (p, by_policy) in enumerate(zip(self.points, self.configs, strict=True)):
             if i in self.runs:
                 run = self.runs[i]
-                result = _measure(run, simulate(run.boot.phases, profile))
+                result = measure_run(run, simulate(run.boot.phases, profile))
                 start = result.workloads[0].start_s
                 end = result.fully_accepted_s if result.fully_accepted_s is not None else result.workloads[0].end_s
                 out.append(end - start)

@@ -299,8 +299,10 @@ def parse_profile(text: str, path: str = "<profile>") -> CostProfile:
     """Validate the text of a profile (see :func:`load_profile`)."""
     try:
         doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4,300 digits
         raise FormatError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise FormatError(f"{path}: not valid TOML: nested too deeply") from None
 
     def err(msg: str) -> ConfigError:
         return ConfigError(f"{path}: {msg}")

@@ -117,11 +117,11 @@ def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = Tr
     if config.host_cpus is not None:
         host = Host(host.memory_bandwidth, host.vcpu_bandwidth, config.host_cpus)
     boot = build_record(config.vm)
-    record = build_run(config, boot=boot, pace=_pace(boot, profile, host))
+    record = build_run(config, boot=boot, pace=pace_of(boot, profile, host))
     at_start = record.boot.platform.host.added_bytes
     timeline = simulate(record.boot.phases, profile, committed_at_start=at_start, host=host)
-    result = _measure(record, timeline)
-    moved = [_measure(record, simulate(record.boot.phases, q, committed_at_start=at_start, host=host))
+    result = measure_run(record, timeline)
+    moved = [measure_run(record, simulate(record.boot.phases, q, committed_at_start=at_start, host=host))
              for q in (perturbed_profiles(profile) if ranges else [])]
     if moved:
         result.boot_range = spread(result.boot_s, [m.boot_s for m in moved])
@@ -138,7 +138,7 @@ def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = Tr
     return result
 
 
-def _pace(boot: BootRecord, profile: CostProfile, host: Host) -> Pace:
+def pace_of(boot: BootRecord, profile: CostProfile, host: Host) -> Pace:
     """How fast one thread touches and accepts on this host, from pricing one chunk of each on
     its own: they order the run's batches in time (see :class:`~lazyaccept.scenario.runtime.Pace`)."""
     chunk_events = [e for p in boot.phases for e in p.events
@@ -154,7 +154,8 @@ def _pace(boot: BootRecord, profile: CostProfile, host: Host) -> Pace:
     return Pace(touch_bps=PAGE_SIZE / touch, accept_bps=accept_bps)
 
 
-def _measure(record: RunRecord, tl: Timeline) -> RunResult:
+def measure_run(record: RunRecord, tl: Timeline) -> RunResult:
+    """The figures of a run (stalls, workloads, acceptance by whom) from its record and simulated timeline."""
     phases = record.boot.phases
     spans = tl.phases
     boot_end = next(s.start for p, s in zip(phases, spans, strict=True) if p.name == BootPhase.WORKLOAD)

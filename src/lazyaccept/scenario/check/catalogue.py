@@ -191,10 +191,6 @@ def catalogue() -> list[Entry]:
     return entries
 
 
-def scenario_names() -> list[str]:
-    return [e.name for e in catalogue()]
-
-
 def select(only: Sequence[str] = ()) -> list[Entry]:
     """The entries named in ``only`` (all when empty); an unknown name is a ConfigError."""
     entries = catalogue()

@@ -20,12 +20,14 @@ from typing import Any
 from ... import __version__
 from ...base.errors import ConfigError, LazyAcceptError
 from ...base.units import format_size
+from ...firmware.tdvf import load_tdvf
+from ..profile_doc import describe_profile
 from ..run import resolve
 from .dimensions import Dimension, to_run
 from .executors import Executor
 from .grid import Grid
-from .profiles import ProfileText, describe_profile, parsed, read_profile_text
-from .results import Results, ResultsWriter, read_results
+from .profiles import ProfileText, parsed, read_profile_text
+from .results import Results, ResultsWriter, grid_digest
 from .worker import Task, run_key
 
 #: Largest chunk of runs sent to a worker as one task (see :mod:`.executors`).
@@ -70,6 +72,12 @@ def plan_sweep(grid: Grid) -> Plan:
             raise ConfigError(f"{grid.path}: run {_describe(point)}: {exc}") from None
         sha = texts[spec.profile].sha256
         tasks.append(Task(run_key(point, sha), tuple(point.items()), config, spec.profile, sha, spec.options))
+    # A firmware image boot would refuse is bad input, not a failed run of every point using it.
+    for image in dict.fromkeys(t.config.tdvf_image for t in tasks if t.config.tdvf_image):
+        try:
+            load_tdvf(image)
+        except LazyAcceptError as exc:
+            raise ConfigError(f"{grid.path}: firmware: {exc}") from None
     return Plan(grid, tasks, {t.sha256: t for t in texts.values()})
 
 
@@ -103,22 +111,30 @@ def run_sweep(
     ``on_progress(done, total, failed)`` is called after each chunk (``done`` counts the rows
     already in the file).  Without ``resume`` the file must not exist."""
     out = Path(out)
-    existing = read_results([out]) if resume and out.exists() else Results()
-    todo = [t for t in plan.tasks if t.key not in existing.runs]
-    skipped = len(plan.tasks) - len(todo)
-    failed_before = sum(1 for t in plan.tasks if t.key in existing.runs and not existing.runs[t.key]["ok"])
-    started = time.perf_counter()
-    header: list[dict[str, Any]] = [{
-        "kind": "sweep", "lazyaccept": __version__, "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "grid": plan.grid.as_dict(), "runs": len(plan.tasks), "already_done": skipped,
-    }]
-    for sha, text in plan.profiles.items():
-        if sha not in existing.profiles:
-            header.append({"kind": "profile", "ref": text.ref, "sha256": sha,
-                           "profile": describe_profile(parsed(text), sha)})
-    done, failed = skipped, failed_before
-    truncate = existing.valid_bytes if resume and out.exists() else None
-    with ResultsWriter(out, truncate_to=truncate) as writer:
+    with ResultsWriter(out, resume=resume) as writer:
+        existing = writer.existing() if resume else Results()
+        foreign = existing.runs.keys() - {t.key for t in plan.tasks}
+        if foreign:
+            # Runs this grid does not have: another grid's (or another profile text's) results, which
+            # would mix into this grid's report.  A grid that only adds runs continues its file.
+            grids = {grid_digest(s["grid"]) for s in existing.sweeps} - {grid_digest(plan.grid.as_dict())}
+            whose = "another grid's" if grids else "runs this grid does not have, e.g. another profile text's"
+            raise ConfigError(f"{out}: holds {len(foreign)} run(s) of {whose}; resume it with the grid it was "
+                              "started with, or write this grid's runs to a new file")
+        todo = [t for t in plan.tasks if t.key not in existing.runs]
+        skipped = len(plan.tasks) - len(todo)
+        failed_before = sum(1 for t in plan.tasks if t.key in existing.runs and not existing.runs[t.key]["ok"])
+        started = time.perf_counter()
+        header: list[dict[str, Any]] = [{
+            "kind": "sweep", "lazyaccept": __version__, "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "grid": plan.grid.as_dict(), "grid_sha256": grid_digest(plan.grid.as_dict()), "runs": len(plan.tasks),
+            "already_done": skipped,
+        }]
+        for sha, text in plan.profiles.items():
+            if sha not in existing.profiles:
+                header.append({"kind": "profile", "ref": text.ref, "sha256": sha,
+                               "profile": describe_profile(parsed(text), sha)})
+        done, failed = skipped, failed_before
         writer.write(header)
         if on_progress is not None:
             on_progress(done, len(plan.tasks), failed)

@@ -73,7 +73,8 @@ class PoolExecutor(Executor):
         self.label = f"{jobs} local process{'es' if jobs > 1 else ''}"
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([_WORKER_MODULE])
-        self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=ignore_interrupts)
+        self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=ignore_interrupts,
+                                         initargs=(os.getpid(),))
 
     def run(self, chunks: list[list[Task]], profiles: Mapping[str, ProfileText]) -> Iterator[Rows]:
         pending: set[Future[Rows]] = {self._pool.submit(run_chunk, c, dict(profiles)) for c in chunks}
@@ -88,6 +89,14 @@ class PoolExecutor(Executor):
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if e is not None:
+            # Interrupted (Ctrl-C, SIGTERM) or failed: the chunks running now are not waited for; their
+            # rows would be lost anyway, and --resume runs them again.
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.terminate()
+        self.close()
 
 
 class DaskExecutor(Executor):

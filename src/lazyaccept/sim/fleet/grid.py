@@ -82,6 +82,10 @@ def load_grid(path: str) -> Grid:
         doc = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise FormatError(f"{path}: not a TOML grid: {exc}") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        raise FormatError(f"{path}: not a TOML grid: {exc}") from None
+    except RecursionError:
+        raise FormatError(f"{path}: not a TOML grid: nested too deeply") from None
     try:
         return parse_grid(doc, path)
     except ConfigError as exc:
@@ -97,10 +101,16 @@ def parse_grid(doc: dict[str, Any], path: str = "<grid>") -> Grid:
     extra = set(head) - {"name", "description"}
     if extra:
         raise ConfigError(f"[sweep] {sorted(extra)[0]}: unknown key")
-    dims: dict[Dimension, tuple[Value, ...]] = {}
-    for name, spec in _table(doc, "dimensions").items():
-        dim = dimension(name)
-        dims[dim] = _values(dim, spec)
+    # Counted before any range is expanded: a typo such as times = 1.000000001 or a range of
+    # fifty million vCPUs is refused at once instead of filling memory first.
+    table = {dimension(name): spec for name, spec in _table(doc, "dimensions").items()}
+    full = 1
+    for dim, spec in table.items():
+        full *= _count_values(dim, spec)
+        if full > MAX_RUNS:
+            raise ConfigError(f"the grid has more runs than the {MAX_RUNS:,} a sweep takes "
+                              f"(counted up to dimensions.{dim.value})")
+    dims = {dim: _values(dim, spec) for dim, spec in table.items()}
     fixed: dict[Dimension, Value] = {}
     for name, value in _table(doc, "fixed").items():
         dim = dimension(name)
@@ -120,9 +130,6 @@ def parse_grid(doc: dict[str, Any], path: str = "<grid>") -> Grid:
         fixed=tuple(fixed.items()),
         exclude=tuple(_exclusion(i, ex, dims) for i, ex in enumerate(_exclusions(doc))),
     )
-    full = math.prod(len(vs) for vs in dims.values())
-    if full > MAX_RUNS:
-        raise ConfigError(f"the grid has {full:,} runs, more than the {MAX_RUNS:,} a sweep takes")
     if next(grid.points(), None) is None:
         raise ConfigError("every run of the grid is excluded")
     return grid
@@ -155,7 +162,8 @@ def _values(dim: Dimension, spec: Any) -> tuple[Value, ...]:
     return tuple(values)
 
 
-def _range(dim: Dimension, spec: dict[str, Any]) -> list[Value]:
+def _bounds(dim: Dimension, spec: dict[str, Any]) -> tuple[str, int, int, str]:
+    """A range's place in the file, its ends and how it steps; every check that needs no expansion."""
     where = f"dimensions.{dim.value}"
     if not SPECS[dim].numeric:
         raise ConfigError(f"{where}: ranges are for numbers and sizes; list the values")
@@ -169,27 +177,53 @@ def _range(dim: Dimension, spec: dict[str, Any]) -> list[Value]:
     if len(ways) > 1:
         raise ConfigError(f"{where}: give one of step, times, count, not {' and '.join(ways)}")
     way = ways[0] if ways else "step"
+    if way == "times":
+        factor = spec["times"]
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not (math.isfinite(factor)
+                                                                                    and factor > 1):
+            raise ConfigError(f"{where}: times must be a finite number above 1, not {factor!r}")
+    if way == "count":
+        count = spec["count"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 2:
+            raise ConfigError(f"{where}: count must be a whole number >= 2, not {count!r}")
+        spacing = spec.get("spacing", "log")
+        if spacing not in ("log", "linear"):
+            raise ConfigError(f'{where}: spacing must be "log" or "linear", not {spacing!r}')
+    if lo <= 0 and (way == "times" or (way == "count" and spec.get("spacing", "log") == "log")):
+        # Multiplying from zero never gets anywhere; a log scale has no zero.
+        raise ConfigError(f"{where}: a range by times or log spacing must start above 0")
+    return where, lo, hi, way
+
+
+def _count_values(dim: Dimension, spec: Any) -> int:
+    """How many values a dimension has, without expanding a range (an upper bound for ``times``)."""
+    if not isinstance(spec, dict):
+        return len(spec) if isinstance(spec, list) else 1
+    where, lo, hi, way = _bounds(dim, spec)
     if way == "step":
         step = int(normalize(dim, spec["step"])) if "step" in spec else 1
         if step <= 0:
             raise ConfigError(f"{where}: step must be positive")
+        return (hi - lo) // step + 1
+    if way == "times":
+        return math.floor(math.log(hi / lo) / math.log(spec["times"]) + 1e-9) + 1
+    return int(spec["count"])
+
+
+def _range(dim: Dimension, spec: dict[str, Any]) -> list[Value]:
+    where, lo, hi, way = _bounds(dim, spec)
+    if way == "step":
+        step = int(normalize(dim, spec["step"])) if "step" in spec else 1
         return list(range(lo, hi + 1, step))
     if way == "times":
         factor = spec["times"]
-        if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 1:
-            raise ConfigError(f"{where}: times must be a number above 1, not {factor!r}")
         out, x = [], float(lo)
         while x <= hi * (1 + 1e-12):
             out.append(_round(dim, x))
             x *= factor
         return out
     count = spec["count"]
-    if isinstance(count, bool) or not isinstance(count, int) or count < 2:
-        raise ConfigError(f"{where}: count must be a whole number >= 2, not {count!r}")
-    spacing = spec.get("spacing", "log")
-    if spacing not in ("log", "linear"):
-        raise ConfigError(f'{where}: spacing must be "log" or "linear", not {spacing!r}')
-    if spacing == "log":
+    if spec.get("spacing", "log") == "log":
         xs = [lo * (hi / lo) ** (i / (count - 1)) for i in range(count)]
     else:
         xs = [lo + (hi - lo) * i / (count - 1) for i in range(count)]

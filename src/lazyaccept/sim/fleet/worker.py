@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,8 +167,44 @@ def worker_version() -> str:
     return __version__
 
 
-def ignore_interrupts() -> None:
-    """Pool worker initializer: Ctrl-C is the client's to handle (it cancels, then stops the pool)."""
+#: prctl(2) option: the signal a process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
+def ignore_interrupts(client: int | None = None) -> None:
+    """Pool worker initializer: Ctrl-C is the client's to handle (it cancels, then stops the pool);
+    and the worker dies with the sweep, so no worker outlives a sweep killed with SIGKILL.
+
+    A pool worker's parent is the fork server, not the sweep (``client``): a thread waits on the
+    sweep's pidfd and ends the worker when the sweep is gone (the fork server then exits too, as its
+    last client connection closes), and the kernel ends the worker if the fork server dies.  A
+    worker holds nothing worth saving: rows are written by the client."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if client is not None:
+        _die_with(client)
+
+
+def _die_with(pid: int) -> None:
+    import os
+    import select
+    import threading
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)  # the sweep is already gone
+    except OSError:
+        return  # no pidfd (a kernel before 5.3): the fork server's end still ends the workers
+
+    def wait() -> None:
+        select.select([fd], [], [])  # readable once the process has exited
+        os._exit(1)
+
+    threading.Thread(target=wait, name="die-with-sweep", daemon=True).start()
