@@ -199,3 +199,79 @@ def test_a_kernel_firmware_mapping_grid_is_drawn_over_its_own_dimensions():
     expected = [sorted(10.0 + i + 5 * j + h for j in (0, 1) for h in (0, 1)) for i in range(3)]
     assert list(dots) == [(e[1] + e[2]) / 2 for e in expected]
     plt.close(drawn.fig)
+
+
+@pytest.mark.parametrize(("n", "text"), [(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"), (12, "12th"),
+                                         (13, "13th"), (16, "16th"), (21, "21st"), (22, "22nd"), (112, "112th")])
+def test_ordinals(n, text):
+    from lazyaccept.presentation.boot_plot import ordinal
+
+    assert ordinal(n) == text
+
+
+@functools.cache
+def _boot(memory: int, vcpus: int, kernel: str = "mainline", policy: str = "lazy"):
+    from lazyaccept.base.choices import AcceptPolicy
+    from lazyaccept.scenario.config import GuestRequest
+    from lazyaccept.sim.profile import load_profile
+    from lazyaccept.sim.run import resolve, run
+
+    prof = load_profile("tdx")
+    return run(resolve(GuestRequest(memory=memory, vcpus=vcpus, kernel=kernel, policy=AcceptPolicy(policy)), prof),
+               prof)
+
+
+def test_many_vcpus_are_grouped_into_rows_a_reader_can_see():
+    from lazyaccept.presentation.boot_plot import GROUPED_ROWS, boot_figure, gantt_spans, heatmap_cells, vcpu_groups
+
+    groups = vcpu_groups(256)
+    assert groups[0] == (0, 0) and groups[-1][1] == 255 and len(groups) <= GROUPED_ROWS
+    covered = [v for a, b in groups for v in range(a, b + 1)]
+    assert covered == list(range(256))
+    result = _boot(1 << 40, 256)
+    fig = boot_figure(result)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    row_px = ax.get_window_extent().height / len(groups)
+    assert row_px >= 8  # was a pixel a row
+    assert not overlapping(label_extents(ax, "y"))
+    assert "vCPUs 1-" in " ".join(_labels(ax, "y"))
+    # The heatmap's cells hold each group's busy time: summed back, the spans' own total.
+    spans = gantt_spans(result)
+    edges, share = heatmap_cells(spans, groups, result.timeline.total_s)
+    sizes = [b - a + 1 for a, b in groups]
+    width = edges[1] - edges[0]
+    total = sum(float((cell.sum(axis=1) * sizes).sum()) * width for cell in share.values())
+    assert total == pytest.approx(sum(s.end - s.start for s in spans), rel=1e-9)
+    assert "every" not in ax.get_ylabel() or "th labelled" not in ax.get_ylabel()
+    plt.close(fig)
+
+
+def test_many_vcpu_rows_say_every_kth_with_the_right_suffix():
+    from lazyaccept.presentation.boot_plot import boot_figure
+
+    fig = boot_figure(_boot(8 << 30, 40))
+    label = fig.axes[0].get_ylabel()
+    assert re.search(r"every \d+(st|nd|rd|th) labelled", label) and "2th" not in label
+    assert "every 4th" in label  # 40 rows, at most 16 labels: every 4th (a power of two)
+    plt.close(fig)
+
+
+def test_hatched_accepting_bars_match_their_legend_and_are_not_black():
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import Rectangle
+
+    from lazyaccept.presentation.boot_plot import boot_figure
+
+    fig = boot_figure(_boot(8 << 30, 4, "6.5", "eager"))
+    ax = fig.axes[0]
+    hatched = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_hatch() == "//"]
+    assert hatched
+    handle = next(h for h in ax.get_legend().get_patches() if h.get_label().startswith("accepting memory"))
+    assert handle.get_hatch() == "//"
+    for p in hatched:
+        assert p.get_edgecolor() == handle.get_edgecolor()  # the hatch's colour, the same in the legend
+        assert p.get_edgecolor()[3] < 1  # translucent: a short bar is its phase's colour darkened
+        assert p.get_linewidth() == 0  # no black outline around a narrow bar
+        assert p.get_facecolor() != to_rgba("black")
+    plt.close(fig)
