@@ -300,3 +300,24 @@ def test_drain_plot_keeps_a_wobble_a_wobble_in_the_table_unit_without_a_legend_o
     assert "GiB/s" in bottom.get_ylabel() and "(GiB)" in top.get_ylabel()  # as the table: GiB, GiB/s
     assert top.get_legend() is None and bottom.get_legend() is None
     plt.close(fig)
+
+
+def test_two_profile_compare_page_states_every_profile_in_words(tmp_path):
+    import html as html_lib
+    import json
+
+    from cli_helpers import run_cli
+
+    page = tmp_path / "c.html"
+    args = ["compare", "--memory", "4G", "--profile", "tdx", "--profile", "snp"]
+    assert run_cli(*args, "--html", str(page)).code == 0
+    doc = json.loads(run_cli(*args, "--json").out)
+    text = html_lib.unescape(re.sub(r"<[^>]+>", " ", page.read_text()))
+    header = text.split("Every time is simulated", 1)[0]
+    for c in doc["comparisons"]:
+        assert f"profile {c['profile']}: {c['platform'].upper()}, {c['vcpus']} vCPU" in header
+        assert f"kernel {c['kernel']} ({c['kernel_rules']} rules)" in header
+        assert ", ".join(c["kconfig"]) in header  # build options as NAME=VALUE, not a list's repr
+    assert "1 vCPU," in header and "4 vCPUs," in header  # snp and tdx resolve different defaults
+    assert not re.search(r"\b[A-Z]\w+\(\w+=", text), "a Python repr on the page"
+    assert "['" not in text and "[]" not in text

@@ -24,15 +24,27 @@ from .svg import figure_svg
 _MEMINFO = ("MemTotal", "MemFree", "MemAvailable", "Unaccepted")
 
 
+def _value_words(key: str, v: Any) -> str:
+    """A configuration value as a reader writes it: sizes as sizes, lists joined, never a repr."""
+    if key.endswith("_bytes") and isinstance(v, int):
+        return format_size(v)
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, list | tuple):
+        return ", ".join(_value_words("", x) for x in v) or "none"
+    return str(v)
+
+
 def _config_facts(config: dict[str, Any]) -> str:
-    pairs = []
-    for k, v in config.items():
-        if v is None:
-            continue
-        text = format_size(v) if k.endswith("_bytes") and isinstance(v, int) else str(v).lower() if isinstance(
-            v, bool) else str(v)
-        pairs.append((k.removesuffix("_bytes"), text))
-    return facts(pairs)
+    return facts([(k.removesuffix("_bytes"), _value_words(k, v)) for k, v in config.items() if v is not None])
+
+
+def config_words(doc: dict[str, Any]) -> str:
+    """One profile's resolved configuration of a comparison, in words."""
+    patches = ", ".join(doc["patches"]) or "none"
+    return (f"{doc['platform'].upper()}, {doc['vcpus']} vCPU{'s' if doc['vcpus'] != 1 else ''}, host maps private "
+            f"memory at {doc['host_mapping']}, kernel {doc['kernel']} ({doc['kernel_rules']} rules), firmware accepts "
+            f"{doc['firmware_accept']}, build options {_value_words('', doc['kconfig'])}, guest patches {patches}")
 
 
 def boot_page(result: BootResult, profile: CostProfile) -> str:
@@ -76,11 +88,11 @@ def boot_page(result: BootResult, profile: CostProfile) -> str:
 def compare_page(comparisons: list[tuple[VMConfig, list[CompareRow], CostProfile]]) -> str:
     """The page of a comparison: boot time against memory for both policies and every profile,
     and each profile's table."""
-    config, rows, profile = comparisons[0]
-    doc = compare_document(config, rows, profile)
-    page = Page(f"{doc['platform'].upper()}: eager vs lazy acceptance", [
-        f"{doc['vcpus']} vCPU(s), host mapping {doc['host_mapping']}, kernel {doc['kernel']} "
-        f"({doc['kernel_rules']} rules), firmware accepts {doc['firmware_accept']}, profile {profile.name}",
+    docs = [compare_document(c, list(rows), p) for c, rows, p in comparisons]
+    platforms = "/".join(dict.fromkeys(d["platform"].upper() for d in docs))
+    # Every profile's configuration, in words (each resolves its own defaults: vCPUs, kernel ...).
+    page = Page(f"{platforms}: eager vs lazy acceptance", [
+        *(f"profile {d['profile']}: {config_words(d)}" for d in docs),
         "Every time is simulated by lazyaccept's calibrated model, not measured."])
     page.section("figure", "Boot time against memory", figure(
         figure_svg(compare_figure(comparisons), "fig-compare", "Boot time, eager vs lazy"),
@@ -91,8 +103,8 @@ def compare_page(comparisons: list[tuple[VMConfig, list[CompareRow], CostProfile
 
 
 def _compare_rows(page: Page, k: int, config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> None:
-    doc = compare_document(config, rows, profile)
-    page.section(f"rows-{k}", f"Profile {profile.name}: every size", table(
+    doc = compare_document(config, list(rows), profile)
+    page.section(f"rows-{k}", f"Profile {profile.name}: every size", note(config_words(doc)), table(
         ["memory", "eager boot (s)", "lazy boot (s)", "speed-up", "eager accepting (s)", "lazy accepting (s)"],
         [[Cell(format_size(r["memory_bytes"]), r["memory_bytes"]), f"{r['eager_s']:.3f}", f"{r['lazy_s']:.3f}",
           Cell(f"{r['speedup']:.2f}x", round(r["speedup"], 6)), f"{r['eager_accept_wall_s']:.3f}",
