@@ -9,6 +9,11 @@ fixed (:data:`COLUMNS`): the width of tables does not depend on who runs them.  
 in ``| head -N`` (the first N lines: how a long report is shortened, reproducibly).  Steps
 other than ``lazyaccept``: ``echo $?`` (the last exit status) and ``cat FILE``.
 
+A line of the form ``... (what is left out) ...`` (indented or not) stands for the lines the
+docs leave out.  The line before it and the line after it anchor it: each is found in the
+output by its beginning (up to its first digit, at most :data:`ANCHOR_CHARS` characters), so
+a left-out stretch follows the code as the code changes; everything else must be equal.
+
 A block whose info string says ``unchecked`` (```` ```console unchecked: why ````) shows a session
 that cannot be replayed (this machine's own status, a guest tree rewritten while it is watched)
 and is left alone.
@@ -35,6 +40,9 @@ COLUMNS = 200
 #: Repository folders the examples refer to by relative path.
 LINKED = ("tests", "examples", "profiles")
 
+#: How much of an anchor line's beginning is matched.
+ANCHOR_CHARS = 16
+_ELISION = re.compile(r"^\s*\.\.\. \(.*\) \.\.\.$")
 _FENCE = re.compile(r"^```(text|console)([^\n]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
@@ -90,6 +98,45 @@ def _steps(body: str) -> list[Step]:
 def normalise(text: str) -> str:
     """Trailing spaces of each line and blank lines at the end dropped: what a reader cannot see."""
     return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
+
+
+def _anchor(line: str) -> str:
+    head = re.match(r"[^\d]*", line)
+    return (head[0] if head else "")[:ANCHOR_CHARS] or line
+
+
+def _find(lines: list[str], start: int, anchor: str) -> int | None:
+    return next((i for i in range(start, len(lines)) if lines[i].startswith(anchor)), None)
+
+
+def merged(expected: str, actual: str) -> str | None:
+    """``actual`` with the stretches ``expected`` leaves out (``... (why) ...`` lines) left out
+    again; None when an anchor is not found (the block needs a hand edit).  The output matches
+    the docs exactly when ``merged(expected, actual) == expected``."""
+    exp, act = expected.splitlines(), actual.splitlines()
+    if not any(_ELISION.match(x) for x in exp):
+        return actual
+    out: list[str] = []
+    pos = 0
+    for i, line in enumerate(exp):
+        if not _ELISION.match(line):
+            continue
+        before = [x for x in exp[:i] if not _ELISION.match(x)]
+        after = next((x for x in exp[i + 1:] if not _ELISION.match(x)), None)
+        if before:
+            end = _find(act, pos, _anchor(exp[i - 1]))
+            if end is None:
+                return None
+            out += act[pos:end + 1]
+            pos = end + 1
+        if after is None:
+            return "\n".join([*out, line])
+        resume = _find(act, pos, _anchor(after))
+        if resume is None:
+            return None
+        out.append(line)
+        pos = resume
+    return "\n".join(out + act[pos:])
 
 
 def scratch(folder: Path) -> Path:
@@ -159,9 +206,26 @@ def run_example(example: Example, cwd: Path) -> list[Ran]:
     return out
 
 
+def drift(example: Example, ran: list[Ran]) -> list[str]:
+    """Where what ``example`` shows differs from what its steps printed: a unified diff per step."""
+    import difflib
+
+    out = []
+    for step, r in zip(example.steps, ran, strict=True):
+        now = merged(step.expected, r.output)
+        if now != step.expected:
+            diff = difflib.unified_diff(step.expected.splitlines(), (now or r.output).splitlines(), "docs", "code",
+                                        lineterm="", n=1)
+            out.append(f"$ {step.command}\n" + "\n".join(diff))
+    return out
+
+
 def rendered(example: Example, ran: list[Ran]) -> str:
-    """The block's new body: each step and what it printed."""
+    """The block's new body: each step and what it printed (left-out stretches kept out)."""
     parts = []
     for step, r in zip(example.steps, ran, strict=True):
-        parts.append(f"$ {step.command}\n" + (r.output + "\n" if r.output else ""))
+        now = merged(step.expected, r.output)
+        if now is None:
+            raise ValueError(f"{example.ident}: $ {step.command}: a left-out stretch lost its anchors; edit by hand")
+        parts.append(f"$ {step.command}\n" + (now + "\n" if now else ""))
     return "".join(parts)
