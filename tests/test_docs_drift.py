@@ -77,3 +77,44 @@ def test_boot_json_has_per_phase_host_path_wait_and_idle_exits_as_the_readme_say
     total = {hz: sum(p["idle_exits"] for p in ps) for hz, ps in phases.items()}
     assert total[100] > 0 and total[1000] > 5 * total[100]
     assert any(p["host_path_wait_s"] > 0 for p in phases[1000])
+
+
+def test_the_sweep_docs_show_the_example_grids_as_they_are() -> None:
+    import re
+
+    from lazyaccept.base.errors import SafetyViolation
+    from lazyaccept.base.units import MiB
+    from lazyaccept.scenario.config import GuestRequest
+    from lazyaccept.sim.fleet.driver import plan_sweep
+    from lazyaccept.sim.fleet.grid import load_grid
+    from lazyaccept.sim.profile import load_profile
+    from lazyaccept.sim.run import resolve, run
+
+    doc = (ROOT / "docs" / "sweeps.md").read_text()
+    fleet = (ROOT / "examples" / "fleet.toml").read_text()
+    shown = re.search(r"```toml\n(\[sweep\].*?)```", doc, re.DOTALL)
+    assert shown is not None and shown[1] == fleet[fleet.index("[sweep]"):]
+    runs = {name: len(plan_sweep(load_grid(str(ROOT / "examples" / f"{name}.toml"))).tasks)
+            for name in ("fleet", "kernels")}
+    assert f"`examples/fleet.toml` ({runs['fleet']} runs)" in doc
+    assert f"`examples/kernels.toml` ({runs['kernels']} runs)" in doc
+    # Which kernels of examples/kernels.toml fail the 67000M guest with upstream firmware, by the model.
+    prof = load_profile("tdx")
+    failing = []
+    for kernel in ("6.5", "6.6", "6.7", "6.11", "6.12", "mainline"):
+        config = resolve(GuestRequest(memory=67000 * MiB, kernel=kernel), prof)
+        assert str(config.firmware_accept) == "below-4g"  # upstream firmware: the profile's default
+        try:
+            run(config, prof)
+        except SafetyViolation as exc:
+            assert exc.rule == "table-reservation"
+            failing.append(kernel)
+    assert failing == ["6.6", "6.7", "6.11", "6.12"]
+    said = " ".join(doc.split())
+    assert "kernels 6.6, 6.7, 6.11 and 6.12 at 67000M" in said
+    # 2 mappings x 2 policies per failing kernel
+    assert f"{len(failing) * 4} of its runs are the 2026 table-reservation fault" in said
+    # The TDX defaults the docs state are the profile's own.
+    assert "kernel mainline, firmware accepting below 4 GiB" in said
+    default = resolve(GuestRequest(memory=4096 * MiB), prof)
+    assert (default.kernel_release, str(default.firmware_accept), default.vcpus) == ("mainline", "below-4g", 4)
