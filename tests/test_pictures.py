@@ -321,3 +321,17 @@ def test_two_profile_compare_page_states_every_profile_in_words(tmp_path):
     assert "1 vCPU," in header and "4 vCPUs," in header  # snp and tdx resolve different defaults
     assert not re.search(r"\b[A-Z]\w+\(\w+=", text), "a Python repr on the page"
     assert "['" not in text and "[]" not in text
+
+
+def test_crowded_categories_are_turned_not_dropped():
+    kernels = ["6.5", "6.6", "6.7", "6.11", "6.12", "mainline"]
+    sizes = [4 * GiB, 64 * GiB, 67000 * MiB]
+    rows = [_row({"kernel": k, "policy": p}, 5.0 + i, memory=m, key=f"{k}{p}{m}")
+            for i, k in enumerate(kernels) for p in ("lazy", "eager") for m in sizes]
+    drawn = sf.by_dimension(rows, ["kernel", "policy"], {"kernel": kernels})
+    kernel_axes = [ax for ax in drawn.fig.axes if ax.get_xlabel() == "kernel"]
+    assert len(kernel_axes) == 3
+    for ax in kernel_axes:
+        assert _labels(ax) == kernels  # every release named
+        assert not overlapping(label_extents(ax, "x"))
+    plt.close(drawn.fig)

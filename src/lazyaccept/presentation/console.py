@@ -23,15 +23,15 @@ from rich.markup import escape
 from ..base.errors import OutputError
 
 #: Width used when output goes to a pipe or a file, where rich would assume 80 columns and
-#: squeeze the tables; ``COLUMNS`` in the environment, when set, wins (the docs' examples are
-#: run at a fixed width that way, whoever runs them).
+#: squeeze the tables.  A wider ``COLUMNS`` in the environment widens it (the docs' examples
+#: are run at 200 columns that way, whoever runs them); a narrower one does not squeeze it.
 PIPE_WIDTH = 132
 
 
 def pipe_width() -> int:
-    """``COLUMNS`` when it is a sensible width, else :data:`PIPE_WIDTH`."""
+    """:data:`PIPE_WIDTH`, or ``COLUMNS`` when that is wider (and sane)."""
     columns = os.environ.get("COLUMNS", "")
-    return int(columns) if columns.isdigit() and 40 <= int(columns) <= 1000 else PIPE_WIDTH
+    return int(columns) if columns.isdigit() and PIPE_WIDTH < int(columns) <= 1000 else PIPE_WIDTH
 
 
 def make_console(stderr: bool = False) -> Console:

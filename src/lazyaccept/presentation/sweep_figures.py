@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base.units import GiB, format_size
-from .ticks import thin_tick_labels
+from .ticks import label_extents, overlapping, thin_tick_labels
 from .time_axis import time_axis
 
 Row = dict[str, Any]
@@ -348,7 +348,7 @@ def slowdown_vs_memory(rows: list[Row]) -> Drawn:
 
 #: Dimensions with figures of their own (against memory, against vCPUs) or of workload runs.
 _OWN_FIGURES = ("memory", "vcpus", "workload")
-#: At most this many memory sizes get a column each in :func:`by_dimension`; more are pooled.
+#: At most this many memory sizes get a column each in :func:`by_dimension`; of more, three do.
 MAX_MEMORY_COLUMNS = 4
 
 
@@ -372,8 +372,8 @@ def _point_value(r: Row, dim: str) -> str:
 
 def by_dimension(rows: list[Row], dims: list[str], values_in_order: dict[str, list[str]] | None = None) -> Drawn:
     """Boot time against each of ``dims`` (categorical: kernel, firmware accept, host mapping,
-    policy, profile ...), one panel per dimension and, for up to :data:`MAX_MEMORY_COLUMNS`
-    memory sizes, per size; a series per profile and policy (the panel's own dimension left
+    policy, profile ...), one panel per dimension and memory size (up to
+    :data:`MAX_MEMORY_COLUMNS` sizes, else the smallest, middle and largest); a series per profile and policy (the panel's own dimension left
     out of the series), its marker the median over the runs that differ in other dimensions,
     its bar the least to the most."""
     ok = _ok(rows)
@@ -382,10 +382,10 @@ def by_dimension(rows: list[Row], dims: list[str], values_in_order: dict[str, li
         return Drawn(None, "Not drawn: the runs vary no dimension besides memory, vCPUs and workloads.")
     plt = _plt()
     mems = sorted({memory_of(r) for r in ok})
-    columns: list[int | None] = list(mems) if len(mems) <= MAX_MEMORY_COLUMNS else [None]
-    panel_w = min(3.4, 8.2 / len(columns))
-    fig, axes = plt.subplots(len(dims), len(columns), figsize=(panel_w * len(columns) + 1.0, 2.5 * len(dims) + 0.9),
-                             squeeze=False)
+    # A column per memory size, or the smallest, middle and largest of many: boot times of 1 GiB
+    # and 256 GiB guests pooled into one median would say little.
+    columns = mems if len(mems) <= MAX_MEMORY_COLUMNS else _pick_memories(mems)
+    fig, axes = plt.subplots(len(dims), len(columns), figsize=(8.6, 2.5 * len(dims) + 0.9), squeeze=False)
     profiles = sorted({profile_of(r) for r in ok})
 
     def series_key(r: Row, dim: str) -> str:
@@ -403,7 +403,7 @@ def by_dimension(rows: list[Row], dims: list[str], values_in_order: dict[str, li
         width = 0.7 / max(1, len(keys))
         for j, mem in enumerate(columns):
             ax = axes[i][j]
-            mine = [r for r in ok if mem is None or memory_of(r) == mem]
+            mine = [r for r in ok if memory_of(r) == mem]
             for n, key in enumerate(keys):
                 xs, med, lo, hi = [], [], [], []
                 for x, value in enumerate(order):
@@ -427,18 +427,27 @@ def by_dimension(rows: list[Row], dims: list[str], values_in_order: dict[str, li
             if j == 0:
                 ax.set_ylabel("boot to shell (s)", fontsize=9)
             if i == 0:
-                ax.set_title("every memory size" if mem is None else f"memory {format_size(mem)}", fontsize=10)
+                ax.set_title(f"memory {format_size(mem)}", fontsize=10)
     fig.legend(handles=[handles[k] for k in every_key if k in handles], fontsize=8, frameon=False,
                loc="upper center", ncol=min(4, len(handles)), bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    # Categories are all worth reading: stand crowded labels upright before dropping any (a
+    # slanted label's box still spans its neighbour's, an upright one's is a line high).
+    fig.canvas.draw()
+    crowded = [ax for row in axes for ax in row if overlapping(label_extents(ax, "x"))]
+    for ax in crowded:
+        ax.tick_params(axis="x", labelrotation=90)
+    if crowded:
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     for row in axes:
         for ax in row:
             thin_tick_labels(ax, "x")
     lo_n, hi_n = min(ns), max(ns)
     runs = f"{lo_n} run{'s' if lo_n > 1 else ''}" if lo_n == hi_n else f"{lo_n}-{hi_n} runs"
+    shown = "" if len(columns) == len(mems) else f" Columns: {len(columns)} of the {len(mems)} memory sizes."
     return Drawn(fig, f"Dot: median boot time over the runs that differ only in the dimensions the panel does not "
                       f"show ({runs} per dot); bar: fastest to slowest of them. Failed runs are left out (see "
-                      "Failures): a value with no dot had no run reach a shell.")
+                      f"Failures): a value with no dot had no run reach a shell.{shown}")
 
 
 def _natural(text: str) -> tuple[Any, ...]:
