@@ -3,6 +3,8 @@ a comparison of policies across memory sizes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..base.fileio import write_output
@@ -28,7 +30,10 @@ def vcpus_label(n: int) -> str:
 PROFILE_COLOURS = ("#c0392b", "#2471a3", "#229954", "#8e44ad", "#d68910", "#566573")
 
 
-def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow | FailedRow], CostProfile]]) -> None:
+Comparisons = Sequence[tuple[VMConfig, Sequence[CompareRow | FailedRow], CostProfile]]
+
+
+def plot_compare(path: str, comparisons: Comparisons) -> None:
     """:func:`compare_figure` written to ``path`` (.png, .svg, .pdf; ``-``: PNG on standard output)."""
     import matplotlib.pyplot as plt
 
@@ -38,7 +43,7 @@ def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow | 
     write_output(path, data)
 
 
-def compare_figure(comparisons: list[tuple[VMConfig, list[CompareRow | FailedRow], CostProfile]]) -> object:
+def compare_figure(comparisons: Comparisons) -> object:
     """Boot time against memory size for both policies and each profile: eager solid with
     circles, lazy dashed with squares, one colour per profile; each eager point is labelled with
     the speed-up of lazy."""
@@ -49,11 +54,12 @@ def compare_figure(comparisons: list[tuple[VMConfig, list[CompareRow | FailedRow
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     # Failed sizes have no boot time: they are left out (the table and JSON say why).
-    comparisons = [(c, [r for r in rows if isinstance(r, CompareRow)], p) for c, rows, p in comparisons]
+    done: list[tuple[VMConfig, list[CompareRow], CostProfile]] = [
+        (c, [r for r in rows if isinstance(r, CompareRow)], p) for c, rows, p in comparisons]
     fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=120)
-    all_rows = [r for _, rows, _ in comparisons for r in rows]
+    all_rows = [r for _, rows, _ in done for r in rows]
     gib = sorted({r.memory_bytes / 2**30 for r in all_rows})
-    for k, (config, rows, profile) in enumerate(comparisons):
+    for k, (config, rows, profile) in enumerate(done):
         colour = PROFILE_COLOURS[k % len(PROFILE_COLOURS)]
         x = [r.memory_bytes / 2**30 for r in rows]
         label = f"{profile.name} ({vcpus_label(config.vcpus)}, kernel {config.kernel_release})"
@@ -125,7 +131,7 @@ def policies_figure(results: list[RunResult]) -> object:
             y = np.concatenate(([0.0], np.cumsum(r.stall_weight[order]) / r.stall_weight.sum(), [1.0]))
             st = r.stall_summary()
             ax1.step(x, y, where="post", color=colour, lw=2, ls=styles[k % len(styles)],
-                     label=f"{name}: {int(r.stall_weight.sum()):,} stalls, p99 {si_time(st['p99_s'])}")
+                     label=f"{name}: {int(r.stall_weight.sum()):,} stalls, p99 {si_time(float(st['p99_s'] or 0))}")
             ax1.plot([st["p99_s"]], [0.99], "o", color=colour)
         else:
             ax1.plot([], [], color=colour, lw=2, label=f"{name} (no stalls)")

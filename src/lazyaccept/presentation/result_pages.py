@@ -4,6 +4,7 @@ prints, so a page and the JSON never disagree."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..base.units import format_size
@@ -12,11 +13,11 @@ from ..sim.fleet.profiles import profile_entry
 from ..sim.profile import CostProfile
 from ..sim.run import BootResult
 from ..sim.runtime import RunResult, run_document
-from ..sim.sweep import CompareRow
+from ..sim.sweep import CompareRow, FailedRow
 from .boot_report import boot_summary
 from .compare_report import compare_document
 from .html import Cell, Page, facts, figure, note, table
-from .plots import boot_figure, compare_figure
+from .plots import Comparisons, boot_figure, compare_figure
 from .profile_html import profile_section
 from .svg import figure_svg
 
@@ -85,7 +86,7 @@ def boot_page(result: BootResult, profile: CostProfile) -> str:
     return page.render()
 
 
-def compare_page(comparisons: list[tuple[VMConfig, list[CompareRow], CostProfile]]) -> str:
+def compare_page(comparisons: Comparisons) -> str:
     """The page of a comparison: boot time against memory for both policies and every profile,
     and each profile's table."""
     docs = [compare_document(c, list(rows), p) for c, rows, p in comparisons]
@@ -102,13 +103,16 @@ def compare_page(comparisons: list[tuple[VMConfig, list[CompareRow], CostProfile
     return page.render()
 
 
-def _compare_rows(page: Page, k: int, config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> None:
+def _compare_rows(page: Page, k: int, config: VMConfig, rows: Sequence[CompareRow | FailedRow],
+                  profile: CostProfile) -> None:
     doc = compare_document(config, list(rows), profile)
     page.section(f"rows-{k}", f"Profile {profile.name}: every size", note(config_words(doc)), table(
         ["memory", "eager boot (s)", "lazy boot (s)", "speed-up", "eager accepting (s)", "lazy accepting (s)"],
         [[Cell(format_size(r["memory_bytes"]), r["memory_bytes"]), f"{r['eager_s']:.3f}", f"{r['lazy_s']:.3f}",
           Cell(f"{r['speedup']:.2f}x", round(r["speedup"], 6)), f"{r['eager_accept_wall_s']:.3f}",
-          f"{r['lazy_accept_wall_s']:.3f}"] for r in doc["rows"]],
+          f"{r['lazy_accept_wall_s']:.3f}"] if r["ok"] else
+         [Cell(format_size(r["memory_bytes"]), r["memory_bytes"]), Cell(f"failed: {r['failure']}", fail=True),
+          "", "", "", ""] for r in doc["rows"]],
         ident=f"rows-{k}", numeric=range(6), sortable=True),
         note("accepting = time during which at least one vCPU was accepting memory (lock waits included)."))
     page.section(f"profile-{k}", f"Profile {profile.name}", profile_section(profile_entry(profile), k))

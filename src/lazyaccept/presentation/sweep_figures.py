@@ -117,7 +117,7 @@ def _log_y(ax: Any) -> None:
 
 
 def _curves(ax: Any, data: dict[Hashable, list[tuple[float, float, float, float, int]]],
-            style: Callable[[Hashable], dict[str, Any]], label: Callable[[Hashable], str]) -> None:
+            style: Callable[[Any], dict[str, Any]], label: Callable[[Any], str]) -> None:
     for k in sorted(data, key=str):
         pts = data[k]
         xs, med, lo, hi = ([p[i] for p in pts] for i in range(4))
@@ -373,9 +373,9 @@ def _point_value(r: Row, dim: str) -> str:
 def by_dimension(rows: list[Row], dims: list[str], values_in_order: dict[str, list[str]] | None = None) -> Drawn:
     """Boot time against each of ``dims`` (categorical: kernel, firmware accept, host mapping,
     policy, profile ...), one panel per dimension and memory size (up to
-    :data:`MAX_MEMORY_COLUMNS` sizes, else the smallest, middle and largest); a series per profile and policy (the panel's own dimension left
-    out of the series), its marker the median over the runs that differ in other dimensions,
-    its bar the least to the most."""
+    :data:`MAX_MEMORY_COLUMNS` sizes, else the smallest, middle and largest); a series per
+    policy (and profile, when there are several), one colour each in every panel; its dot the
+    median over the runs that differ in other dimensions, its bar the least to the most."""
     ok = _ok(rows)
     dims = [d for d in dims if d not in _OWN_FIGURES]
     if not dims or not ok:
