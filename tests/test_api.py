@@ -117,3 +117,25 @@ def test_every_public_function_and_record_is_typed() -> None:
         elif is_dataclass(obj):
             assert all(f.type for f in fields(obj)), name
             assert obj.__dataclass_params__.frozen, name  # type: ignore[attr-defined]
+
+
+def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    pytest.importorskip("pandas")
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## A library as well", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    small, _ = sweep_files(tmp_path)
+    (tmp_path / "fleet.jsonl").write_bytes(small.read_bytes())  # the results file the example names
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"\d+\.\d\d s to shell, longest phase [\w-]+", out[0])
+    seed = api.compare(["4G", "64G"], profile="tdx-seed")
+    assert out[1] == str([f"{r.speedup:.2f}x" for r in seed.rows])
+    # The README's own compare table says the same speed-ups for tdx-seed.
+    table = readme.split("profile tdx-seed (TDX)", 1)[1].split("profile tdx (TDX)", 1)[0]
+    assert re.findall(r"(\d+\.\d\d)x", table) == [s.removesuffix("x") for s in eval(out[1])]
+    assert any("tdx" in line and "eager" in line for line in out[2:])  # the medians by profile and policy

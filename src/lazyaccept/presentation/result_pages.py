@@ -153,7 +153,8 @@ def run_page(result: RunResult, profile: CostProfile) -> str:
         note("baseline: the same workloads on a guest booted with accept_memory=eager."))
     page.section("figure", "Stalls and memory accepted", figure(
         figure_svg(policies_figure([result]), "fig-run", "Stall CDF and memory accepted over time"),
-        "Left: first-touch stalls (CDF, log time). Right: guest memory accepted over simulated time."))
+        "Left: first-touch stalls (CDF; a log time axis only when they span a decade). Right: guest memory "
+        "accepted over simulated time."))
     page.section("config", "Configuration", _config_facts({k: v for k, v in cfg.items() if not isinstance(v, list)}))
     page.section("profile", "Profile", profile_section(profile_entry(profile), 0))
     return page.render()
