@@ -20,6 +20,7 @@ from .html import Cell, Page, facts, figure, note, table
 from .plots import Comparisons, boot_figure, compare_figure
 from .profile_html import profile_section
 from .svg import figure_svg
+from .time_axis import si_time
 
 #: /proc/meminfo fields worth a line of their own on the page.
 _MEMINFO = ("MemTotal", "MemFree", "MemAvailable", "Unaccepted")
@@ -132,7 +133,7 @@ def run_page(result: RunResult, profile: CostProfile) -> str:
     st = doc["stalls"]
 
     def s(x: float | None) -> str:
-        return "-" if x is None else f"{x:.4f} s"
+        return "-" if x is None else si_time(x)  # 7.51 ms, not 0.0075 s
 
     page.section("summary", "Key figures", facts([
         ("boot to shell", f"{doc['boot_s']:.3f} s"),
