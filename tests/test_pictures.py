@@ -335,3 +335,12 @@ def test_crowded_categories_are_turned_not_dropped():
         assert _labels(ax) == kernels  # every release named
         assert not overlapping(label_extents(ax, "x"))
     plt.close(drawn.fig)
+
+
+def test_a_grid_grown_by_a_value_and_resumed_is_one_grid():
+    rows = [_row({"policy": "lazy", "kernel": k}, 10.0, key=k) for k in ("6.12", "mainline")]
+    grown = Results(runs={r["key"]: r for r in rows},
+                    sweeps=[_sweep({"kernel": ["6.12"], "policy": ["lazy"]}),
+                            _sweep({"kernel": ["6.12", "mainline"], "policy": ["lazy"]})])
+    page = sweep_report(grown, ["r.jsonl"])
+    assert "Key figures" in page and "6.12, mainline" in page  # the configuration space has both values

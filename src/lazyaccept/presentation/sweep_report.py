@@ -77,8 +77,8 @@ def run_table(runs: Sequence[dict[str, Any]]) -> str:
     return table(headers, rows, ident="runs", numeric=numeric, sortable=True, scroll=True)
 
 
-def _config_space(results: Results, runs: Sequence[dict[str, Any]]) -> str:
-    grids = {repr(s["grid"]): s["grid"] for s in results.sweeps}
+def _config_space(grid: dict[str, Any] | None, runs: Sequence[dict[str, Any]]) -> str:
+    grids = {} if grid is None else {"grid": grid}  # one grid, its values merged over resumed sweeps
     parts = []
     seen_dims: dict[str, set[Any]] = defaultdict(set)
     for r in runs:
@@ -127,21 +127,32 @@ def _failures(runs: Sequence[dict[str, Any]]) -> str:
 
 
 def _grid_identity(grid: dict[str, Any]) -> str:
-    """What makes two sweep lines the same grid: its dimensions, fixed values and exclusions
-    (not its name or the path it was read from)."""
-    return json.dumps([grid.get(k) for k in ("dimensions", "fixed", "exclude")], sort_keys=True)
+    """What makes two sweep lines one grid: the dimensions it varies and its fixed values (not
+    the values of each dimension: a grid grown by a value and resumed is still the same grid;
+    not its name or the path it was read from)."""
+    return json.dumps([sorted(grid.get("dimensions") or {}), grid.get("fixed") or {}], sort_keys=True)
 
 
 def one_grid(results: Results, sources: Sequence[str]) -> dict[str, Any] | None:
-    """The one grid the results come from (None when they carry no sweep line); ConfigError
-    when they come from different grids: medians and curves over two grids' runs mix
-    configurations neither grid asked for."""
-    grids = {_grid_identity(s["grid"]): s["grid"] for s in results.sweeps}
+    """The one grid the results come from, its dimensions' values merged over its sweep lines
+    (None when they carry no sweep line); ConfigError when they come from different grids:
+    medians and curves over two grids' runs mix configurations neither grid asked for."""
+    grids: dict[str, list[dict[str, Any]]] = {}
+    for s in results.sweeps:
+        grids.setdefault(_grid_identity(s["grid"]), []).append(s["grid"])
     if len(grids) > 1:
-        names = "; ".join(f"{g.get('path') or '?'} ({g.get('name') or 'unnamed'})" for g in grids.values())
+        names = "; ".join(f"{g[0].get('path') or '?'} ({g[0].get('name') or 'unnamed'})" for g in grids.values())
         raise ConfigError(f"{', '.join(sources)}: results of {len(grids)} different grids ({names}); "
                           "report each grid on its own page")
-    return next(iter(grids.values()), None)
+    if not grids:
+        return None
+    lines = next(iter(grids.values()))
+    merged: dict[str, list[Any]] = {}
+    for g in lines:
+        for dim, values in (g.get("dimensions") or {}).items():
+            merged.setdefault(dim, [])
+            merged[dim] += [v for v in values if v not in merged[dim]]
+    return lines[-1] | {"dimensions": merged}
 
 
 def _dimension_order(grid: dict[str, Any] | None) -> tuple[list[str], dict[str, list[str]]]:
@@ -210,7 +221,7 @@ def sweep_report(results: Results, sources: Sequence[str]) -> str:
     page.section("runs", "Every run",
                  note("Click a column header to sort (again to reverse). Sizes sort by bytes; failed runs have "
                       "no figures and sort last."), run_table(runs))
-    page.section("space", "Configuration space", _config_space(results, runs))
+    page.section("space", "Configuration space", _config_space(grid, runs))
     page.section("profiles", "Profiles", profile_sections(list(results.profiles.values()), used={
         r["profile"]["sha256"] for r in runs}))
     page.section("about", "Version", facts([
