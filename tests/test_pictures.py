@@ -344,3 +344,14 @@ def test_a_grid_grown_by_a_value_and_resumed_is_one_grid():
                             _sweep({"kernel": ["6.12", "mainline"], "policy": ["lazy"]})])
     page = sweep_report(grown, ["r.jsonl"])
     assert "Key figures" in page and "6.12, mainline" in page  # the configuration space has both values
+
+
+def test_drain_plot_of_one_sample_says_why_there_is_no_rate():
+    from lazyaccept.presentation.status_report import figure_drain
+
+    fig = figure_drain(_drain_samples()[:1], "one")
+    top, bottom = fig.axes
+    assert bottom.get_xlim()[0] == 0  # no negative time
+    assert any("one sample" in t.get_text() for t in bottom.texts)
+    assert not any("one sample" in t.get_text() for t in figure_drain(_drain_samples(), "many").axes[1].texts)
+    plt.close("all")

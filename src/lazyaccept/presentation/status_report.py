@@ -138,7 +138,7 @@ def figure_drain(samples: list[Sample], title: str) -> Any:
     unit, name = drain_unit(samples)
     t = [s.t for s in samples]
     un = [None if s.unaccepted_bytes is None else s.unaccepted_bytes / unit for s in samples]
-    ax1.plot(t, un, "o-", color="#d62728", markersize=3)
+    ax1.plot(t, un, "o-", color="#d62728", markersize=3, clip_on=False)  # the first dot sits on the axis
     ax1.set_ylabel(f"unaccepted ({name})\nvmstat nr_unaccepted")
     _from_zero(ax1, [u for u in un if u is not None])
     ax1.grid(alpha=0.3)
@@ -147,7 +147,11 @@ def figure_drain(samples: list[Sample], title: str) -> Any:
     ax2.step(t, r, where="pre", color="#1f77b4")
     ax2.set_ylabel(f"drain ({name}/s)\neach interval")
     _from_zero(ax2, [x for x in r if x is not None])
+    if all(x is None for x in r):
+        ax2.text(0.5, 0.5, "one sample: no drain rate (sample again with --watch SECONDS)", transform=ax2.transAxes,
+                 ha="center", va="center", color="#555555")
     ax2.set_xlabel("seconds since the first sample")
+    ax2.set_xlim(0, max(t[-1], 1.0) * 1.02)  # time starts at the first sample, never before it
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     return fig
