@@ -120,7 +120,7 @@ def test_table_reservation_faults_on_the_tables_second_page():
     # from the aligned-down start leaves the second page out.
     m = BY_NAME["table-reservation"]
     f = _only(m.trigger(m.rules()))
-    assert f.rule == "table-unmapped" and f.address % 4096 == 0
+    assert f.rule == "table-reservation" and f.address % 4096 == 0
     rec = triggers_boot.boot(correct_rules(), 67000 * MiB)
     assert f.address == rec.kernel.stub.table_addr - 0x30 + 4096
 

@@ -42,7 +42,7 @@ def test_modelled_guest_failure_is_exit_3_not_2():
     assert r.returncode == 3
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lazyaccept: guest failed: table-unmapped: kernel on vCPU 0")
+    assert len(lines) == 1 and lines[0].startswith("lazyaccept: guest failed: table-reservation: kernel on vCPU 0")
 
 
 def test_dump_into_a_file_path_writes_nothing(tmp_path):

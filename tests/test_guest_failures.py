@@ -40,9 +40,9 @@ def test_try_run_returns_a_result_or_a_failure() -> None:
     assert isinstance(ok, BootResult) and ok.boot_s > 0
     bad = try_run(resolve(GuestRequest(memory=67000 << 20, kernel="6.12"), prof), prof)
     assert isinstance(bad, Failure)
-    assert bad.rule == "table-unmapped" and bad.kind == "crash"
+    assert bad.rule == "table-reservation" and bad.kind == "crash"
     assert bad.row() == {"ok": False, "failure": bad.one_line()}
-    assert "\n" not in bad.one_line() and bad.one_line().startswith("table-unmapped: kernel on vCPU 0")
+    assert "\n" not in bad.one_line() and bad.one_line().startswith("table-reservation: kernel on vCPU 0")
 
 
 def test_try_run_still_raises_for_bad_input() -> None:
@@ -51,7 +51,8 @@ def test_try_run_still_raises_for_bad_input() -> None:
         try_run(resolve(GuestRequest(memory=2 << 30), load_profile("tdx")), prof)  # a TDX guest, an SNP profile
 
 
-@pytest.mark.parametrize("args,rule,kind", [(CRASH, "table-unmapped", "crash"), (OOM, "page-alloc", "out-of-memory")])
+@pytest.mark.parametrize("args,rule,kind",
+                         [(CRASH, "table-reservation", "crash"), (OOM, "page-alloc", "out-of-memory")])
 def test_boot_failure_is_exit_3_with_one_line(args: list[str], rule: str, kind: str) -> None:
     r = run_cli("boot", *args)
     assert r.code == 3
@@ -59,7 +60,8 @@ def test_boot_failure_is_exit_3_with_one_line(args: list[str], rule: str, kind: 
     assert len(r.err_lines) == 1 and r.err_lines[0].startswith(f"lazyaccept: guest failed: {rule}: ")
 
 
-@pytest.mark.parametrize("args,rule,kind", [(CRASH, "table-unmapped", "crash"), (OOM, "page-alloc", "out-of-memory")])
+@pytest.mark.parametrize("args,rule,kind",
+                         [(CRASH, "table-reservation", "crash"), (OOM, "page-alloc", "out-of-memory")])
 def test_boot_failure_json(args: list[str], rule: str, kind: str) -> None:
     r = run_cli("boot", *args, "--json")
     assert r.code == 3
@@ -93,8 +95,8 @@ def test_compare_goes_on_past_a_failed_size() -> None:
     assert rows[4 << 30]["eager_s"] > rows[4 << 30]["lazy_s"] > 0
     assert rows[8 << 30]["eager_s"] > 0
     failed = rows[67000 << 20]
-    assert "table-unmapped" in failed["failure"] and "eager_s" not in failed
-    assert failed["failure_record"]["rule"] == "table-unmapped"
+    assert "table-reservation" in failed["failure"] and "eager_s" not in failed
+    assert failed["failure_record"]["rule"] == "table-reservation"
     assert comparison["failed"] == 1
     assert len(r.err_lines) == 1 and r.err_lines[0].startswith("lazyaccept: guest failed: 65.43 GiB: ")
 
@@ -106,7 +108,7 @@ def test_compare_table_shows_the_failed_row(tmp_path: Path) -> None:
     assert r.code == 3
     rows = [line for line in r.out.splitlines() if "GiB │" in line]
     assert len(rows) == 2
-    assert "failed: table-unmapped" in rows[1] and " s " in rows[0]
+    assert "failed: table-reservation" in rows[1] and " s " in rows[0]
     assert plot.read_bytes().startswith(b"\x89PNG")  # the sizes that booted are still drawn
 
 

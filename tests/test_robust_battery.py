@@ -160,10 +160,10 @@ CASES += [
     (["status", "--plot", "{tmp}/d.bmp"], 2, "PNG, SVG or PDF"),
     (["status", "--csv", "-", "--plot", "-"], 2, "both write to standard output"),
     # modelled failures: exit 3
-    (["boot", "--memory", "67000M", "--kernel", "6.12", "--firmware-accept", "below-4g"], 3, "table-unmapped"),
+    (["boot", "--memory", "67000M", "--kernel", "6.12", "--firmware-accept", "below-4g"], 3, "table-reservation"),
     (["boot", "--memory", "1G", "--shell-footprint", "2G"], 3, "out of memory"),
     (["boot", "--memory", "1G", "--shell-footprint", "2G", "--plot", "{tmp}/never.png"], 3, "out of memory"),
-    (["compare", "--memory", "67000M", "--kernel", "6.12", "--firmware-accept", "below-4g"], 3, "table-unmapped"),
+    (["compare", "--memory", "67000M", "--kernel", "6.12", "--firmware-accept", "below-4g"], 3, "table-reservation"),
 ]
 
 #: Odd files, and the commands that read a file.

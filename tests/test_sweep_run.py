@@ -76,7 +76,7 @@ def test_a_modelled_failure_is_a_row_with_its_reason(tmp_path):
     assert summary.failed == 1
     bad, good = rows["6.12"], rows["mainline"]
     assert bad["ok"] is False and bad["failure_kind"] == "SafetyViolation"
-    assert bad["failure"].startswith("table-unmapped: kernel on vCPU 0")
+    assert bad["failure"].startswith("table-reservation: kernel on vCPU 0")
     assert "\n" not in bad["failure"]
     assert bad["boot_s"] is None and bad["phases_s"] is None
     assert bad["config"]["kernel"] == "6.12"  # a failed row still has its whole configuration

@@ -229,8 +229,10 @@ class Kernel:
                 "not in the direct map, page fault on first access",
             )
         if end > reserved[1]:
+            # The catalogue's table-reservation bug (Feb 2026), not table-unmapped: the table is
+            # mapped, but the reservation covers only its first page.
             raise SafetyViolation(
-                "table-unmapped", "kernel", 0, reserved[1],
+                "table-reservation", "kernel", 0, reserved[1],
                 f"unaccepted table [{addr:#x}, {end:#x}) runs past its reservation ending at {reserved[1]:#x}: "
                 "page fault in accept_memory()",
             )

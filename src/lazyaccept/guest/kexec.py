@@ -122,7 +122,8 @@ def kexec_unshare(platform: Platform, rules: KernelRules, shared: list[tuple[int
         return 0
     total = sum(e - s for s, e in shared)
     rec.convert("kexec", vcpu, total // PAGE_SIZE, 0, "kexec-unshare")
-    unbacked = type(platform)(HostVMM(platform.host.policy))  # same TEE and host policy, range not backed
+    # The same TEE and host policy, the range not backed (each platform class takes its host VMM).
+    unbacked = type(platform)(HostVMM(platform.host.policy))  # type: ignore[call-arg]
     for s, e in shared:
         stats = unbacked.accept(s, e, routine=AcceptRoutine.LINUX, actor="kexec", vcpu=vcpu)
         rec.accept("kexec", vcpu, s, e, stats, "kexec-unshare")

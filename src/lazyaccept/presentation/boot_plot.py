@@ -2,7 +2,11 @@
 
 Top panel: a Gantt chart, one row per vCPU, one colour per phase; accepting memory is hatched,
 spinning on a lock (the v6.5 accept lock, a spinlock) is grey and cross-hatched, so a vCPU that
-waits is not drawn as idle.  With many vCPUs only every k-th row is labelled.
+waits is not drawn as idle.  With many vCPUs only every k-th row is labelled.  Past
+:data:`MAX_GANTT_ROWS` vCPUs a row per vCPU would be a pixel high and the panel would look
+empty, so the boot CPU keeps its row and the others are drawn in groups, as a heatmap: each
+cell's colour is the phase its vCPUs spent most time in, its strength the share of the
+group's vCPU-time they were busy, accepting memory a darker shade.
 
 Bottom panel: guest memory accepted, still unaccepted, and host memory committed.  A lazy boot
 of a large guest accepts a few GiB of a TiB: on a linear axis its curves are flat lines at 0, so
@@ -25,6 +29,16 @@ from .figures import figure_bytes
 
 #: At most this many vCPU rows carry a label.
 MAX_VCPU_LABELS = 16
+#: Up to this many vCPUs get a row each; more are grouped (:func:`vcpu_groups`).
+MAX_GANTT_ROWS = 64
+#: Rows of the grouped chart, the boot CPU's included.
+GROUPED_ROWS = 32
+#: Time bins of the grouped chart.
+HEATMAP_BINS = 600
+#: Hatch lines of accepting bars: translucent, so a short bar is its phase's colour darkened,
+#: never black; the legend's patch is drawn with the same colour.
+ACCEPT_HATCH = "//"
+ACCEPT_HATCH_COLOUR = (0.0, 0.0, 0.0, 0.45)
 #: Below this fraction of RAM accepted by the end, the memory axis is logarithmic.
 LOG_AXIS_BELOW = 0.25
 #: Accepted and committed "coincide" when they never differ by more than this fraction of RAM.
@@ -77,6 +91,22 @@ def vcpu_ticks(n: int) -> list[int]:
         else:
             ticks.append(n - 1)
     return ticks
+
+
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ``11th``, ``12th``, ``13th``, ``21st`` ..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def vcpu_groups(n: int) -> list[tuple[int, int]]:
+    """The rows of the chart as ``[first, last]`` vCPU ranges: one per vCPU up to
+    :data:`MAX_GANTT_ROWS`; past that the boot CPU alone (it runs the serial phases) and the
+    others in equal groups, :data:`GROUPED_ROWS` rows in all."""
+    if n <= MAX_GANTT_ROWS:
+        return [(v, v) for v in range(n)]
+    size = 1 << math.ceil(math.log2((n - 1) / (GROUPED_ROWS - 1)))  # a power of two: round ranges
+    return [(0, 0), *((a, min(a + size - 1, n - 1)) for a in range(1, n, size))]
 
 
 def memory_axis_scale(result: BootResult) -> str:
@@ -133,29 +163,104 @@ def _gantt(ax: object, result: BootResult, vcpus: int, plt: object) -> None:
     named = [p.name for p in tl.phases]
     cmap = plt.get_cmap("tab20" if len(named) > 10 else "tab10")  # type: ignore[attr-defined]
     colors = {name: cmap(i % cmap.N) for i, name in enumerate(dict.fromkeys(named))}
-    height = 0.7 if vcpus <= 16 else 0.9
-    edge = 0.3 if vcpus <= 16 else 0.0
-    spun = False
-    for s in gantt_spans(result):
-        if s.lock is not None:
-            spun = True
-            ax.barh(s.vcpu, s.end - s.start, left=s.start, height=height, color=SPIN_COLOUR,  # type: ignore[attr-defined]
-                    edgecolor="#555555", hatch="xxx", linewidth=edge)
-        else:
-            ax.barh(s.vcpu, s.end - s.start, left=s.start, height=height, color=colors[s.phase],  # type: ignore[attr-defined]
-                    edgecolor="black" if s.accepting else None, hatch="///" if s.accepting else None,
-                    linewidth=edge if not s.accepting else 0.3)
-    ticks = vcpu_ticks(vcpus)
-    ax.set_yticks(ticks, [f"vCPU {v}" for v in ticks])  # type: ignore[attr-defined]
-    ax.set_ylim(vcpus - 0.5, -0.5)  # type: ignore[attr-defined]  # vCPU 0 at the top
-    if vcpus > MAX_VCPU_LABELS:
-        ax.set_ylabel(f"{vcpus} vCPUs (every {ticks[1] - ticks[0]}th labelled)")  # type: ignore[attr-defined]
+    groups = vcpu_groups(vcpus)
+    spans = gantt_spans(result)
+    spun = any(s.lock is not None for s in spans)
+    if len(groups) == vcpus:
+        _bars(ax, spans, colors, vcpus)
+        accept_handle = Patch(facecolor="#d9d9d9", edgecolor=ACCEPT_HATCH_COLOUR, hatch=ACCEPT_HATCH, linewidth=0,
+                              label="accepting memory (hatched)")
+    else:
+        _heatmap(ax, spans, colors, groups, tl.total_s)
+        accept_handle = Patch(facecolor=_darker("#d9d9d9"), label="accepting memory (darker shade)")
+    rows = len(groups)
+    # Grouped rows are tall enough to label up to 20 of them.
+    ticks = list(range(rows)) if len(groups) != vcpus and rows <= 20 else vcpu_ticks(rows)
+    names = [f"vCPU {a}" if a == b else f"vCPUs {a}-{b}" for a, b in groups]
+    ax.set_yticks(ticks, [names[t] for t in ticks])  # type: ignore[attr-defined]
+    ax.set_ylim(rows - 0.5, -0.5)  # type: ignore[attr-defined]  # vCPU 0 at the top
+    if len(groups) != vcpus:
+        size = groups[1][1] - groups[1][0] + 1
+        ax.set_ylabel(f"{vcpus} vCPUs: vCPU 0, then groups of {size}; "  # type: ignore[attr-defined]
+                      "strength = share of the group busy", fontsize=9)
+    elif rows > MAX_VCPU_LABELS:
+        ax.set_ylabel(f"{vcpus} vCPUs (every {ordinal(ticks[1] - ticks[0])} labelled)")  # type: ignore[attr-defined]
     handles = [Patch(color=colors[p.name], label=p.name) for p in tl.phases if p.end > p.start]
-    handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="accepting memory"))
+    handles.append(accept_handle)
     if spun:
         handles.append(Patch(facecolor=SPIN_COLOUR, edgecolor="#555555", hatch="xxx", label="spinning on lock"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,  # type: ignore[attr-defined]
               frameon=False)
+
+
+def _bars(ax: object, spans: list[Span], colors: dict[str, object], vcpus: int) -> None:
+    height = 0.7 if vcpus <= 16 else 0.9
+    edge = 0.3 if vcpus <= 16 else 0.0
+    for s in spans:
+        if s.lock is not None:
+            ax.barh(s.vcpu, s.end - s.start, left=s.start, height=height, color=SPIN_COLOUR,  # type: ignore[attr-defined]
+                    edgecolor="#555555", hatch="xxx", linewidth=edge)
+        elif s.accepting:
+            # No outline: an outline (and an opaque hatch) turns a narrow bar black.
+            ax.barh(s.vcpu, s.end - s.start, left=s.start, height=height,  # type: ignore[attr-defined]
+                    facecolor=colors[s.phase], edgecolor=ACCEPT_HATCH_COLOUR, hatch=ACCEPT_HATCH, linewidth=0)
+        else:
+            ax.barh(s.vcpu, s.end - s.start, left=s.start, height=height, color=colors[s.phase],  # type: ignore[attr-defined]
+                    linewidth=edge)
+
+
+def _darker(colour: object) -> tuple[float, float, float]:
+    """The colour an accepting bar's hatch gives on average: the phase's, darkened."""
+    from matplotlib.colors import to_rgb
+
+    r, g, b = to_rgb(colour)  # type: ignore[arg-type]
+    keep = 1 - ACCEPT_HATCH_COLOUR[3] * 0.6
+    return (r * keep, g * keep, b * keep)
+
+
+def heatmap_cells(spans: list[Span], groups: list[tuple[int, int]], total_s: float,
+                  bins: int = HEATMAP_BINS) -> tuple[np.ndarray, dict[tuple[str, bool], np.ndarray]]:
+    """Bin edges, and per (phase, accepting) the busy share of each group's vCPU-time in each bin
+    (rows: groups; spin counts as its phase's work)."""
+    edges = np.linspace(0.0, max(total_s, 1e-9), bins + 1)
+    row_of = {v: i for i, (a, b) in enumerate(groups) for v in range(a, b + 1)}
+    sizes = np.array([b - a + 1 for a, b in groups], dtype=float)
+    share: dict[tuple[str, bool], np.ndarray] = {}
+    for s in spans:
+        key = (str(s.phase), s.accepting)
+        cell = share.setdefault(key, np.zeros((len(groups), bins)))
+        overlap = np.clip(np.minimum(s.end, edges[1:]) - np.maximum(s.start, edges[:-1]), 0.0, None)
+        cell[row_of[s.vcpu]] += overlap
+    width = edges[1] - edges[0]
+    for cell in share.values():
+        cell /= sizes[:, None] * width
+    return edges, share
+
+
+def _heatmap(ax: object, spans: list[Span], colors: dict[str, object], groups: list[tuple[int, int]],
+             total_s: float) -> None:
+    from matplotlib.colors import to_rgb
+
+    edges, share = heatmap_cells(spans, groups, total_s)
+    keys = sorted(share)
+    stack = np.stack([share[k] for k in keys])  # key x row x bin
+    busy = np.clip(stack.sum(axis=0), 0.0, 1.0)
+    top = stack.argmax(axis=0)
+    rgb = np.array([_darker(colors[p]) if acc else to_rgb(colors[p]) for p, acc in keys])  # type: ignore[arg-type]
+    image = np.ones((len(groups), len(edges) - 1, 4))
+    image[..., :3] = rgb[top]
+    # Any work stays visible (a quarter strength at least); a fully busy group is the full colour.
+    image[..., 3] = np.where(busy > 0, 0.45 + 0.55 * busy, 0.0)
+    ax.imshow(image, aspect="auto", interpolation="nearest",  # type: ignore[attr-defined]
+              extent=(edges[0], edges[-1], len(groups) - 0.5, -0.5))
+    # Say so when the other vCPUs are idle nearly all the time: an almost empty panel is the
+    # finding (the boot CPU runs the serial phases), not a drawing fault.
+    ap_share = float(busy[1:].mean()) if len(groups) > 1 else 1.0
+    if ap_share < 0.05:
+        last = groups[-1][1]
+        ax.text(0.5, 0.55, f"vCPUs 1-{last} busy {ap_share:.1%} of the boot (thin columns):\n"  # type: ignore[attr-defined]
+                "the boot CPU runs the serial phases", transform=ax.transAxes,  # type: ignore[attr-defined]
+                ha="center", va="center", fontsize=10, color="#555555")
 
 
 def _memory_panel(ax: object, result: BootResult) -> None:

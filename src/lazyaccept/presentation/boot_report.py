@@ -47,7 +47,10 @@ def boot_summary(result: BootResult, result_profile: str) -> dict[str, Any]:
         "accept_s": tl.accept_s,
         "accept_wall_s": tl.accept_wall_s,
         "phases": [
-            {"name": p.name, "actor": p.actor, "start_s": p.start, "end_s": p.end, "accept_s": p.accept_s}
+            {"name": p.name, "actor": p.actor, "start_s": p.start, "end_s": p.end, "accept_s": p.accept_s,
+             # What the README promises per phase: the wait on the host's serialised path and the
+             # idle vCPUs' timer exits (a count: the fluid model's ticks, rounded).
+             "host_path_wait_s": p.path_wait_s, "idle_exits": round(p.idle_exits)}
             for p in tl.phases
         ],
         "vcpu_busy_s": {str(k): v for k, v in sorted(tl.vcpu_busy_s.items())},

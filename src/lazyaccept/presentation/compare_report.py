@@ -34,14 +34,14 @@ def compare_document(config: VMConfig, rows: list[CompareRow | FailedRow], profi
 
 
 def print_compare(console: Console, config: VMConfig, rows: list[CompareRow | FailedRow], profile: CostProfile) -> None:
-    table = Table(
-        title=(
-            f"profile {profile.name} ({config.tee.value.upper()}): eager vs lazy acceptance "
-            f"({vcpus_label(config.vcpus)}, host mapping {config.host_mapping.value}, kernel {config.kernel_release}"
-            f"{''.join('+' + p.value for p in config.patches)}, firmware accepts {config.firmware_accept})"
-        ),
-        title_justify="left",
+    # The heading is a line of its own: as a table title it would wrap at the table's width.
+    console.print(
+        f"profile {safe(profile.name)} ({config.tee.value.upper()}): eager vs lazy acceptance "
+        f"({vcpus_label(config.vcpus)}, host mapping {config.host_mapping.value}, kernel {safe(config.kernel_release)}"
+        f"{''.join('+' + p.value for p in config.patches)}, firmware accepts {config.firmware_accept})",
+        soft_wrap=True,
     )
+    table = Table()
     for col in ("memory", "eager boot", "lazy boot", "speed-up", "eager accepting (wall)", "lazy accepting (wall)"):
         table.add_column(col, justify="right")
     for r in rows:

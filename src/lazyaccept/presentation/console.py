@@ -23,8 +23,15 @@ from rich.markup import escape
 from ..base.errors import OutputError
 
 #: Width used when output goes to a pipe or a file, where rich would assume 80 columns and
-#: squeeze the tables.
+#: squeeze the tables.  A wider ``COLUMNS`` in the environment widens it (the docs' examples
+#: are run at 200 columns that way, whoever runs them); a narrower one does not squeeze it.
 PIPE_WIDTH = 132
+
+
+def pipe_width() -> int:
+    """:data:`PIPE_WIDTH`, or ``COLUMNS`` when that is wider (and sane)."""
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and PIPE_WIDTH < int(columns) <= 1000 else PIPE_WIDTH
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -34,7 +41,7 @@ def make_console(stderr: bool = False) -> Console:
     standard error (when standard output carries something else, an image say).
     """
     c = Console(highlight=False, emoji=False, stderr=stderr)
-    return c if c.is_terminal else Console(highlight=False, emoji=False, width=PIPE_WIDTH, stderr=stderr)
+    return c if c.is_terminal else Console(highlight=False, emoji=False, width=pipe_width(), stderr=stderr)
 
 
 def wrote(path: object, what: str = "") -> str:

@@ -57,8 +57,10 @@ def print_like(console: Console, likeness: Likeness) -> None:
 def print_milestones(console: Console, likeness: Likeness, result: BootResult) -> None:
     """Milestone, log time, model time; both count from the kernel's start."""
     rows = like_milestones(likeness, result)
-    t = Table(title="Milestones: the log's time stamps and the model's (seconds since the kernel started)",
-              title_justify="left")
+    # A heading line of its own: a table title wraps at the table's width.
+    console.print("Milestones: the log's time stamps and the model's (seconds since the kernel started)",
+                  soft_wrap=True)
+    t = Table()
     t.add_column("milestone")
     t.add_column("log", justify="right")
     t.add_column("model", justify="right")

@@ -3,6 +3,8 @@ a comparison of policies across memory sizes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..base.fileio import write_output
@@ -13,6 +15,7 @@ from ..sim.runtime import RunResult
 from ..sim.sweep import CompareRow, FailedRow
 from .boot_plot import boot_figure, plot_boot
 from .figures import PLOT_FORMATS, figure_bytes, plot_format
+from .time_axis import si_time, time_axis
 
 __all__ = [
     "PLOT_FORMATS", "boot_figure", "compare_figure", "plot_boot", "plot_compare", "plot_format", "plot_policies",
@@ -27,7 +30,10 @@ def vcpus_label(n: int) -> str:
 PROFILE_COLOURS = ("#c0392b", "#2471a3", "#229954", "#8e44ad", "#d68910", "#566573")
 
 
-def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow | FailedRow], CostProfile]]) -> None:
+Comparisons = Sequence[tuple[VMConfig, Sequence[CompareRow | FailedRow], CostProfile]]
+
+
+def plot_compare(path: str, comparisons: Comparisons) -> None:
     """:func:`compare_figure` written to ``path`` (.png, .svg, .pdf; ``-``: PNG on standard output)."""
     import matplotlib.pyplot as plt
 
@@ -37,7 +43,7 @@ def plot_compare(path: str, comparisons: list[tuple[VMConfig, list[CompareRow | 
     write_output(path, data)
 
 
-def compare_figure(comparisons: list[tuple[VMConfig, list[CompareRow | FailedRow], CostProfile]]) -> object:
+def compare_figure(comparisons: Comparisons) -> object:
     """Boot time against memory size for both policies and each profile: eager solid with
     circles, lazy dashed with squares, one colour per profile; each eager point is labelled with
     the speed-up of lazy."""
@@ -48,11 +54,12 @@ def compare_figure(comparisons: list[tuple[VMConfig, list[CompareRow | FailedRow
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     # Failed sizes have no boot time: they are left out (the table and JSON say why).
-    comparisons = [(c, [r for r in rows if isinstance(r, CompareRow)], p) for c, rows, p in comparisons]
+    done: list[tuple[VMConfig, list[CompareRow], CostProfile]] = [
+        (c, [r for r in rows if isinstance(r, CompareRow)], p) for c, rows, p in comparisons]
     fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=120)
-    all_rows = [r for _, rows, _ in comparisons for r in rows]
+    all_rows = [r for _, rows, _ in done for r in rows]
     gib = sorted({r.memory_bytes / 2**30 for r in all_rows})
-    for k, (config, rows, profile) in enumerate(comparisons):
+    for k, (config, rows, profile) in enumerate(done):
         colour = PROFILE_COLOURS[k % len(PROFILE_COLOURS)]
         x = [r.memory_bytes / 2**30 for r in rows]
         label = f"{profile.name} ({vcpus_label(config.vcpus)}, kernel {config.kernel_release})"
@@ -100,8 +107,9 @@ def plot_policies(path: str, results: list[RunResult]) -> None:
 
 
 def policies_figure(results: list[RunResult]) -> object:
-    """Two panels per comparison of policies: the first-touch stall distribution (CDF, log time
-    axis) and guest memory accepted over time, one line per policy."""
+    """Two panels per comparison of policies: the first-touch stall distribution (CDF; a log time
+    axis only when the stalls span a decade, see :mod:`.time_axis`) and guest memory accepted
+    over time, one line per policy."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,16 +118,20 @@ def policies_figure(results: list[RunResult]) -> object:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
     styles = ("-", "--", ":", "-.")
+    stalls = [float(x) for r in results for x in r.stall_s[r.stall_weight > 0]]
+    scale = time_axis(ax1, stalls, "x")
+    left, right = ax1.get_xlim()
     for k, r in enumerate(results):
         colour = PROFILE_COLOURS[k % len(PROFILE_COLOURS)]
         name = str(r.record.config.policy)
         if r.stall_weight.sum() > 0:
             order = np.argsort(r.stall_s)
-            x = np.concatenate(([r.stall_s[order][0]], r.stall_s[order]))
-            y = np.concatenate(([0.0], np.cumsum(r.stall_weight[order]) / r.stall_weight.sum()))
+            # From the axis's left end at 0 to its right end at 1: equal stalls are one clear step.
+            x = np.concatenate(([left], r.stall_s[order], [right]))
+            y = np.concatenate(([0.0], np.cumsum(r.stall_weight[order]) / r.stall_weight.sum(), [1.0]))
             st = r.stall_summary()
             ax1.step(x, y, where="post", color=colour, lw=2, ls=styles[k % len(styles)],
-                     label=f"{name}: {int(r.stall_weight.sum()):,} stalls, p99 {st['p99_s'] * 1e3:.1f} ms")
+                     label=f"{name}: {int(r.stall_weight.sum()):,} stalls, p99 {si_time(float(st['p99_s'] or 0))}")
             ax1.plot([st["p99_s"]], [0.99], "o", color=colour)
         else:
             ax1.plot([], [], color=colour, lw=2, label=f"{name} (no stalls)")
@@ -127,12 +139,13 @@ def policies_figure(results: list[RunResult]) -> object:
         ax2.step([t for t, _ in series], [b / GiB for _, b in series], where="post", color=colour, lw=2,
                  ls=styles[k % len(styles)], label=name)
         ax2.axvline(r.boot_s, color=colour, lw=0.8, ls=":")
-    ax1.set_xscale("log")
-    ax1.set_xlabel("stall of a first touch waiting for acceptance (s, log); dot: p99")
+    ax1.set_xlim(left, right)
+    ax1.set_xlabel("stall of a first touch waiting for acceptance" + (" (log)" if scale == "log" else "")
+                   + "; dot: p99")
     ax1.set_ylabel("fraction of stalls at most this long")
     ax1.set_ylim(0, 1.02)
-    ax1.grid(True, which="both", alpha=0.3)
-    ax1.legend(fontsize=8, loc="lower right")
+    ax1.grid(True, which="major", alpha=0.3)
+    ax1.legend(fontsize=8, loc="upper left")
     ax1.set_title("first-touch stalls (CDF)", fontsize=10)
     ax2.set_xlabel("simulated time (s); dotted: shell prompt")
     ax2.set_ylabel("guest memory accepted (GiB)")

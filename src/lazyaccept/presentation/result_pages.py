@@ -4,6 +4,7 @@ prints, so a page and the JSON never disagree."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..base.units import format_size
@@ -13,28 +14,41 @@ from ..sim.profile import CostProfile
 from ..sim.profile_doc import profile_entry
 from ..sim.run import BootResult
 from ..sim.runtime import RunResult, run_document
-from ..sim.sweep import CompareRow
+from ..sim.sweep import CompareRow, FailedRow
 from .boot_report import boot_summary
 from .compare_report import compare_document
 from .html import Cell, Page, facts, figure, note, table
 from .like_report import like_html
-from .plots import boot_figure, compare_figure
+from .plots import Comparisons, boot_figure, compare_figure
 from .profile_html import profile_section
 from .svg import figure_svg
+from .time_axis import si_time
 
 #: /proc/meminfo fields worth a line of their own on the page.
 _MEMINFO = ("MemTotal", "MemFree", "MemAvailable", "Unaccepted")
 
 
+def _value_words(key: str, v: Any) -> str:
+    """A configuration value as a reader writes it: sizes as sizes, lists joined, never a repr."""
+    if key.endswith("_bytes") and isinstance(v, int):
+        return format_size(v)
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, list | tuple):
+        return ", ".join(_value_words("", x) for x in v) or "none"
+    return str(v)
+
+
 def _config_facts(config: dict[str, Any]) -> str:
-    pairs = []
-    for k, v in config.items():
-        if v is None:
-            continue
-        text = format_size(v) if k.endswith("_bytes") and isinstance(v, int) else str(v).lower() if isinstance(
-            v, bool) else str(v)
-        pairs.append((k.removesuffix("_bytes"), text))
-    return facts(pairs)
+    return facts([(k.removesuffix("_bytes"), _value_words(k, v)) for k, v in config.items() if v is not None])
+
+
+def config_words(doc: dict[str, Any]) -> str:
+    """One profile's resolved configuration of a comparison, in words."""
+    patches = ", ".join(doc["patches"]) or "none"
+    return (f"{doc['platform'].upper()}, {doc['vcpus']} vCPU{'s' if doc['vcpus'] != 1 else ''}, host maps private "
+            f"memory at {doc['host_mapping']}, kernel {doc['kernel']} ({doc['kernel_rules']} rules), firmware accepts "
+            f"{doc['firmware_accept']}, build options {_value_words('', doc['kconfig'])}, guest patches {patches}")
 
 
 def boot_page(result: BootResult, profile: CostProfile, likeness: Likeness | None = None) -> str:
@@ -79,14 +93,14 @@ def boot_page(result: BootResult, profile: CostProfile, likeness: Likeness | Non
     return page.render()
 
 
-def compare_page(comparisons: list[tuple[VMConfig, list[CompareRow], CostProfile]]) -> str:
+def compare_page(comparisons: Comparisons) -> str:
     """The page of a comparison: boot time against memory for both policies and every profile,
     and each profile's table."""
-    config, rows, profile = comparisons[0]
-    doc = compare_document(config, rows, profile)
-    page = Page(f"{doc['platform'].upper()}: eager vs lazy acceptance", [
-        f"{doc['vcpus']} vCPU(s), host mapping {doc['host_mapping']}, kernel {doc['kernel']} "
-        f"({doc['kernel_rules']} rules), firmware accepts {doc['firmware_accept']}, profile {profile.name}",
+    docs = [compare_document(c, list(rows), p) for c, rows, p in comparisons]
+    platforms = "/".join(dict.fromkeys(d["platform"].upper() for d in docs))
+    # Every profile's configuration, in words (each resolves its own defaults: vCPUs, kernel ...).
+    page = Page(f"{platforms}: eager vs lazy acceptance", [
+        *(f"profile {d['profile']}: {config_words(d)}" for d in docs),
         "Every time is simulated by lazyaccept's calibrated model, not measured."])
     page.section("figure", "Boot time against memory", figure(
         figure_svg(compare_figure(comparisons), "fig-compare", "Boot time, eager vs lazy"),
@@ -96,13 +110,16 @@ def compare_page(comparisons: list[tuple[VMConfig, list[CompareRow], CostProfile
     return page.render()
 
 
-def _compare_rows(page: Page, k: int, config: VMConfig, rows: list[CompareRow], profile: CostProfile) -> None:
-    doc = compare_document(config, rows, profile)
-    page.section(f"rows-{k}", f"Profile {profile.name}: every size", table(
+def _compare_rows(page: Page, k: int, config: VMConfig, rows: Sequence[CompareRow | FailedRow],
+                  profile: CostProfile) -> None:
+    doc = compare_document(config, list(rows), profile)
+    page.section(f"rows-{k}", f"Profile {profile.name}: every size", note(config_words(doc)), table(
         ["memory", "eager boot (s)", "lazy boot (s)", "speed-up", "eager accepting (s)", "lazy accepting (s)"],
         [[Cell(format_size(r["memory_bytes"]), r["memory_bytes"]), f"{r['eager_s']:.3f}", f"{r['lazy_s']:.3f}",
           Cell(f"{r['speedup']:.2f}x", round(r["speedup"], 6)), f"{r['eager_accept_wall_s']:.3f}",
-          f"{r['lazy_accept_wall_s']:.3f}"] for r in doc["rows"]],
+          f"{r['lazy_accept_wall_s']:.3f}"] if r["ok"] else
+         [Cell(format_size(r["memory_bytes"]), r["memory_bytes"]), Cell(f"failed: {r['failure']}", fail=True),
+          "", "", "", ""] for r in doc["rows"]],
         ident=f"rows-{k}", numeric=range(6), sortable=True),
         note("accepting = time during which at least one vCPU was accepting memory (lock waits included)."))
     page.section(f"profile-{k}", f"Profile {profile.name}", profile_section(profile_entry(profile), k))
@@ -122,7 +139,7 @@ def run_page(result: RunResult, profile: CostProfile) -> str:
     st = doc["stalls"]
 
     def s(x: float | None) -> str:
-        return "-" if x is None else f"{x:.4f} s"
+        return "-" if x is None else si_time(x)  # 7.51 ms, not 0.0075 s
 
     page.section("summary", "Key figures", facts([
         ("boot to shell", f"{doc['boot_s']:.3f} s"),
@@ -143,7 +160,8 @@ def run_page(result: RunResult, profile: CostProfile) -> str:
         note("baseline: the same workloads on a guest booted with accept_memory=eager."))
     page.section("figure", "Stalls and memory accepted", figure(
         figure_svg(policies_figure([result]), "fig-run", "Stall CDF and memory accepted over time"),
-        "Left: first-touch stalls (CDF, log time). Right: guest memory accepted over simulated time."))
+        "Left: first-touch stalls (CDF; a log time axis only when they span a decade). Right: guest memory "
+        "accepted over simulated time."))
     page.section("config", "Configuration", _config_facts({k: v for k, v in cfg.items() if not isinstance(v, list)}))
     page.section("profile", "Profile", profile_section(profile_entry(profile), 0))
     return page.render()

@@ -28,8 +28,9 @@ def print_run(console: Console, result: RunResult, profile: CostProfile) -> None
         f"{escape(str(cfg.policy))}[/bold]  kernel {vm.kernel_release}, profile {profile.name}"
         + (f", {cfg.host_cpus} host CPUs" if cfg.host_cpus else "")
     )
-    t = Table(title="Workloads (simulated; baseline = the same workloads on an eagerly accepted guest)",
-              title_justify="left")
+    # A heading line of its own: a table title wraps at the table's width.
+    console.print("Workloads (simulated; baseline = the same workloads on an eagerly accepted guest)", soft_wrap=True)
+    t = Table()
     for col in ("workload", "start", "end", "duration", "baseline", "slowdown"):
         t.add_column(col, justify="left" if col == "workload" else "right")
     for w in result.workloads:

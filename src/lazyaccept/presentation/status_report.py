@@ -111,31 +111,57 @@ def print_status(console: Console, status: GuestStatus, samples: list[Sample], d
         console.print(f"[dim]note: {safe(note)}[/dim]")
 
 
-def plot_drain(samples: list[Sample], path: str, title: str) -> None:
-    """Unaccepted memory over the samples' time, and the drain rate of each interval."""
+def drain_unit(samples: list[Sample]) -> tuple[int, str]:
+    """One binary unit for both panels (``GiB`` and ``GiB/s``, as the table writes them): GiB once
+    anything plotted reaches 1 GiB, else MiB."""
+    values = [abs(x) for x in (*(s.unaccepted_bytes for s in samples), *rates(samples)) if x is not None]
+    return (GiB, "GiB") if max(values, default=0) >= GiB else (MiB, "MiB")
+
+
+def _from_zero(ax: Any, values: list[float]) -> None:
+    """A y axis from zero (or from the lowest value when it is negative) to a little over the
+    highest: a wobble of a percent stays a wobble, never a cliff."""
+    lo, hi = min([0.0, *values]), max([0.0, *values])
+    pad = 0.08 * (hi - lo) or 1.0
+    ax.set_ylim(lo - (pad if lo < 0 else 0), hi + pad)
+
+
+def figure_drain(samples: list[Sample], title: str) -> Any:
+    """Unaccepted memory over the samples' time, and the drain rate of each interval, in one unit;
+    the axes say what each line is (no legend to cover a line)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    unit, name = drain_unit(samples)
     t = [s.t for s in samples]
-    un = [s.unaccepted_bytes for s in samples]
-    unit, name = (GiB, "GiB") if max((u or 0) for u in un) >= GiB else (MiB, "MiB")
-    ax1.plot(t, [None if u is None else u / unit for u in un], "o-", color="#d62728", markersize=3,
-             label="unaccepted (vmstat nr_unaccepted)")
-    ax1.set_ylabel(f"unaccepted ({name})")
-    ax1.set_ylim(bottom=0)
+    un = [None if s.unaccepted_bytes is None else s.unaccepted_bytes / unit for s in samples]
+    ax1.plot(t, un, "o-", color="#d62728", markersize=3, clip_on=False)  # the first dot sits on the axis
+    ax1.set_ylabel(f"unaccepted ({name})\nvmstat nr_unaccepted")
+    _from_zero(ax1, [u for u in un if u is not None])
     ax1.grid(alpha=0.3)
-    ax1.legend(loc="upper right", fontsize=8)
     ax1.set_title(title, fontsize=10)
-    r = rates(samples)
-    ax2.step(t, [None if x is None else x / MiB for x in r], where="pre", color="#1f77b4",
-             label="accepted per second, each interval")
-    ax2.set_ylabel("drain (MiB/s)")
+    r = [None if x is None else x / unit for x in rates(samples)]
+    ax2.step(t, r, where="pre", color="#1f77b4")
+    ax2.set_ylabel(f"drain ({name}/s)\neach interval")
+    _from_zero(ax2, [x for x in r if x is not None])
+    if all(x is None for x in r):
+        ax2.text(0.5, 0.5, "one sample: no drain rate (sample again with --watch SECONDS)", transform=ax2.transAxes,
+                 ha="center", va="center", color="#555555")
     ax2.set_xlabel("seconds since the first sample")
+    ax2.set_xlim(0, max(t[-1], 1.0) * 1.02)  # time starts at the first sample, never before it
     ax2.grid(alpha=0.3)
-    ax2.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_drain(samples: list[Sample], path: str, title: str) -> None:
+    """:func:`figure_drain` written to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure_drain(samples, title)
     data = figure_bytes(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     write_output(path, data)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base.units import GiB, format_size
+from .ticks import label_extents, overlapping, thin_tick_labels
+from .time_axis import time_axis
 
 Row = dict[str, Any]
 _POLICY_STYLE = {"lazy": ("-", "o"), "eager": ("--", "s")}
@@ -37,7 +39,11 @@ def profile_of(r: Row) -> str:
 
 
 def policy_of(r: Row) -> str:
-    return str(r["config"]["policy"])
+    """The run's acceptance policy as the grid point names it (``background:threads=1,rate=2G``);
+    ``config.policy`` is only the ``accept_memory=`` the guest booted with, ``lazy`` for every
+    policy the kernel does not ship.  A grid without a policy dimension runs the profile's."""
+    point = r.get("point") or {}
+    return str(point["policy"]) if "policy" in point else str(r["config"]["policy"])
 
 
 def memory_of(r: Row) -> int:
@@ -92,7 +98,8 @@ def _memory_axis(ax: Any, values: Iterable[int]) -> None:
 
     gib = sorted({v / GiB for v in values})
     ax.set_xscale("log", base=2)
-    # At most ~9 labels: every k-th size the runs have.
+    # At most ~9 labels: every k-th size the runs have; labels too close to read apart
+    # (64 GiB and 65.43 GiB) are thinned once the figure is laid out (thin_tick_labels).
     step = max(1, -(-len(gib) // 9))
     ax.xaxis.set_major_locator(FixedLocator(gib[::step]))
     ax.xaxis.set_minor_locator(NullLocator())
@@ -110,7 +117,7 @@ def _log_y(ax: Any) -> None:
 
 
 def _curves(ax: Any, data: dict[Hashable, list[tuple[float, float, float, float, int]]],
-            style: Callable[[Hashable], dict[str, Any]], label: Callable[[Hashable], str]) -> None:
+            style: Callable[[Any], dict[str, Any]], label: Callable[[Any], str]) -> None:
     for k in sorted(data, key=str):
         pts = data[k]
         xs, med, lo, hi = ([p[i] for p in pts] for i in range(4))
@@ -160,6 +167,7 @@ def _per_profile_and_policy_against_memory(
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
+    thin_tick_labels(ax, "x")
     return fig, data
 
 
@@ -262,6 +270,7 @@ def speedup_vs_memory(rows: list[Row]) -> Drawn:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
+    thin_tick_labels(ax, "x")
     return Drawn(fig, f"{len(pairs)} configurations booted both ways. Line: median over the other dimensions "
                       f"({_n_range(data)} per point); band: smallest to largest speed-up.")
 
@@ -298,10 +307,11 @@ def stall_distribution(rows: list[Row]) -> Drawn:
         groups[(profile_of(r), policy_of(r), str(r["workload"].get("name", "workload")))] += r["workload"]["stalls_s"]
     keys = sorted(groups)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(keys) + 2), 4.6))
-    ax.boxplot([[max(s, 1e-9) for s in groups[k]] for k in keys], whis=(1, 99), showfliers=False)
+    ax.boxplot([groups[k] for k in keys], whis=(1, 99), showfliers=False)
     ax.set_xticks(range(1, len(keys) + 1), [f"{p}\n{pol}\n{w}" for p, pol, w in keys], fontsize=8)
-    _log_y(ax)
-    ax.set_ylabel("stall (s)")
+    # Log only when the stalls span a decade: equal stalls must look equal, not as a millionth of one.
+    time_axis(ax, [s for k in keys for s in groups[k]], "y")
+    ax.set_ylabel("stall")
     ax.set_title("Workload stalls on memory acceptance")
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
@@ -332,4 +342,116 @@ def slowdown_vs_memory(rows: list[Row]) -> Drawn:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
+    thin_tick_labels(ax, "x")
     return Drawn(fig, f"Median over the other dimensions ({_n_range(data)} per point); band: least to most.")
+
+
+#: Dimensions with figures of their own (against memory, against vCPUs) or of workload runs.
+_OWN_FIGURES = ("memory", "vcpus", "workload")
+#: At most this many memory sizes get a column each in :func:`by_dimension`; of more, three do.
+MAX_MEMORY_COLUMNS = 4
+
+
+def varied_dimensions(rows: Iterable[Row], grid_dimensions: Iterable[str] = ()) -> list[str]:
+    """The dimensions the runs vary, in the grid's order (``grid_dimensions``, from its sweep
+    lines) and then by name, each with at least two values among the runs."""
+    values: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        for k, v in (r.get("point") or {}).items():
+            values[k].add(json.dumps(v, sort_keys=True))
+    order = [*dict.fromkeys([*grid_dimensions, *sorted(values)])]
+    return [d for d in order if len(values.get(d, ())) >= 2]
+
+
+def _point_value(r: Row, dim: str) -> str:
+    v = (r.get("point") or {}).get(dim)
+    if dim in ("memory", "shell_footprint") and isinstance(v, int):
+        return format_size(v)
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def by_dimension(rows: list[Row], dims: list[str], values_in_order: dict[str, list[str]] | None = None) -> Drawn:
+    """Boot time against each of ``dims`` (categorical: kernel, firmware accept, host mapping,
+    policy, profile ...), one panel per dimension and memory size (up to
+    :data:`MAX_MEMORY_COLUMNS` sizes, else the smallest, middle and largest); a series per
+    policy (and profile, when there are several), one colour each in every panel; its dot the
+    median over the runs that differ in other dimensions, its bar the least to the most."""
+    ok = _ok(rows)
+    dims = [d for d in dims if d not in _OWN_FIGURES]
+    if not dims or not ok:
+        return Drawn(None, "Not drawn: the runs vary no dimension besides memory, vCPUs and workloads.")
+    plt = _plt()
+    mems = sorted({memory_of(r) for r in ok})
+    # A column per memory size, or the smallest, middle and largest of many: boot times of 1 GiB
+    # and 256 GiB guests pooled into one median would say little.
+    columns = mems if len(mems) <= MAX_MEMORY_COLUMNS else _pick_memories(mems)
+    fig, axes = plt.subplots(len(dims), len(columns), figsize=(8.6, 2.5 * len(dims) + 0.9), squeeze=False)
+    profiles = sorted({profile_of(r) for r in ok})
+
+    def series_key(r: Row, dim: str) -> str:
+        # The same key in every panel (on the policy panel too): one colour means one thing.
+        return f"{profile_of(r)}, {policy_of(r)}" if len(profiles) > 1 else policy_of(r)
+
+    # One colour per series across the whole figure, one legend for it.
+    every_key = sorted({series_key(r, d) for r in ok for d in dims})
+    colour = {k: plt.get_cmap("tab10")(n % 10) for n, k in enumerate(every_key)}
+    ns: list[int] = []
+    handles: dict[str, Any] = {}
+    for i, dim in enumerate(dims):
+        order = (values_in_order or {}).get(dim) or sorted({_point_value(r, dim) for r in rows}, key=_natural)
+        keys = sorted({series_key(r, dim) for r in ok})
+        width = 0.7 / max(1, len(keys))
+        for j, mem in enumerate(columns):
+            ax = axes[i][j]
+            mine = [r for r in ok if memory_of(r) == mem]
+            for n, key in enumerate(keys):
+                xs, med, lo, hi = [], [], [], []
+                for x, value in enumerate(order):
+                    ys = [r["boot_s"] for r in mine if series_key(r, dim) == key and _point_value(r, dim) == value]
+                    if ys:
+                        ns.append(len(ys))
+                        xs.append(x - 0.35 + width * (n + 0.5))
+                        med.append(statistics.median(ys))
+                        lo.append(min(ys))
+                        hi.append(max(ys))
+                if xs:
+                    ax.vlines(xs, lo, hi, color=colour[key], lw=1.2, alpha=0.6)
+                    handles[key] = ax.plot(xs, med, "o", color=colour[key], ms=5, label=key)[0]
+            ax.set_xticks(range(len(order)), order, fontsize=8)
+            ax.tick_params(axis="y", labelsize=8)
+            ax.set_xlim(-0.6, len(order) - 0.4)
+            ax.autoscale(axis="y")
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.05)
+            ax.grid(True, axis="y", alpha=0.3)
+            ax.set_xlabel(dim.replace("_", " "), fontsize=9)
+            if j == 0:
+                ax.set_ylabel("boot to shell (s)", fontsize=9)
+            if i == 0:
+                ax.set_title(f"memory {format_size(mem)}", fontsize=10)
+    fig.legend(handles=[handles[k] for k in every_key if k in handles], fontsize=8, frameon=False,
+               loc="upper center", ncol=min(4, len(handles)), bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    # Categories are all worth reading: stand crowded labels upright before dropping any (a
+    # slanted label's box still spans its neighbour's, an upright one's is a line high).
+    fig.canvas.draw()
+    crowded = [ax for row in axes for ax in row if overlapping(label_extents(ax, "x"))]
+    for ax in crowded:
+        ax.tick_params(axis="x", labelrotation=90)
+    if crowded:
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    for row in axes:
+        for ax in row:
+            thin_tick_labels(ax, "x")
+    lo_n, hi_n = min(ns), max(ns)
+    runs = f"{lo_n} run{'s' if lo_n > 1 else ''}" if lo_n == hi_n else f"{lo_n}-{hi_n} runs"
+    shown = "" if len(columns) == len(mems) else f" Columns: {len(columns)} of the {len(mems)} memory sizes."
+    return Drawn(fig, f"Dot: median boot time over the runs that differ only in the dimensions the panel does not "
+                      f"show ({runs} per dot); bar: fastest to slowest of them. Failed runs are left out (see "
+                      f"Failures): a value with no dot had no run reach a shell.{shown}")
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    """Sort key reading digit runs as numbers: kernel 6.5 < 6.11 < mainline."""
+    import re
+
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)

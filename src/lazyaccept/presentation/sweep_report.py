@@ -7,12 +7,14 @@ every run in a sortable table; the configuration space; the profiles with their 
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from .. import __version__
+from ..base.errors import ConfigError
 from ..base.units import format_size
 from ..sim.fleet.dimensions import Dimension
 from ..sim.fleet.results import Results
@@ -63,7 +65,7 @@ def run_table(runs: Sequence[dict[str, Any]]) -> str:
         rows.append([
             r["profile"]["ref"],
             _size_cell(c["memory_bytes"]),
-            *(str(c[key]) for key, _ in _CONFIG_COLUMNS),
+            *(sf.policy_of(r) if key == "policy" else str(c[key]) for key, _ in _CONFIG_COLUMNS),
             *(_value_text(d, r["point"].get(d.value, "")) for d in extras),
             _seconds(r["boot_s"]),
             _seconds(r["accept_wall_s"]),
@@ -75,8 +77,8 @@ def run_table(runs: Sequence[dict[str, Any]]) -> str:
     return table(headers, rows, ident="runs", numeric=numeric, sortable=True, scroll=True)
 
 
-def _config_space(results: Results, runs: Sequence[dict[str, Any]]) -> str:
-    grids = {repr(s["grid"]): s["grid"] for s in results.sweeps}
+def _config_space(grid: dict[str, Any] | None, runs: Sequence[dict[str, Any]]) -> str:
+    grids = {} if grid is None else {"grid": grid}  # one grid, its values merged over resumed sweeps
     parts = []
     seen_dims: dict[str, set[Any]] = defaultdict(set)
     for r in runs:
@@ -118,16 +120,54 @@ def _failures(runs: Sequence[dict[str, Any]]) -> str:
         c = example["config"]
         rows.append([Cell(str(n)), kind, Cell(text, fail=True),
                      f"{example['profile']['ref']}, {format_size(c['memory_bytes'])}, kernel {c['kernel']}, "
-                     f"firmware {c['firmware_accept']}, {c['policy']}"])
+                     f"firmware {c['firmware_accept']}, {sf.policy_of(example)}"])
     return (note(f"{len(failed)} of {len(runs)} runs did not reach a shell: the model's verdict for those "
                  "configurations (the reason is the one the model raised).")
             + table(["runs", "kind", "reason", "for example"], rows, ident="failures", numeric=[0]))
 
 
+def _grid_identity(grid: dict[str, Any]) -> str:
+    """What makes two sweep lines one grid: the dimensions it varies and its fixed values (not
+    the values of each dimension: a grid grown by a value and resumed is still the same grid;
+    not its name or the path it was read from)."""
+    return json.dumps([sorted(grid.get("dimensions") or {}), grid.get("fixed") or {}], sort_keys=True)
+
+
+def one_grid(results: Results, sources: Sequence[str]) -> dict[str, Any] | None:
+    """The one grid the results come from, its dimensions' values merged over its sweep lines
+    (None when they carry no sweep line); ConfigError when they come from different grids:
+    medians and curves over two grids' runs mix configurations neither grid asked for."""
+    grids: dict[str, list[dict[str, Any]]] = {}
+    for s in results.sweeps:
+        grids.setdefault(_grid_identity(s["grid"]), []).append(s["grid"])
+    if len(grids) > 1:
+        names = "; ".join(f"{g[0].get('path') or '?'} ({g[0].get('name') or 'unnamed'})" for g in grids.values())
+        raise ConfigError(f"{', '.join(sources)}: results of {len(grids)} different grids ({names}); "
+                          "report each grid on its own page")
+    if not grids:
+        return None
+    lines = next(iter(grids.values()))
+    merged: dict[str, list[Any]] = {}
+    for g in lines:
+        for dim, values in (g.get("dimensions") or {}).items():
+            merged.setdefault(dim, [])
+            merged[dim] += [v for v in values if v not in merged[dim]]
+    return lines[-1] | {"dimensions": merged}
+
+
+def _dimension_order(grid: dict[str, Any] | None) -> tuple[list[str], dict[str, list[str]]]:
+    """The grid's dimensions in its own order, and each one's values as the report writes them."""
+    if grid is None:
+        return [], {}
+    dims = grid.get("dimensions") or {}
+    return list(dims), {d: [_value_text(d, v) for v in vs] for d, vs in dims.items()}
+
+
 def sweep_report(results: Results, sources: Sequence[str]) -> str:
-    """The report's HTML for ``results`` read from the files ``sources``."""
+    """The report's HTML for ``results`` read from the files ``sources`` (one grid's)."""
+    grid = one_grid(results, sources)
     runs = sorted(results.runs.values(), key=lambda r: (r["profile"]["ref"], r["config"]["memory_bytes"],
-                                                          r["config"]["vcpus"], r["config"]["policy"], r["key"]))
+                                                          r["config"]["vcpus"], sf.policy_of(r), r["key"]))
     ok = [r for r in runs if r["ok"]]
     names = [s["grid"]["name"] for s in results.sweeps if s["grid"].get("name")]
     title = f"lazyaccept sweep: {names[0]}" if names else "lazyaccept sweep"
@@ -143,7 +183,7 @@ def sweep_report(results: Results, sources: Sequence[str]) -> str:
         ("profiles", ", ".join(sorted({r['profile']['ref'] for r in runs}))),
         ("memory", ", ".join(format_size(m) for m in sorted({r['config']['memory_bytes'] for r in runs}))),
         ("vCPUs", ", ".join(str(v) for v in sorted({r['config']['vcpus'] for r in runs}))),
-        ("policies", ", ".join(sorted({r['config']['policy'] for r in runs}))),
+        ("policies", ", ".join(sorted({sf.policy_of(r) for r in runs}))),
     ]
     if ok:
         fastest = min(ok, key=lambda r: r["boot_s"])
@@ -155,6 +195,12 @@ def sweep_report(results: Results, sources: Sequence[str]) -> str:
         key.append(("lazy over eager", f"{speeds[0]:.2f}x to {speeds[-1]:.2f}x (median {median:.2f}x)"))
     key.append(("runs made by", ", ".join(f"lazyaccept {v}" for v in made_by) or "unknown (no sweep lines)"))
     page.section("summary", "Key figures", facts(key))
+    grid_dims, grid_values = _dimension_order(grid)
+    varied = sf.varied_dimensions(runs, grid_dims)
+    if any(d not in ("memory", "vcpus", "workload") for d in varied):
+        page.section("dimensions", "Boot time by dimension",
+                     _draw(sf.by_dimension(runs, varied, grid_values), "fig-dimensions",
+                           "Boot time by each dimension of the grid"))
     page.section("boot-memory", "Boot time against memory",
                  _draw(sf.boot_vs_memory(runs), "fig-boot-memory", "Boot time against guest memory"))
     page.section("vcpus", "vCPU scaling", _draw(sf.vcpu_scaling(runs), "fig-vcpus", "Boot time against vCPUs"))
@@ -175,7 +221,7 @@ def sweep_report(results: Results, sources: Sequence[str]) -> str:
     page.section("runs", "Every run",
                  note("Click a column header to sort (again to reverse). Sizes sort by bytes; failed runs have "
                       "no figures and sort last."), run_table(runs))
-    page.section("space", "Configuration space", _config_space(results, runs))
+    page.section("space", "Configuration space", _config_space(grid, runs))
     page.section("profiles", "Profiles", profile_sections(list(results.profiles.values()), used={
         r["profile"]["sha256"] for r in runs}))
     page.section("about", "Version", facts([

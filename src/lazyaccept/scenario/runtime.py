@@ -135,6 +135,8 @@ class _Planner:
         self.next_vcpu = 0
         self.last_batch_s = 0.0
         self.device_memory = DeviceMemory(alloc.ram.last() or 0)
+        #: The boot this run continues (set by build_run): kexec reads its shared ranges.
+        self.boot: BootRecord | None = None
 
     def _push(self, t: float, task: object) -> None:
         heapq.heappush(self.queue, (t, self.seq, task))
@@ -254,6 +256,7 @@ class _Planner:
         the queue is emptied."""
 
         def task(t: float) -> None:
+            assert self.boot is not None
             state, platform, rules = self.boot.kernel, self.alloc.platform, self.alloc.rules
             self._record(w.name, self.rec.wait_until, 0, t, w.name)
             segments = self._record(w.name, kexec.kexec_load, state, rules, rec=self.rec)

@@ -176,7 +176,9 @@ class Metric:
     """What a metric needs (the boots, by policy) and how it reads the prediction off them."""
 
     policies: tuple[AcceptPolicy, ...]
-    measure: Callable[[Results], float]
+    #: Reads the prediction off the boots; a metric in ``_NEEDS_TARGET`` / ``_NEEDS_PROFILE`` also
+    #: takes the point's target / the profile.
+    measure: Callable[..., float]
     unit_scale: dict[str, float] = field(default_factory=lambda: {"": 1.0})
     role: Role = Role.FIT
 

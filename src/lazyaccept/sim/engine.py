@@ -541,12 +541,12 @@ class PhaseRun:
                 if (cur_end >= first if touching else cur_end > first) and cur < end:
                     return True
             return False
-        k = self.h_k
-        idx = np.minimum(k - 1, np.floor((1.0 - self.frac) * k).astype(np.int64))
-        cur = self.h_first + np.maximum(idx, 0) * self.h_stride
-        cur_end = cur + self.h_width
-        left_clear = cur_end < first if touching else cur_end <= first
-        hit = self.holding & ~left_clear & ~(cur >= end)
+        calls = self.h_k
+        idx = np.minimum(calls - 1, np.floor((1.0 - self.frac) * calls).astype(np.int64))
+        starts = self.h_first + np.maximum(idx, 0) * self.h_stride
+        ends = starts + self.h_width
+        left_clear = ends < first if touching else ends <= first
+        hit = self.holding & ~left_clear & ~(starts >= end)
         hit[self.pos[v]] = False
         return bool(hit.any())
 
