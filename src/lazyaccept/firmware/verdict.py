@@ -40,9 +40,11 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 
 from ..base.choices import FirmwareAccept, Tee
-from ..base.errors import FormatError
+from ..base.errors import ConfigError, FormatError
+from ..base.fileio import read_input
 from ..formats import fv, tdvf
 from .known_builds import KnownBuild, known_build
 
@@ -55,6 +57,7 @@ __all__ = [
     "SEV_METADATA_OFFSET_GUID",
     "SEV_ES_RESET_BLOCK_GUID",
     "analyse_firmware",
+    "firmware_accept_of",
     "WHAT_WOULD_TELL",
 ]
 
@@ -230,3 +233,21 @@ def analyse_firmware(image: bytes) -> FirmwareVerdict:
     digest = hashlib.sha256(image).hexdigest()
     platforms = [_tdx(table, modules, volumes, unopened), _snp(table, modules, volumes, unopened)]
     return FirmwareVerdict(digest, known_build(digest), volumes, modules, unopened, platforms)
+
+
+@lru_cache(maxsize=8)
+def firmware_accept_of(path: str, tee: Tee) -> FirmwareAccept:
+    """What the image at ``path`` accepts on ``tee``, as the model's firmware accept (``boot
+    --firmware IMAGE`` without ``--firmware-accept``); ConfigError when the image does not say."""
+    try:
+        verdict = analyse_firmware(read_input(path, what="firmware images")).for_platform(tee)
+    except FormatError as exc:
+        msg = str(exc)
+        raise FormatError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+    accept = verdict.firmware_accept
+    if accept is None:
+        unsupported = verdict.acceptance is Acceptance.NOT_SUPPORTED
+        what = "cannot launch on" if unsupported else "does not say how it accepts on"
+        raise ConfigError(f"{path} {what} {tee.value}: give --firmware-accept"
+                          + (f" ({verdict.what_would_tell})" if verdict.what_would_tell else ""))
+    return accept
