@@ -18,7 +18,7 @@ The limits, each far above what a real artefact needs:
   1 PiB of address space (a 64 TiB guest, the model's largest, needs 4 MiB).
 * HOB lists: 16 MiB (QEMU's TD HOB fits in OVMF's 8 KiB TD_HOB section).
 * binary e820 tables: 1 MiB (20-byte entries; the kernel keeps at most 128 + 3 * 1024).
-* IGVM files: 256 MiB (``total_file_size`` is a u32; OpenHCL and COCONUT-SVSM images are tens of MiB).
+* IGVM files: 64 MiB (COCONUT-SVSM and OVMF images are a few MiB, OpenHCL tens of MiB).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ KIND_SPECS: dict[InspectKind, KindSpec] = {
     InspectKind.EFI_MEMMAP: KindSpec((16 * MiB, "EFI memory maps"), text=False),
     InspectKind.UNACCEPTED_TABLE: KindSpec((64 * MiB + HEADER_SIZE, "unaccepted-memory tables"), text=False),
     InspectKind.HOB_LIST: KindSpec((16 * MiB, "HOB lists"), text=False),
-    InspectKind.IGVM: KindSpec((256 * MiB, "IGVM files"), text=False),
+    InspectKind.IGVM: KindSpec((64 * MiB, "IGVM files"), text=False),
 }
 #: Every kind ``inspect`` knows, in the order ``--kind`` lists them.
 KINDS = tuple(k.value for k in InspectKind)
