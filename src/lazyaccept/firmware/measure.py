@@ -141,7 +141,7 @@ def snp_launch_digest(
         digest = guest.snp_calc_launch_digest(
             vcpus, vcpu_types.CPU_SIGS[vcpu_type], path, None, None, None, guest_features, "", vmm_type
         )
-    except (ValueError, RuntimeError, KeyError, IndexError, AssertionError, OSError) as exc:
-        raise ConfigError(f"sev-snp-measure cannot measure this image: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 -- a third-party reader of hostile bytes: any failure is "cannot"
+        raise ConfigError(f"sev-snp-measure cannot measure this image: {str(exc) or type(exc).__name__}") from None
     by = f"sev-snp-measure {version('sev-snp-measure')}"
     return SnpDigest(bytes(digest), vcpus, vcpu_type, vmm, guest_features, by)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ..base.choices import AcceptPolicy, FirmwareAccept, HostMapping, Tee
 from ..base.errors import ConfigError
 from ..base.units import PAGE_SIZE, MiB, TiB, format_size
-from ..firmware.tdvf import default_image
+from ..firmware.tdvf import BUILTIN_IMAGE, default_image
 from ..firmware.verdict import firmware_accept_of
 from ..guest.footprint import BootFootprint
 from ..guest.kconfig import KernelConfig
@@ -129,7 +129,7 @@ class GuestRequest:
         tdvf_image = "" if self.tee is not Tee.TDX else (self.firmware_path or default_image())
         # An image given without --firmware-accept says itself what it accepts.
         firmware_accept = self.firmware_accept
-        if firmware_accept is None and self.firmware_path is not None:
+        if firmware_accept is None and self.firmware_path not in (None, BUILTIN_IMAGE):
             firmware_accept = firmware_accept_of(self.firmware_path, Tee(self.tee))
         return VMConfig(
             memory=self.memory,
