@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import lzma
+import os
 import re
 import struct
 import uuid
@@ -114,7 +115,12 @@ def test_lzma_bomb_is_refused() -> None:
 
 def _oracle_files(image: bytes) -> list[tuple[str, str]]:
     """(file GUID, UI name) of every non-pad FFS file, as the uefi-firmware package shows them."""
-    uefi_firmware = pytest.importorskip("uefi_firmware")
+    try:
+        import uefi_firmware
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("uefi-firmware is not installed; the test extra installs it")
+        pytest.skip("uefi-firmware is not installed")
     parsed = uefi_firmware.AutoParser(image).parse()
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

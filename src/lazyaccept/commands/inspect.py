@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..base.units import format_size
-from ..firmware.measure import Vmm
+from ..firmware.snp_digest import CPU_SIGNATURES, Vmm
 from ..presentation.console import json_text, make_console, safe
 from ..presentation.inspect import E820_BINARY_LIMIT, KINDS, SIZE_LIMITS, cross_checks, inspect_file
 from ..presentation.inspect_firmware import LaunchOptions, show_igvm, show_verdict
@@ -235,8 +235,10 @@ def _warnings(docs: list[dict[str, Any]]) -> list[str]:
               help="Kernel logs holding several boots: which one, from 1 (negative: from the end; default: the last).")
 @click.option("--vcpus", type=click.IntRange(1, 512), default=1, show_default=True,
               help="Firmware images: the vCPUs the SEV-SNP launch digest is for.")
-@click.option("--vcpu-type", default="EPYC-v4", show_default=True, metavar="MODEL",
-              help="Firmware images: QEMU's CPU model of those vCPUs (SEV-SNP launch digest).")
+@click.option("--vcpu-type", type=click.Choice(list(CPU_SIGNATURES), case_sensitive=False), default="EPYC-v4",
+              show_default=True, metavar="MODEL",
+              help="Firmware images: QEMU's CPU model of those vCPUs (EPYC, EPYC-Rome, EPYC-Milan, EPYC-Genoa, "
+                   "EPYC-Turin, ...), for the SEV-SNP launch digest.")
 @click.option("--vmm", type=click.Choice([v.value for v in Vmm], case_sensitive=False), default="qemu",
               show_default=True, help="Firmware images: the VMM whose VMSA values the SNP launch digest uses.")
 @click.option("--json", "as_json", is_flag=True, help='Print one JSON document: {"files": [...]}.')

@@ -1,4 +1,4 @@
-"""Launch measurements of a firmware image: TDX's MRTD, SEV-SNP's launch digest.
+"""The launch measurement of a TDVF image: TDX's MRTD.
 
 **MRTD** (Intel TDX Module Base Architecture Specification, "Measurement of TD build"; the ABI
 of TDH.MEM.PAGE.ADD and TDH.MR.EXTEND): MRTD is one SHA-384 running over the whole build and
@@ -12,9 +12,7 @@ each page then extends its 16 chunks before the next page (Linux
 ``arch/x86/kvm/vmx/tdx.c``, ``tdx_gmem_post_populate``).  A section's memory holds its raw
 data then zeros (QEMU copies ``RawDataSize`` bytes into a zeroed buffer of ``MemoryDataSize``).
 
-**SEV-SNP launch digest**: computed by the ``sev-snp-measure`` package (declared in the
-``measure`` extra; a dependency, not reimplemented here): it chains the SNP_LAUNCH_UPDATE page
-digests of the image, the SEV metadata pages and one VMSA per vCPU as QEMU, EC2 or GCE set it.
+The SEV-SNP launch digest is in :mod:`.snp_digest`.
 """
 
 from __future__ import annotations
@@ -22,22 +20,12 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
-from enum import StrEnum
-from importlib.metadata import version
 
 from ..base.errors import ConfigError
 from ..base.units import PAGE_SIZE
 from ..formats.tdvf import ATTR_MR_EXTEND, TdvfMetadata
 
-__all__ = [
-    "EXTEND_CHUNK",
-    "MrtdResult",
-    "tdx_mrtd",
-    "Vmm",
-    "SnpDigest",
-    "snp_launch_digest",
-    "snp_vcpu_types",
-]
+__all__ = ["EXTEND_CHUNK", "MrtdResult", "tdx_mrtd"]
 
 #: TDH.MR.EXTEND measures 256 bytes per call.
 EXTEND_CHUNK = 256
@@ -88,60 +76,3 @@ def tdx_mrtd(image: bytes, meta: TdvfMetadata) -> MrtdResult:
                 h.update(memory[chunk : chunk + EXTEND_CHUNK])
                 extended += EXTEND_CHUNK
     return MrtdResult(h.digest(), pages, extended)
-
-
-class Vmm(StrEnum):
-    """The VMMs whose VMSA register values sev-snp-measure knows."""
-
-    QEMU = "qemu"
-    EC2 = "ec2"
-    GCE = "gce"
-
-
-@dataclass(frozen=True)
-class SnpDigest:
-    """An SNP launch digest and the launch it is for."""
-
-    digest: bytes
-    vcpus: int
-    vcpu_type: str
-    vmm: Vmm
-    guest_features: int
-    computed_by: str
-
-
-def _package():  # type: ignore[no-untyped-def]
-    try:
-        # Optional: the `measure` extra.
-        from sevsnpmeasure import guest, vcpu_types, vmm_types
-    except ImportError:
-        return None
-    return guest, vcpu_types, vmm_types
-
-
-def snp_vcpu_types() -> list[str]:
-    """The QEMU CPU models sev-snp-measure knows the signature of ([] if it is not installed)."""
-    pkg = _package()
-    return list(pkg[1].CPU_SIGS) if pkg else []
-
-
-def snp_launch_digest(
-    path: str, *, vcpus: int, vcpu_type: str = "EPYC-v4", vmm: Vmm = Vmm.QEMU, guest_features: int = 0x1
-) -> SnpDigest | None:
-    """The SNP launch digest of the OVMF image at ``path`` booted with no kernel hashes; None
-    when sev-snp-measure is not installed (``pip install 'lazyaccept[measure]'``)."""
-    pkg = _package()
-    if pkg is None:
-        return None
-    guest, vcpu_types, vmm_types = pkg
-    if vcpu_type not in vcpu_types.CPU_SIGS:
-        raise ConfigError(f"unknown vCPU type {vcpu_type!r} (known: {', '.join(vcpu_types.CPU_SIGS)})")
-    vmm_type = {Vmm.QEMU: vmm_types.VMMType.QEMU, Vmm.EC2: vmm_types.VMMType.ec2, Vmm.GCE: vmm_types.VMMType.gce}[vmm]
-    try:
-        digest = guest.snp_calc_launch_digest(
-            vcpus, vcpu_types.CPU_SIGS[vcpu_type], path, None, None, None, guest_features, "", vmm_type
-        )
-    except Exception as exc:  # noqa: BLE001 -- a third-party reader of hostile bytes: any failure is "cannot"
-        raise ConfigError(f"sev-snp-measure cannot measure this image: {str(exc) or type(exc).__name__}") from None
-    by = f"sev-snp-measure {version('sev-snp-measure')}"
-    return SnpDigest(bytes(digest), vcpus, vcpu_type, vmm, guest_features, by)

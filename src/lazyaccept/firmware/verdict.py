@@ -47,6 +47,7 @@ from ..base.errors import ConfigError, FormatError
 from ..base.fileio import read_input
 from ..formats import fv, tdvf
 from .known_builds import KnownBuild, known_build
+from .snp_digest import SEV_ES_RESET_BLOCK_GUID, SEV_METADATA_OFFSET_GUID
 
 __all__ = [
     "Acceptance",
@@ -60,9 +61,6 @@ __all__ = [
     "firmware_accept_of",
     "WHAT_WOULD_TELL",
 ]
-
-SEV_METADATA_OFFSET_GUID = uuid.UUID("dc886566-984a-4798-a75e-5585a7bf67cc")
-SEV_ES_RESET_BLOCK_GUID = uuid.UUID("00f771de-1a7e-4fcb-890e-68c77e2fb44e")
 
 EDKII_MEMORY_ACCEPT = uuid.UUID("38c74800-5590-4db4-a0f3-675d9b8e8026")
 OVMF_SEV_MEMORY_ACCEPTANCE = uuid.UUID("c5a010fe-38a7-4531-8a4a-0500d2fd1649")

@@ -588,7 +588,7 @@ def inspect_file(
         else:
             body = _BINARY_BUILDERS[kind](data)
             if kind == "firmware":
-                body |= firmware_verdict_doc(data, path, launch or LaunchOptions())
+                body |= firmware_verdict_doc(data, launch or LaunchOptions())
     except FormatError as exc:
         msg = str(exc)
         # Parsers already name their format ("meminfo: line 2: ..."); do not say it twice.

@@ -6,7 +6,6 @@ document's TDVF part stays in :mod:`.inspect`; this module adds the keys of issu
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from ..base.choices import Tee
-from ..base.errors import ConfigError
+from ..base.errors import ConfigError, FormatError
 from ..base.units import format_size
 from ..firmware import measure
 from ..firmware.igvm import describe_igvm
+from ..firmware.snp_digest import Vmm, snp_launch_digest
 from ..firmware.verdict import Acceptance, FirmwareVerdict, analyse_firmware
 from ..formats import igvm as igvm_fmt
 from ..formats import tdvf
@@ -42,7 +42,7 @@ class LaunchOptions:
 
     vcpus: int = 1
     vcpu_type: str = "EPYC-v4"
-    vmm: measure.Vmm = measure.Vmm.QEMU
+    vmm: Vmm = Vmm.QEMU
 
 
 # -- documents -----------------------------------------------------------------------------------
@@ -80,24 +80,27 @@ def _mrtd_part(data: bytes, v: FirmwareVerdict) -> tuple[dict[str, Any] | None, 
     return {"hex": r.mrtd.hex(), "pages_added": r.pages_added, "bytes_extended": r.bytes_extended}, None
 
 
-def _snp_part(path: str, v: FirmwareVerdict, launch: LaunchOptions) -> tuple[dict[str, Any] | None, str | None]:
+#: SEV features the guest asks for in the VMSA: bit 0, SNP active (what QEMU sets by default).
+GUEST_FEATURES = 0x1
+
+
+def _snp_part(data: bytes, v: FirmwareVerdict, launch: LaunchOptions) -> tuple[dict[str, Any] | None, str | None]:
     if v.for_platform(Tee.SNP).acceptance is Acceptance.NOT_SUPPORTED:
         return None, "not an SEV-SNP image"
     try:
-        d = measure.snp_launch_digest(path, vcpus=launch.vcpus, vcpu_type=launch.vcpu_type, vmm=launch.vmm)
-    except ConfigError as exc:
+        digest = snp_launch_digest(data, vcpus=launch.vcpus, vcpu_type=launch.vcpu_type, vmm=launch.vmm,
+                                   guest_features=GUEST_FEATURES)
+    except FormatError as exc:
         return None, str(exc)
-    if d is None:
-        return None, "needs the sev-snp-measure package: pip install 'lazyaccept[measure]'"
-    return {"hex": d.digest.hex(), "vcpus": d.vcpus, "vcpu_type": d.vcpu_type, "vmm": d.vmm.value,
-            "guest_features": d.guest_features, "computed_by": d.computed_by}, None
+    return {"hex": digest.hex(), "vcpus": launch.vcpus, "vcpu_type": launch.vcpu_type, "vmm": launch.vmm.value,
+            "guest_features": GUEST_FEATURES}, None
 
 
-def firmware_verdict_doc(data: bytes, path: str | os.PathLike[str], launch: LaunchOptions) -> dict[str, Any]:
+def firmware_verdict_doc(data: bytes, launch: LaunchOptions) -> dict[str, Any]:
     """The verdict and measurement keys of an OVMF image's document."""
     v = analyse_firmware(data)
     mrtd, mrtd_missing = _mrtd_part(data, v)
-    snp, snp_missing = _snp_part(os.fspath(path), v, launch)
+    snp, snp_missing = _snp_part(data, v, launch)
     return _verdict_part(v) | {
         "measurements": {
             "tdx_mrtd": mrtd,
@@ -183,7 +186,7 @@ def show_verdict(doc: dict[str, Any], out: Console) -> None:
     if m["snp_launch_digest"]:
         d = m["snp_launch_digest"]
         out.print(f"SNP launch digest: {d['hex']}  ({d['vcpus']} vCPU(s) {safe(d['vcpu_type'])}, {d['vmm']}, "
-                  f"no kernel hashes; {safe(d['computed_by'])})")
+                  "no kernel hashes)")
     else:
         out.print(f"SNP launch digest: - ({safe(m['snp_launch_digest_missing'])})")
 
