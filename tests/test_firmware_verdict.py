@@ -185,3 +185,27 @@ def test_boot_with_an_image_that_does_not_say(tmp_path: Path) -> None:
     r = run_cli("boot", "--memory", "8G", "--firmware", str(path))
     assert r.code == 2 and "--firmware-accept" in r.err and r.err.count("\n") == 1
     assert run_cli("boot", "--memory", "8G", "--firmware", str(path), "--firmware-accept", "all").code == 0
+
+
+@pytest.mark.parametrize("where", ["fv-header", "lzma", "table", "ffs-size", "tdvf"])
+def test_corrupt_debian_image_is_one_line_or_a_document(tmp_path: Path, where: str) -> None:
+    """Real bytes damaged where each parser looks: a document (exit 0) or one error line (exit 2)."""
+    image = bytearray(_real(OVMF_CODE))
+    if where == "fv-header":
+        image[0x20:0x28] = b"\xff" * 8  # the first volume's FvLength
+    elif where == "lzma":
+        image[0x200:0x400] = bytes(0x200)  # inside FVMAIN_COMPACT's LZMA stream
+    elif where == "table":
+        image[-0x32:-0x30] = b"\xff\xff"  # the GUIDed table's length
+    elif where == "ffs-size":
+        image[0x48 + 0x14 : 0x48 + 0x17] = b"\xff\xff\x7f"  # the first file's size
+    else:
+        at = image.find(b"TDVF")
+        image[at + 12 : at + 16] = b"\xff\xff\x00\x00"  # 65535 sections
+    path = tmp_path / "bad.fd"
+    path.write_bytes(bytes(image))
+    r = run_cli("inspect", str(path))
+    assert r.code in (0, 2), r.err
+    if r.code == 2:
+        assert r.out == "" and r.err.count("\n") == 1 and str(path) in r.err
+    assert "Traceback" not in r.err

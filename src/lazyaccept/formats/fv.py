@@ -331,12 +331,16 @@ def _parse_files(data: bytes, start: int, end: int, fv_offset: int, depth: int, 
     return files
 
 
-def _volume_header(data: bytes, offset: int) -> tuple[uuid.UUID, int, int, int] | None:
-    """(file system GUID, length, header length, ext header offset) if a volume starts here."""
+def _volume_header(data: bytes, offset: int, strict: bool = False) -> tuple[uuid.UUID, int, int, int] | None:
+    """(file system GUID, length, header length, ext header offset) if a volume starts here.
+
+    ``strict`` (when scanning a flash image for volumes): also the 16 zero bytes of ZeroVector
+    and Revision 2 (EFI_FVH_REVISION), so that "_FVH" inside other data is not taken for one.
+    """
     if offset < 0 or offset + _FV_HEADER.size > len(data):
         return None
     zero, fs, length, sig, _attrs, hlen, _cksum, ext, _res, rev = _FV_HEADER.unpack_from(data, offset)
-    if sig != _FV_SIGNATURE:
+    if sig != _FV_SIGNATURE or (strict and (zero != bytes(16) or rev != 2)):
         return None
     return uuid.UUID(bytes_le=fs), length, hlen, ext
 
@@ -385,7 +389,7 @@ def find_volumes(image: bytes) -> list[FirmwareVolume]:
         if sig < 0:
             break
         start = sig - 40  # Signature sits 40 bytes into the header
-        head = _volume_header(image, start) if start % 16 == 0 else None
+        head = _volume_header(image, start, strict=True) if start % 16 == 0 else None
         if head is None or not (_FV_HEADER.size <= head[1] <= len(image) - start):
             at = start + 1
             continue
