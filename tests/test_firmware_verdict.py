@@ -209,3 +209,19 @@ def test_corrupt_debian_image_is_one_line_or_a_document(tmp_path: Path, where: s
     if r.code == 2:
         assert r.out == "" and r.err.count("\n") == 1 and str(path) in r.err
     assert "Traceback" not in r.err
+
+
+def test_snp_boot_takes_firmware_accept_from_the_image() -> None:
+    """Debian's OVMF_CODE.fd on SEV-SNP: OVMF of edk2-stable202211 validates all RAM."""
+    _real(OVMF_CODE)
+    r = run_cli("boot", "--memory", "8G", "--platform", "snp", "--firmware", str(OVMF_CODE), "--json")
+    assert r.code == 0, r.err
+    config = json.loads(r.out)["config"]
+    assert (config["platform"], config["firmware_accept"]) == ("snp", "all")
+
+
+def test_boot_with_an_image_that_cannot_launch_there() -> None:
+    """Debian's 4 MiB build has no SEV metadata: an SEV-SNP boot with it is refused in one line."""
+    _real(OVMF_CODE_4M)
+    r = run_cli("boot", "--memory", "8G", "--platform", "snp", "--firmware", str(OVMF_CODE_4M))
+    assert r.code == 2 and "cannot launch on snp" in r.err

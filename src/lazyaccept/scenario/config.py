@@ -121,13 +121,12 @@ class GuestRequest:
             raise ConfigError(f"vcpus must be between 1 and {MAX_VCPUS}, not {vcpus}")
         if self.snp_prefault and self.tee is not Tee.SNP:
             raise ConfigError("--snp-prefault is a host option of SEV-SNP guests")
-        if self.firmware_path is not None and self.tee is not Tee.TDX:
-            raise ConfigError("--firmware gives TDVF sections, which only TDX guests have")
         release = self.kernel if self.kernel is not None else defaults.kernel
         patches = parse_patches(self.patches) if self.patches is not None else defaults.patches
         kconfig = KernelConfig.parse(self.kconfig, defaults.kconfig)
         tdvf_image = "" if self.tee is not Tee.TDX else (self.firmware_path or default_image())
-        # An image given without --firmware-accept says itself what it accepts.
+        # An image given without --firmware-accept says itself what it accepts (on SEV-SNP that
+        # is all it gives: the model takes TDVF sections from it on TDX only).
         firmware_accept = self.firmware_accept
         if firmware_accept is None and self.firmware_path not in (None, BUILTIN_IMAGE):
             firmware_accept = firmware_accept_of(self.firmware_path, Tee(self.tee))
