@@ -156,3 +156,14 @@ def test_inspect_truncated_igvm_is_one_line(tmp_path: Path) -> None:
     path.write_bytes(g.build_igvm(*_with_data())[:100])
     r = run_cli("inspect", str(path))
     assert r.code == 2 and r.out == "" and r.err.count("\n") == 1 and str(path) in r.err
+
+
+def test_version_2_fixed_header() -> None:
+    """Format version 2 (igvm_defs IGVM_FIXED_HEADER_V2): 32 bytes, architecture and page_size
+    after the checksum, which then covers all 32 bytes (checksum field zero) and the headers."""
+    plat = struct.pack("<II", 0x1, 16) + struct.pack("<IBBHQ", 1, 0, 3, 1, 0)
+    fixed = struct.pack("<4sIIIIIII", b"IGVM", 2, 32, len(plat), 32 + len(plat), 0, 1, 4096)
+    data = fixed[:20] + struct.pack("<I", zlib.crc32(fixed + plat)) + fixed[24:] + plat
+    f = g.parse_igvm(data)
+    assert (f.format_version, f.architecture, f.page_size, f.checksum_ok) == (2, g.Architecture.AARCH64, 4096, True)
+    assert f.headers == [g.SupportedPlatform(1, 0, g.PlatformType.TDX, 1, 0)]

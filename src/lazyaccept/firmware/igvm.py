@@ -70,16 +70,9 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _platform_name(code: int) -> str:
-    try:
-        return fmt.PlatformType(code).name
-    except ValueError:
-        return f"0x{code:x}"
-
-
 def _load(f: fmt.IgvmFile, plat: fmt.SupportedPlatform) -> PlatformLoad:
     mask = plat.compatibility_mask
-    load = PlatformLoad(_platform_name(plat.platform_type), mask, plat.shared_gpa_boundary)
+    load = PlatformLoad(fmt.enum_name(fmt.PlatformType, plat.platform_type), mask, plat.shared_gpa_boundary)
     isolated = plat.platform_type in _ISOLATED
     areas = {a.parameter_area_index: a for a in f.of(fmt.ParameterArea)}
     ranges: list[tuple[int, int]] = []
@@ -89,7 +82,7 @@ def _load(f: fmt.IgvmFile, plat: fmt.SupportedPlatform) -> PlatformLoad:
         if isinstance(h, fmt.PageData):
             size = h.size
             ranges.append((h.gpa, h.gpa + size))
-            kind = fmt._name(fmt.PageDataType, h.data_type)
+            kind = fmt.enum_name(fmt.PageDataType, h.data_type)
             load.by_data_type[kind] = load.by_data_type.get(kind, 0) + size
             if h.flags & fmt.PageDataFlags.SHARED:
                 load.shared_bytes += size
@@ -113,7 +106,7 @@ def _load(f: fmt.IgvmFile, plat: fmt.SupportedPlatform) -> PlatformLoad:
             load.required_bytes += h.number_of_bytes
         elif isinstance(h, fmt.GuestPolicy):
             load.guest_policy = h.policy
-    load.parameters = [(fmt._name(fmt.HeaderType, p.type), p.parameter_area_index, p.byte_offset)
+    load.parameters = [(fmt.enum_name(fmt.HeaderType, p.type), p.parameter_area_index, p.byte_offset)
                        for p in f.of(fmt.Parameter)]
     load.loaded_ranges = _merge([r for r in ranges if r[1] > r[0]])
     load.rest_of_memory = _rest_of_memory(load, isolated)

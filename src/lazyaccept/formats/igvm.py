@@ -50,6 +50,11 @@ __all__ = [
     "build_igvm",
     "looks_like_igvm",
     "MEMORY_MAP_ENTRY",
+    "Architecture",
+    "OPTIONAL_BIT",
+    "enum_name",
+    "header_type",
+    "data_start",
 ]
 
 MAGIC = b"IGVM"
@@ -63,6 +68,13 @@ PAGE_SIZE_2M = 2 * 1024 * 1024
 #: IGVM_VHS_MEMORY_MAP_ENTRY, what a loader writes for the MEMORY_MAP parameter:
 #: starting_gpa_page_number, number_of_pages, entry_type, flags, reserved.
 MEMORY_MAP_ENTRY = struct.Struct("<QQHHI")
+
+
+class Architecture(IntEnum):
+    """IgvmArchitecture (version 2 fixed header)."""
+
+    X64 = 0x0
+    AARCH64 = 0x1
 
 
 class HeaderType(IntEnum):
@@ -135,7 +147,8 @@ class MemoryMapEntryType(IntEnum):
     HIDDEN = 0x5
 
 
-def _name(enum: type[IntEnum], value: int) -> str:
+def enum_name(enum: type[IntEnum], value: int) -> str:
+    """The member's name, or the value in hex for one the definition does not name."""
     try:
         return enum(value).name
     except ValueError:
@@ -291,6 +304,7 @@ class IgvmFile:
 
 
 def header_type(h: Header) -> int:
+    """The variable header type ``h`` is written with (optional bit included)."""
     if isinstance(h, Parameter | RawHeader):
         return h.type
     return int(h.TYPE)  # type: ignore[union-attr]
@@ -316,7 +330,7 @@ def _one_header(typ: int, body: bytes, at: int) -> Header:
         return Parameter(base, *Parameter.LAYOUT.unpack(body))
     if cls is not None or base in PARAMETER_TYPES:
         if not typ & OPTIONAL_BIT:
-            raise FormatError(f"IGVM header {_name(HeaderType, base)} at {at:#x} has length {len(body)}")
+            raise FormatError(f"IGVM header {enum_name(HeaderType, base)} at {at:#x} has length {len(body)}")
     return RawHeader(typ, bytes(body))
 
 
@@ -365,7 +379,7 @@ def parse_igvm(data: bytes) -> IgvmFile:
             raise FormatError(f"IGVM variable header at {at:#x} of length {length} runs past the header section")
         this = _section_of(typ)
         if this < section:
-            raise FormatError(f"IGVM header {_name(HeaderType, typ & ~OPTIONAL_BIT)} at {at:#x} is out of order")
+            raise FormatError(f"IGVM header {enum_name(HeaderType, typ & ~OPTIONAL_BIT)} at {at:#x} is out of order")
         section = this
         headers.append(_one_header(typ, data[at + _VAR_HEADER.size : body_end], at))
         at = min(_align8(body_end), end)

@@ -117,7 +117,7 @@ def igvm_doc(data: bytes) -> dict[str, Any]:
     headers = []
     for h in f.headers:
         typ = igvm_fmt.header_type(h)
-        name = igvm_fmt._name(igvm_fmt.HeaderType, typ & ~igvm_fmt.OPTIONAL_BIT)
+        name = igvm_fmt.enum_name(igvm_fmt.HeaderType, typ & ~igvm_fmt.OPTIONAL_BIT)
         fields = {"raw_hex": h.data.hex()} if isinstance(h, igvm_fmt.RawHeader) else {
             k: getattr(h, k) for k in h.__dataclass_fields__ if k != "type"}
         headers.append({"type": name, "type_code": typ} | fields)
@@ -126,6 +126,8 @@ def igvm_doc(data: bytes) -> dict[str, Any]:
         counts[h["type"]] = counts.get(h["type"], 0) + 1
     return {
         "format_version": f.format_version,
+        "architecture": None if f.architecture is None else igvm_fmt.enum_name(igvm_fmt.Architecture, f.architecture),
+        "page_size": f.page_size,
         "checksum_ok": f.checksum_ok,
         "header_counts": counts,
         "headers": headers,
