@@ -15,8 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from ..base.units import format_size
+from ..firmware.snp_digest import CPU_SIGNATURES, Vmm
 from ..presentation.console import json_text, make_console, safe
 from ..presentation.inspect import E820_BINARY_LIMIT, KINDS, SIZE_LIMITS, cross_checks, inspect_file
+from ..presentation.inspect_firmware import LaunchOptions, show_igvm, show_verdict
 
 
 def _hex(value: int | None) -> str:
@@ -52,6 +54,11 @@ def _summary(pairs: list[tuple[str, str]], title: str) -> Table:
 
 
 def _show_firmware(doc: dict[str, Any], out: Console) -> None:
+    _show_tdvf(doc, out)
+    show_verdict(doc, out)
+
+
+def _show_tdvf(doc: dict[str, Any], out: Console) -> None:
     td = doc["tdvf"]
     if td is None:
         names = ", ".join(e["name"] or e["guid"] for e in doc["ovmf_table"])
@@ -193,6 +200,7 @@ _RENDERERS: dict[str, Callable[[dict[str, Any], Console], None]] = {
     "efi-memmap": _show_efi_memmap,
     "unaccepted-table": _show_unaccepted_table,
     "hob-list": _show_hob_list,
+    "igvm": show_igvm,
 }
 
 
@@ -225,10 +233,24 @@ def _warnings(docs: list[dict[str, Any]]) -> list[str]:
               help="What the files are (default: detected per file).")
 @click.option("--boot", type=int, default=None, callback=_check_boot, metavar="N",
               help="Kernel logs holding several boots: which one, from 1 (negative: from the end; default: the last).")
+@click.option("--vcpus", type=click.IntRange(1, 512), default=1, show_default=True,
+              help="Firmware images: the vCPUs the SEV-SNP launch digest is for.")
+@click.option("--vcpu-type", type=click.Choice(list(CPU_SIGNATURES), case_sensitive=False), default="EPYC-v4",
+              show_default=True, metavar="MODEL",
+              help="Firmware images: QEMU's CPU model of those vCPUs (EPYC, EPYC-Rome, EPYC-Milan, EPYC-Genoa, "
+                   "EPYC-Turin, ...), for the SEV-SNP launch digest.")
+@click.option("--vmm", type=click.Choice([v.value for v in Vmm], case_sensitive=False), default="qemu",
+              show_default=True, help="Firmware images: the VMM whose VMSA values the SNP launch digest uses.")
 @click.option("--json", "as_json", is_flag=True, help='Print one JSON document: {"files": [...]}.')
-def inspect_cmd(paths: tuple[str, ...], kind: str | None, boot: int | None, as_json: bool) -> None:
-    """Read firmware images, kernel logs, /proc/meminfo, /proc/vmstat and binary dumps."""
-    docs = [inspect_file(p, kind, boot=-1 if boot is None else boot) for p in paths]  # errors before any output
+def inspect_cmd(paths: tuple[str, ...], kind: str | None, boot: int | None, vcpus: int, vcpu_type: str, vmm: str,
+                as_json: bool) -> None:
+    """Read firmware images (OVMF, IGVM), kernel logs, /proc/meminfo, /proc/vmstat and binary dumps.
+
+    On an OVMF image: its TDVF sections, how it accepts memory per platform and how that is
+    known, its MRTD and its SEV-SNP launch digest."""
+    launch = LaunchOptions(vcpus, vcpu_type, Vmm(vmm.lower()))
+    boot_n = -1 if boot is None else boot
+    docs = [inspect_file(p, kind, boot=boot_n, launch=launch) for p in paths]  # errors before any output
     checks = cross_checks(docs)
     for line in _warnings(docs):
         click.echo(line, err=True)

@@ -18,6 +18,7 @@ The limits, each far above what a real artefact needs:
   1 PiB of address space (a 64 TiB guest, the model's largest, needs 4 MiB).
 * HOB lists: 16 MiB (QEMU's TD HOB fits in OVMF's 8 KiB TD_HOB section).
 * binary e820 tables: 1 MiB (20-byte entries; the kernel keeps at most 128 + 3 * 1024).
+* IGVM files: 64 MiB (COCONUT-SVSM and OVMF images are a few MiB, OpenHCL tens of MiB).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ from ..formats.efi_memmap import (
     parse_memory_map,
 )
 from ..formats.hob import HobList, RawHob, hob_type_name, parse_hob_list, resource_attribute_names
+from ..formats.igvm import looks_like_igvm
 from ..formats.unaccepted import HEADER_SIZE, parse_unaccepted_table
+from .inspect_firmware import LaunchOptions, firmware_verdict_doc, igvm_doc
 
 __all__ = ["KINDS", "SIZE_LIMITS", "E820_BINARY_LIMIT", "detect_kind", "inspect_file", "cross_checks"]
 
@@ -74,6 +77,7 @@ KIND_SPECS: dict[InspectKind, KindSpec] = {
     InspectKind.EFI_MEMMAP: KindSpec((16 * MiB, "EFI memory maps"), text=False),
     InspectKind.UNACCEPTED_TABLE: KindSpec((64 * MiB + HEADER_SIZE, "unaccepted-memory tables"), text=False),
     InspectKind.HOB_LIST: KindSpec((16 * MiB, "HOB lists"), text=False),
+    InspectKind.IGVM: KindSpec((64 * MiB, "IGVM files"), text=False),
 }
 #: Every kind ``inspect`` knows, in the order ``--kind`` lists them.
 KINDS = tuple(k.value for k in InspectKind)
@@ -151,6 +155,8 @@ def _strong_kinds(data: bytes, text: str | None) -> list[str]:
         kinds = []
         if tdvf.looks_like_ovmf(data):
             kinds.append("firmware")
+        if looks_like_igvm(data):
+            kinds.append("igvm")
         if len(data) >= 8 and struct.unpack_from("<HHI", data) == (0x0001, 56, 0):
             kinds.append("hob-list")  # a PHIT header: type 1, length 56, reserved 0
         if len(data) >= HEADER_SIZE:
@@ -515,6 +521,7 @@ _BINARY_BUILDERS: dict[str, Callable[[bytes], dict[str, Any]]] = {
     "efi-memmap": _doc_efi_memmap,
     "unaccepted-table": _doc_unaccepted_table,
     "hob-list": _doc_hob_list,
+    "igvm": igvm_doc,
 }
 _TEXT_BUILDERS: dict[str, Callable[[str], dict[str, Any]]] = {
     "meminfo": _doc_meminfo,
@@ -548,11 +555,14 @@ def _check_size(path: str | os.PathLike[str], kind: str, size: int, binary: bool
         raise FormatError(f"{path}: file is {format_size(size)}, over the {format_size(limit)} limit for {what}")
 
 
-def inspect_file(path: str | os.PathLike[str], kind: str | None = None, boot: int = -1) -> dict[str, Any]:
+def inspect_file(
+    path: str | os.PathLike[str], kind: str | None = None, boot: int = -1, launch: LaunchOptions | None = None
+) -> dict[str, Any]:
     """Read ``path`` and describe it; ``kind`` forces the kind (see :data:`KINDS`).
 
     ``boot`` picks one boot of a kernel log that holds several (from 1; negative from the end;
-    default the last); other kinds ignore it.
+    default the last); other kinds ignore it.  ``launch``: the launch a firmware image's SNP
+    digest is computed for (default one QEMU vCPU of type EPYC-v4).
     """
     if kind is not None and kind not in KINDS:
         raise FormatError(f"{path}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
@@ -577,6 +587,8 @@ def inspect_file(path: str | os.PathLike[str], kind: str | None = None, boot: in
                 body = _TEXT_BUILDERS[kind](text)
         else:
             body = _BINARY_BUILDERS[kind](data)
+            if kind == "firmware":
+                body |= firmware_verdict_doc(data, launch or LaunchOptions())
     except FormatError as exc:
         msg = str(exc)
         # Parsers already name their format ("meminfo: line 2: ..."); do not say it twice.
