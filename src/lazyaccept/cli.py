@@ -11,7 +11,6 @@ import importlib
 import sys
 
 import click
-from click.utils import make_default_short_help
 
 from . import __version__
 from .base.errors import GuestFailure, LazyAcceptError
@@ -87,7 +86,7 @@ class _Group(click.Group):
                     continue
                 summary = self.commands[name].get_short_help_str(limit)
             else:
-                summary = make_default_short_help(COMMANDS[name][2], limit)
+                summary = click.Command(name, help=COMMANDS[name][2]).get_short_help_str(limit)
             rows.append((name, summary))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
