@@ -33,8 +33,8 @@ def _strip_one_by_one(line: str) -> tuple[str, bool, float | None]:
 
 _HEADS = ["", "> ", "> > ", "Nov 30 10:00:00 host kernel: ", "2026-11-30T10:00:00.123456+0000 host kernel: ",
           "[    1.234567] host kernel: ", "1606730400.123456 host kernel:", "kern  :info  : ", "<6>",
-          "[    0.000000] ", "[Mon Nov 30 10:00:00 2026] ", "[    T1] ", "[  C12] ", "Mon 2026-11-30 10:00:00 UTC h kernel: ",
-          "[ 5.5 <    0.1>] h kernel: ", "Nov 30 10:00:00 host systemd[1]: "]
+          "[    0.000000] ", "[Mon Nov 30 10:00:00 2026] ", "[    T1] ", "[  C12] ",
+          "Mon 2026-11-30 10:00:00 UTC h kernel: ", "[ 5.5 <    0.1>] h kernel: ", "Nov 30 10:00:00 host systemd[1]: "]
 _TAILS = ["tdx: Guest detected", "BIOS-e820: [mem 0x0-0xfff] usable", "", "  ", "[    2.0] again", "> quoted",
           "Linux version 6.8.0 (x)", "<4>odd"]
 
