@@ -94,3 +94,17 @@ def test_a_message_turned_away_early_is_one_no_pattern_knows() -> None:
     for line in ["audit: type=1400", "EXT4-fs (vda1): mounted", "Memory:x", "efi: EFI v2.7", "node0: x"]:
         assert not kt._parse_message(info, line, 1)
     assert kt._parse_message(info, "Memory: 100K/200K available", 1)
+
+
+@pytest.mark.parametrize(("starts", "patterns"), [
+    (kt._MILESTONE_STARTS, [p for _, p in kt.MILESTONES]),
+    (kt._CPUS_AND_CMDLINE_STARTS, [kt._CPUS_ALLOWING, kt._CPUS_BROUGHT_UP, kt._NR_CPU_IDS, kt._COMMAND_LINE]),
+], ids=["milestones", "cpus-and-cmdline"])
+def test_each_group_of_patterns_is_tried_on_every_message_it_can_match(
+    starts: tuple[str, ...], patterns: list[re.Pattern[str]]
+) -> None:
+    from re import _parser
+
+    for pattern in patterns:
+        for start in _starts(list(_parser.parse(pattern.pattern))):
+            assert start and start.startswith(starts), (start, pattern.pattern)

@@ -592,6 +592,13 @@ _KNOWN_STARTS = (
     "setup_percpu: NR_CPUS:", "Kernel command line", "Command line", "smp: Bringing up secondary CPUs", "node ",
     "Freeing unused kernel ", "Run ",
 )
+#: How the messages of :data:`MILESTONES` begin, and those :func:`_parse_cpus_and_cmdline` reads.
+_MILESTONE_STARTS = (
+    "Linux version ", "Memory: ", "Memory Encryption Features active:", "smp: Bringing up secondary CPUs",
+    "smp: Brought up ", "node ", "Freeing unused kernel ", "Run ",
+)
+_CPUS_AND_CMDLINE_STARTS = ("smpboot: Allowing ", "smp: Brought up ", "setup_percpu: NR_CPUS:", "Kernel command line",
+                            "Command line")
 
 
 def _parse_message(info: DmesgInfo, msg: str, lineno: int, seconds: float | None = None) -> bool:
@@ -599,6 +606,8 @@ def _parse_message(info: DmesgInfo, msg: str, lineno: int, seconds: float | None
     if not msg.startswith(_KNOWN_STARTS):
         return False
     known = _parse_known(info, msg, lineno)
+    if not msg.startswith(_MILESTONE_STARTS):
+        return known
     for name, pattern in MILESTONES:
         if pattern.match(msg):
             if seconds is not None:
@@ -609,8 +618,7 @@ def _parse_message(info: DmesgInfo, msg: str, lineno: int, seconds: float | None
 
 
 def _parse_known(info: DmesgInfo, msg: str, lineno: int) -> bool:
-    m = _parse_cpus_and_cmdline(info, msg, lineno)
-    if m:
+    if msg.startswith(_CPUS_AND_CMDLINE_STARTS) and _parse_cpus_and_cmdline(info, msg, lineno):
         return True
     m = _E820.match(msg)
     if m:
