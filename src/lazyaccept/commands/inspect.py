@@ -8,15 +8,15 @@ line and no partial output.  Everything shown that came from a file goes through
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from ..base.units import format_size
-from ..presentation.console import json_text, make_console, safe
-from ..presentation.inspect import E820_BINARY_LIMIT, KINDS, SIZE_LIMITS, cross_checks, inspect_file
+from ..presentation.console import json_text, make_console, plain, safe
+from ..presentation.inspect import E820_BINARY_LIMIT, KINDS, LIST_LIMIT, SIZE_LIMITS, cross_checks, inspect_file
 
 
 def _hex(value: int | None) -> str:
@@ -27,8 +27,26 @@ def _size(value: int | None) -> str:
     return "-" if value is None else format_size(value)
 
 
-def _range_table(title: str, rows: list[dict[str, Any]], label: str = "type") -> Table:
-    """A memory map: [start, end) in hex, size, and one label column."""
+class _PlainRanges:
+    """A memory map too long for a table (``--all``): one line per range, written as it goes."""
+
+    def __init__(self, title: str, rows: list[dict[str, Any]], label: str) -> None:
+        self.title, self.rows, self.label = title, rows, label
+
+    def write(self, file: TextIO) -> None:
+        file.write(f"{plain(self.title)}: {len(self.rows)} ranges (start, end (excl.), size, {self.label})\n")
+        for i in range(0, len(self.rows), 4096):
+            file.write("".join(
+                f"{_hex(r['start']):>18} {_hex(r['end']):>18} {_size(r['size']):>10}  {plain(r.get(self.label, ''))}\n"
+                for r in self.rows[i : i + 4096]
+            ))
+
+
+def _range_table(title: str, rows: list[dict[str, Any]], label: str = "type") -> Table | _PlainRanges:
+    """A memory map: [start, end) in hex, size, and one label column (as lines when it is longer than
+    any real one, which only ``--all`` shows)."""
+    if len(rows) > LIST_LIMIT:
+        return _PlainRanges(title, rows, label)
     t = Table(title=title, title_justify="left")
     t.add_column("start", justify="right", no_wrap=True)
     t.add_column("end (excl.)", justify="right", no_wrap=True)
@@ -51,7 +69,7 @@ def _summary(pairs: list[tuple[str, str]], title: str) -> Table:
 # -- one renderer per kind --------------------------------------------------------------------
 
 
-def _show_firmware(doc: dict[str, Any], out: Console) -> None:
+def _show_firmware(doc: dict[str, Any], out: _Printer) -> None:
     td = doc["tdvf"]
     if td is None:
         names = ", ".join(e["name"] or e["guid"] for e in doc["ovmf_table"])
@@ -78,7 +96,7 @@ def _show_firmware(doc: dict[str, Any], out: Console) -> None:
     out.print("TDVF rules: " + ("all met" if td["valid"] else safe("; ".join(td["problems"]))))
 
 
-def _show_dmesg(doc: dict[str, Any], out: Console) -> None:
+def _show_dmesg(doc: dict[str, Any], out: _Printer) -> None:
     mem = doc["memory"]
     pairs = [
         ("platform", doc["platform"] or "unknown"),
@@ -113,12 +131,12 @@ def _show_dmesg(doc: dict[str, Any], out: Console) -> None:
         out.print(_range_table("TDX CMRs", doc["tdx_host"]["cmrs"], label=""))
 
 
-def _show_e820(doc: dict[str, Any], out: Console) -> None:
+def _show_e820(doc: dict[str, Any], out: _Printer) -> None:
     out.print(_range_table(f"e820 ({doc['format']})", doc["entries"]))
     out.print(f"usable: {format_size(doc['usable_bytes'])}")
 
 
-def _show_meminfo(doc: dict[str, Any], out: Console) -> None:
+def _show_meminfo(doc: dict[str, Any], out: _Printer) -> None:
     s = doc["summary"]
     frac = s["unaccepted_fraction"]
     out.print(_summary([
@@ -137,7 +155,7 @@ def _show_meminfo(doc: dict[str, Any], out: Console) -> None:
     out.print(t)
 
 
-def _show_node_meminfo(doc: dict[str, Any], out: Console) -> None:
+def _show_node_meminfo(doc: dict[str, Any], out: _Printer) -> None:
     t = Table(title="Node meminfo", title_justify="left")
     for col in ("node", "MemTotal", "MemFree", "Unaccepted"):
         t.add_column(col, justify="right")
@@ -148,7 +166,7 @@ def _show_node_meminfo(doc: dict[str, Any], out: Console) -> None:
     out.print(t)
 
 
-def _show_vmstat(doc: dict[str, Any], out: Console) -> None:
+def _show_vmstat(doc: dict[str, Any], out: _Printer) -> None:
     out.print(_summary([
         ("nr_free_pages", f"{doc['nr_free_pages']} pages = {format_size(doc['free_bytes'])}"),
         ("nr_unaccepted", "-" if doc["nr_unaccepted"] is None
@@ -157,13 +175,13 @@ def _show_vmstat(doc: dict[str, Any], out: Console) -> None:
     ], "/proc/vmstat"))
 
 
-def _show_efi_memmap(doc: dict[str, Any], out: Console) -> None:
+def _show_efi_memmap(doc: dict[str, Any], out: _Printer) -> None:
     out.print(_range_table(f"EFI memory map ({doc['descriptor_size']}-byte descriptors)", doc["descriptors"]))
     out.print(f"usable: {format_size(doc['usable_bytes'])}; "
               f"unaccepted: {format_size(doc['unaccepted_bytes'])}")
 
 
-def _show_unaccepted_table(doc: dict[str, Any], out: Console) -> None:
+def _show_unaccepted_table(doc: dict[str, Any], out: _Printer) -> None:
     out.print(_summary([
         ("version", str(doc["version"])),
         ("unit size", format_size(doc["unit_size"])),
@@ -176,14 +194,27 @@ def _show_unaccepted_table(doc: dict[str, Any], out: Console) -> None:
         out.print(_range_table("Unaccepted ranges", doc["unaccepted_ranges"], label=""))
 
 
-def _show_hob_list(doc: dict[str, Any], out: Console) -> None:
+def _show_hob_list(doc: dict[str, Any], out: _Printer) -> None:
     rows = [r | {"type": r["type"].removeprefix("EFI_RESOURCE_")} for r in doc["resources"]]
     out.print(_range_table("Resource descriptor HOBs", rows))
     out.print(f"system memory: {format_size(doc['system_memory_bytes'])}; "
               f"unaccepted: {format_size(doc['unaccepted_bytes'])}; other HOBs: {len(doc['other_hobs'])}")
 
 
-_RENDERERS: dict[str, Callable[[dict[str, Any], Console], None]] = {
+class _Printer:
+    """The console, which writes the lines of a :class:`_PlainRanges` itself."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def print(self, what: object) -> None:
+        if isinstance(what, _PlainRanges):
+            what.write(self.console.file)
+        else:
+            self.console.print(what)
+
+
+_RENDERERS: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "firmware": _show_firmware,
     "dmesg": _show_dmesg,
     "e820": _show_e820,
@@ -226,9 +257,13 @@ def _warnings(docs: list[dict[str, Any]]) -> list[str]:
 @click.option("--boot", type=int, default=None, callback=_check_boot, metavar="N",
               help="Kernel logs holding several boots: which one, from 1 (negative: from the end; default: the last).")
 @click.option("--json", "as_json", is_flag=True, help='Print one JSON document: {"files": [...]}.')
-def inspect_cmd(paths: tuple[str, ...], kind: str | None, boot: int | None, as_json: bool) -> None:
+@click.option("--all", "show_all", is_flag=True,
+              help=f"Show every entry of every list (ranges, map entries); by default {LIST_LIMIT} each, "
+                   "and a note says how many there are.")
+def inspect_cmd(paths: tuple[str, ...], kind: str | None, boot: int | None, as_json: bool, show_all: bool) -> None:
     """Read firmware images, kernel logs, /proc/meminfo, /proc/vmstat and binary dumps."""
-    docs = [inspect_file(p, kind, boot=-1 if boot is None else boot) for p in paths]  # errors before any output
+    every: dict[str, Any] = {"limit": None} if show_all else {}  # inspect_file shows LIST_LIMIT by default
+    docs = [inspect_file(p, kind, boot=-1 if boot is None else boot, **every) for p in paths]  # errors before output
     checks = cross_checks(docs)
     for line in _warnings(docs):
         click.echo(line, err=True)
@@ -241,7 +276,9 @@ def inspect_cmd(paths: tuple[str, ...], kind: str | None, boot: int | None, as_j
     console = make_console()
     for doc in docs:
         console.rule(f"{safe(doc['path'])}  [dim]({doc['kind']}, {doc['size_bytes']} bytes)[/dim]")
-        _RENDERERS[doc["kind"]](doc, console)
+        _RENDERERS[doc["kind"]](doc, _Printer(console))
+        for key, total in doc.get("truncated", {}).items():
+            console.print(f"{key}: the first {LIST_LIMIT} of {total:,} shown (--all shows every one)")
     for c in checks:
         verdict = "consistent" if c["consistent"] else "DIFFERENT (read at different moments?)"
         console.print(f"Unaccepted: {c['unaccepted_kb']} kB vs nr_unaccepted {c['nr_unaccepted']} pages "
