@@ -8,15 +8,24 @@ line and no partial output.  Everything shown that came from a file goes through
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ..base.units import format_size
 from ..presentation.console import json_text, make_console, plain, safe
 from ..presentation.inspect import E820_BINARY_LIMIT, KINDS, LIST_LIMIT, SIZE_LIMITS, cross_checks, inspect_file
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+
+def _table(*args: Any, **kwargs: Any) -> Table:
+    """A rich table (rich is imported only for output as tables, not for ``--json``)."""
+    from rich.table import Table
+
+    return Table(*args, **kwargs)
 
 
 def _hex(value: int | None) -> str:
@@ -47,7 +56,7 @@ def _range_table(title: str, rows: list[dict[str, Any]], label: str = "type") ->
     any real one, which only ``--all`` shows)."""
     if len(rows) > LIST_LIMIT:
         return _PlainRanges(title, rows, label)
-    t = Table(title=title, title_justify="left")
+    t = _table(title=title, title_justify="left")
     t.add_column("start", justify="right", no_wrap=True)
     t.add_column("end (excl.)", justify="right", no_wrap=True)
     t.add_column("size", justify="right", no_wrap=True)
@@ -58,7 +67,7 @@ def _range_table(title: str, rows: list[dict[str, Any]], label: str = "type") ->
 
 
 def _summary(pairs: list[tuple[str, str]], title: str) -> Table:
-    t = Table(title=title, title_justify="left", show_header=False)
+    t = _table(title=title, title_justify="left", show_header=False)
     t.add_column("what", style="bold")
     t.add_column("value")
     for k, v in pairs:
@@ -75,7 +84,7 @@ def _show_firmware(doc: dict[str, Any], out: _Printer) -> None:
         names = ", ".join(e["name"] or e["guid"] for e in doc["ovmf_table"])
         out.print(f"OVMF image without TDX metadata (GUIDed table: {safe(names)})")
         return
-    t = Table(title=f"TDVF sections (descriptor at {td['descriptor_offset']:#x})", title_justify="left")
+    t = _table(title=f"TDVF sections (descriptor at {td['descriptor_offset']:#x})", title_justify="left")
     columns = ("#", "type", "data offset", "raw size", "memory start", "memory end (excl.)", "size",
                "attributes")
     for col in columns:
@@ -145,7 +154,7 @@ def _show_meminfo(doc: dict[str, Any], out: _Printer) -> None:
         ("MemAvailable", _size(s["mem_available_bytes"])),
         ("Unaccepted", _size(s["unaccepted_bytes"]) + ("" if frac is None else f" ({frac:.1%} of MemTotal)")),
     ], "/proc/meminfo"))
-    t = Table(title="All fields", title_justify="left")
+    t = _table(title="All fields", title_justify="left")
     t.add_column("field")
     t.add_column("value", justify="right")
     t.add_column("unit")
@@ -156,7 +165,7 @@ def _show_meminfo(doc: dict[str, Any], out: _Printer) -> None:
 
 
 def _show_node_meminfo(doc: dict[str, Any], out: _Printer) -> None:
-    t = Table(title="Node meminfo", title_justify="left")
+    t = _table(title="Node meminfo", title_justify="left")
     for col in ("node", "MemTotal", "MemFree", "Unaccepted"):
         t.add_column(col, justify="right")
     for n in doc["nodes"]:
