@@ -396,8 +396,14 @@ class PageAllocator:
             n = min(want, zone.chunks_on_list())
             if not self._early_pages_before_later_chunks(zone, n):
                 return 0
-            for _ in range(n):  # one acceptance each, recorded as the allocations make them
-                self.accept_chunks(zone, 1, actor=actor, vcpu=vcpu, reason="zero-watermark")
+            done = 0
+            try:
+                for _ in range(n):  # one acceptance each, recorded as the allocations make them
+                    self.accept_chunks(zone, 1, actor=actor, vcpu=vcpu, reason="zero-watermark")
+                    done += 1
+            finally:  # an acceptance that fails leaves the pages of the allocations before it taken
+                if done < n:
+                    self._take(zone, done)
         if n <= 0:
             return 0
         got.extend(self._take(zone, n))
