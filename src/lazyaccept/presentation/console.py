@@ -16,11 +16,13 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..base.errors import OutputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 #: Width used when output goes to a pipe or a file, where rich would assume 80 columns and
 #: squeeze the tables.
@@ -33,8 +35,23 @@ def make_console(stderr: bool = False) -> Console:
     Emoji codes are off: ``:name:`` in a file's text must stay as typed.  ``stderr``: print to
     standard error (when standard output carries something else, an image say).
     """
+    from rich.console import Console  # rich is imported by the commands that print through it
+
     c = Console(highlight=False, emoji=False, stderr=stderr)
     return c if c.is_terminal else Console(highlight=False, emoji=False, width=PIPE_WIDTH, stderr=stderr)
+
+
+def table(*args: Any, **kwargs: Any) -> Table:
+    """A rich table (rich is imported only for output as tables, not for ``--json``)."""
+    from rich.table import Table
+
+    return Table(*args, **kwargs)
+
+
+class Printer(Protocol):
+    """Where a view prints: a :class:`~rich.console.Console`, or a command's wrapper of one."""
+
+    def print(self, what: object, /) -> None: ...
 
 
 # -- text from files --------------------------------------------------------------------------
@@ -60,6 +77,8 @@ def plain(value: object) -> str:
 
 def safe(value: object) -> str:
     """``value`` ready to be put into rich markup: :func:`plain`, then markup escaped."""
+    from rich.markup import escape
+
     return escape(plain(value))
 
 

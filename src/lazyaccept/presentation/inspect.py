@@ -29,6 +29,7 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from ..base.choices import InspectKind
@@ -48,10 +49,15 @@ from ..formats.efi_memmap import (
 )
 from ..formats.hob import HobList, RawHob, hob_type_name, parse_hob_list, resource_attribute_names
 from ..formats.igvm import looks_like_igvm
-from ..formats.unaccepted import HEADER_SIZE, parse_unaccepted_table
+from ..formats.unaccepted_bitmap import HEADER_SIZE, bitmap_runs, count_bits_and_runs, parse_header
 from .inspect_firmware import LaunchOptions, firmware_verdict_doc, igvm_doc
 
-__all__ = ["KINDS", "SIZE_LIMITS", "E820_BINARY_LIMIT", "detect_kind", "inspect_file", "cross_checks"]
+__all__ = ["KINDS", "SIZE_LIMITS", "E820_BINARY_LIMIT", "LIST_LIMIT", "detect_kind", "inspect_file", "cross_checks"]
+
+#: Entries of a document's list shown unless all are asked for (``inspect --all``); real
+#: artefacts have far fewer (an EFI memory map some hundreds), damaged or made-up ones can have
+#: millions.  A list cut short is named in the document's ``truncated`` (key -> full length).
+LIST_LIMIT = 1000
 
 _TEXT_LOG = (256 * MiB, "kernel logs")
 
@@ -221,6 +227,34 @@ def _range(start: int, end: int) -> dict[str, int]:
     return {"start": start, "end": end, "size": end - start}
 
 
+def _shown(items: list[Any], limit: int | None, key: str, truncated: dict[str, int]) -> list[Any]:
+    """The first ``limit`` of ``items`` (all with ``None``); a cut is noted in ``truncated``."""
+    if limit is None or len(items) <= limit:
+        return items
+    truncated[key] = len(items)
+    return items[:limit]
+
+
+def _bounded(body: dict[str, Any], limit: int | None, truncated: dict[str, int], prefix: str = "") -> dict[str, Any]:
+    """``body`` with every list in it cut to ``limit`` entries, and what was cut under ``truncated``.
+
+    Lists inside objects, and inside the objects of lists, are cut too; their keys in
+    ``truncated`` are dotted paths (``tdvf.sections``, ``platforms.0.loaded_ranges``).
+    """
+    for key, value in body.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, list):
+            body[key] = value = _shown(value, limit, name, truncated)
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    _bounded(item, limit, truncated, f"{name}.{i}.")
+        elif isinstance(value, dict):
+            _bounded(value, limit, truncated, f"{name}.")
+    if truncated and not prefix:
+        body["truncated"] = truncated
+    return body
+
+
 def _times_kib(kb: int | None) -> int | None:
     return None if kb is None else kb * KiB
 
@@ -301,8 +335,9 @@ def _doc_firmware(data: bytes) -> dict[str, Any]:
     return doc
 
 
-def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int) -> dict[str, Any]:
+def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int, limit: int | None = None) -> dict[str, Any]:
     info = kt.select_boot(boots, boot)
+    cut: dict[str, int] = {}
     efi = [(d.type if d.type is not None else -1, d.start, d.end, d.attribute) for d in info.efi_memmap]
     if info.e820:
         usable, usable_from = info.e820_total("usable"), "e820"
@@ -318,7 +353,7 @@ def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int) -> dict[str, Any]:
         "memory_encryption_active": info.memory_encryption_active,
         "encryption_features": info.encryption_features,
         "sev_status": info.sev_status,
-        "e820": [_range(a, b) | {"type": t} for a, b, t in info.e820],
+        "e820": [_range(a, b) | {"type": t} for a, b, t in _shown(info.e820, limit, "e820", cut)],
         "efi_memmap": [
             {
                 "index": d.index,
@@ -329,13 +364,13 @@ def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int) -> dict[str, Any]:
                 "size_mb": d.size_mb,
             }
             | _range(d.start, d.end)
-            for d in info.efi_memmap
+            for d in _shown(info.efi_memmap, limit, "efi_memmap", cut)
         ],
         "zones": [
             {"name": name, "start": r[0] if r else None, "end": r[1] if r else None, "empty": r is None}
             for name, r in info.zones.items()
         ],
-        "node_ranges": [{"node": n} | _range(a, b) for n, a, b in info.node_ranges],
+        "node_ranges": [{"node": n} | _range(a, b) for n, a, b in _shown(info.node_ranges, limit, "node_ranges", cut)],
         "cpus": {"allowed": info.cpus_allowed, "hotplug": info.cpus_hotplug, "brought_up": info.cpus_brought_up,
                  "nr_cpu_ids": info.nr_cpu_ids},
         "command_line": info.command_line,
@@ -349,7 +384,7 @@ def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int) -> dict[str, Any]:
         },
         "tdx_host": (
             {
-                "cmrs": [_range(a, b) for a, b in info.tdx_host_cmrs],
+                "cmrs": [_range(a, b) for a, b in _shown(info.tdx_host_cmrs, limit, "tdx_host.cmrs", cut)],
                 "pamt_bytes": info.tdx_host_pamt_kb * KiB if info.tdx_host_pamt_kb is not None else None,
             }
             if info.tdx_host_cmrs or info.tdx_host_pamt_kb is not None
@@ -360,31 +395,34 @@ def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int) -> dict[str, Any]:
         "lines_parsed": info.lines_parsed,
         "lines_ignored": info.lines_ignored,
         "partial_last_line": info.partial_last_line,
-    }
+    } | ({"truncated": cut} if cut else {})
 
 
-def _doc_e820_entries(entries: list[tuple[int, int, str]]) -> dict[str, Any]:
+def _doc_e820_entries(entries: list[tuple[int, int, str]], limit: int | None = None) -> dict[str, Any]:
     by_type: dict[str, int] = {}
     for a, b, t in entries:
         by_type[t] = by_type.get(t, 0) + (b - a)
+    cut: dict[str, int] = {}
     return {
-        "entries": [_range(a, b) | {"type": t} for a, b, t in entries],
+        "entries": [_range(a, b) | {"type": t} for a, b, t in _shown(entries, limit, "entries", cut)],
         "bytes_by_type": by_type,
         "usable_bytes": by_type.get("usable", 0),
-    }
+    } | ({"truncated": cut} if cut else {})
 
 
-def _doc_e820(data: bytes, text: str | None, boots: list[kt.DmesgInfo] | None, boot: int) -> dict[str, Any]:
+def _doc_e820(
+    data: bytes, text: str | None, boots: list[kt.DmesgInfo] | None, boot: int, limit: int | None = None
+) -> dict[str, Any]:
     if text is not None:
         info = kt.select_boot(boots if boots is not None else kt.parse_dmesg_boots(text), boot)
         if not info.e820:
             raise FormatError("no BIOS-e820 lines")
-        return {"format": "text"} | _doc_e820_entries(info.e820)
+        return {"format": "text"} | _doc_e820_entries(info.e820, limit)
     entries = parse_e820_table(data)
     if not entries:
         raise FormatError("empty e820 table")
     named = [(e.addr, e.end, e820_type_name(e.type)) for e in entries]
-    return {"format": "binary"} | _doc_e820_entries(named)
+    return {"format": "binary"} | _doc_e820_entries(named, limit)
 
 
 def _doc_meminfo(text: str) -> dict[str, Any]:
@@ -460,21 +498,26 @@ def _doc_efi_memmap(data: bytes) -> dict[str, Any]:
     }
 
 
-def _doc_unaccepted_table(data: bytes) -> dict[str, Any]:
-    t = parse_unaccepted_table(data)
-    ranges = t.unaccepted_ranges()
+def _doc_unaccepted_table(data: bytes, limit: int | None = None) -> dict[str, Any]:
+    """Read in pieces: time linear in the bitmap, memory bounded by one piece and the runs shown."""
+    t = parse_header(data)
+    bitmap = memoryview(data)[HEADER_SIZE : HEADER_SIZE + t.size]
+    units_set, runs = count_bits_and_runs(bitmap)
+    base, unit = t.phys_base, t.unit_size
+    shown = runs if limit is None else min(runs, limit)
+    ranges = [_range(base + a * unit, base + b * unit) for a, b in islice(bitmap_runs(bitmap), shown)]
     return {
         "version": t.version,
-        "unit_size": t.unit_size,
-        "phys_base": t.phys_base,
+        "unit_size": unit,
+        "phys_base": base,
         "bitmap_bytes": t.size,
         "max_addr": t.max_addr,
         "units": t.size * 8,
-        "units_unaccepted": t.unaccepted_bytes() // t.unit_size,
-        "unaccepted_ranges": [_range(a, b) for a, b in ranges],
-        "unaccepted_bytes": t.unaccepted_bytes(),
+        "units_unaccepted": units_set,
+        "unaccepted_ranges": ranges,
+        "unaccepted_bytes": units_set * unit,
         "trailing_bytes": len(data) - HEADER_SIZE - t.size,
-    }
+    } | ({"truncated": {"unaccepted_ranges": runs}} if shown < runs else {})
 
 
 def _doc_hob_list(data: bytes) -> dict[str, Any]:
@@ -556,13 +599,18 @@ def _check_size(path: str | os.PathLike[str], kind: str, size: int, binary: bool
 
 
 def inspect_file(
-    path: str | os.PathLike[str], kind: str | None = None, boot: int = -1, launch: LaunchOptions | None = None
+    path: str | os.PathLike[str],
+    kind: str | None = None,
+    boot: int = -1,
+    launch: LaunchOptions | None = None,
+    limit: int | None = LIST_LIMIT,
 ) -> dict[str, Any]:
     """Read ``path`` and describe it; ``kind`` forces the kind (see :data:`KINDS`).
 
     ``boot`` picks one boot of a kernel log that holds several (from 1; negative from the end;
     default the last); other kinds ignore it.  ``launch``: the launch a firmware image's SNP
-    digest is computed for (default one QEMU vCPU of type EPYC-v4).
+    digest is computed for (default one QEMU vCPU of type EPYC-v4).  ``limit``: the entries of
+    each list shown (:data:`LIST_LIMIT`; ``None`` for all).
     """
     if kind is not None and kind not in KINDS:
         raise FormatError(f"{path}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
@@ -577,18 +625,21 @@ def inspect_file(
             kind, boots = _detect(path, data, text)
         _check_size(path, kind, size, text is None)
         if kind == "e820":
-            body = _doc_e820(data, text, boots, boot)
+            body = _doc_e820(data, text, boots, boot, limit)
         elif kind in _TEXT_KINDS:
             if text is None:
                 raise FormatError(f"binary data, not a {kind} text")
             if kind == "dmesg":
-                body = _doc_dmesg(boots if boots is not None else kt.parse_dmesg_boots(text), boot)
+                body = _doc_dmesg(boots if boots is not None else kt.parse_dmesg_boots(text), boot, limit)
             else:
                 body = _TEXT_BUILDERS[kind](text)
+        elif kind == "unaccepted-table":
+            body = _doc_unaccepted_table(data, limit)
         else:
             body = _BINARY_BUILDERS[kind](data)
             if kind == "firmware":
                 body |= firmware_verdict_doc(data, launch or LaunchOptions())
+            body = _bounded(body, limit, {})
     except FormatError as exc:
         msg = str(exc)
         # Parsers already name their format ("meminfo: line 2: ..."); do not say it twice.

@@ -9,9 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from ..base.choices import Tee
 from ..base.errors import ConfigError, FormatError
 from ..base.units import format_size
@@ -21,7 +18,7 @@ from ..firmware.snp_digest import Vmm, snp_launch_digest
 from ..firmware.verdict import Acceptance, FirmwareVerdict, analyse_firmware
 from ..formats import igvm as igvm_fmt
 from ..formats import tdvf
-from .console import safe
+from .console import Printer, safe, table
 
 __all__ = ["LaunchOptions", "firmware_verdict_doc", "igvm_doc", "show_verdict", "show_igvm"]
 
@@ -157,10 +154,15 @@ def igvm_doc(data: bytes) -> dict[str, Any]:
 # -- console views -------------------------------------------------------------------------------
 
 
-def show_verdict(doc: dict[str, Any], out: Console) -> None:
+def _length(doc: dict[str, Any], key: str, shown: list[Any]) -> int:
+    """The full length of the list ``shown`` at the (dotted) ``key`` of ``doc``, which may have been cut."""
+    return int(doc.get("truncated", {}).get(key, len(shown)))
+
+
+def show_verdict(doc: dict[str, Any], out: Printer) -> None:
     """The verdict, its evidence and the measurements, under the TDVF tables."""
     out.print("[bold]This image:[/bold] " + safe(verdict_summary(doc)))
-    t = Table(title="How this image accepts memory", title_justify="left")
+    t = table(title="How this image accepts memory", title_justify="left")
     t.add_column("platform", no_wrap=True)
     t.add_column("verdict")
     t.add_column("boot --firmware-accept", no_wrap=True)
@@ -177,7 +179,7 @@ def show_verdict(doc: dict[str, Any], out: Console) -> None:
     known = doc["known_build"]
     build = f"{known['source']}, {known['upstream']} ({known['file']})" if known else "not a build on record"
     out.print(f"Build: {safe(build)}; sha256 {doc['sha256']}")
-    out.print(f"Firmware volumes: {doc['volumes']}, modules: {len(doc['modules'])}"
+    out.print(f"Firmware volumes: {doc['volumes']}, modules: {_length(doc, 'modules', doc['modules'])}"
               + (f"; not opened: {safe('; '.join(doc['unopened_sections']))}" if doc["unopened_sections"] else ""))
     m = doc["measurements"]
     if m["tdx_mrtd"]:
@@ -216,13 +218,13 @@ def verdict_summary(doc: dict[str, Any]) -> str:
     return "; ".join(parts) or "launches on neither TDX nor SEV-SNP"
 
 
-def show_igvm(doc: dict[str, Any], out: Console) -> None:
+def show_igvm(doc: dict[str, Any], out: Printer) -> None:
     """An IGVM file: its headers by type, and what loading it does per platform."""
     counts = ", ".join(f"{k} x{v}" for k, v in doc["header_counts"].items())
     out.print(f"IGVM format version {doc['format_version']}; header checksum "
               f"{'ok' if doc['checksum_ok'] else 'WRONG'}; headers: {safe(counts)}")
-    for p in doc["platforms"]:
-        t = Table(title=f"Loading on {p['platform']} (compatibility mask {p['compatibility_mask']:#x})",
+    for i, p in enumerate(doc["platforms"]):
+        t = table(title=f"Loading on {p['platform']} (compatibility mask {p['compatibility_mask']:#x})",
                   title_justify="left", show_header=False)
         t.add_column("what", style="bold")
         t.add_column("value")
@@ -234,7 +236,7 @@ def show_igvm(doc: dict[str, Any], out: Console) -> None:
         t.add_row("VP contexts", str(p["vp_contexts"]))
         t.add_row("required memory", format_size(p["required_bytes"]))
         ranges = ", ".join(f"[{r['start']:#x}, {r['end']:#x})" for r in p["loaded_ranges"][:8])
-        more = len(p["loaded_ranges"]) - 8
+        more = _length(doc, f"platforms.{i}.loaded_ranges", p["loaded_ranges"]) - 8
         t.add_row("loaded ranges", (ranges or "-") + (f" and {more} more" if more > 0 else ""))
         t.add_row("parameters", ", ".join(f"{x['type']} (area {x['area']})" for x in p["parameters"]) or "-")
         t.add_row("rest of memory", safe(p["rest_of_memory"]))
