@@ -83,6 +83,7 @@ class InspectKind(StrEnum):
     EFI_MEMMAP = "efi-memmap"
     UNACCEPTED_TABLE = "unaccepted-table"
     HOB_LIST = "hob-list"
+    HOST_TRACE = "host-trace"
 
 
 class FirmwareAcceptMode(StrEnum):

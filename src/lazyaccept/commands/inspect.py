@@ -183,6 +183,27 @@ def _show_hob_list(doc: dict[str, Any], out: Console) -> None:
               f"unaccepted: {format_size(doc['unaccepted_bytes'])}; other HOBs: {len(doc['other_hobs'])}")
 
 
+def _show_host_trace(doc: dict[str, Any], out: Console) -> None:
+    t = doc["totals"]
+    secs = (doc["active_end_ns"] - doc["active_start_ns"]) / 1e9
+    out.print(_summary([
+        ("platform", doc["platform"] or "not said"),
+        ("intervals", f"{doc['intervals']} of {doc['interval_ms']} ms; guest active for {secs:.2f} s"),
+        ("TD entries", f"{t['enter']} ({t['enter_ns'] / 1e9:.3f} s)"),
+        ("TDH.MEM.PAGE.AUG", f"{t['aug']} ({t['aug_ns'] / 1e9:.3f} s)"),
+        ("faults on guest memory", str(t["fault"])),
+        ("SNP page-state changes", f"{t['psc']} GHCB ({t['psc_ns'] / 1e9:.3f} s), {t['psc_msr']} MSR"),
+        ("RMP updates", f"{t['rmpupdate']} ({t['rmpupdate_ns'] / 1e9:.3f} s)"),
+    ], "Host trace"))
+    if doc["exits"]:
+        table = Table(title="Exits by reason")
+        table.add_column("reason")
+        table.add_column("count", justify="right")
+        for e in doc["exits"]:
+            table.add_row(e["name"], f"{e['count']:,}")
+        out.print(table)
+
+
 _RENDERERS: dict[str, Callable[[dict[str, Any], Console], None]] = {
     "firmware": _show_firmware,
     "dmesg": _show_dmesg,
@@ -193,6 +214,7 @@ _RENDERERS: dict[str, Callable[[dict[str, Any], Console], None]] = {
     "efi-memmap": _show_efi_memmap,
     "unaccepted-table": _show_unaccepted_table,
     "hob-list": _show_hob_list,
+    "host-trace": _show_host_trace,
 }
 
 

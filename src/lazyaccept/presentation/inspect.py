@@ -18,6 +18,7 @@ The limits, each far above what a real artefact needs:
   1 PiB of address space (a 64 TiB guest, the model's largest, needs 4 MiB).
 * HOB lists: 16 MiB (QEMU's TD HOB fits in OVMF's 8 KiB TD_HOB section).
 * binary e820 tables: 1 MiB (20-byte entries; the kernel keeps at most 128 + 3 * 1024).
+* host traces: 1 GiB (about 200 bytes per 100 ms interval: years of tracing).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from ..formats.efi_memmap import (
     attribute_names,
     parse_memory_map,
 )
+from ..formats import host_trace as ht
 from ..formats.hob import HobList, RawHob, hob_type_name, parse_hob_list, resource_attribute_names
 from ..formats.unaccepted import HEADER_SIZE, parse_unaccepted_table
 
@@ -74,6 +76,7 @@ KIND_SPECS: dict[InspectKind, KindSpec] = {
     InspectKind.EFI_MEMMAP: KindSpec((16 * MiB, "EFI memory maps"), text=False),
     InspectKind.UNACCEPTED_TABLE: KindSpec((64 * MiB + HEADER_SIZE, "unaccepted-memory tables"), text=False),
     InspectKind.HOB_LIST: KindSpec((16 * MiB, "HOB lists"), text=False),
+    InspectKind.HOST_TRACE: KindSpec((1024 * MiB, "host traces"), text=True),
 }
 #: Every kind ``inspect`` knows, in the order ``--kind`` lists them.
 KINDS = tuple(k.value for k in InspectKind)
@@ -159,6 +162,8 @@ def _strong_kinds(data: bytes, text: str | None) -> list[str]:
                 kinds.append("unaccepted-table")
         return kinds
     first = _first_line(text)
+    if re.search(rf"(?m)^{ht.MAGIC} ", text[:65536]):
+        return ["host-trace"]
     if re.match(r"Node [0-9]+ \S+:", first):
         return ["node-meminfo"]
     if re.search(r"(?m)^MemTotal:", text):
@@ -417,6 +422,22 @@ def _doc_vmstat(text: str) -> dict[str, Any]:
     }
 
 
+def _doc_host_trace(text: str) -> dict[str, Any]:
+    trace = ht.parse_host_trace(text)
+    start, end = trace.span_ns()
+    return {
+        "interval_ms": trace.interval_ms,
+        "pid": trace.pid,
+        "platform": trace.platform,
+        "intervals": len(trace.intervals),
+        "active_start_ns": start,
+        "active_end_ns": end,
+        "exits": [{"reason": r, "name": ht.exit_name(trace.platform, r), "count": n} for r, n in trace.exits().items()],
+        "totals": {c.value: trace.total(c) for c in ht.Counter},
+        "unknown_counters": trace.unknown,
+    }
+
+
 def _memmap_stride(data: bytes) -> tuple[int, list[EfiMemoryDescriptor]]:
     """Parse with the stride parse_memory_map() would pick, and say which one it was."""
     problems = []
@@ -520,6 +541,7 @@ _TEXT_BUILDERS: dict[str, Callable[[str], dict[str, Any]]] = {
     "meminfo": _doc_meminfo,
     "node-meminfo": _doc_node_meminfo,
     "vmstat": _doc_vmstat,
+    "host-trace": _doc_host_trace,
 }
 
 
