@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import run_cli
 from lazyaccept.base.choices import Tee
 from lazyaccept.base.errors import FormatError
 from lazyaccept.base.record import AcceptEvent, ConvertEvent
@@ -17,8 +18,6 @@ from lazyaccept.scenario.config import GuestRequest
 from lazyaccept.sim.host_trace import model_host_trace
 from lazyaccept.sim.profile import load_profile
 from lazyaccept.sim.run import resolve, run
-
-from cli_helpers import run_cli
 
 SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "lazyaccept-host.bt"
 

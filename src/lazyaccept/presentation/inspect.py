@@ -35,6 +35,7 @@ from ..base.choices import InspectKind
 from ..base.errors import FormatError
 from ..base.fileio import HEAD_SIZE, open_input
 from ..base.units import PAGE_SIZE, KiB, MiB, format_size
+from ..formats import host_trace as ht
 from ..formats import kernel_text as kt
 from ..formats import tdvf
 from ..formats.e820 import E820_TYPE_RAM, e820_type_name, efi_type_to_e820, parse_e820_table
@@ -46,7 +47,6 @@ from ..formats.efi_memmap import (
     attribute_names,
     parse_memory_map,
 )
-from ..formats import host_trace as ht
 from ..formats.hob import HobList, RawHob, hob_type_name, parse_hob_list, resource_attribute_names
 from ..formats.unaccepted import HEADER_SIZE, parse_unaccepted_table
 
