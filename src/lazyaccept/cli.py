@@ -121,3 +121,6 @@ cli.add_command(check_cmd)
 from .commands.status import status_cmd  # noqa: E402
 
 cli.add_command(status_cmd)
+from .commands.drain import drain_cmd  # noqa: E402
+
+cli.add_command(drain_cmd)
