@@ -124,3 +124,6 @@ cli.add_command(status_cmd)
 from .commands.drain import drain_cmd  # noqa: E402
 
 cli.add_command(drain_cmd)
+from .commands.attribute import attribute_cmd  # noqa: E402
+
+cli.add_command(attribute_cmd)
