@@ -84,8 +84,6 @@ _WORK_MECHANISM = {
 #: The host's clock must exceed the guest's by this much (and this share) to say the guest lost time:
 #: a trace's intervals are 100 ms, and firmware's own start is not in a log.
 LOST_MIN_S = 0.3
-#: A milestone anchors the host's clock only after this many new faults on guest memory.
-ANCHOR_MIN_FAULTS = 1000
 #: A segment's difference for a mechanism is named from this size on (a log stamps microseconds).
 DIFF_NOTED_S = 1e-5
 LOST_MIN_SHARE = 0.05
@@ -312,14 +310,6 @@ def _cumulative(trace: HostTrace, platform: str) -> list[tuple[float, float]]:
     return out
 
 
-def _time_at(points: list[tuple[float, float]], n: float) -> float | None:
-    """The first instant the count reaches ``n`` (linear inside an interval)."""
-    for (t0, c0), (t1, c1) in zip(points, points[1:], strict=False):
-        if c1 >= n and c1 > c0:
-            return t0 + (t1 - t0) * max(0.0, n - c0) / (c1 - c0)
-    return None
-
-
 def _count_at(points: list[tuple[float, float]], t: float) -> float:
     for (t0, c0), (t1, c1) in zip(points, points[1:], strict=False):
         if t0 <= t <= t1:
@@ -327,37 +317,61 @@ def _count_at(points: list[tuple[float, float]], t: float) -> float:
     return points[-1][1] if points else 0.0
 
 
+def _plateau(points: list[tuple[float, float]], n: float) -> tuple[float, float] | None:
+    """When the count first reaches ``n`` (linear inside an interval) and when it first passes it:
+    the stretch with exactly ``n`` faults counted (one instant inside a burst)."""
+    first = None
+    for (t0, c0), (t1, c1) in zip(points, points[1:], strict=False):
+        if first is None and c1 >= n and c1 > c0:
+            first = t0 + (t1 - t0) * max(0.0, n - c0) / (c1 - c0)
+        if first is not None and c1 > n:
+            passed = t0 + (t1 - t0) * max(0.0, n - c0) / (c1 - c0) if c0 <= n else t0
+            return first, max(first, passed)
+    if first is None:
+        return None
+    return first, math.inf  # no fault after: the stretch runs to the end
+
+
+def _host_time(host: list[tuple[float, float]], model: list[tuple[float, float]], model_t: float) -> float | None:
+    """Where on the host's clock the instant ``model_t`` of the model falls: on the model's trace it
+    has some count of faults; the host's trace has the same count over a stretch, and the instant
+    sits in it as far in (in proportion) as in the model's stretch.  Open-ended stretches (no fault
+    after) keep the model's distance from their start."""
+    n = _count_at(model, model_t)
+    if n <= 0:
+        return None
+    pm, ph = _plateau(model, n), _plateau(host, n)
+    if pm is None or ph is None:
+        return None
+    (am, bm), (ah, bh) = pm, ph
+    if math.isinf(bm) or math.isinf(bh) or bm <= am:
+        return ah + max(0.0, model_t - am)
+    return ah + (model_t - am) * (bh - ah) / (bm - am)
+
+
 def _lost_clock(trace: HostTrace, model: HostTrace, segments: list[Segment], platform: str
                 ) -> list[tuple[Segment, float, str]]:
     """Stretches of the boot where the host's clock ran longer than the guest's.
 
-    Each milestone is placed on the host's clock where the trace has counted as many faults on
-    guest memory as the model has by then (milestones with fewer than :data:`ANCHOR_MIN_FAULTS` new
-    faults since the last anchor are not anchors).  Between two anchors, the host's stretch less
-    the model's (both read the same way off their traces) is what the boot took longer on the host;
-    what the log itself shows longer than the model is taken out, and the rest, past
+    Each milestone is placed on the host's clock by the faults on guest memory counted so far
+    (:func:`_host_time`); between two placed milestones, the host's stretch less the log's, past
     :data:`LOST_MIN_S` and :data:`LOST_MIN_SHARE`, is time the guest's clock did not count."""
     host, mod = _cumulative(trace, platform), _cumulative(model, platform)
-    if not host or host[-1][1] <= 0 or mod[-1][1] <= 0:
+    if not segments or not host or host[-1][1] <= 0 or mod[-1][1] <= 0:
         return []
-    marks = [(segments[0], segments[0].model_start, segments[0].log_start)] if segments else []
-    marks += [(seg, seg.model_end, seg.log_end) for seg in segments]
+    marks = [(segments[0].model_start, segments[0].log_start, segments[0].start_key)]
+    marks += [(seg.model_end, seg.log_end, seg.end_key) for seg in segments]
     anchors = []
-    last = -math.inf
-    for seg, model_t, log_t in marks:
-        n = _count_at(mod, model_t)
-        if n - last >= ANCHOR_MIN_FAULTS:
-            h, m = _time_at(host, n), _time_at(mod, n)
-            if h is not None and m is not None:
-                anchors.append((seg, model_t, log_t, h, m))
-                last = n
+    for model_t, log_t, key in marks:
+        h = _host_time(host, mod, model_t)
+        if h is not None:
+            anchors.append((model_t, log_t, h, key))
     out = []
-    for (seg0, m0, l0, h0, f0), (seg1, m1, l1, h1, f1) in zip(anchors, anchors[1:], strict=False):
-        extra = (h1 - h0) - (f1 - f0) - ((l1 - l0) - (m1 - m0))
+    for (m0, l0, h0, k0), (_, l1, h1, k1) in zip(anchors, anchors[1:], strict=False):
+        extra = (h1 - h0) - (l1 - l0)
         if extra > max(LOST_MIN_S, LOST_MIN_SHARE * (l1 - l0)):
             first = next(s for s in segments if s.model_start >= m0 - 1e-12)
-            key0 = seg0.start_key if m0 == seg0.model_start and seg0 is segments[0] else seg0.end_key
-            out.append((first, extra, f"{key0}..{seg1.end_key}"))
+            out.append((first, extra, f"{k0}..{k1}"))
     return out
 
 
