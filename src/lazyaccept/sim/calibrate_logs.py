@@ -279,11 +279,11 @@ def fit_logs(profile: CostProfile, boots: list[LogBoot]) -> LogFitResult:
     loose = [r.key for r, u, w in zip(free, unc, why, strict=True) if w is None and u > UNDETERMINED]
     undetermined = dead + tied + loose
     for r in free:
-        if r.key in dead:
-            fitted[r.key] = r.value  # nothing depends on it here: keep the profile's value
+        if r.key in dead or r.key in loose:
+            fitted[r.key] = r.value  # the boots do not say: keep the profile's value
     fitted = {k: min(max(_round(v), r.lo), r.hi) for (k, v), r in zip(fitted.items(), free, strict=True)}
     labels = ", ".join(dict.fromkeys(b.label for b in boots))
-    changed = {k: v for k, v in fitted.items() if k not in dead}
+    changed = {k: v for k, v in fitted.items() if k not in dead and k not in loose}
     out_profile = profile.with_values(changed, source=f"fitted to the boot logs {labels}") if changed else profile
     params = [FittedParam(r.key, r.unit, r.value, fitted[r.key], r.lo, r.hi, u) for r, u in zip(free, unc, strict=True)]
     if dead:
@@ -293,7 +293,8 @@ def fit_logs(profile: CostProfile, boots: list[LogBoot]) -> LogFitResult:
         warnings.append("cannot determine " + ", ".join(tied) + " each on its own: these boots only fix a "
                         "combination of them (the values written are one of many that fit)")
     if loose:
-        warnings.append("cannot determine " + ", ".join(loose) + f": uncertainty over {UNDETERMINED:.0%}")
+        warnings.append("cannot determine " + ", ".join(loose) + f": uncertainty over {UNDETERMINED:.0%} "
+                        "(kept at the profile's value)")
     if undetermined:
         warnings.append("boots at other sizes and vCPU counts, eager and lazy, separate the parameters")
     for p in params:
