@@ -167,3 +167,31 @@ def test_backs_off_under_memory_pressure(tmp_path):
     agent.stop()
     th.join(5)
     assert not th.is_alive() and agent.held == []
+
+
+def test_the_unit_file_runs_the_agent_with_options_it_has():
+    unit = Path(__file__).resolve().parent.parent / "tools" / "lazyaccept-drain.service"
+    sections: dict[str, dict[str, str]] = {}
+    current = None
+    for line in unit.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+        else:
+            key, _, value = line.partition("=")
+            assert current is not None
+            current[key] = value
+    assert set(sections) == {"Unit", "Service", "Install"}
+    service = sections["Service"]
+    assert service["KillSignal"] == "SIGTERM" and service["RestartPreventExitStatus"] == "2"
+    words = service["ExecStart"].split()
+    assert words[0].endswith("/lazyaccept") and words[1] == "drain"
+    helptext = run_cli("drain", "--help").out
+    for w in words[2:]:
+        if w.startswith("--"):
+            assert w in helptext, w
+    # The options' values are ones the agent takes: a dry run of them refuses only the non-guest.
+    r = run_cli("drain", *words[2:], "--root", str(Path(__file__).parent))
+    assert r.code == 2 and "not a TDX or SEV-SNP guest" in r.err

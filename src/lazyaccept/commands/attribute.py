@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from ..base.choices import AcceptPolicy
-from ..base.errors import ConfigError
+from ..base.errors import ConfigError, FormatError
 from ..base.fileio import STDOUT, read_input
 from ..base.units import parse_size
 from ..formats.host_trace import parse_host_trace
@@ -50,10 +50,8 @@ def attribute_cmd(guest_log: str, host_trace: str | None, memory: str | None, po
         text = read_input(host_trace, limit=TRACE_LIMIT, what="host traces").decode("utf-8", errors="replace")
         try:
             trace = parse_host_trace(text)
-        except ConfigError:
-            raise
-        except Exception as exc:  # FormatError: name the file
-            raise type(exc)(f"{host_trace}: {exc}") from None
+        except FormatError as exc:
+            raise FormatError(f"{host_trace}: {exc}") from None
     if not likeness.log.milestones:
         raise ConfigError(f"{guest_log}: the log time-stamps none of the milestones (Linux version, Memory:, "
                           "smp: ..., Run /init): nothing to line up")

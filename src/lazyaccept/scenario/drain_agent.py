@@ -169,6 +169,7 @@ class DrainAgent:
     stopping: bool = False
     held: list[tuple[int, int]] = field(default_factory=list)
     faulted: int = 0
+    _mem: _Memory | None = field(default=None, init=False, repr=False)
 
     @property
     def held_bytes(self) -> int:
@@ -179,8 +180,10 @@ class DrainAgent:
         self.stopping = True
 
     def release_all(self) -> None:
-        for addr, size in self.held:
-            self._mem.release(addr, size)
+        """Unmap everything held (the pages go back to the guest's free lists, accepted)."""
+        if self._mem is not None:
+            for addr, size in self.held:
+                self._mem.release(addr, size)
         self.held.clear()
 
     def _sleep(self, seconds: float) -> None:

@@ -131,9 +131,10 @@ def find_boots(folder: str) -> list[tuple[Path, Path | None]]:
             if len(files) > MAX_FILES:
                 raise ConfigError(f"--from-logs {folder}: more than {MAX_FILES} files")
     traces = [p for p in files if _is_trace(p)]
-    logs = [p for p in files if p not in traces and p.name in ("dmesg.txt", "dmesg") or
-            (p not in traces and p.suffix in (".txt", ".log", ".json") and p.parent.name != "" and
-             not p.name.startswith(("meminfo", "vmstat", "e820")))]
+    # Dump folders hold e820.txt, meminfo and vmstat beside dmesg.txt: those are not logs.
+    others = ("meminfo", "vmstat", "e820")
+    logs = [p for p in files if p not in traces and not p.name.startswith(others)
+            and (p.name == "dmesg" or p.suffix in (".txt", ".log", ".json"))]
     out = []
     for log in logs:
         near = [t for t in traces if t.parent == log.parent]
