@@ -23,8 +23,8 @@ from ..sim.run import resolve
 from .boot import report_failure
 from .options import check_plot_file, check_stdout_once, guest_options, guest_profile, guest_request, like_options
 
-#: Host traces are read up to this size (~200 bytes per 100 ms interval: weeks of tracing).
-TRACE_LIMIT = 1 << 30
+#: Host traces are read up to this size (as inspect reads them; ~200 bytes per 100 ms interval: days).
+TRACE_LIMIT = 256 << 20
 
 
 @click.command("attribute")

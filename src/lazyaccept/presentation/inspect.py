@@ -18,7 +18,7 @@ The limits, each far above what a real artefact needs:
   1 PiB of address space (a 64 TiB guest, the model's largest, needs 4 MiB).
 * HOB lists: 16 MiB (QEMU's TD HOB fits in OVMF's 8 KiB TD_HOB section).
 * binary e820 tables: 1 MiB (20-byte entries; the kernel keeps at most 128 + 3 * 1024).
-* host traces: 1 GiB (about 200 bytes per 100 ms interval: years of tracing).
+* host traces: 256 MiB (about 200 bytes per 100 ms interval: days of tracing).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ KIND_SPECS: dict[InspectKind, KindSpec] = {
     InspectKind.EFI_MEMMAP: KindSpec((16 * MiB, "EFI memory maps"), text=False),
     InspectKind.UNACCEPTED_TABLE: KindSpec((64 * MiB + HEADER_SIZE, "unaccepted-memory tables"), text=False),
     InspectKind.HOB_LIST: KindSpec((16 * MiB, "HOB lists"), text=False),
-    InspectKind.HOST_TRACE: KindSpec((1024 * MiB, "host traces"), text=True),
+    InspectKind.HOST_TRACE: KindSpec((256 * MiB, "host traces"), text=True),
 }
 #: Every kind ``inspect`` knows, in the order ``--kind`` lists them.
 KINDS = tuple(k.value for k in InspectKind)

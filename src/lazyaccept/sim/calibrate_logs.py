@@ -213,7 +213,7 @@ def read_boots(folder: str, profile: CostProfile) -> tuple[list[LogBoot], list[s
 
 
 def _read_trace(path: Path) -> HostTrace:
-    text = read_input(str(path), limit=1 << 30, what="host traces").decode("utf-8", errors="replace")
+    text = read_input(str(path), limit=256 << 20, what="host traces").decode("utf-8", errors="replace")
     try:
         return parse_host_trace(text)
     except FormatError as exc:
