@@ -38,6 +38,10 @@ def test_a_dump_is_explained_exactly(dump):
             assert abs(r["diff_s"]) < 1e-5, r  # the log's stamps are rounded to the microsecond
             assert r["verdict"] == "as modelled"
     assert rows["firmware accept"]["measured_s"] is None  # before the kernel's clock
+    # Before the watermarks exist, each of the 256 early allocations (BootFootprint.pre_watermark_allocs)
+    # accepts a whole 4 MiB chunk: 256 x 1024 faults on guest memory in the trace, in that stretch.
+    storm = next(s for s in doc["segments"] if s["from"] == "deferred-pages-done")
+    assert storm["host_trace"]["fault_exits"] == 256 * 1024
     assert doc["clock_lost_s"] == 0.0
     # The model's rows add up to its own boot up to "Run /init" (the start of user space), as boot --json says.
     phases = {p["name"]: p for p in boot["phases"]}

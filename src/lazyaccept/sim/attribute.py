@@ -24,6 +24,7 @@ measured by the host, predicted as 0 by the model.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -281,7 +282,14 @@ def attribute(result: BootResult, profile: CostProfile, log_times: dict[str, flo
         start, end = trace.span_ns()
         host_active = (end - start) / 1e9
         offset = start / 1e9 - model_trace.span_ns()[0] / 1e9
-        _add_trace(trace, segments, plat, offset)
+        host_faults, model_faults = _cumulative(trace, plat), _cumulative(model_trace, plat)
+
+        def place(model_t: float) -> float:
+            """The host's instant of a model instant: by the faults counted, else by the first activity."""
+            h = _host_time(host_faults, model_faults, model_t) if host_faults and model_faults else None
+            return model_t + offset if h is None else h
+
+        _add_trace(trace, segments, plat, place)
         for seg, extra, stretch in _lost_clock(trace, model_trace, segments, plat):
             seg.lost_s += extra
             lost += extra
@@ -375,13 +383,13 @@ def _lost_clock(trace: HostTrace, model: HostTrace, segments: list[Segment], pla
     return out
 
 
-def _add_trace(trace: HostTrace, segments: list[Segment], platform: str, offset_s: float) -> None:
-    """Per segment, the trace's tick exits and faults on guest memory (trace time = model time +
-    ``offset_s``; an interval counts where it ends)."""
+def _add_trace(trace: HostTrace, segments: list[Segment], platform: str, place: Callable[[float], float]) -> None:
+    """Per segment, the trace's tick exits and faults on guest memory, its ends placed on the
+    host's clock by ``place`` (an interval counts where it ends)."""
     tick, fault = TICK_EXIT[platform], FAULT_EXIT[platform]
     for seg in segments:
-        lo = round((seg.model_start + offset_s) * 1e9)
-        hi = round((seg.model_end + offset_s) * 1e9)
+        lo = round(place(seg.model_start) * 1e9)
+        hi = round(place(seg.model_end) * 1e9)
         got = trace.between(lo, hi)
         seg.trace = {"tick_exits": sum(i.exits.get(tick, 0) for i in got),
                      "fault_exits": sum(i.exits.get(fault, 0) for i in got),
