@@ -43,6 +43,10 @@ def test_a_dump_is_explained_exactly(dump):
     storm = next(s for s in doc["segments"] if s["from"] == "deferred-pages-done")
     assert storm["host_trace"]["fault_exits"] == 256 * 1024
     assert doc["clock_lost_s"] == 0.0
+    # The dump's trace times each AUG at the profile's host path per page (tdx: 0.6 us): read back.
+    (cost,) = doc["host_costs"]
+    assert (cost["operation"], cost["profile_key"]) == ("TDH.MEM.PAGE.AUG", "host.path_fault_4k")
+    assert cost["trace_us"] == pytest.approx(0.6, rel=1e-3) and cost["profile_us"] == pytest.approx(0.6)
     # The model's rows add up to its own boot up to "Run /init" (the start of user space), as boot --json says.
     phases = {p["name"]: p for p in boot["phases"]}
     assert sum(r["model_s"] for r in doc["mechanisms"]) == pytest.approx(phases["userspace"]["start_s"], abs=1e-9)

@@ -47,6 +47,8 @@ def attribution_document(att: Attribution) -> dict[str, Any]:
                       "measured_by": {m.value: v for m, v in s.measured_by.items()},
                       "model_by": {m.value: v for m, v in s.model_by.items()},
                       "host_trace": s.trace} for s in att.segments],
+        "host_costs": [{"operation": op, "trace_us": us, "profile_key": key, "profile_us": prof}
+                       for op, us, key, prof in att.host_costs],
         "assumptions": att.assumptions,
     }
 
@@ -75,6 +77,9 @@ def print_attribution(console: Console, att: Attribution, title: str) -> None:
     console.print(s)
     console.print(f"Kernel start to the last milestone: measured {att.measured_total_s:.3f} s, "
                   f"model {att.model_total_s:.3f} s", markup=False, highlight=False)
+    for op, us, key, prof in att.host_costs:
+        console.print(f"host trace: {op} {us:.3f} us each on average; the profile's {key} is {prof:.3f} us per page",
+                      markup=False, highlight=False)
     for a in att.assumptions:
         console.print(f"assumed: {a}", markup=False, highlight=False)
 

@@ -211,6 +211,8 @@ class Attribution:
     model_total_s: float  # the model's instant of the same milestone, since the kernel started
     clock_lost_s: float = 0.0
     host_active_s: float | None = None
+    #: Per-operation latencies the host trace measured (us), beside the profile's price of the same.
+    host_costs: list[tuple[str, float, str, float]] = field(default_factory=list)
 
     def row(self, m: Mechanism) -> Row | None:
         return next((r for r in self.rows if r.mechanism is m), None)
@@ -299,8 +301,24 @@ def attribute(result: BootResult, profile: CostProfile, log_times: dict[str, flo
         assumptions.append("the host trace is lined up with the log by the guest's faults on its memory: a "
                            "milestone is where the trace has counted as many faults as the model has by then")
     keep = [r for r in rows.values() if r.model_s > 1e-9 or (r.measured_s or 0) > 1e-9]
-    return Attribution(keep, segments, splits, assumptions, kernel0, measured_total + lost, model_total, lost,
-                       host_active)
+    att = Attribution(keep, segments, splits, assumptions, kernel0, measured_total + lost, model_total, lost,
+                      host_active)
+    if trace is not None:
+        att.host_costs = _host_costs(trace, profile)
+    return att
+
+
+def _host_costs(trace: HostTrace, profile: CostProfile) -> list[tuple[str, float, str, float]]:
+    """The mean latency of each timed host operation in the trace, with the profile's serialised
+    host-path price per 4 KiB page beside it (the AUG or RMP update is one part of that path)."""
+    out = []
+    per_page = profile.si("host.path_fault_4k") * 1e6
+    for name, count, ns in (("TDH.MEM.PAGE.AUG", Counter.AUG, Counter.AUG_NS),
+                            ("RMP update", Counter.RMPUPDATE, Counter.RMPUPDATE_NS)):
+        n = trace.total(count)
+        if n and trace.total(ns):
+            out.append((name, trace.total(ns) / n / 1000, "host.path_fault_4k", per_page))
+    return out
 
 
 def _cumulative(trace: HostTrace, platform: str) -> list[tuple[float, float]]:
