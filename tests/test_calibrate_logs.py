@@ -92,3 +92,20 @@ def test_a_folder_without_logs_is_refused(tmp_path):
     (tmp_path / "notes.md").write_text("nothing here\n")
     r = run_cli("calibrate", "--from-logs", str(tmp_path))
     assert r.code == 2 and len(r.err_lines) == 1 and "no guest kernel logs" in r.err
+
+
+def test_snp_logs_pick_the_snp_profile_and_leave_user_space_alone(tmp_path):
+    out = tmp_path / "boots" / "snp"
+    out.parent.mkdir()
+    r = run_cli("boot", "--platform", "snp", "--memory", "4G", "--vcpus", "2", "--dump", str(out))
+    assert r.code == 0, r.err
+    r = run_cli("calibrate", "--from-logs", str(tmp_path / "boots"), "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert (doc["profile"], doc["platform"]) == ("snp", "snp")
+    # "Run /init" is the last milestone a log has: nothing after it, the time to the shell, is seen.
+    assert "boot.userspace_to_shell" in doc["undetermined"]
+    # The dump was made with the snp profile itself: what is determined comes back as it was.
+    for p in doc["params"]:
+        if p["determined"]:
+            assert p["after"] == pytest.approx(p["before"], rel=1e-3), p

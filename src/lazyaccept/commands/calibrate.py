@@ -60,7 +60,7 @@ def calibrate_cmd(data: str, profiles: tuple[str, ...], out: str | None, as_json
         if data is not None:
             raise ConfigError("--from-logs and --data: fit to one or the other")
         if len(profiles) > 1:
-            raise ConfigError("--from-logs fits one profile: name one --profile (default: tdx)")
+            raise ConfigError("--from-logs fits one profile: name one --profile (default: the logs' platform's)")
         calibrate_from_logs(from_logs, profiles[0] if profiles else None, out, as_json)
         return
     points = read_calibration(data if data is not None else str(PACKAGED_CALIBRATION))

@@ -11,13 +11,20 @@ from ..base.errors import ConfigError
 from ..base.fileio import STDOUT, check_writable, write_output
 from ..presentation.calibration_logs_report import log_fit_document, print_log_fit
 from ..presentation.console import make_console
-from ..sim.calibrate_logs import fit_logs, read_boots
+from ..sim.calibrate_logs import fit_logs, platforms, read_boots
 from ..sim.profile import load_profile
 
 
 def calibrate_from_logs(folder: str, profile: str | None, out: str | None, as_json: bool) -> None:
-    """Fit ``profile`` (default tdx) to the boots under ``folder``; write it to ``out``."""
-    prof = load_profile(profile or "tdx")
+    """Fit ``profile`` (default: the packaged profile of the logs' platform) to the boots under
+    ``folder``; write it to ``out``."""
+    if profile is None:
+        found = platforms(folder)
+        if len(found) > 1:
+            raise ConfigError(f"--from-logs {folder}: logs of {' and '.join(sorted(found))} guests; a profile is "
+                              "one host: name one --profile and its boots are fitted")
+        profile = found.pop() if found else "tdx"
+    prof = load_profile(profile)
     target: Path | str | None = None
     if out is not None:
         if out == STDOUT:

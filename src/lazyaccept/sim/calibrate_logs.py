@@ -171,6 +171,16 @@ def _request(guest: LogGuest, profile: CostProfile) -> GuestRequest:
     )
 
 
+def platforms(folder: str) -> set[str]:
+    """The platforms the guest logs under ``folder`` say they ran on (the default profile's)."""
+    out = set()
+    for log, _ in find_boots(folder):
+        guest = _read_guest(log)
+        if guest is not None and "platform" in guest.facts:
+            out.add(guest.facts["platform"].value)
+    return out
+
+
 def read_boots(folder: str, profile: CostProfile) -> tuple[list[LogBoot], list[str]]:
     """The boots of ``folder`` that can be fitted, and why the others cannot."""
     from .attribute import attribute  # the clock correction; imported here, it needs the whole model
