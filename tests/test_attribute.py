@@ -140,3 +140,16 @@ def test_a_broken_trace_is_refused_naming_it(dump, tmp_path):
     bad.write_text("lazyaccept-host-trace 1 interval_ms=100\n@t: 5\n@t: 4\n")
     r = run_cli("attribute", "--guest-log", str(out / "dmesg.txt"), "--host-trace", str(bad))
     assert r.code == 2 and len(r.err_lines) == 1 and "bad-trace.txt" in r.err and "does not follow" in r.err
+
+
+def test_an_instant_is_placed_on_the_host_clock_by_the_faults_counted():
+    from lazyaccept.sim.host_clock import host_time
+
+    # The model: 100 faults in its first second, none until 3 s, 100 more by 4 s.  The host saw the
+    # same faults, but the quiet stretch lasted until 6 s.
+    model = [(0.0, 0.0), (1.0, 100.0), (3.0, 100.0), (4.0, 200.0)]
+    host = [(0.0, 0.0), (1.0, 100.0), (6.0, 100.0), (7.0, 200.0)]
+    assert host_time(host, model, 0.5) == pytest.approx(0.5)  # inside a burst: where the 50th fault is
+    assert host_time(host, model, 2.0) == pytest.approx(3.5)  # halfway through the quiet stretch
+    assert host_time(host, model, 3.5) == pytest.approx(6.5)  # the 150th fault
+    assert host_time(host, model, 0.0) is None  # no fault yet: nothing to place it by

@@ -23,7 +23,6 @@ measured by the host, predicted as 0 by the model.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -32,6 +31,7 @@ from ..base.choices import BootPhase
 from ..base.record import AcceptEvent, ConvertEvent, Event, Phase, WorkEvent
 from ..formats.host_trace import FAULT_EXIT, TICK_EXIT, Counter, HostTrace
 from ..scenario.like import MILESTONE_PHASES
+from .host_clock import fault_counts, host_time
 from .host_trace import model_host_trace
 from .profile import CostProfile
 from .run import BootResult
@@ -284,11 +284,11 @@ def attribute(result: BootResult, profile: CostProfile, log_times: dict[str, flo
         start, end = trace.span_ns()
         host_active = (end - start) / 1e9
         offset = start / 1e9 - model_trace.span_ns()[0] / 1e9
-        host_faults, model_faults = _cumulative(trace, plat), _cumulative(model_trace, plat)
+        host_faults, model_faults = fault_counts(trace, plat), fault_counts(model_trace, plat)
 
         def place(model_t: float) -> float:
             """The host's instant of a model instant: by the faults counted, else by the first activity."""
-            h = _host_time(host_faults, model_faults, model_t) if host_faults and model_faults else None
+            h = host_time(host_faults, model_faults, model_t) if host_faults and model_faults else None
             return model_t + offset if h is None else h
 
         _add_trace(trace, segments, plat, place)
@@ -321,75 +321,21 @@ def _host_costs(trace: HostTrace, profile: CostProfile) -> list[tuple[str, float
     return out
 
 
-def _cumulative(trace: HostTrace, platform: str) -> list[tuple[float, float]]:
-    """(seconds, faults so far) at every interval's start and end: faults on guest memory (the
-    kvm_page_fault count, else the fault exits)."""
-    use_counter = trace.total(Counter.FAULT) > 0
-    dt = trace.interval_ms / 1000
-    out: list[tuple[float, float]] = []
-    total = 0.0
-    for i in trace.intervals:
-        n = i.get(Counter.FAULT) if use_counter else i.exits.get(FAULT_EXIT[platform], 0)
-        out.append((i.t_ns / 1e9 - dt, total))
-        total += n
-        out.append((i.t_ns / 1e9, total))
-    return out
-
-
-def _count_at(points: list[tuple[float, float]], t: float) -> float:
-    for (t0, c0), (t1, c1) in zip(points, points[1:], strict=False):
-        if t0 <= t <= t1:
-            return c0 + (c1 - c0) * ((t - t0) / (t1 - t0) if t1 > t0 else 1.0)
-    return points[-1][1] if points else 0.0
-
-
-def _plateau(points: list[tuple[float, float]], n: float) -> tuple[float, float] | None:
-    """When the count first reaches ``n`` (linear inside an interval) and when it first passes it:
-    the stretch with exactly ``n`` faults counted (one instant inside a burst)."""
-    first = None
-    for (t0, c0), (t1, c1) in zip(points, points[1:], strict=False):
-        if first is None and c1 >= n and c1 > c0:
-            first = t0 + (t1 - t0) * max(0.0, n - c0) / (c1 - c0)
-        if first is not None and c1 > n:
-            passed = t0 + (t1 - t0) * max(0.0, n - c0) / (c1 - c0) if c0 <= n else t0
-            return first, max(first, passed)
-    if first is None:
-        return None
-    return first, math.inf  # no fault after: the stretch runs to the end
-
-
-def _host_time(host: list[tuple[float, float]], model: list[tuple[float, float]], model_t: float) -> float | None:
-    """Where on the host's clock the instant ``model_t`` of the model falls: on the model's trace it
-    has some count of faults; the host's trace has the same count over a stretch, and the instant
-    sits in it as far in (in proportion) as in the model's stretch.  Open-ended stretches (no fault
-    after) keep the model's distance from their start."""
-    n = _count_at(model, model_t)
-    if n <= 0:
-        return None
-    pm, ph = _plateau(model, n), _plateau(host, n)
-    if pm is None or ph is None:
-        return None
-    (am, bm), (ah, bh) = pm, ph
-    if math.isinf(bm) or math.isinf(bh) or bm <= am:
-        return ah + max(0.0, model_t - am)
-    return ah + (model_t - am) * (bh - ah) / (bm - am)
-
-
 def _lost_clock(trace: HostTrace, model: HostTrace, segments: list[Segment], platform: str
                 ) -> list[tuple[Segment, float, str]]:
     """Stretches of the boot where the host's clock ran longer than the guest's.
 
     Each milestone is placed on the host's clock by the faults on guest memory counted so far
-    (:func:`_host_time`); between two placed milestones, the host's stretch less the log's, past
-    :data:`LOST_MIN_S` and :data:`LOST_MIN_SHARE`, is time the guest's clock did not count."""
-    host, mod = _cumulative(trace, platform), _cumulative(model, platform)
+    (:func:`.host_clock.host_time`); between two placed milestones, the host's stretch less the
+    log's, past :data:`LOST_MIN_S` and :data:`LOST_MIN_SHARE`, is time the guest's clock did not count."""
+    host, mod = fault_counts(trace, platform), fault_counts(model, platform)
     if not segments or not host or host[-1][1] <= 0 or mod[-1][1] <= 0:
         return []
     marks = [(segments[0].model_start, segments[0].log_start, segments[0].start_key)]
     marks += [(seg.model_end, seg.log_end, seg.end_key) for seg in segments]
     anchors = []
     for model_t, log_t, key in marks:
-        h = _host_time(host, mod, model_t)
+        h = host_time(host, mod, model_t)
         if h is not None:
             anchors.append((model_t, log_t, h, key))
     out = []
