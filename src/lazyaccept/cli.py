@@ -47,6 +47,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "explored interleavings."),
     "status": ("status", "status_cmd",
                "Is this a TDX or SEV-SNP guest, how does it accept memory, how much is still unaccepted?"),
+    "drain": ("drain", "drain_cmd",
+              "Accept this guest's unaccepted memory in the background, within a rate and CPU budget."),
+    "attribute": ("attribute", "attribute_cmd",
+                  "Attribute a boot's measured seconds to mechanisms and put the model's prediction beside each."),
 }
 
 

@@ -84,6 +84,7 @@ class InspectKind(StrEnum):
     UNACCEPTED_TABLE = "unaccepted-table"
     HOB_LIST = "hob-list"
     IGVM = "igvm"
+    HOST_TRACE = "host-trace"
 
 
 class FirmwareAcceptMode(StrEnum):

@@ -211,6 +211,27 @@ def _show_hob_list(doc: dict[str, Any], out: _Printer) -> None:
               f"unaccepted: {format_size(doc['unaccepted_bytes'])}; other HOBs: {len(doc['other_hobs'])}")
 
 
+def _show_host_trace(doc: dict[str, Any], out: _Printer) -> None:
+    t = doc["totals"]
+    secs = (doc["active_end_ns"] - doc["active_start_ns"]) / 1e9
+    out.print(_summary([
+        ("platform", doc["platform"] or "not said"),
+        ("intervals", f"{doc['intervals']} of {doc['interval_ms']} ms; guest active for {secs:.2f} s"),
+        ("TD entries", f"{t['enter']} ({t['enter_ns'] / 1e9:.3f} s)"),
+        ("TDH.MEM.PAGE.AUG", f"{t['aug']} ({t['aug_ns'] / 1e9:.3f} s)"),
+        ("faults on guest memory", str(t["fault"])),
+        ("SNP page-state changes", f"{t['psc']} GHCB ({t['psc_ns'] / 1e9:.3f} s), {t['psc_msr']} MSR"),
+        ("RMP updates", f"{t['rmpupdate']} ({t['rmpupdate_ns'] / 1e9:.3f} s)"),
+    ], "Host trace"))
+    if doc["exits"]:
+        exits = _table(title="Exits by reason")
+        exits.add_column("reason")
+        exits.add_column("count", justify="right")
+        for e in doc["exits"]:
+            exits.add_row(e["name"], f"{e['count']:,}")
+        out.print(exits)
+
+
 class _Printer:
     """The console, which writes the lines of a :class:`_PlainRanges` itself."""
 
@@ -235,6 +256,7 @@ _RENDERERS: dict[str, Callable[[dict[str, Any], _Printer], None]] = {
     "unaccepted-table": _show_unaccepted_table,
     "hob-list": _show_hob_list,
     "igvm": show_igvm,
+    "host-trace": _show_host_trace,
 }
 
 

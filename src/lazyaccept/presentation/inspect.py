@@ -19,6 +19,7 @@ The limits, each far above what a real artefact needs:
 * HOB lists: 16 MiB (QEMU's TD HOB fits in OVMF's 8 KiB TD_HOB section).
 * binary e820 tables: 1 MiB (20-byte entries; the kernel keeps at most 128 + 3 * 1024).
 * IGVM files: 64 MiB (COCONUT-SVSM and OVMF images are a few MiB, OpenHCL tens of MiB).
+* host traces: 256 MiB (about 200 bytes per 100 ms interval: days of tracing).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..base.choices import InspectKind
 from ..base.errors import FormatError
 from ..base.fileio import HEAD_SIZE, open_input
 from ..base.units import PAGE_SIZE, KiB, MiB, format_size
+from ..formats import host_trace as ht
 from ..formats import kernel_text as kt
 from ..formats import tdvf
 from ..formats.e820 import E820_TYPE_RAM, e820_type_name, efi_type_to_e820, parse_e820_table
@@ -84,6 +86,7 @@ KIND_SPECS: dict[InspectKind, KindSpec] = {
     InspectKind.UNACCEPTED_TABLE: KindSpec((64 * MiB + HEADER_SIZE, "unaccepted-memory tables"), text=False),
     InspectKind.HOB_LIST: KindSpec((16 * MiB, "HOB lists"), text=False),
     InspectKind.IGVM: KindSpec((64 * MiB, "IGVM files"), text=False),
+    InspectKind.HOST_TRACE: KindSpec((256 * MiB, "host traces"), text=True),
 }
 #: Every kind ``inspect`` knows, in the order ``--kind`` lists them.
 KINDS = tuple(k.value for k in InspectKind)
@@ -171,6 +174,8 @@ def _strong_kinds(data: bytes, text: str | None) -> list[str]:
                 kinds.append("unaccepted-table")
         return kinds
     first = _first_line(text)
+    if re.search(rf"(?m)^{ht.MAGIC} ", text[:65536]):
+        return ["host-trace"]
     if re.match(r"Node [0-9]+ \S+:", first):
         return ["node-meminfo"]
     if re.search(r"(?m)^MemTotal:", text):
@@ -461,6 +466,22 @@ def _doc_vmstat(text: str) -> dict[str, Any]:
     }
 
 
+def _doc_host_trace(text: str) -> dict[str, Any]:
+    trace = ht.parse_host_trace(text)
+    start, end = trace.span_ns()
+    return {
+        "interval_ms": trace.interval_ms,
+        "pid": trace.pid,
+        "platform": trace.platform,
+        "intervals": len(trace.intervals),
+        "active_start_ns": start,
+        "active_end_ns": end,
+        "exits": [{"reason": r, "name": ht.exit_name(trace.platform, r), "count": n} for r, n in trace.exits().items()],
+        "totals": {c.value: trace.total(c) for c in ht.Counter},
+        "unknown_counters": trace.unknown,
+    }
+
+
 def _memmap_stride(data: bytes) -> tuple[int, list[EfiMemoryDescriptor]]:
     """Parse with the stride parse_memory_map() would pick, and say which one it was."""
     problems = []
@@ -570,6 +591,7 @@ _TEXT_BUILDERS: dict[str, Callable[[str], dict[str, Any]]] = {
     "meminfo": _doc_meminfo,
     "node-meminfo": _doc_node_meminfo,
     "vmstat": _doc_vmstat,
+    "host-trace": _doc_host_trace,
 }
 
 
@@ -632,7 +654,7 @@ def inspect_file(
             if kind == "dmesg":
                 body = _doc_dmesg(boots if boots is not None else kt.parse_dmesg_boots(text), boot, limit)
             else:
-                body = _TEXT_BUILDERS[kind](text)
+                body = _bounded(_TEXT_BUILDERS[kind](text), limit, {})
         elif kind == "unaccepted-table":
             body = _doc_unaccepted_table(data, limit)
         else:
