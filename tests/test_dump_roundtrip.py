@@ -25,7 +25,7 @@ def test_dump_of_64g_tdx_boot_reads_back(tmp_path, policy):
     files = sorted(str(p) for p in out.iterdir())
     names = {p.split("/")[-1] for p in files}
     assert names == {"dmesg.txt", "e820.txt", "efi-memmap.bin", "meminfo", "td-hob.bin", "unaccepted-table.bin",
-                     "vmstat"}
+                     "vmstat", "host-trace.txt"}
     docs = {d["path"].split("/")[-1]: d for d in run_json(["inspect", "--json", *files])["files"]}
     unaccepted = boot["unaccepted_after_boot_bytes"]
     if policy == "eager":

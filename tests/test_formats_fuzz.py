@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lazyaccept.base.errors import FormatError
+from lazyaccept.formats import fv
+from lazyaccept.formats import igvm as ig
 from lazyaccept.formats.e820 import E820Entry, build_e820_table, parse_e820_table
 from lazyaccept.formats.efi_memmap import EfiMemoryDescriptor, build_memory_map, parse_memory_map
 from lazyaccept.formats.hob import (
@@ -72,12 +74,40 @@ def _seed_e820() -> bytes:
     return build_e820_table(entries)
 
 
+def _seed_fv() -> bytes:
+    """A volume with a driver (PE32 + UI) and an FV-image file whose LZMA section holds a volume."""
+    ui = fv.build_section(fv.SectionType.USER_INTERFACE, "TdxDxe\0".encode("utf-16-le"))
+    inner = fv.build_volume([fv.build_file(uuid.UUID(int=2), fv.FileType.DRIVER, [
+        fv.build_section(fv.SectionType.PE32, b"MZ" + bytes(30)), ui])])
+    return fv.build_volume([
+        fv.build_file(uuid.UUID(int=1), fv.FileType.PEIM, [ui]),
+        fv.build_file(uuid.UUID(int=3), fv.FileType.FIRMWARE_VOLUME_IMAGE, [
+            fv.build_lzma_section(fv.build_section(fv.SectionType.FIRMWARE_VOLUME_IMAGE, inner))]),
+    ])
+
+
+def _seed_igvm() -> bytes:
+    headers = [
+        ig.SupportedPlatform(1, 0, ig.PlatformType.SEV_SNP, 1, 0),
+        ig.GuestPolicy(0x30000, 1),
+        ig.ParameterArea(0x1000, 0, 0),
+        ig.Parameter(ig.HeaderType.MEMORY_MAP, 0, 0),
+        ig.PageData(0xFFE00000, 1, 0, 0, 0),
+        ig.ParameterInsert(0x7000, 1, 0),
+        ig.VpContext(0xFFFFF000, 1, 0, 0),
+        ig.RequiredMemory(0x100000, 1, 0x200000, 0),
+    ]
+    return ig.build_igvm(headers, b"\x90" * 64)
+
+
 SEEDS = {
     "memmap48": _seed_memmap(48),
     "memmap40": _seed_memmap(40),
     "table": _seed_table(),
     "hob": _seed_hob(),
     "e820": _seed_e820(),
+    "fv": _seed_fv(),
+    "igvm": _seed_igvm(),
 }
 
 
@@ -208,3 +238,29 @@ def test_e820_random_and_mutated(data):
     entries = _only_format_error(parse_e820_table, data)
     if entries is not None:
         assert build_e820_table(entries) == data
+
+
+# -- firmware volumes ------------------------------------------------------------------------------
+@FUZZ
+@given(st.one_of(st.binary(max_size=300), mutated(SEEDS["fv"])))
+def test_fv_random_and_mutated(data):
+    """Volumes found or not, never anything but FormatError; every file found lies in the data."""
+    vols = _only_format_error(fv.find_volumes, data)
+    for vol, f in fv.walk_files(vols or []):
+        assert f.size >= 24
+        if not vol.parent:
+            assert vol.offset <= f.offset < vol.offset + vol.length <= len(data)
+
+
+# -- IGVM ------------------------------------------------------------------------------------------
+@FUZZ
+@given(st.one_of(st.binary(max_size=300), mutated(SEEDS["igvm"]), st.binary(max_size=200).map(
+    lambda tail: SEEDS["igvm"][:24] + tail)))
+def test_igvm_random_and_mutated(data):
+    """parse -> build -> parse is stable for whatever the parser accepts."""
+    f = _only_format_error(ig.parse_igvm, data)
+    if f is not None:
+        start = f.data[8:12]
+        offset = int.from_bytes(start, "little") + int.from_bytes(f.data[12:16], "little")
+        rebuilt = ig.build_igvm(f.headers, f.data[offset:], data_offset=offset)
+        assert ig.parse_igvm(rebuilt).headers == f.headers

@@ -175,7 +175,7 @@ def test_dump_into_a_new_folder_and_nothing_else_beside_it(tmp_path: Path) -> No
     out = tmp_path / "dump"
     r = _dump(out)
     assert r.code == 0, r.err
-    assert sorted(p.name for p in out.iterdir()) == sorted(DUMP_FILES)  # TDX: all seven
+    assert sorted(p.name for p in out.iterdir()) == sorted(DUMP_FILES)  # TDX: all eight
     assert [p.name for p in tmp_path.iterdir()] == ["dump"]  # no temporary folder left
 
 

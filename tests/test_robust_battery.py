@@ -87,7 +87,7 @@ CASES += [
     (["frobnicate"], 2, "No such command"),
     (["boot", "--memory", "4G", "--platform", "snp", "--profile", "tdx"], 2, "is for tdx, not snp"),
     (["compare", "--memory", "4G", "--platform", "snp", "--profile", "tdx"], 2, "is for tdx, not snp"),
-    (["boot", "--memory", "4G", "--platform", "snp", "--firmware", "{garbage}"], 2, "only TDX guests have"),
+    (["boot", "--memory", "4G", "--platform", "snp", "--firmware", "{garbage}"], 2, "not an OVMF"),
     (["boot", "--memory", "4G", "--firmware-accept", "1M"], 2, "firmware accepts too little"),
     (["boot", "--memory", "4G", "--profile", "bogus"], 2, "no profile named 'bogus'"),
     (["calibrate", "--profile", "bogus"], 2, "no profile named 'bogus'"),

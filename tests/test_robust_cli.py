@@ -52,7 +52,7 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path: Path) -> None:
         # leaves it ignored; a user at a terminal has Python's own handler, which this restores.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         import lazyaccept.commands.inspect as cmd
-        def slow(path, kind=None, boot=-1):
+        def slow(path, kind=None, boot=-1, **options):
             print("READY", file=sys.stderr, flush=True)
             time.sleep(60)
         cmd.inspect_file = slow

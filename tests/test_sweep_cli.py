@@ -31,8 +31,8 @@ BAD = [
     ('[dimensions]\nmemory = ["1G", "loads"]', "memory: not a size: 'loads'"),
     ('[dimensions]\nmemory = ["1G", "100M"]', "run memory=100 MiB, profile=tdx: memory must be between 512 MiB"),
     ('[dimensions]\nmemory = ["1G"\n', "not a TOML grid"),
-    ('[dimensions]\nmemory = ["1G"]\n[fixed]\nprofile = "snp"\nfirmware = "/usr/share/OVMF/OVMF_CODE.fd"',
-     "only TDX guests have"),
+    ('[dimensions]\nmemory = ["1G"]\n[fixed]\nprofile = "snp"\nfirmware = "/usr/share/OVMF/OVMF_CODE_4M.fd"',
+     "OVMF_CODE_4M.fd cannot launch on snp"),
 ]
 
 

@@ -7,6 +7,7 @@ out-of-memory the model predicts, a result rather than a mistake); 130 Ctrl-C; 1
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 import threading
@@ -33,9 +34,81 @@ from .base.errors import GuestFailure, LazyAcceptError  # noqa: E402
 EXIT_GUEST_FAILED = 3
 
 
+#: The subcommands: name -> (module under ``lazyaccept.commands``, attribute, the first sentence of its
+#: help).  A command's module is imported only when that command runs or shows its own help, so
+#: ``lazyaccept --help`` and each command pay only for what they use; the summaries here are what
+#: the command list prints (``tests/test_startup.py`` checks them against the commands' own help).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "boot": ("boot", "boot_cmd", "Simulate one boot of a confidential guest and report its acceptance."),
+    "compare": ("compare", "compare_cmd",
+                "Boot time with eager and with lazy acceptance, for each memory size and host profile; with "
+                "--policy or --workload, each policy's boot time and run-time price (stalls, slowdown, IRQs off, "
+                "time to fully accepted, host memory committed)."),
+    "calibrate": ("calibrate", "calibrate_cmd",
+                  "Fit each profile's free parameters to the calibration rows of its platform."),
+    "inspect": ("inspect", "inspect_cmd",
+                "Read firmware images (OVMF, IGVM), kernel logs, /proc/meminfo, /proc/vmstat and binary dumps."),
+    "run": ("run", "run_cmd",
+            "Boot a confidential guest, then run workloads on the same clock: first-touch stalls, slowdown "
+            "against an eagerly accepted guest, IRQs-off time, when memory is fully accepted."),
+    "advise": ("advise", "advise_cmd",
+               "Try firmware accept amounts and acceptance policies; say which meet the boot deadline with the "
+               "smallest run-time price (workload slowdown, then p99 first-touch stall), and why."),
+    "sweep": ("sweep", "sweep_cmd", "Run every configuration of one grid, GRID.toml, and stream the results to RESULTS.jsonl."),
+    "report": ("report", "report_cmd",
+               "Write one HTML page (inline SVG plots, no network) from the results of one or more sweeps."),
+    "check": ("check", "check_cmd",
+              "Show that the checks catch what broke real kernels: historic bugs as mutants, hostile hosts, "
+              "explored interleavings."),
+    "status": ("status", "status_cmd",
+               "Is this a TDX or SEV-SNP guest, how does it accept memory, how much is still unaccepted?"),
+    "drain": ("drain", "drain_cmd",
+              "Accept this guest's unaccepted memory in the background, within a rate and CPU budget."),
+    "attribute": ("attribute", "attribute_cmd",
+                  "Attribute a boot's measured seconds to mechanisms and put the model's prediction beside each."),
+}
+
+
+def _case_insensitive(command: click.Command) -> click.Command:
+    """Option values are matched without regard to case (``--platform TDX``), as sizes already are."""
+    for param in command.params:
+        if isinstance(param.type, click.Choice):
+            param.type.case_sensitive = False
+    return command
+
+
 class _Group(click.Group):
-    """A click group that turns project errors into one line on stderr and exit status 2, and a
-    modelled guest failure into one line and exit status 3."""
+    """A click group that loads a subcommand's module only when it is used, turns project errors
+    into one line on stderr and exit status 2, and a modelled guest failure into one line and exit
+    status 3."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute, _ = COMMANDS[cmd_name]
+            loaded = getattr(importlib.import_module(f".commands.{module}", __package__), attribute)
+            self.add_command(_case_insensitive(loaded), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the summaries, without importing any command."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            if name in self.commands:
+                if self.commands[name].hidden:
+                    continue
+                summary = self.commands[name].get_short_help_str(limit)
+            else:
+                summary = click.Command(name, help=COMMANDS[name][2]).get_short_help_str(limit)
+            rows.append((name, summary))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -74,14 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     from .presentation.console import OutputClosed, stdout_guard
 
     args = sys.argv[1:] if argv is None else argv
-    stack: list[click.Command] = [cli]
-    while stack:
-        command = stack.pop()
-        for param in command.params:
-            if isinstance(param.type, click.Choice):
-                param.type.case_sensitive = False
-        if isinstance(command, click.Group):
-            stack.extend(command.commands.values())
+    _case_insensitive(cli)
     try:
         with stdout_guard():
             if not args:
@@ -105,36 +171,3 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("lazyaccept: interrupted", err=True)
         sys.exit(130)
-
-
-# Subcommands register here, one line each.
-from .commands.boot import boot_cmd  # noqa: E402
-
-cli.add_command(boot_cmd)
-from .commands.compare import compare_cmd  # noqa: E402
-
-cli.add_command(compare_cmd)
-from .commands.calibrate import calibrate_cmd  # noqa: E402
-
-cli.add_command(calibrate_cmd)
-from .commands.inspect import inspect_cmd  # noqa: E402
-
-cli.add_command(inspect_cmd)
-from .commands.run import run_cmd  # noqa: E402
-
-cli.add_command(run_cmd)
-from .commands.advise import advise_cmd  # noqa: E402
-
-cli.add_command(advise_cmd)
-from .commands.sweep import sweep_cmd  # noqa: E402
-
-cli.add_command(sweep_cmd)
-from .commands.report import report_cmd  # noqa: E402
-
-cli.add_command(report_cmd)
-from .commands.check import check_cmd  # noqa: E402
-
-cli.add_command(check_cmd)
-from .commands.status import status_cmd  # noqa: E402
-
-cli.add_command(status_cmd)

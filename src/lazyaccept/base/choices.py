@@ -83,6 +83,8 @@ class InspectKind(StrEnum):
     EFI_MEMMAP = "efi-memmap"
     UNACCEPTED_TABLE = "unaccepted-table"
     HOB_LIST = "hob-list"
+    IGVM = "igvm"
+    HOST_TRACE = "host-trace"
 
 
 class FirmwareAcceptMode(StrEnum):

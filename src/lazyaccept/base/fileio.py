@@ -100,6 +100,11 @@ class InputFile:
         """
         if self.size > limit:
             raise self._too_large(self.size, limit, what)
+        if self._read and not self._eof and self.size > self._total:
+            # Only the head was read: read the whole file again in one piece rather than join
+            # the rest to the head (which would hold the file twice).
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            self._read, self._total = [], 0
         self._read_more(limit + 1)
         if self._total > limit:
             raise self._too_large(self._total, limit, what, more=not self._eof)

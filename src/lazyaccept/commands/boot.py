@@ -48,8 +48,8 @@ def report_failure(failure: Failure, document: dict[str, object] | None) -> None
 @guest_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--dump", "dump_dir", default=None, metavar="DIR",
-              help="Write the EFI memory map, unaccepted table, TD HOB, e820, meminfo, vmstat and dmesg "
-                   "into a new or empty folder, all or nothing.")
+              help="Write the EFI memory map, unaccepted table, TD HOB, e820, meminfo, vmstat, dmesg and the "
+                   "host trace into a new or empty folder, all or nothing.")
 @click.option("--force", is_flag=True, help="With --dump: replace an earlier dump in that folder.")
 @click.option("--like", "like_log", default=None, metavar="LOG",
               help="Take memory, vCPUs, kernel, platform, accept_memory= and firmware acceptance from a guest's "
@@ -89,7 +89,12 @@ def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_jso
         report_failure(result, doc)
         return
     if dump_dir is not None:
-        write_dump(result.record, dump_dir, {p.name: p.start for p in result.timeline.phases}, force=force)
+        from ..formats.host_trace import format_host_trace
+        from ..sim.host_trace import model_host_trace
+
+        trace = format_host_trace(model_host_trace(result.record, result.timeline, prof))
+        write_dump(result.record, dump_dir, {p.name: p.start for p in result.timeline.phases}, force=force,
+                   extra={"host-trace.txt": trace})
     if plot_file is not None:
         from ..presentation.plots import plot_boot
 

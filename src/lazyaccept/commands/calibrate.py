@@ -51,14 +51,26 @@ def _out_path(out: str, name: str, many: bool, force: bool = False) -> Path | st
 @click.option("--out", "out", metavar="FILE",
               help="Write the fitted profile here (a folder for several; - for standard output).")
 @click.option("--force", is_flag=True, help="Allow --out to replace a profile installed with lazyaccept.")
+@click.option("--from-logs", "from_logs", default=None, metavar="DIR",
+              help="Fit to your own boots instead: the guest kernel logs (and host traces) under DIR.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def calibrate_cmd(data: str, profiles: tuple[str, ...], out: str | None, force: bool, as_json: bool) -> None:
+def calibrate_cmd(data: str, profiles: tuple[str, ...], out: str | None, force: bool, as_json: bool,
+                  from_logs: str | None = None) -> None:
     """Fit each profile's free parameters to the calibration rows of its platform.
 
     Bounded least squares on relative errors; the same data always gives the same profile.
     """
     if out == STDOUT and as_json:
         raise ConfigError("--json and --out - would both write to standard output; send one to a file")
+    if from_logs is not None:
+        from .calibrate_logs import calibrate_from_logs
+
+        if data is not None:
+            raise ConfigError("--from-logs and --data: fit to one or the other")
+        if len(profiles) > 1:
+            raise ConfigError("--from-logs fits one profile: name one --profile (default: the logs' platform's)")
+        calibrate_from_logs(from_logs, profiles[0] if profiles else None, out, as_json)
+        return
     points = read_calibration(data if data is not None else str(PACKAGED_CALIBRATION))
     names = list(profiles) or packaged_profiles()
     loaded = [load_profile(n) for n in names]

@@ -54,7 +54,8 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--kernel", default=None, metavar="RELEASE",
                      help="Kernel release whose rules apply, e.g. 6.5, 6.8, 6.12, mainline (default: the profile's)."),
         click.option("--firmware", "firmware_path", default=None, metavar="PATH",
-                     help="OVMF/TDVF image to take TDVF sections from (default: Debian's OVMF_CODE.fd)."),
+                     help="OVMF image: unless --firmware-accept is given, what it accepts on the platform (as "
+                          "`inspect` says); on TDX also its TDVF sections (default: Debian's OVMF_CODE.fd)."),
         click.option("--profile", default=None, metavar="NAME|PATH",
                      help="Host cost profile (default: the platform's)."),
         click.option("--kconfig", "kconfig", multiple=True, metavar="NAME=VALUE",

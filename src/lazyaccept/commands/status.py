@@ -16,6 +16,7 @@ import click
 from ..base.errors import ConfigError
 from ..base.fileio import STDOUT, write_output
 from ..presentation.console import json_text, make_console
+from ..presentation.prometheus import prometheus_text
 from ..presentation.status_report import plot_drain, print_status, samples_csv, status_document
 from ..scenario.live import Sample, drain, probe, take_sample
 from .options import check_output_file, check_plot_file, check_stdout_once
@@ -54,13 +55,17 @@ def _check_samples(ctx: click.Context, param: click.Parameter, value: int | None
 @click.option("--csv", "csv_file", default=None, metavar="FILE", help="Write the samples as CSV (- for stdout).")
 @click.option("--plot", "plot_file", default=None, metavar="FILE",
               help="Plot unaccepted memory and its drain rate (.png, .svg, .pdf; - for PNG on stdout).")
+@click.option("--prometheus", "prom_file", default=None, metavar="FILE",
+              help="Write node-exporter textfile metrics (unaccepted bytes, drain rate, ETA, host memory committed).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def status_cmd(root: str, interval: float | None, samples: int | None, csv_file: str | None, plot_file: str | None,
-               as_json: bool) -> None:
+               as_json: bool, prom_file: str | None = None) -> None:
     """Is this a TDX or SEV-SNP guest, how does it accept memory, how much is still unaccepted?"""
     check_output_file(csv_file, stdout=True)
+    check_output_file(prom_file, stdout=True)
     check_plot_file(plot_file)
-    check_stdout_once(("--json", as_json), ("--csv -", csv_file == STDOUT), ("--plot -", plot_file == STDOUT))
+    check_stdout_once(("--json", as_json), ("--csv -", csv_file == STDOUT), ("--plot -", plot_file == STDOUT),
+                      ("--prometheus -", prom_file == STDOUT))
     if not os.path.isdir(root):
         raise ConfigError(f"--root {root}: not a folder")
     status = probe(root)
@@ -112,9 +117,11 @@ def status_cmd(root: str, interval: float | None, samples: int | None, csv_file:
                 plot_drain(taken, plot_file, f"Unaccepted memory, {status.platform or 'not a confidential'} guest")
         else:
             status.notes.append("no samples with unaccepted-memory counters: CSV and plot not written")
+    if prom_file is not None:
+        write_output(prom_file, prometheus_text(status, taken, result))
     if as_json:
         click.echo(json_text(status_document(status, taken, result)))
     else:
-        print_status(make_console(stderr=STDOUT in (csv_file, plot_file)), status, taken, result)
+        print_status(make_console(stderr=STDOUT in (csv_file, plot_file, prom_file)), status, taken, result)
     if interrupted:
         raise KeyboardInterrupt

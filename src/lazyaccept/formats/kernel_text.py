@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -192,6 +193,23 @@ _TIMESTAMP = re.compile(r"^\[ *(\d+)\.(\d+)\] ?")
 _TIMESTAMP_HUMAN = re.compile(r"^\[[A-Z][a-z]{2} [A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d \d{4}\] ?")
 _CALLER = re.compile(r"^\[ *[TC]\d+\] ?")
 _PREFIXES = (_MAIL_QUOTE, _SYSLOG, _FACILITY, _LEVEL, _TIMESTAMP, _TIMESTAMP_HUMAN, _CALLER)
+
+
+def _chain(patterns: tuple[re.Pattern[str], ...]) -> tuple[re.Pattern[str], int, int, int]:
+    """One pattern matching what trying ``patterns`` in turn, each on what the ones before left,
+    strips: each an optional group (all after it being optional too, a group never gives up its
+    match).  Returns it and the group numbers of the seconds of ``_SYSLOG`` and ``_TIMESTAMP``
+    and of the ``_MAIL_QUOTE`` group."""
+    parts, group, where = [], 1, {}
+    for p in patterns:
+        assert p.pattern.startswith("^") and "^" not in p.pattern[1:].replace("[^", "")
+        where[p] = group
+        parts.append(f"({p.pattern[1:]})?")
+        group += 1 + p.groups
+    return re.compile("".join(parts)), where[_SYSLOG] + 1, where[_TIMESTAMP] + 1, where[_MAIL_QUOTE]
+
+
+_PREFIX_CHAIN, _SYSLOG_SECONDS, _TIMESTAMP_SECONDS, _MAIL_GROUP = _chain(_PREFIXES)
 # Colour from "dmesg --color=always" saved to a file: ECMA-48 CSI sequences.
 _CSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 # journalctl prints "-- Boot <boot id> --" (older versions "-- Reboot --") where a boot begins.
@@ -200,17 +218,22 @@ _BOOT_MARKER = re.compile(r"^-- (?:Boot [0-9a-f]{32}|Reboot) --\s*$")
 
 def _strip_prefixes(line: str) -> tuple[str, bool, float | None]:
     """The message of a log line, whether the line had a kernel-log prefix at all, and the
-    seconds since boot the line carries (None for none, or only a wall-clock time)."""
-    shaped = False
+    seconds since boot the line carries (None for none, or only a wall-clock time).
+
+    The prefixes of :data:`_PREFIXES` are stripped in turn, each where the ones before left off
+    (one match of :data:`_PREFIX_CHAIN`); the time stamp's seconds win over the syslog header's."""
+    m = _PREFIX_CHAIN.match(line)
+    assert m is not None  # every group of the chain is optional: it matches any line
+    end = m.end()
+    if not end:
+        return line, False, None
     seconds = None
-    for pattern in _PREFIXES:
-        m = pattern.match(line)
-        if m:
-            line = line[m.end() :]
-            shaped |= pattern is not _MAIL_QUOTE
-            if m.re.groups and m[1] is not None:
-                seconds = float(f"{m[1]}.{m[2]}")
-    return line, shaped, seconds
+    if m[_TIMESTAMP_SECONDS] is not None:
+        seconds = float(f"{m[_TIMESTAMP_SECONDS]}.{m[_TIMESTAMP_SECONDS + 1]}")
+    elif m[_SYSLOG_SECONDS] is not None:
+        seconds = float(f"{m[_SYSLOG_SECONDS]}.{m[_SYSLOG_SECONDS + 1]}")
+    shaped = end != m.end(_MAIL_GROUP)  # something past a mail quote
+    return line[end:], shaped, seconds
 
 
 class _Entry(NamedTuple):
@@ -236,11 +259,11 @@ def _text_entries(text: str) -> Iterator[_Entry]:
     for lineno, raw in enumerate(_iter_lines(text), 1):
         if "\x1b" in raw:
             raw = _CSI.sub("", raw)
-        if _BOOT_MARKER.match(raw):
+        if raw.startswith("-- ") and _BOOT_MARKER.match(raw):
             yield _Entry(lineno, "", True, marker=True)
             continue
         msg, shaped, seconds = _strip_prefixes(raw)
-        yield _Entry(lineno, msg, shaped, seconds, blank=not raw.strip())
+        yield _Entry(lineno, msg, shaped, seconds, None, False, not raw or raw.isspace())
 
 
 # Whitespace and the record separator of "journalctl -o json-seq" (RFC 7464) between records.
@@ -532,7 +555,7 @@ def parse_dmesg_boots(text: str) -> list[DmesgInfo]:
         if e.marker:
             pending = shaped_any = True
             continue
-        is_banner = bool(_VERSION.match(e.message))
+        is_banner = e.message.startswith("Linux version ") and bool(_VERSION.match(e.message))
         if (e.shaped or is_banner) and has_lines and _new_boot(e, pending, banner, last_seconds, boot_id):
             info = DmesgInfo()
             boots.append(info)
@@ -559,9 +582,33 @@ def parse_dmesg_boots(text: str) -> list[DmesgInfo]:
     return boots
 
 
+#: How every message :func:`_parse_message` knows begins (each pattern of :func:`_parse_known`,
+#: :func:`_parse_cpus_and_cmdline` and :data:`MILESTONES` starts with one of these): a message
+#: starting otherwise is not one we know, without trying the patterns one by one.
+_KNOWN_STARTS = (
+    "BIOS-e820: ", "efi: mem", "tdx: Guest detected", "Memory Encryption Features active:", "SEV: Status:",
+    "Zone ranges:", " ", "Early memory node ranges", "Movable zone start for each node", "Linux version ",
+    "CPU: ", "Memory: ", "systemd[1]: Detected confidential virtualization ", "virt/tdx: ",
+    "software IO TLB: Memory encryption is active", "smpboot: Allowing ", "smp: Brought up ",
+    "setup_percpu: NR_CPUS:", "Kernel command line", "Command line", "smp: Bringing up secondary CPUs", "node ",
+    "Freeing unused kernel ", "Run ",
+)
+#: How the messages of :data:`MILESTONES` begin, and those :func:`_parse_cpus_and_cmdline` reads.
+_MILESTONE_STARTS = (
+    "Linux version ", "Memory: ", "Memory Encryption Features active:", "smp: Bringing up secondary CPUs",
+    "smp: Brought up ", "node ", "Freeing unused kernel ", "Run ",
+)
+_CPUS_AND_CMDLINE_STARTS = ("smpboot: Allowing ", "smp: Brought up ", "setup_percpu: NR_CPUS:", "Kernel command line",
+                            "Command line")
+
+
 def _parse_message(info: DmesgInfo, msg: str, lineno: int, seconds: float | None = None) -> bool:
     """Record what one message says; False when it is not one we know."""
+    if not msg.startswith(_KNOWN_STARTS):
+        return False
     known = _parse_known(info, msg, lineno)
+    if not msg.startswith(_MILESTONE_STARTS):
+        return known
     for name, pattern in MILESTONES:
         if pattern.match(msg):
             if seconds is not None:
@@ -572,14 +619,13 @@ def _parse_message(info: DmesgInfo, msg: str, lineno: int, seconds: float | None
 
 
 def _parse_known(info: DmesgInfo, msg: str, lineno: int) -> bool:
-    m = _parse_cpus_and_cmdline(info, msg, lineno)
-    if m:
+    if msg.startswith(_CPUS_AND_CMDLINE_STARTS) and _parse_cpus_and_cmdline(info, msg, lineno):
         return True
     m = _E820.match(msg)
     if m:
         info.lines.setdefault("e820", lineno)
         start, end = _range(m[1], m[2], lineno, "e820")
-        info.e820.append((start, end, m[3].strip()))
+        info.e820.append((start, end, sys.intern(m[3].strip())))
         return True
     m = _EFI_MEM.match(msg)
     if m:

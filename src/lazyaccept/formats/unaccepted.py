@@ -17,7 +17,6 @@ Trailing bytes after ``24 + size`` are allowed and ignored: the stub allocates t
 
 from __future__ import annotations
 
-import struct
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,39 +25,15 @@ import numpy as np
 
 from ..base.errors import FormatError
 from ..base.ranges import true_runs
-from ..base.units import PAGE_SIZE, UNIT_SIZE, align_down, align_up
+from ..base.units import UNIT_SIZE, align_down, align_up
 from .efi_memmap import EfiMemoryDescriptor, MemoryType
+from .unaccepted_bitmap import HEADER, HEADER_SIZE, TABLE_VERSION, check_geometry, parse_header
+
+__all__ = ["HEADER_SIZE", "TABLE_VERSION", "UNACCEPTED_TABLE_GUID", "UnacceptedTable", "parse_unaccepted_table",
+           "build_unaccepted_table", "stub_geometry", "new_table"]
 
 #: LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID (include/linux/efi.h).
 UNACCEPTED_TABLE_GUID = uuid.UUID("d5d1de3c-105c-44f9-9ea9-bcef98120031")
-#: The one layout declaration of the header: version, unit_size, phys_base, size.
-_HEADER = struct.Struct("<IIQQ")
-HEADER_SIZE = _HEADER.size  # 24
-#: The only version mainline Linux accepts (stub, decompressor and efi.c all check == 1).
-TABLE_VERSION = 1
-
-_U32 = 1 << 32
-_U64 = 1 << 64
-
-
-def _check_geometry(version: int, unit_size: int, phys_base: int, size: int) -> None:
-    """Header rules shared by the parser and the builder."""
-    if version != TABLE_VERSION:
-        raise FormatError(f"unaccepted table version is {version}, only version {TABLE_VERSION} exists")
-    if not 0 < unit_size < _U32 or unit_size & (unit_size - 1):
-        raise FormatError(f"unit_size {unit_size:#x} is not a non-zero power of two that fits in 32 bits")
-    if unit_size % PAGE_SIZE:
-        raise FormatError(f"unit_size {unit_size:#x} is not a multiple of 4 KiB")
-    if not 0 <= phys_base < _U64:
-        raise FormatError(f"phys_base {phys_base:#x} does not fit in 64 bits")
-    if phys_base % unit_size:
-        raise FormatError(f"phys_base {phys_base:#x} is not aligned to unit_size {unit_size:#x}")
-    if not 0 <= size < _U64:
-        raise FormatError(f"bitmap size {size:#x} does not fit in 64 bits")
-    if phys_base + size * 8 * unit_size > _U64:
-        raise FormatError(
-            f"bitmap of {size} bytes at phys_base {phys_base:#x} would describe memory past 2^64"
-        )
 
 
 @dataclass(eq=False)
@@ -119,29 +94,17 @@ class UnacceptedTable:
 def parse_unaccepted_table(data: bytes) -> UnacceptedTable:
     """Decode a table (header + bitmap); bytes after the bitmap are ignored."""
     data = bytes(data)
-    if len(data) < HEADER_SIZE:
-        raise FormatError(
-            f"unaccepted table is {len(data)} bytes, shorter than its {HEADER_SIZE}-byte header"
-        )
-    version, unit_size, phys_base, size = _HEADER.unpack_from(data, 0)
-    if version != TABLE_VERSION:
-        raise FormatError(f"unaccepted table version is {version}, only version {TABLE_VERSION} exists")
-    # Check the length before the geometry: a huge size is more likely truncation than nonsense.
-    if size > len(data) - HEADER_SIZE:
-        raise FormatError(
-            f"bitmap size field says {size} bytes but only {len(data) - HEADER_SIZE} follow the header"
-        )
-    _check_geometry(version, unit_size, phys_base, size)
-    raw = np.frombuffer(data, dtype=np.uint8, count=size, offset=HEADER_SIZE)
+    h = parse_header(data)
+    raw = np.frombuffer(data, dtype=np.uint8, count=h.size, offset=HEADER_SIZE)
     bits = np.unpackbits(raw, bitorder="little").astype(bool)
-    return UnacceptedTable(version, unit_size, phys_base, bits)
+    return UnacceptedTable(h.version, h.unit_size, h.phys_base, bits)
 
 
 def build_unaccepted_table(t: UnacceptedTable) -> bytes:
     """Encode a table: header, then exactly ``t.size`` bytes of bitmap."""
-    _check_geometry(t.version, t.unit_size, t.phys_base, t.size)
+    check_geometry(t.version, t.unit_size, t.phys_base, t.size)
     bitmap = np.packbits(np.asarray(t.bits, dtype=bool), bitorder="little")
-    return _HEADER.pack(t.version, t.unit_size, t.phys_base, t.size) + bitmap.tobytes()
+    return HEADER.pack(t.version, t.unit_size, t.phys_base, t.size) + bitmap.tobytes()
 
 
 def stub_geometry(
@@ -170,5 +133,5 @@ def stub_geometry(
 
 def new_table(phys_base: int, size_bytes: int, unit_size: int = UNIT_SIZE) -> UnacceptedTable:
     """A version-1 table with every bit clear, as the stub creates it before setup_e820()."""
-    _check_geometry(TABLE_VERSION, unit_size, phys_base, size_bytes)
+    check_geometry(TABLE_VERSION, unit_size, phys_base, size_bytes)
     return UnacceptedTable(TABLE_VERSION, unit_size, phys_base, np.zeros(size_bytes * 8, dtype=bool))

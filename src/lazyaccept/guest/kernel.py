@@ -246,8 +246,8 @@ class Kernel:
         # Direct-map page tables: with 1 GiB pages a few pages; model 4 KiB per GiB mapped.
         allocs.append(("page-tables", max(PAGE_SIZE, align_up(total // GiB * PAGE_SIZE, PAGE_SIZE)), None))
         # memmap: 2 MiB of struct pages per present 128 MiB section (sparse vmemmap).
-        sections = {s // SECTION_SIZE for a, b in ram for s in range(align_down(a, SECTION_SIZE), b, SECTION_SIZE)}
-        allocs.append(("memmap", len(sections) * (SECTION_SIZE // PAGE_SIZE) * self.fp.memmap_per_page, None))
+        sections = _present_sections(ram)
+        allocs.append(("memmap", sections * (SECTION_SIZE // PAGE_SIZE) * self.fp.memmap_per_page, None))
         # Large system hashes (dentry: one 8-byte bucket per two pages; inode: per four pages).
         allocs.append(("dentry-hash", _pow2(pages // 2) * 8, None))
         allocs.append(("inode-hash", _pow2(pages // 4) * 8, None))
@@ -335,6 +335,18 @@ class DeferredPages:
             if lo < hi:
                 self._init_and_free(lo, hi, t, "deferred_init")
         self.cursor = end
+
+
+def _present_sections(ram: RangeSet) -> int:
+    """Memory sections (128 MiB) holding any RAM, counted per range (a section two ranges share
+    counts once), not enumerated."""
+    count, last = 0, -1
+    for a, b in ram:
+        first, end = max(a // SECTION_SIZE, last + 1), (b - 1) // SECTION_SIZE
+        if end >= first:
+            count += end - first + 1
+            last = end
+    return count
 
 
 def _pow2(n: int) -> int:

@@ -334,8 +334,12 @@ class PageAllocator:
         got: list[tuple[int, int]] = []
         remaining = npages
         if not self.watermarks_ready:
-            for _ in range(npages):
-                got.extend(self._alloc_one_early(actor, vcpu))
+            while remaining > 0:
+                n = self._alloc_early_batch(remaining, got, actor, vcpu)
+                if n == 0:  # no batch applies: the next allocation goes through every rule
+                    got.extend(self._alloc_one_early(actor, vcpu))
+                    n = 1
+                remaining -= n
             self._touch(got, actor, vcpu)
             return got
         for zone in reversed(self.zones):
@@ -377,6 +381,72 @@ class PageAllocator:
             if ok <= 0:
                 return 0
         return min(want, ok)
+
+    def _alloc_early_batch(self, want: int, got: list[tuple[int, int]], actor: str, vcpu: int) -> int:
+        """Up to ``want`` consecutive early allocations done at once, where each would be served
+        by the highest zone the same way :meth:`_alloc_one_early` serves it; the pages taken are
+        added to ``got``.  Returns how many were done: 0 when the next allocation must go
+        through :meth:`_alloc_one_early` (a zone to grow or to fall back from, or an order of
+        pages a batch would change).
+
+        Two kinds of batch: allocations that accept nothing take the lowest accepted free pages
+        (what one allocation after the other takes); and, with the v6.11+ rules at watermark 0,
+        ``n`` allocations that each accept the chunk at the head of the list and then take the
+        lowest free page are ``n`` acceptances of one chunk (recorded one by one, as the
+        allocations make them) and then ``n`` pages taken at once, when those pages lie below
+        every chunk after the first (so no allocation could have taken a page of a chunk
+        accepted after it).
+        """
+        if not self.zones:
+            return 0
+        zone = self.zones[-1]
+        rules = self.rules
+        free = zone.accepted_free_pages
+        accepts = rules.proactive_accept and rules.zero_wmark_accepts_one and bool(zone.unaccepted)
+        if accepts and rules.accepted_reserve_before_wmarks:
+            # The proactive accept stands aside while the reserve is accepted and free.
+            n = min(want, free - 2 * MAX_ORDER_NR_PAGES + 1)
+        elif not accepts:
+            n = min(want, free)
+        else:
+            n = min(want, zone.chunks_on_list())
+            if not self._early_pages_before_later_chunks(zone, n):
+                return 0
+            done = 0
+            try:
+                for _ in range(n):  # one acceptance each, recorded as the allocations make them
+                    self.accept_chunks(zone, 1, actor=actor, vcpu=vcpu, reason="zero-watermark")
+                    done += 1
+            finally:  # an acceptance that fails leaves the pages of the allocations before it taken
+                if done < n:
+                    self._take(zone, done)
+        if n <= 0:
+            return 0
+        got.extend(self._take(zone, n))
+        return n
+
+    @staticmethod
+    def _early_pages_before_later_chunks(zone: Zone, n: int) -> bool:
+        """Do ``n`` accepted free pages of the zone, the head chunk counted, lie below every one
+        of the next ``n - 1`` chunks on its list?"""
+        first = zone.unaccepted[0][0]
+        limit = 1 << 64  # the lowest of chunks 2..n
+        left = n - 1
+        for s, e in zone.unaccepted:
+            if left <= 0:
+                break
+            if s == first:
+                s += CHUNK_SIZE
+            k = min(left, (e - s) // CHUNK_SIZE)
+            if k > 0:
+                limit = min(limit, s)
+                left -= k
+        count = max(0, min(first + CHUNK_SIZE, limit) - first) // PAGE_SIZE
+        for s, e in zone.free_accepted:
+            if s >= limit or count >= n:
+                break
+            count += (min(e, limit) - s) // PAGE_SIZE
+        return count >= n
 
     def _alloc_one_early(self, actor: str, vcpu: int) -> list[tuple[int, int]]:
         """One order-0 allocation before the zone watermarks exist (they are all 0), as

@@ -16,11 +16,13 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..base.errors import OutputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 #: Width used when output goes to a pipe or a file, where rich would assume 80 columns and
 #: squeeze the tables.  A wider ``COLUMNS`` in the environment widens it (the docs' examples
@@ -40,6 +42,8 @@ def make_console(stderr: bool = False) -> Console:
     Emoji codes are off: ``:name:`` in a file's text must stay as typed.  ``stderr``: print to
     standard error (when standard output carries something else, an image say).
     """
+    from rich.console import Console  # rich is imported by the commands that print through it
+
     c = Console(highlight=False, emoji=False, stderr=stderr)
     return c if c.is_terminal else Console(highlight=False, emoji=False, width=pipe_width(), stderr=stderr)
 
@@ -48,6 +52,19 @@ def wrote(path: object, what: str = "") -> str:
     """The one line every command prints for a file it wrote: ``wrote PATH`` (``(WHAT)`` after it
     says what the file holds, when that helps)."""
     return f"wrote {plain(path)}" + (f" ({what})" if what else "")
+
+
+def table(*args: Any, **kwargs: Any) -> Table:
+    """A rich table (rich is imported only for output as tables, not for ``--json``)."""
+    from rich.table import Table
+
+    return Table(*args, **kwargs)
+
+
+class Printer(Protocol):
+    """Where a view prints: a :class:`~rich.console.Console`, or a command's wrapper of one."""
+
+    def print(self, what: object, /) -> None: ...
 
 
 # -- text from files --------------------------------------------------------------------------
@@ -73,6 +90,8 @@ def plain(value: object) -> str:
 
 def safe(value: object) -> str:
     """``value`` ready to be put into rich markup: :func:`plain`, then markup escaped."""
+    from rich.markup import escape
+
     return escape(plain(value))
 
 

@@ -116,13 +116,19 @@ def _log_y(ax: Any) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+def _text(value: object) -> str:
+    """A name from the user's files (a profile, a policy) as matplotlib text: a ``$`` is a dollar,
+    never the start of mathtext (a file called ``p$^_$.toml`` must not be parsed as maths)."""
+    return str(value).replace("$", r"\$")
+
+
 def _curves(ax: Any, data: dict[Hashable, list[tuple[float, float, float, float, int]]],
             style: Callable[[Any], dict[str, Any]], label: Callable[[Any], str]) -> None:
     for k in sorted(data, key=str):
         pts = data[k]
         xs, med, lo, hi = ([p[i] for p in pts] for i in range(4))
         st = style(k)
-        ax.plot(xs, med, label=label(k), lw=1.8, ms=4, **st)
+        ax.plot(xs, med, label=_text(label(k)), lw=1.8, ms=4, **st)
         if any(a != b for a, b in zip(lo, hi, strict=True)):
             ax.fill_between(xs, lo, hi, color=st["color"], alpha=0.12, lw=0)
 
@@ -218,11 +224,11 @@ def vcpu_scaling(rows: list[Row]) -> Drawn:
         _curves(ax, data, style, lambda k: f"{k[0]}, {format_size(k[1])}")
         ax.set_xscale("log", base=2)
         vs = sorted({vcpus_of(r) for r in picked})
-        ax.set_xticks(vs, [str(v) for v in vs])
+        ax.set_xticks(vs, [_text(v) for v in vs])
         ax.minorticks_off()
         _log_y(ax)
         ax.set_xlabel("vCPUs")
-        ax.set_title(f"profile {prof}", fontsize=10)
+        ax.set_title(_text(f"profile {prof}"), fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, framealpha=0.85)
     axes[0][0].set_ylabel("boot time to shell (s, simulated)")
@@ -308,7 +314,7 @@ def stall_distribution(rows: list[Row]) -> Drawn:
     keys = sorted(groups)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(keys) + 2), 4.6))
     ax.boxplot([groups[k] for k in keys], whis=(1, 99), showfliers=False)
-    ax.set_xticks(range(1, len(keys) + 1), [f"{p}\n{pol}\n{w}" for p, pol, w in keys], fontsize=8)
+    ax.set_xticks(range(1, len(keys) + 1), [_text(f"{p}\n{pol}\n{w}") for p, pol, w in keys], fontsize=8)
     # Log only when the stalls span a decade: equal stalls must look equal, not as a millionth of one.
     time_axis(ax, [s for k in keys for s in groups[k]], "y")
     ax.set_ylabel("stall")
@@ -416,8 +422,8 @@ def by_dimension(rows: list[Row], dims: list[str], values_in_order: dict[str, li
                         hi.append(max(ys))
                 if xs:
                     ax.vlines(xs, lo, hi, color=colour[key], lw=1.2, alpha=0.6)
-                    handles[key] = ax.plot(xs, med, "o", color=colour[key], ms=5, label=key)[0]
-            ax.set_xticks(range(len(order)), order, fontsize=8)
+                    handles[key] = ax.plot(xs, med, "o", color=colour[key], ms=5, label=_text(key))[0]
+            ax.set_xticks(range(len(order)), [_text(o) for o in order], fontsize=8)
             ax.tick_params(axis="y", labelsize=8)
             ax.set_xlim(-0.6, len(order) - 0.4)
             ax.autoscale(axis="y")

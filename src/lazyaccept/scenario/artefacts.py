@@ -164,7 +164,8 @@ def dmesg_lines(rec: BootRecord, phase_starts: dict[str, float] | None = None) -
     return lines
 
 
-DUMP_FILES = ("efi-memmap.bin", "e820.txt", "meminfo", "vmstat", "dmesg.txt", "unaccepted-table.bin", "td-hob.bin")
+DUMP_FILES = ("efi-memmap.bin", "e820.txt", "meminfo", "vmstat", "dmesg.txt", "unaccepted-table.bin", "td-hob.bin",
+              "host-trace.txt")
 
 
 def _entries(folder: Path) -> list[str]:
@@ -208,8 +209,10 @@ def check_dump_folder(folder: str | Path, force: bool = False) -> None:
         raise ConfigError(f"{out}: holds files that are not a dump's ({shown}); --force replaces only an earlier dump")
 
 
-def dump_files(rec: BootRecord, phase_starts: dict[str, float] | None = None) -> dict[str, bytes]:
-    """The dump's files by name, as bytes."""
+def dump_files(rec: BootRecord, phase_starts: dict[str, float] | None = None,
+               extra: dict[str, str] | None = None) -> dict[str, bytes]:
+    """The dump's files by name, as bytes; ``extra`` adds files made above this layer (the host
+    trace of the simulated boot)."""
     files: dict[str, bytes | str] = {
         "efi-memmap.bin": build_memory_map(rec.kernel.stub.memory_map),
         "e820.txt": "\n".join(format_e820_lines(rec.kernel.e820)) + "\n",
@@ -221,6 +224,10 @@ def dump_files(rec: BootRecord, phase_starts: dict[str, float] | None = None) ->
         files["unaccepted-table.bin"] = build_unaccepted_table(rec.kernel.table)
     if rec.firmware.td_hob is not None:
         files["td-hob.bin"] = rec.firmware.td_hob
+    for name, text in (extra or {}).items():
+        if name not in DUMP_FILES:
+            raise ValueError(f"{name}: not a file of a dump")
+        files[name] = text
     return {name: data.encode() if isinstance(data, str) else data for name, data in files.items()}
 
 
@@ -231,7 +238,7 @@ def _write_new_file(path: Path, data: bytes) -> None:
 
 
 def write_dump(rec: BootRecord, folder: str | Path, phase_starts: dict[str, float] | None = None,
-               force: bool = False) -> list[Path]:
+               force: bool = False, extra: dict[str, str] | None = None) -> list[Path]:
     """Write the boot's artefacts into ``folder``, all or nothing.
 
     The files are written into a new temporary folder beside ``folder`` and that folder is
@@ -241,7 +248,7 @@ def write_dump(rec: BootRecord, folder: str | Path, phase_starts: dict[str, floa
     """
     check_dump_folder(folder, force)
     out = Path(folder)
-    files = dump_files(rec, phase_starts)
+    files = dump_files(rec, phase_starts, extra)
     parent = out.parent if str(out.parent) else Path(".")
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=parent))

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from ..base.choices import AcceptPolicy, FirmwareAccept, HostMapping, Tee
 from ..base.errors import ConfigError
 from ..base.units import PAGE_SIZE, MiB, TiB, format_size
-from ..firmware.tdvf import default_image
+from ..firmware.tdvf import BUILTIN_IMAGE, default_image
+from ..firmware.verdict import firmware_accept_of
 from ..guest.footprint import BootFootprint
 from ..guest.kconfig import KernelConfig
 from ..guest.patches import GuestPatch, apply_patches, parse_patches
@@ -135,19 +136,22 @@ class GuestRequest:
             raise ConfigError(f"max-vcpus must be between the vCPU count ({vcpus}) and {MAX_VCPUS}, not {max_vcpus}")
         if self.snp_prefault and self.tee is not Tee.SNP:
             raise ConfigError("--snp-prefault is a host option of SEV-SNP guests")
-        if self.firmware_path is not None and self.tee is not Tee.TDX:
-            raise ConfigError("--firmware gives TDVF sections, which only TDX guests have")
         release = self.kernel if self.kernel is not None else defaults.kernel
         patches = parse_patches(self.patches) if self.patches is not None else defaults.patches
         kconfig = KernelConfig.parse(self.kconfig, defaults.kconfig)
         tdvf_image = "" if self.tee is not Tee.TDX else (self.firmware_path or default_image())
+        # An image given without --firmware-accept says itself what it accepts (on SEV-SNP that
+        # is all it gives: the model takes TDVF sections from it on TDX only).
+        firmware_accept = self.firmware_accept
+        if firmware_accept is None and self.firmware_path not in (None, BUILTIN_IMAGE):
+            firmware_accept = firmware_accept_of(self.firmware_path, Tee(self.tee))
         return VMConfig(
             memory=self.memory,
             tee=Tee(self.tee),
             vcpus=vcpus,
             policy=AcceptPolicy(self.policy),
             host_mapping=HostMapping(self.host_mapping if self.host_mapping is not None else defaults.host_mapping),
-            firmware_accept=self.firmware_accept if self.firmware_accept is not None else defaults.firmware_accept,
+            firmware_accept=firmware_accept if firmware_accept is not None else defaults.firmware_accept,
             kernel_release=release,
             kernel=apply_patches(kernel_rules(release), patches),
             kconfig=kconfig,

@@ -18,6 +18,8 @@ The limits, each far above what a real artefact needs:
   1 PiB of address space (a 64 TiB guest, the model's largest, needs 4 MiB).
 * HOB lists: 16 MiB (QEMU's TD HOB fits in OVMF's 8 KiB TD_HOB section).
 * binary e820 tables: 1 MiB (20-byte entries; the kernel keeps at most 128 + 3 * 1024).
+* IGVM files: 64 MiB (COCONUT-SVSM and OVMF images are a few MiB, OpenHCL tens of MiB).
+* host traces: 256 MiB (about 200 bytes per 100 ms interval: days of tracing).
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from ..base.choices import InspectKind
 from ..base.errors import FormatError
 from ..base.fileio import HEAD_SIZE, open_input
 from ..base.units import PAGE_SIZE, KiB, MiB, format_size
+from ..formats import host_trace as ht
 from ..formats import kernel_text as kt
 from ..formats import tdvf
 from ..formats.e820 import E820_TYPE_RAM, e820_type_name, efi_type_to_e820, parse_e820_table
@@ -46,9 +50,16 @@ from ..formats.efi_memmap import (
     parse_memory_map,
 )
 from ..formats.hob import HobList, RawHob, hob_type_name, parse_hob_list, resource_attribute_names
-from ..formats.unaccepted import HEADER_SIZE, parse_unaccepted_table
+from ..formats.igvm import looks_like_igvm
+from ..formats.unaccepted_bitmap import HEADER_SIZE, bitmap_runs, count_bits_and_runs, parse_header
+from .inspect_firmware import LaunchOptions, firmware_verdict_doc, igvm_doc
 
-__all__ = ["KINDS", "SIZE_LIMITS", "E820_BINARY_LIMIT", "detect_kind", "inspect_file", "cross_checks"]
+__all__ = ["KINDS", "SIZE_LIMITS", "E820_BINARY_LIMIT", "LIST_LIMIT", "detect_kind", "inspect_file", "cross_checks"]
+
+#: Entries of a document's list shown unless all are asked for (``inspect --all``); real
+#: artefacts have far fewer (an EFI memory map some hundreds), damaged or made-up ones can have
+#: millions.  A list cut short is named in the document's ``truncated`` (key -> full length).
+LIST_LIMIT = 1000
 
 _TEXT_LOG = (256 * MiB, "kernel logs")
 
@@ -74,6 +85,8 @@ KIND_SPECS: dict[InspectKind, KindSpec] = {
     InspectKind.EFI_MEMMAP: KindSpec((16 * MiB, "EFI memory maps"), text=False),
     InspectKind.UNACCEPTED_TABLE: KindSpec((64 * MiB + HEADER_SIZE, "unaccepted-memory tables"), text=False),
     InspectKind.HOB_LIST: KindSpec((16 * MiB, "HOB lists"), text=False),
+    InspectKind.IGVM: KindSpec((64 * MiB, "IGVM files"), text=False),
+    InspectKind.HOST_TRACE: KindSpec((256 * MiB, "host traces"), text=True),
 }
 #: Every kind ``inspect`` knows, in the order ``--kind`` lists them.
 KINDS = tuple(k.value for k in InspectKind)
@@ -151,6 +164,8 @@ def _strong_kinds(data: bytes, text: str | None) -> list[str]:
         kinds = []
         if tdvf.looks_like_ovmf(data):
             kinds.append("firmware")
+        if looks_like_igvm(data):
+            kinds.append("igvm")
         if len(data) >= 8 and struct.unpack_from("<HHI", data) == (0x0001, 56, 0):
             kinds.append("hob-list")  # a PHIT header: type 1, length 56, reserved 0
         if len(data) >= HEADER_SIZE:
@@ -159,6 +174,8 @@ def _strong_kinds(data: bytes, text: str | None) -> list[str]:
                 kinds.append("unaccepted-table")
         return kinds
     first = _first_line(text)
+    if re.search(rf"(?m)^{ht.MAGIC} ", text[:65536]):
+        return ["host-trace"]
     if re.match(r"Node [0-9]+ \S+:", first):
         return ["node-meminfo"]
     if re.search(r"(?m)^MemTotal:", text):
@@ -213,6 +230,34 @@ def _detect(path: str | os.PathLike[str], data: bytes, text: str | None) -> tupl
 
 def _range(start: int, end: int) -> dict[str, int]:
     return {"start": start, "end": end, "size": end - start}
+
+
+def _shown(items: list[Any], limit: int | None, key: str, truncated: dict[str, int]) -> list[Any]:
+    """The first ``limit`` of ``items`` (all with ``None``); a cut is noted in ``truncated``."""
+    if limit is None or len(items) <= limit:
+        return items
+    truncated[key] = len(items)
+    return items[:limit]
+
+
+def _bounded(body: dict[str, Any], limit: int | None, truncated: dict[str, int], prefix: str = "") -> dict[str, Any]:
+    """``body`` with every list in it cut to ``limit`` entries, and what was cut under ``truncated``.
+
+    Lists inside objects, and inside the objects of lists, are cut too; their keys in
+    ``truncated`` are dotted paths (``tdvf.sections``, ``platforms.0.loaded_ranges``).
+    """
+    for key, value in body.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, list):
+            body[key] = value = _shown(value, limit, name, truncated)
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    _bounded(item, limit, truncated, f"{name}.{i}.")
+        elif isinstance(value, dict):
+            _bounded(value, limit, truncated, f"{name}.")
+    if truncated and not prefix:
+        body["truncated"] = truncated
+    return body
 
 
 def _times_kib(kb: int | None) -> int | None:
@@ -295,8 +340,9 @@ def _doc_firmware(data: bytes) -> dict[str, Any]:
     return doc
 
 
-def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int) -> dict[str, Any]:
+def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int, limit: int | None = None) -> dict[str, Any]:
     info = kt.select_boot(boots, boot)
+    cut: dict[str, int] = {}
     efi = [(d.type if d.type is not None else -1, d.start, d.end, d.attribute) for d in info.efi_memmap]
     if info.e820:
         usable, usable_from = info.e820_total("usable"), "e820"
@@ -312,7 +358,7 @@ def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int) -> dict[str, Any]:
         "memory_encryption_active": info.memory_encryption_active,
         "encryption_features": info.encryption_features,
         "sev_status": info.sev_status,
-        "e820": [_range(a, b) | {"type": t} for a, b, t in info.e820],
+        "e820": [_range(a, b) | {"type": t} for a, b, t in _shown(info.e820, limit, "e820", cut)],
         "efi_memmap": [
             {
                 "index": d.index,
@@ -323,13 +369,13 @@ def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int) -> dict[str, Any]:
                 "size_mb": d.size_mb,
             }
             | _range(d.start, d.end)
-            for d in info.efi_memmap
+            for d in _shown(info.efi_memmap, limit, "efi_memmap", cut)
         ],
         "zones": [
             {"name": name, "start": r[0] if r else None, "end": r[1] if r else None, "empty": r is None}
             for name, r in info.zones.items()
         ],
-        "node_ranges": [{"node": n} | _range(a, b) for n, a, b in info.node_ranges],
+        "node_ranges": [{"node": n} | _range(a, b) for n, a, b in _shown(info.node_ranges, limit, "node_ranges", cut)],
         "cpus": {"allowed": info.cpus_allowed, "hotplug": info.cpus_hotplug, "brought_up": info.cpus_brought_up,
                  "nr_cpu_ids": info.nr_cpu_ids},
         "command_line": info.command_line,
@@ -343,7 +389,7 @@ def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int) -> dict[str, Any]:
         },
         "tdx_host": (
             {
-                "cmrs": [_range(a, b) for a, b in info.tdx_host_cmrs],
+                "cmrs": [_range(a, b) for a, b in _shown(info.tdx_host_cmrs, limit, "tdx_host.cmrs", cut)],
                 "pamt_bytes": info.tdx_host_pamt_kb * KiB if info.tdx_host_pamt_kb is not None else None,
             }
             if info.tdx_host_cmrs or info.tdx_host_pamt_kb is not None
@@ -354,31 +400,34 @@ def _doc_dmesg(boots: list[kt.DmesgInfo], boot: int) -> dict[str, Any]:
         "lines_parsed": info.lines_parsed,
         "lines_ignored": info.lines_ignored,
         "partial_last_line": info.partial_last_line,
-    }
+    } | ({"truncated": cut} if cut else {})
 
 
-def _doc_e820_entries(entries: list[tuple[int, int, str]]) -> dict[str, Any]:
+def _doc_e820_entries(entries: list[tuple[int, int, str]], limit: int | None = None) -> dict[str, Any]:
     by_type: dict[str, int] = {}
     for a, b, t in entries:
         by_type[t] = by_type.get(t, 0) + (b - a)
+    cut: dict[str, int] = {}
     return {
-        "entries": [_range(a, b) | {"type": t} for a, b, t in entries],
+        "entries": [_range(a, b) | {"type": t} for a, b, t in _shown(entries, limit, "entries", cut)],
         "bytes_by_type": by_type,
         "usable_bytes": by_type.get("usable", 0),
-    }
+    } | ({"truncated": cut} if cut else {})
 
 
-def _doc_e820(data: bytes, text: str | None, boots: list[kt.DmesgInfo] | None, boot: int) -> dict[str, Any]:
+def _doc_e820(
+    data: bytes, text: str | None, boots: list[kt.DmesgInfo] | None, boot: int, limit: int | None = None
+) -> dict[str, Any]:
     if text is not None:
         info = kt.select_boot(boots if boots is not None else kt.parse_dmesg_boots(text), boot)
         if not info.e820:
             raise FormatError("no BIOS-e820 lines")
-        return {"format": "text"} | _doc_e820_entries(info.e820)
+        return {"format": "text"} | _doc_e820_entries(info.e820, limit)
     entries = parse_e820_table(data)
     if not entries:
         raise FormatError("empty e820 table")
     named = [(e.addr, e.end, e820_type_name(e.type)) for e in entries]
-    return {"format": "binary"} | _doc_e820_entries(named)
+    return {"format": "binary"} | _doc_e820_entries(named, limit)
 
 
 def _doc_meminfo(text: str) -> dict[str, Any]:
@@ -414,6 +463,22 @@ def _doc_vmstat(text: str) -> dict[str, Any]:
         "free_bytes": counters["nr_free_pages"] * PAGE_SIZE,
         "nr_unaccepted": unaccepted,
         "unaccepted_bytes": unaccepted * PAGE_SIZE if unaccepted is not None else None,
+    }
+
+
+def _doc_host_trace(text: str) -> dict[str, Any]:
+    trace = ht.parse_host_trace(text)
+    start, end = trace.span_ns()
+    return {
+        "interval_ms": trace.interval_ms,
+        "pid": trace.pid,
+        "platform": trace.platform,
+        "intervals": len(trace.intervals),
+        "active_start_ns": start,
+        "active_end_ns": end,
+        "exits": [{"reason": r, "name": ht.exit_name(trace.platform, r), "count": n} for r, n in trace.exits().items()],
+        "totals": {c.value: trace.total(c) for c in ht.Counter},
+        "unknown_counters": trace.unknown,
     }
 
 
@@ -454,21 +519,26 @@ def _doc_efi_memmap(data: bytes) -> dict[str, Any]:
     }
 
 
-def _doc_unaccepted_table(data: bytes) -> dict[str, Any]:
-    t = parse_unaccepted_table(data)
-    ranges = t.unaccepted_ranges()
+def _doc_unaccepted_table(data: bytes, limit: int | None = None) -> dict[str, Any]:
+    """Read in pieces: time linear in the bitmap, memory bounded by one piece and the runs shown."""
+    t = parse_header(data)
+    bitmap = memoryview(data)[HEADER_SIZE : HEADER_SIZE + t.size]
+    units_set, runs = count_bits_and_runs(bitmap)
+    base, unit = t.phys_base, t.unit_size
+    shown = runs if limit is None else min(runs, limit)
+    ranges = [_range(base + a * unit, base + b * unit) for a, b in islice(bitmap_runs(bitmap), shown)]
     return {
         "version": t.version,
-        "unit_size": t.unit_size,
-        "phys_base": t.phys_base,
+        "unit_size": unit,
+        "phys_base": base,
         "bitmap_bytes": t.size,
         "max_addr": t.max_addr,
         "units": t.size * 8,
-        "units_unaccepted": t.unaccepted_bytes() // t.unit_size,
-        "unaccepted_ranges": [_range(a, b) for a, b in ranges],
-        "unaccepted_bytes": t.unaccepted_bytes(),
+        "units_unaccepted": units_set,
+        "unaccepted_ranges": ranges,
+        "unaccepted_bytes": units_set * unit,
         "trailing_bytes": len(data) - HEADER_SIZE - t.size,
-    }
+    } | ({"truncated": {"unaccepted_ranges": runs}} if shown < runs else {})
 
 
 def _doc_hob_list(data: bytes) -> dict[str, Any]:
@@ -515,11 +585,13 @@ _BINARY_BUILDERS: dict[str, Callable[[bytes], dict[str, Any]]] = {
     "efi-memmap": _doc_efi_memmap,
     "unaccepted-table": _doc_unaccepted_table,
     "hob-list": _doc_hob_list,
+    "igvm": igvm_doc,
 }
 _TEXT_BUILDERS: dict[str, Callable[[str], dict[str, Any]]] = {
     "meminfo": _doc_meminfo,
     "node-meminfo": _doc_node_meminfo,
     "vmstat": _doc_vmstat,
+    "host-trace": _doc_host_trace,
 }
 
 
@@ -548,11 +620,19 @@ def _check_size(path: str | os.PathLike[str], kind: str, size: int, binary: bool
         raise FormatError(f"{path}: file is {format_size(size)}, over the {format_size(limit)} limit for {what}")
 
 
-def inspect_file(path: str | os.PathLike[str], kind: str | None = None, boot: int = -1) -> dict[str, Any]:
+def inspect_file(
+    path: str | os.PathLike[str],
+    kind: str | None = None,
+    boot: int = -1,
+    launch: LaunchOptions | None = None,
+    limit: int | None = LIST_LIMIT,
+) -> dict[str, Any]:
     """Read ``path`` and describe it; ``kind`` forces the kind (see :data:`KINDS`).
 
     ``boot`` picks one boot of a kernel log that holds several (from 1; negative from the end;
-    default the last); other kinds ignore it.
+    default the last); other kinds ignore it.  ``launch``: the launch a firmware image's SNP
+    digest is computed for (default one QEMU vCPU of type EPYC-v4).  ``limit``: the entries of
+    each list shown (:data:`LIST_LIMIT`; ``None`` for all).
     """
     if kind is not None and kind not in KINDS:
         raise FormatError(f"{path}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
@@ -567,16 +647,21 @@ def inspect_file(path: str | os.PathLike[str], kind: str | None = None, boot: in
             kind, boots = _detect(path, data, text)
         _check_size(path, kind, size, text is None)
         if kind == "e820":
-            body = _doc_e820(data, text, boots, boot)
+            body = _doc_e820(data, text, boots, boot, limit)
         elif kind in _TEXT_KINDS:
             if text is None:
                 raise FormatError(f"binary data, not a {kind} text")
             if kind == "dmesg":
-                body = _doc_dmesg(boots if boots is not None else kt.parse_dmesg_boots(text), boot)
+                body = _doc_dmesg(boots if boots is not None else kt.parse_dmesg_boots(text), boot, limit)
             else:
-                body = _TEXT_BUILDERS[kind](text)
+                body = _bounded(_TEXT_BUILDERS[kind](text), limit, {})
+        elif kind == "unaccepted-table":
+            body = _doc_unaccepted_table(data, limit)
         else:
             body = _BINARY_BUILDERS[kind](data)
+            if kind == "firmware":
+                body |= firmware_verdict_doc(data, launch or LaunchOptions())
+            body = _bounded(body, limit, {})
     except FormatError as exc:
         msg = str(exc)
         # Parsers already name their format ("meminfo: line 2: ..."); do not say it twice.

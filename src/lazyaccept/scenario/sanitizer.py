@@ -12,6 +12,8 @@ the same usable memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from ..base.errors import SafetyViolation
@@ -41,21 +43,36 @@ def check_bitmap(rec: BootRecord) -> None:
             raise SafetyViolation("bitmap", "kernel", None, gap[0], "RAM not accepted and no bitmap records it")
         return
     u, base, n = table.unit_size, table.phys_base, table.bits.size
-    ram_bytes = ram.covered_per_block(base, u, n)
-    acc_bytes = acc.covered_per_block(base, u, n)
-    bad_set = np.flatnonzero(table.bits & (acc_bytes > 0))
-    if bad_set.size:
-        i = int(bad_set[0])
+    # Per range, not per unit: the units an accepted range reaches must have their bits clear,
+    # and those a piece of unaccepted RAM reaches must have them set.  Ranges come lowest first
+    # and their units in order, so the first unit found wrong is the lowest one.
+    i = _first_unit(table.bits, base, u, acc, want=True)
+    if i is not None:
         raise SafetyViolation("bitmap", "kernel", None, base + i * u, "bit set but part of the unit is accepted")
-    bad_clear = np.flatnonzero(~table.bits & (acc_bytes < ram_bytes))
-    if bad_clear.size:
-        i = int(bad_clear[0])
+    unaccepted = [g for s, e in ram for g in acc.gaps(s, e)]
+    i = _first_unit(table.bits, base, u, unaccepted, want=False)
+    if i is not None:
         raise SafetyViolation("bitmap", "kernel", None, base + i * u, "bit clear but RAM in the unit is unaccepted")
     for lo, hi in ((0, base), (base + n * u, 1 << 62)):
         for s, e in ram.intersection(lo, hi):
             gaps = acc.gaps(s, e)
             if gaps:
                 raise SafetyViolation("bitmap", "kernel", None, gaps[0][0], "RAM outside the bitmap is unaccepted")
+
+
+def _first_unit(bits: np.ndarray, base: int, unit: int, ranges: Iterable[tuple[int, int]], want: bool) -> int | None:
+    """The lowest unit of the bitmap that one of ``ranges`` (in address order) reaches and whose
+    bit is ``want``; None when there is none."""
+    n = bits.size
+    for s, e in ranges:
+        a, b = max(0, (s - base) // unit), min(n, -(-(e - base) // unit))
+        if a >= b:
+            continue
+        seg = bits[a:b]
+        k = int(np.argmax(seg) if want else np.argmin(seg))  # the first True (False), or 0 when none
+        if bool(seg[k]) is want:
+            return a + k
+    return None
 
 
 def check_allocator(rec: BootRecord) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -104,11 +105,19 @@ class CostProfile:
         except KeyError:
             raise ConfigError(f"{self.path}: no cost {key!r}") from None
 
-    @property
+    # A profile never changes (:meth:`with_values` makes a new one), so what is derived from its
+    # parameters is computed once per profile, on first use.
+
+    @cached_property
     def host(self) -> Host:
         return Host(self.si("host.memory_bandwidth"), self.si("host.vcpu_bandwidth"))
 
-    @property
+    @cached_property
+    def fingerprint(self) -> tuple[object, ...]:
+        """What a run's result depends on: equal for two profiles that price everything alike."""
+        return (self.name, self.tee, self.defaults, tuple((k, p.si) for k, p in self.params.items()))
+
+    @cached_property
     def work_kinds(self) -> tuple[str, ...]:
         """The WorkEvent kinds this profile prices."""
         boot = [k.split(".", 1)[1] for k in self.params if k.startswith("boot.")]

@@ -130,12 +130,26 @@ def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = Tr
     if baseline and config.workloads:
         eager = replace(config, vm=replace(config.vm, policy=Policy(PolicyKind.EAGER).accept_memory),
                         policy=Policy(PolicyKind.EAGER))
-        known = baselines if baselines is not None else {}
+        known = baselines if baselines is not None else _known_baselines(profile)
         if eager not in known:
             known[eager] = [w.duration_s for w in simulate_run(eager, profile, baseline=False, ranges=False).workloads]
         for w, b in zip(result.workloads, known[eager], strict=True):
             w.baseline_s = b
     return result
+
+
+#: Eager baselines already timed in this process: profile fingerprint -> (eager run -> its
+#: workloads' durations).  A run is a pure function of its configuration and profile, so a
+#: sweep's or a session's runs of one guest time their shared baseline once.  Bounded: cleared
+#: when it holds :data:`_BASELINE_CACHE_RUNS` runs.
+_BASELINES: dict[tuple[object, ...], dict[RunConfig, list[float]]] = {}
+_BASELINE_CACHE_RUNS = 256
+
+
+def _known_baselines(profile: CostProfile) -> dict[RunConfig, list[float]]:
+    if sum(map(len, _BASELINES.values())) >= _BASELINE_CACHE_RUNS:
+        _BASELINES.clear()
+    return _BASELINES.setdefault(profile.fingerprint, {})
 
 
 def pace_of(boot: BootRecord, profile: CostProfile, host: Host) -> Pace:
