@@ -54,7 +54,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "advise": ("advise", "advise_cmd",
                "Try firmware accept amounts and acceptance policies; say which meet the boot deadline with the "
                "smallest run-time price (workload slowdown, then p99 first-touch stall), and why."),
-    "sweep": ("sweep", "sweep_cmd", "Run every configuration of one grid, GRID.toml, and stream the results to RESULTS.jsonl."),
+    "sweep": ("sweep", "sweep_cmd",
+              "Run every configuration of one grid, GRID.toml, and stream the results to RESULTS.jsonl."),
     "report": ("report", "report_cmd",
                "Write one HTML page (inline SVG plots, no network) from the results of one or more sweeps."),
     "check": ("check", "check_cmd",
