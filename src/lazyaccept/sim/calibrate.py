@@ -88,7 +88,17 @@ SCREEN_POINTS = 8
 #: A fit whose RMS relative error passes this is reported as poor.
 RMS_WARNING = 0.10
 
-Results = dict[AcceptPolicy, tuple[BootRecord, Timeline]]
+@dataclass(frozen=True)
+class Results:
+    """What a metric reads a prediction off: the point's boots by policy (``res[policy]`` is the
+    record and its timeline), the point's own target, and the profile that timed them."""
+
+    boots: dict[AcceptPolicy, tuple[BootRecord, Timeline]]
+    target: float
+    profile: CostProfile
+
+    def __getitem__(self, policy: AcceptPolicy) -> tuple[BootRecord, Timeline]:
+        return self.boots[policy]
 
 
 # --- what the model predicts for each metric -----------------------------------------------------
@@ -116,9 +126,10 @@ def _fault_cost(which: int) -> Callable[[Results], float]:
     return measure
 
 
-def _idle_exits_per_10s(res: Results, target: float) -> float:
+def _idle_exits_per_10s(res: Results) -> float:
     """Exits in 10 s of the ``target / (10 * HZ)`` idle APs the figure implies, at the tick rate
     the model gives each idle AP when that many are idle in SMP bring-up."""
+    target = res.target
     record, tl = res[AcceptPolicy.LAZY]
     phase = next(p for p in record.phases if p.name == BootPhase.SMP_BRINGUP)
     if not phase.tick_hz:
@@ -139,10 +150,10 @@ def _boot_to_init(res: Results) -> float:
     return tl.phase(BootPhase.USERSPACE).start
 
 
-def _td_exit_round_trip(res: Results, profile: CostProfile) -> float:
+def _td_exit_round_trip(res: Results) -> float:
     record, tl = res[AcceptPolicy.LAZY]
     span = tl.phase(BootPhase.SMP_BRINGUP)
-    return (profile.si("accept.td_exit") + span.timing.idle_response_end) * 1e6
+    return (res.profile.si("accept.td_exit") + span.timing.idle_response_end) * 1e6
 
 
 def _accepted_before_watermarks(res: Results) -> float:
@@ -176,9 +187,7 @@ class Metric:
     """What a metric needs (the boots, by policy) and how it reads the prediction off them."""
 
     policies: tuple[AcceptPolicy, ...]
-    #: Reads the prediction off the boots; a metric in ``_NEEDS_TARGET`` / ``_NEEDS_PROFILE`` also
-    #: takes the point's target / the profile.
-    measure: Callable[..., float]
+    measure: Callable[[Results], float]
     unit_scale: dict[str, float] = field(default_factory=lambda: {"": 1.0})
     role: Role = Role.FIT
 
@@ -199,9 +208,6 @@ METRICS: dict[str, Metric] = {
     "swiotlb_convert": Metric((_LAZY,), _swiotlb_convert, {"s": 1.0, "": 1.0}),
     "boot_to_init": Metric((_LAZY,), _boot_to_init, {"s": 1.0, "": 1.0}),
 }
-#: Metrics whose reading needs more than the boots: the point's own target, or the profile.
-_NEEDS_TARGET = {"idle_hlt_exits_per_10s"}
-_NEEDS_PROFILE = {"td_exit_round_trip"}
 #: Boot-time quantities read from the eager_s / lazy_s / ratio columns.
 _BOOT_QUANTITIES = {
     "eager_s": Metric((_EAGER,), lambda r: r[_EAGER][1].total_s),
@@ -492,13 +498,8 @@ class Predictor:
                 end = result.fully_accepted_s if result.fully_accepted_s is not None else result.workloads[0].end_s
                 out.append(end - start)
                 continue
-            res = {policy: (self.records[cfg], timelines[cfg]) for policy, cfg in by_policy.items()}
-            if p.quantity in _NEEDS_TARGET:
-                out.append(p.spec.measure(res, p.target))  # type: ignore[call-arg]
-            elif p.quantity in _NEEDS_PROFILE:
-                out.append(p.spec.measure(res, profile))  # type: ignore[call-arg]
-            else:
-                out.append(p.spec.measure(res))
+            boots = {policy: (self.records[cfg], timelines[cfg]) for policy, cfg in by_policy.items()}
+            out.append(p.spec.measure(Results(boots, p.target, profile)))
         return out
 
 
