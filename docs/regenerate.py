@@ -87,7 +87,7 @@ def screenshots() -> None:
             driver.set_window_size(1280, 1000)
             driver.get(page.as_uri())
             driver.save_screenshot(str(DOCS / "sweep-report.png"))
-            th = next(h for h in driver.find_elements("css selector", "#t-runs thead th") if h.text == "boot (s)")
+            th = next(h for h in driver.find_elements("css selector", "#t-runs thead th") if h.text == "boot (s, one-sigma range)")
             th.click()
             th.click()
             driver.execute_script("document.getElementById('runs').scrollIntoView()")

@@ -116,7 +116,7 @@ def test_sweep_report_in_chromium(browser, tmp_path):
     check_plots_painted(browser, 5)
 
     runs = list(results.runs.values())
-    th, col = header(browser, "t-runs", "boot (s)")
+    th, col = header(browser, "t-runs", "boot (s, one-sigma range)")
     th.click()
     assert th.get_attribute("aria-sort") == "ascending"
     values = column(browser, "t-runs", col)

@@ -40,6 +40,13 @@ def _seconds(x: float | None) -> Cell:
     return Cell("-", "") if x is None else Cell(f"{x:.3f}", round(x, 6))
 
 
+def _seconds_ranged(x: float | None, rng: list[float] | None) -> Cell:
+    """Seconds with their one-sigma range from the profile's fitted uncertainties, sorted by the value."""
+    if x is None or not rng:
+        return _seconds(x)
+    return Cell(f"{x:.3f} ({rng[0]:.3f}-{rng[1]:.3f})", round(x, 6))
+
+
 def _draw(drawn: sf.Drawn, ident: str, label: str) -> str:
     if drawn.fig is None:
         return note(drawn.caption)
@@ -56,7 +63,8 @@ def run_table(runs: Sequence[dict[str, Any]]) -> str:
     """Every run, one row each, sortable by any column."""
     extras = [d for d in _EXTRA_DIMENSIONS if any(d.value in r["point"] for r in runs)]
     headers = ["profile", "memory", *(label for _, label in _CONFIG_COLUMNS), *(d.value for d in extras),
-               "boot (s)", "accepting (s)", "accepted", "host committed", "unaccepted at shell", "result"]
+               "boot (s, one-sigma range)", "accepting (s)", "accepted", "host committed", "unaccepted at shell",
+               "result"]
     numeric = [1, 3, *range(2 + len(_CONFIG_COLUMNS) + len(extras), 2 + len(_CONFIG_COLUMNS) + len(extras) + 5)]
     rows = []
     for r in runs:
@@ -67,7 +75,7 @@ def run_table(runs: Sequence[dict[str, Any]]) -> str:
             _size_cell(c["memory_bytes"]),
             *(sf.policy_of(r) if key == "policy" else str(c[key]) for key, _ in _CONFIG_COLUMNS),
             *(_value_text(d, r["point"].get(d.value, "")) for d in extras),
-            _seconds(r["boot_s"]),
+            _seconds_ranged(r["boot_s"], r.get("boot_s_range")),
             _seconds(r["accept_wall_s"]),
             _size_cell(r["accepted_bytes"]),
             _size_cell(r["host_committed_bytes"]),
