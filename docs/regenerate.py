@@ -10,7 +10,7 @@ What it makes:
   README.md and docs/*.md: each is run at a fixed width and its output written back in place;
 * ``docs/policies.png``: the README's ``compare --policy ... --plot policies.png``, as run there;
 * ``docs/sweep-report.png`` (the top of the report of ``examples/fleet.toml``) and
-  ``docs/sweep-report-table.png`` (its run table after two clicks on "boot (s)": slowest first),
+  ``docs/sweep-report-table.png`` (its run table after two clicks on the boot column: slowest first),
   in headless Chromium through Selenium (Debian: chromium, chromium-driver).
 
 ``tests/test_docs_drift.py`` runs the same examples and fails when the docs and the code differ.
@@ -87,7 +87,8 @@ def screenshots() -> None:
             driver.set_window_size(1280, 1000)
             driver.get(page.as_uri())
             driver.save_screenshot(str(DOCS / "sweep-report.png"))
-            th = next(h for h in driver.find_elements("css selector", "#t-runs thead th") if h.text == "boot (s, one-sigma range)")
+            heads = driver.find_elements("css selector", "#t-runs thead th")
+            th = next(h for h in heads if h.text == "boot (s, one-sigma range)")
             th.click()
             th.click()
             driver.execute_script("document.getElementById('runs').scrollIntoView()")
