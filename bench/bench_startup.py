@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cpu import LAZYACCEPT, load, measure, median_cpu
+from cpu import report_repeated
 
 TARGET_S = 0.15
 
@@ -20,16 +20,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
     args = ap.parse_args()
-    cmd = [*LAZYACCEPT, "--help"]
-    measure(cmd)  # writes the bytecode caches
-    runs = [measure(cmd) for _ in range(args.runs)]
-    med = median_cpu(runs)
-    print(f"command: lazyaccept --help   ({load()})")
-    print(f"runs: {args.runs}   CPU median {med:.3f} s   best {min(u.cpu_s for u in runs):.3f} s   "
-          f"peak RSS {max(u.rss_bytes for u in runs) / 2**20:.0f} MiB   target < {TARGET_S} s   "
-          f"{'OK' if med < TARGET_S else 'MISSED'}")
-    return 0 if med < TARGET_S else 1
-
+    return report_repeated(["--help"], args.runs, TARGET_S)
 
 if __name__ == "__main__":
     sys.exit(main())
