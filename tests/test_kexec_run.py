@@ -26,14 +26,14 @@ from lazyaccept.guest import kexec
 from lazyaccept.guest.policies import Policy
 from lazyaccept.guest.rules import kernel_rules
 from lazyaccept.scenario.config import GuestRequest
-from lazyaccept.scenario.runtime import RunConfig, build_run
+from lazyaccept.scenario.runtime import RunConfig, record_run
 from lazyaccept.scenario.workloads import Workload
 
 
 def _record(kernel: str, *workloads: str):  # noqa: ANN202
     req = GuestRequest(8 * GiB, kernel=kernel)
     cfg = RunConfig(req.resolve(), tuple(Workload.parse(w) for w in workloads), Policy())
-    return build_run(cfg)
+    return record_run(cfg)
 
 
 def test_kexec_accepts_the_whole_swiotlb_buffer_again_before_jumping():

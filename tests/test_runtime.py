@@ -17,16 +17,19 @@ import pytest
 from click.testing import CliRunner
 
 from lazyaccept.base.errors import ConfigError, FormatError
+from lazyaccept.base.record import AcceptEvent
 from lazyaccept.base.units import GiB, MiB
 from lazyaccept.cli import cli
 from lazyaccept.guest.policies import Policy, PolicyKind
 from lazyaccept.scenario.config import GuestRequest
-from lazyaccept.scenario.runtime import RunConfig, build_run
+from lazyaccept.scenario.runtime import RunConfig, RunThreads, record_run
 from lazyaccept.scenario.sanitizer import check_no_memory_lost
 from lazyaccept.scenario.workloads import Workload, WorkloadKind
+from lazyaccept.sim.pricing import price
 from lazyaccept.sim.profile import load_profile
 from lazyaccept.sim.run import resolve
-from lazyaccept.sim.runtime import RunResult, simulate_run, weighted_quantiles
+from lazyaccept.sim.runtime import RunResult, simulate_run, time_run, weighted_quantiles
+from lazyaccept.sim.timeline import timed_events
 
 
 @cache
@@ -154,11 +157,55 @@ def test_accept_ahead_makes_fewer_larger_stalls():
 
 def test_drain_leaves_lazy_and_eager_with_the_same_memory():
     prof = load_profile("tdx")
-    lazy = build_run(RunConfig(resolve(GuestRequest(8 * GiB, vcpus=2), prof), (Workload.parse("drain,workers=2"),)))
+    lazy = record_run(RunConfig(resolve(GuestRequest(8 * GiB, vcpus=2), prof), (Workload.parse("drain,workers=2"),)))
     assert lazy.drained and lazy.unaccepted_at_end == 0
     eager_vm = resolve(GuestRequest(8 * GiB, vcpus=2, policy=Policy.parse("eager").accept_memory), prof)
-    eager = build_run(RunConfig(eager_vm, (), Policy.parse("eager")))
+    eager = record_run(RunConfig(eager_vm, (), Policy.parse("eager")))
     check_no_memory_lost(lazy.boot, eager.boot)
+
+
+def test_a_run_is_recorded_in_the_order_and_at_the_times_the_clock_runs_it():
+    # One clock: the guest is asked for a vCPU's next batch when the engine finds that vCPU free,
+    # so the asks come in time order, and each batch's first event starts its vCPU's work then.
+    prof = load_profile("tdx")
+    cfg = RunConfig(resolve(GuestRequest(8 * GiB, vcpus=4), prof), (Workload.parse("touch:2G,threads=3"),
+                                                                     Workload.parse("drain,workers=2")))
+    asks: list[tuple[int, float, int]] = []
+    real = RunThreads.next_work
+
+    def spy(self, vcpu, t):  # noqa: ANN001, ANN202
+        before = len(self.phase.events)
+        n = real(self, vcpu, t)
+        if n:
+            asks.append((vcpu, t, before))
+        return n
+
+    RunThreads.next_work = spy  # type: ignore[method-assign]
+    try:
+        record, tl = time_run(cfg, prof)
+    finally:
+        RunThreads.next_work = real  # type: ignore[method-assign]
+    assert len(asks) > 50
+    times = [t for _, t, _ in asks]
+    assert times == sorted(times)
+    span = tl.phases[-1]
+    reached = [r for _, _, _, r in timed_events(record.boot.phases[-1], span)]
+    for _, t, first in asks:
+        assert reached[first] - span.start == pytest.approx(t, abs=1e-9)
+
+
+def test_a_background_thread_asked_for_more_than_it_can_do_goes_at_its_own_speed():
+    # kaccept asked for 1 TiB/s on an idle guest: each wake-up finds the next one already past, so
+    # it accepts back to back, and it is done when the sum of its calls' times alone says (NOHZ
+    # idle: no other vCPU asks anything of the host path).
+    prof = load_profile("tdx")
+    r = run(16, (), "background:threads=1,rate=1024G", baseline=False)
+    phase = r.record.boot.phases[-1]
+    assert r.record.config.vm.kconfig.no_hz_idle
+    calls = [price(prof, e) for e in phase.events if isinstance(e, AcceptEvent)]
+    alone = sum(i.cpu_s + i.bytes / prof.host.vcpu_bandwidth + i.host_s for i in calls)
+    assert r.fully_accepted_s is not None
+    assert r.fully_accepted_s - r.boot_s == pytest.approx(alone, rel=1e-6)
 
 
 def test_steady_workload_is_paced_by_its_rate():

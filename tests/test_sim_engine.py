@@ -426,3 +426,55 @@ def test_one_cpu_on_a_list_runs_its_calls_as_one_item():
     t = simulate_phase({0: [entry_item(0, 0, 3, 2.0, fifo="Normal", requests=2)], 1: [entry_item(1, 100, 103)]},
                        0.0, HOST)
     assert t.item_end[0] == [pytest.approx(2.0)] and t.call_s == {}
+
+
+# --- a phase decided as it runs (the feed) ----------------------------------------------------------
+
+
+def test_a_feed_is_asked_when_its_vcpu_is_free_and_its_answer_runs_then():
+    # vCPU 0 gets 1 s items, vCPU 1 gets 3 s items, three each, from a phase starting at 5 s:
+    # vCPU 0 asks at 0, 1, 2, 3 s into the phase (the last ask gets nothing), vCPU 1 at 0, 3, 6, 9.
+    asked: list[tuple[int, float]] = []
+    left = {0: 3, 1: 3}
+
+    def feed(v: int, t: float) -> list[WorkItem]:
+        asked.append((v, t))
+        if not left[v]:
+            return []
+        left[v] -= 1
+        return [cpu(v, 1.0 if v == 0 else 3.0)]
+
+    t = simulate_phase({0: [], 1: []}, 5.0, HOST, feed=feed)
+    assert sorted(tt for v, tt in asked if v == 0) == pytest.approx([0, 1, 2, 3])
+    assert sorted(tt for v, tt in asked if v == 1) == pytest.approx([0, 3, 6, 9])
+    assert t.end == pytest.approx(14.0)
+    assert t.item_end[1] == pytest.approx([8, 11, 14])
+
+
+def test_what_a_feed_decides_can_depend_on_what_the_clock_did_before():
+    # Two vCPUs draw 2 s items from one pool of 5 (a FIFO of work): who gets the fifth depends on
+    # who is free first.  vCPU 1 starts with a 0.5 s item of its own, so vCPU 0 is free first at
+    # 2 s and 4 s, vCPU 1 at 2.5 s: items go 0, 1 (0 s, 0.5 s), 0 (2 s), 1 (2.5 s), 0 (4 s).
+    pool = [5]
+    got: list[tuple[int, float]] = []
+
+    def feed(v: int, t: float) -> list[WorkItem]:
+        if not pool[0]:
+            return []
+        pool[0] -= 1
+        got.append((v, t))
+        return [cpu(v, 2.0)]
+
+    t = simulate_phase({0: [], 1: [cpu(1, 0.5)]}, 0.0, HOST, feed=feed)
+    assert [v for v, _ in got] == [0, 1, 0, 1, 0]
+    assert [tt for _, tt in got] == pytest.approx([0.0, 0.5, 2.0, 2.5, 4.0])
+    assert t.end == pytest.approx(6.0)
+
+
+def test_a_fed_vcpu_with_nothing_to_do_ticks_as_an_idle_vcpu():
+    # Two online vCPUs with the tick; vCPU 1's feed gives nothing, vCPU 0 runs 1 s of CPU: vCPU 1
+    # is idle the whole second and takes HZ ticks (exits of 1 us: no queue to speak of).
+    idle = Idle(online=2, tick_hz=1000, exit_s=1e-6)
+    t = simulate_phase({0: [cpu(0, 1.0)], 1: []}, 0.0, HOST, idle, feed=lambda v, tt: [])
+    assert t.end == pytest.approx(1.0)
+    assert t.idle_exit_series[-1][1] == pytest.approx(1000, rel=1e-3)

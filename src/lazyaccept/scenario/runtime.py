@@ -5,9 +5,12 @@ of unaccepted chunks, ``cond_accept_memory()`` by kernel release), the same ``ac
 and the same platform and host.  Each workload thread allocates and touches memory in batches
 (the user fault path: fault, order-0 or THP allocation, acceptance of 4 MiB chunks up to the
 watermark target when the allocator needs it, zeroing); a policy's own threads accept beside
-them.  Everything is recorded in one ``workload`` phase, in the order the batches would happen
-(planned times merge the threads), each event on its thread's vCPU; the simulator then times
-it, so threads that run together share the host path, bandwidth and host CPUs.
+them.  Everything is recorded in one ``workload`` phase, each event on its thread's vCPU.
+
+This module keeps no time.  The simulator's engine runs the phase and, whenever a vCPU is free,
+asks :class:`RunThreads` what it does next; the batch is recorded then, against the allocator as
+it is at that moment.  So which thread takes which chunk, and when memory runs out, follow the
+one clock, and threads that run together share the host path, bandwidth and host CPUs.
 
 Batches keep a run at chunk granularity without one event per chunk: a batch accepts the chunks
 its pages need in one request (``AcceptEvent.requests`` chunks), and the stall of each first
@@ -16,13 +19,13 @@ touch that waited is that request's time per chunk.
 
 from __future__ import annotations
 
-import heapq
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..base.choices import BootPhase
 from ..base.errors import ConfigError, SafetyViolation
-from ..base.record import AcceptEvent
+from ..base.record import AcceptEvent, WaitEvent
 from ..base.units import CHUNK_SIZE, PAGE_SIZE, align_up
 from ..guest import kexec
 from ..guest.hotplug import DeviceMemory, hot_add
@@ -37,9 +40,6 @@ from .workloads import Workload, WorkloadKind
 
 #: Batches per workload at most: bounds the events of a run whatever its size.
 MAX_BATCHES = 4096
-#: Rates (bytes/s) used only to order the threads' batches in time when the caller gives none.
-NOMINAL_TOUCH_RATE = 2e9
-NOMINAL_ACCEPT_RATE = 0.5e9
 #: Transparent huge pages for the workloads' memory: 512 base pages per fault, an order-9
 #: allocation (HPAGE_PMD_ORDER on x86-64) whose watermark checks run at that order.
 THP_PAGES = 512
@@ -85,62 +85,105 @@ class RunRecord:
     drained: bool
 
 
-@dataclass(frozen=True)
-class Pace:
-    """How fast one thread touches already-accepted memory and accepts memory (bytes/s), as the
-    caller estimates them: they only order the threads' batches in the record, so that what is
-    recorded as happening first also happens first once timed."""
-
-    touch_bps: float = NOMINAL_TOUCH_RATE
-    accept_bps: float = NOMINAL_ACCEPT_RATE
+#: A thread's step yields when it is next ready: ``None``, as soon as its vCPU is free again;
+#: a time (seconds into the workload phase), not before then.
+Ready = float | None
+Steps = Iterator[Ready]
 
 
-def build_run(config: RunConfig, *, boot: BootRecord | None = None, pace: Pace | None = None,
-              sanitize: bool = True) -> RunRecord:
-    """Boot ``config.vm`` (or continue ``boot``, a record of it) and record its workloads and
-    policy (see the module docstring)."""
-    if config.vm.policy is not config.policy.accept_memory:
-        raise ConfigError(f"policy {config.policy} boots with accept_memory={config.policy.accept_memory}")
-    boot = boot if boot is not None else build_record(config.vm, sanitize=sanitize)
-    alloc = boot.kernel.allocator
-    rec = alloc.rec
-    vcpus = config.vm.vcpus
-    tick = 0 if config.vm.kconfig.no_hz_idle else config.vm.kconfig.hz
-    rec.begin(BootPhase.WORKLOAD, "workload", online_vcpus=vcpus, tick_hz=tick)
-    phase = rec.current
-    alloc.accept_ahead_chunks = config.policy.chunks if config.policy.kind is PolicyKind.ACCEPT_AHEAD else 0
-    owners: list[str] = []
-    planner = _Planner(config, alloc, rec, owners, phase, pace or Pace())
-    planner.boot = boot
-    planner.run()
-    if sanitize:
-        check_boot(boot)
-    return RunRecord(config, boot, owners, alloc.nr_unaccepted() * PAGE_SIZE, alloc.nr_unaccepted() == 0)
+@dataclass
+class _Thread:
+    """One thread of the run on its vCPU: ``steps`` records one batch per ``next()``."""
+
+    owner: str
+    vcpu: int
+    steps: Steps
+    ready_at: Ready = None
+    #: When it last ran on its vCPU, as a turn number: the vCPU runs the runnable thread that has
+    #: waited longest.
+    turn: int = -1
 
 
-class _Planner:
-    """Merges every thread's batches by planned time and records them against the allocator."""
+class RunThreads:
+    """The workloads' and the policy's threads on a booted guest, recording what they do when asked.
 
-    def __init__(self, config: RunConfig, alloc: PageAllocator, rec, owners: list[str], phase,  # noqa: ANN001
-                 pace: Pace) -> None:
+    There is no clock here.  The caller (the simulator's engine) says when a vCPU is free:
+    :meth:`next_work` then records, at that moment, that vCPU's next batch: its thread's fault,
+    allocation and acceptance against the allocator as it is then.  So the order in which
+    threads take chunks off the FIFO lists and memory runs out is the order the clock says.
+    """
+
+    def __init__(self, config: RunConfig, boot: BootRecord) -> None:
+        if config.vm.policy is not config.policy.accept_memory:
+            raise ConfigError(f"policy {config.policy} boots with accept_memory={config.policy.accept_memory}")
         self.config = config
-        self.pace = pace
-        self.alloc = alloc
-        self.rec = rec
-        self.owners = owners
-        self.phase = phase
+        self.boot = boot
+        self.alloc: PageAllocator = boot.kernel.allocator
+        self.rec = self.alloc.rec
         self.vcpus = config.vm.vcpus
-        self.queue: list[tuple[float, int, object]] = []
-        self.seq = 0
+        tick = 0 if config.vm.kconfig.no_hz_idle else config.vm.kconfig.hz
+        self.phase = self.rec.begin(BootPhase.WORKLOAD, "workload", online_vcpus=self.vcpus, tick_hz=tick)
+        p = config.policy
+        self.alloc.accept_ahead_chunks = p.chunks if p.kind is PolicyKind.ACCEPT_AHEAD else 0
+        #: Per event of the phase, whose it is (a workload's name or the policy's actor).
+        self.owners: list[str] = []
         self.next_vcpu = 0
-        self.last_batch_s = 0.0
-        self.device_memory = DeviceMemory(alloc.ram.last() or 0)
-        #: The boot this run continues (set by build_run): kexec reads its shared ranges.
-        self.boot: BootRecord | None = None
+        self.turns = 0
+        self.stopped = False  # kexec -e: the first kernel is gone
+        self.device_memory = DeviceMemory(self.alloc.ram.last() or 0)
+        self.threads: dict[int, list[_Thread]] = {}
+        for w in config.workloads:
+            self._start_workload(w)
+        self._start_policy()
+        allocating = {v for v, ths in self.threads.items() for th in ths}
+        #: FIFO lists more than one vCPU may draw chunks from (each zone's), else none.
+        self.shared_fifos = frozenset(z.name for z in self.alloc.zones) if len(allocating) > 1 else frozenset()
 
-    def _push(self, t: float, task: object) -> None:
-        heapq.heappush(self.queue, (t, self.seq, task))
-        self.seq += 1
+    @property
+    def busy_vcpus(self) -> tuple[int, ...]:
+        """The vCPUs with a thread of the run."""
+        return tuple(sorted(self.threads))
+
+    # -- what a vCPU does next ---------------------------------------------------------------
+    def next_work(self, vcpu: int, t: float) -> int:
+        """vCPU ``vcpu`` is free ``t`` seconds into the phase: record what it does next (the batch
+        of its runnable thread that has waited longest, or a wait for its next thread's time) and
+        return how many events that was (0: nothing more to do)."""
+        before = len(self.phase.events)
+        threads = self.threads.get(vcpu, [])
+        while threads and not self.stopped:
+            runnable = [th for th in threads if th.ready_at is None or th.ready_at <= t + 1e-12]
+            if not runnable:
+                th = min(threads, key=lambda th: th.ready_at or 0.0)
+                assert th.ready_at is not None
+                self._record(th.owner, self.rec.wait_until, vcpu, th.ready_at, th.owner)
+                return len(self.phase.events) - before
+            th = min(runnable, key=lambda th: th.turn)
+            th.turn = self.turns
+            self.turns += 1
+            try:
+                th.ready_at = next(th.steps)
+            except StopIteration:
+                threads.remove(th)
+            if len(self.phase.events) > before:
+                return len(self.phase.events) - before
+        return 0
+
+    def finish(self, *, sanitize: bool = True) -> RunRecord:
+        """The record of the run, once every vCPU has nothing more to do."""
+        if sanitize:
+            check_boot(self.boot)
+        left = self.alloc.nr_unaccepted()
+        return RunRecord(self.config, self.boot, self.owners, left * PAGE_SIZE, left == 0)
+
+    # -- threads -------------------------------------------------------------------------------
+    def _add(self, owner: str, vcpu: int, steps: Steps) -> None:
+        th = _Thread(owner, vcpu, steps)
+        try:
+            th.ready_at = next(steps)  # a thread's first yield says when it starts; it records nothing
+        except StopIteration:
+            return
+        self.threads.setdefault(vcpu, []).append(th)
 
     def _vcpus_for(self, n: int) -> list[int]:
         out = [(self.next_vcpu + j) % self.vcpus for j in range(n)]
@@ -155,187 +198,174 @@ class _Planner:
         finally:
             self.owners.extend([owner] * (len(self.phase.events) - before))
 
-    def run(self) -> None:
-        for w in self.config.workloads:
-            self._plan_workload(w)
-        self._plan_policy()
-        while self.queue:
-            t, _, task = heapq.heappop(self.queue)
-            task(t)  # type: ignore[operator]
-
-    # -- workloads ---------------------------------------------------------------------------
-    def _plan_workload(self, w: Workload) -> None:
+    def _start_workload(self, w: Workload) -> None:
         if w.kind is WorkloadKind.TRACE:
-            threads = sorted({row[2] for row in w.trace})
-            where = dict(zip(threads, self._vcpus_for(len(threads)), strict=True))
+            rows: dict[int, list[tuple[float, int]]] = {}
             for t, nbytes, thread in w.trace:
-                self._push(w.start + t, self._batch_task(w, where[thread], nbytes, paced=True))
+                rows.setdefault(thread, []).append((t, nbytes))
+            for thread, v in zip(sorted(rows), self._vcpus_for(len(rows)), strict=True):
+                self._add(w.name, v, self._paced(w, v, [(w.start + t, n) for t, n in sorted(rows[thread])]))
             return
         if w.kind is WorkloadKind.STEADY:
             (v,) = self._vcpus_for(1)
-            total = w.rate * w.duration
-            if total <= 0:
+            if w.rate * w.duration <= 0:
                 return
             window = max(1.0, w.duration / MAX_BATCHES)
             steps = math.ceil(w.duration / window)
-            for k in range(steps):
-                span = min(window, w.duration - k * window)
-                self._push(w.start + k * window, self._batch_task(w, v, int(w.rate * span), paced=True))
+            batches = [(w.start + k * window, int(w.rate * min(window, w.duration - k * window))) for k in range(steps)]
+            self._add(w.name, v, self._paced(w, v, batches))
             return
         if w.kind is WorkloadKind.HOTPLUG:
-            self._push(w.start, self._hotplug_task(w))
+            self._add(w.name, 0, self._hotplug(w))
             return
         if w.kind is WorkloadKind.KEXEC:
-            self._push(w.start, self._kexec_task(w))
+            self._add(w.name, 0, self._kexec(w))
             return
         if w.kind is WorkloadKind.DRAIN:
+            batch = max(CHUNK_SIZE, align_up(self.alloc.nr_unaccepted() * PAGE_SIZE // MAX_BATCHES, CHUNK_SIZE))
             for v in self._vcpus_for(w.threads):
-                self._push(w.start, self._drain_task(w, v))
+                self._add(w.name, v, self._drain(w, v, batch))
             return
         threads = w.threads or self.vcpus  # pretouch: one thread per vCPU
         batch = max(CHUNK_SIZE, align_up(max(1, w.size // MAX_BATCHES), CHUNK_SIZE))
         for v in self._vcpus_for(threads):
-            self._push(w.start, self._sequence_task(w, v, w.size // threads, batch))
+            self._add(w.name, v, self._sequence(w, v, w.size // threads, batch))
 
-    def _sequence_task(self, w: Workload, vcpu: int, left: int, batch: int):  # noqa: ANN202
+    def _sequence(self, w: Workload, vcpu: int, left: int, batch: int) -> Steps:
         """A thread touching ``left`` bytes batch after batch, each as soon as the last is done."""
-
-        def task(t: float) -> None:
+        yield w.start
+        while left > 0:
             n = min(batch, left)
-            if w.start > 0 and t == w.start:  # the first batch waits for the workload's start
-                self._record(w.name, self.rec.wait_until, vcpu, w.start, w.name)
             self._touch(w.name, vcpu, n)
-            if left > n:
-                self._push(t + self.last_batch_s, self._sequence_task(w, vcpu, left - n, batch))
+            left -= n
+            yield None
 
-        return task
-
-    def _batch_task(self, w: Workload, vcpu: int, nbytes: int, *, paced: bool):  # noqa: ANN202
-        def task(t: float) -> None:
-            if paced:
-                self._record(w.name, self.rec.wait_until, vcpu, t, w.name)
+    def _paced(self, w: Workload, vcpu: int, batches: list[tuple[float, int]]) -> Steps:
+        """A thread touching each batch's bytes at its time (or when it can, if behind)."""
+        for at, nbytes in batches:
+            yield at
             self._touch(w.name, vcpu, nbytes)
 
-        return task
+    def _drain(self, w: Workload, vcpu: int, batch: int) -> Steps:
+        """A worker that allocates while anything is unaccepted and memory is left to take."""
+        yield w.start
+        while self.alloc.nr_unaccepted() and self.alloc.allocatable_pages() * PAGE_SIZE >= batch:
+            self._touch(w.name, vcpu, batch)
+            yield None
 
     def _touch(self, owner: str, vcpu: int, nbytes: int, actor: str | None = None) -> list[tuple[int, int]]:
         pages = -(-nbytes // PAGE_SIZE)
         if self.config.thp:
             pages = align_up(pages, THP_PAGES)
-        before = self.alloc.nr_unaccepted()
         got = self._record(owner, self.alloc.alloc, pages, actor=actor or f"workload:{owner}", vcpu=vcpu,
                            order=THP_ORDER if self.config.thp else 0)
-        # The batch's time, as the caller's pace estimates it: touching, plus accepting what it took.
-        self.last_batch_s = (pages * PAGE_SIZE / self.pace.touch_bps
-                             + (before - self.alloc.nr_unaccepted()) * PAGE_SIZE / self.pace.accept_bps)
         faults = pages // THP_PAGES if self.config.thp else pages
         self._record(owner, self.rec.work, "user_fault", vcpu, faults)
         self._record(owner, self.rec.work, "userspace_touch", vcpu, float(pages * PAGE_SIZE))
         return got
 
-    def _hotplug_task(self, w: Workload):  # noqa: ANN202
+    def _hotplug(self, w: Workload) -> Steps:
         """The ACPI hot-add at ``w.start`` and ``online_pages()``, by a kernel worker on vCPU 0:
         struct pages initialised for the new memory, then freed to the allocator (guest/hotplug.py),
         and the watermarks recomputed (online_pages() calls init_per_zone_wmark_min())."""
+        yield w.start
+        self._record(w.name, self.rec.work, "struct_page_init", 0, w.size // PAGE_SIZE)
+        self._record(w.name, hot_add, self.alloc, self.device_memory, w.size, self.config.vm.tee,
+                     actor=f"workload:{w.name}", vcpu=0)
+        self.alloc.setup_watermarks()
+        if self.config.vm.kconfig.transparent_hugepage is not ThpMode.NEVER:
+            self.alloc.raise_min_free_kbytes_for_thp()  # khugepaged_min_free_kbytes_update()
 
-        def task(t: float) -> None:
-            self._record(w.name, self.rec.wait_until, 0, t, w.name)
-            self._record(w.name, self.rec.work, "struct_page_init", 0, w.size // PAGE_SIZE)
-            self._record(w.name, hot_add, self.alloc, self.device_memory, w.size, self.config.vm.tee,
-                         actor=f"workload:{w.name}", vcpu=0)
-            self.alloc.setup_watermarks()
-            if self.config.vm.kconfig.transparent_hugepage is not ThpMode.NEVER:
-                self.alloc.raise_min_free_kbytes_for_thp()  # khugepaged_min_free_kbytes_update()
-
-        return task
-
-    def _kexec_task(self, w: Workload):  # noqa: ANN202
+    def _kexec(self, w: Workload) -> Steps:
         """``kexec -l`` then ``kexec -e`` on vCPU 0 (guest/kexec.py): segments placed (and accepted
         from v6.15), shared memory converted back to private (v6.11), segments copied by
         relocate_kernel, the next kernel reading the inherited table.  The first kernel ends there:
-        the queue is emptied."""
-
-        def task(t: float) -> None:
-            assert self.boot is not None
-            state, platform, rules = self.boot.kernel, self.alloc.platform, self.alloc.rules
-            self._record(w.name, self.rec.wait_until, 0, t, w.name)
-            segments = self._record(w.name, kexec.kexec_load, state, rules, rec=self.rec)
-            shared = [(e.start, e.end) for p in self.boot.phases for e in p.events
-                      if isinstance(e, AcceptEvent) and e.reason == "swiotlb"]
-            self._record(w.name, kexec.kexec_unshare, platform, rules, shared, self.rec)
-            # relocate_kernel copies every segment to its destination: memory traffic of its size
-            copied = float(sum(s.end - s.start for s in segments))
-            self._record(w.name, self.rec.work, "userspace_touch", 0, copied)
-            try:
-                kexec.kexec_reboot(state, platform, segments)
-            except SafetyViolation as err:
-                if rules.kexec_accepts_segments:
-                    raise
-                raise SafetyViolation(err.rule, err.actor, err.vcpu, err.address,
-                                      f"{err.detail}: kexec placed the segment in free memory without accepting "
-                                      "it (kexec_core accepts the destinations since v6.15)") from None
-            kexec.check_next_kernel_private(rules, shared)
-            self.queue.clear()
-
-        return task
-
-    def _drain_task(self, w: Workload, vcpu: int):  # noqa: ANN202
-        batch = max(CHUNK_SIZE, align_up(self.alloc.nr_unaccepted() * PAGE_SIZE // MAX_BATCHES, CHUNK_SIZE))
-
-        def task(t: float) -> None:
-            # A worker allocates while anything is unaccepted, and while memory is left to take.
-            if self.alloc.nr_unaccepted() == 0 or self.alloc.allocatable_pages() * PAGE_SIZE < batch:
-                return
-            if w.start > 0 and t == w.start:  # the first batch waits for the workload's start
-                self._record(w.name, self.rec.wait_until, vcpu, w.start, w.name)
-            self._touch(w.name, vcpu, batch)
-            self._push(t + self.last_batch_s, task)
-
-        return task
+        no thread runs after it."""
+        yield w.start
+        state, platform, rules = self.boot.kernel, self.alloc.platform, self.alloc.rules
+        segments = self._record(w.name, kexec.kexec_load, state, rules, rec=self.rec)
+        shared = [(e.start, e.end) for p in self.boot.phases for e in p.events
+                  if isinstance(e, AcceptEvent) and e.reason == "swiotlb"]
+        self._record(w.name, kexec.kexec_unshare, platform, rules, shared, self.rec)
+        # relocate_kernel copies every segment to its destination: memory traffic of its size
+        copied = float(sum(s.end - s.start for s in segments))
+        self._record(w.name, self.rec.work, "userspace_touch", 0, copied)
+        try:
+            kexec.kexec_reboot(state, platform, segments)
+        except SafetyViolation as err:
+            if rules.kexec_accepts_segments:
+                raise
+            raise SafetyViolation(err.rule, err.actor, err.vcpu, err.address,
+                                  f"{err.detail}: kexec placed the segment in free memory without accepting "
+                                  "it (kexec_core accepts the destinations since v6.15)") from None
+        kexec.check_next_kernel_private(rules, shared)
+        self.stopped = True
 
     # -- policies ----------------------------------------------------------------------------
-    def _plan_policy(self) -> None:
+    def _start_policy(self) -> None:
         p = self.config.policy
         if p.kind not in (PolicyKind.BACKGROUND, PolicyKind.USERSPACE_DRAIN) or p.rate <= 0:
             return
         threads = p.threads if p.kind is PolicyKind.BACKGROUND else 1
         chunks_left = self.alloc.nr_unaccepted() // (CHUNK_SIZE // PAGE_SIZE)
         per_wake = max(1, math.ceil(chunks_left / MAX_BATCHES / threads))
-        # A thread cannot go faster than it can accept, whatever rate it is asked for.
-        period = per_wake * CHUNK_SIZE / min(p.rate / threads, self.pace.accept_bps)
+        # Each thread wakes at its share of the rate; one that accepts slower than that finds its
+        # next wake-up already past and goes on at once: it cannot go faster than it can accept.
+        period = per_wake * CHUNK_SIZE / (p.rate / threads)
+        owner = "kaccept" if p.kind is PolicyKind.BACKGROUND else "userspace-drain"
         # The policy's threads run on the highest vCPUs, away from the shell on vCPU 0.
         for j in range(threads):
             v = (self.vcpus - 1 - j) % self.vcpus
-            self._push(0.0, self._policy_task(p, v, per_wake, period))
+            self._add(owner, v, self._policy(p, owner, v, per_wake, period))
 
-    def _policy_task(self, p: Policy, vcpu: int, per_wake: int, period: float):  # noqa: ANN202
-        owner = "kaccept" if p.kind is PolicyKind.BACKGROUND else "userspace-drain"
+    def _policy(self, p: Policy, owner: str, vcpu: int, per_wake: int, period: float) -> Steps:
         held: list[tuple[int, int]] = []
-
-        def task(t: float) -> None:
+        k = 0
+        while True:
+            yield k * period
+            k += 1
             if self.alloc.nr_unaccepted() == 0:
                 self.alloc.release(held)  # the drain is done: give everything back
-                held.clear()
                 return
-            self._record(owner, self.rec.wait_until, vcpu, t, owner)
             if p.kind is PolicyKind.BACKGROUND:
                 left = per_wake
                 for zone in reversed(self.alloc.zones):
                     if left:
                         left -= self._record(owner, self.alloc.accept_chunks, zone, left, actor=owner, vcpu=vcpu,
                                              reason="background")
-            else:
-                # Touch and hold per_wake chunks' worth, so the allocator must accept more; when
-                # memory runs low, free what is held (it goes back accepted) and go on.
-                if self.alloc.allocatable_pages() * PAGE_SIZE < 2 * per_wake * CHUNK_SIZE:
-                    self.alloc.release(held)
-                    held.clear()
-                try:
-                    held.extend(self._touch(owner, vcpu, per_wake * CHUNK_SIZE, actor=owner))
-                except BootFailure:
-                    self.alloc.release(held)
-                    held.clear()
-                    return
-            self._push(t + period, task)
+                continue
+            # Touch and hold per_wake chunks' worth, so the allocator must accept more; when
+            # memory runs low, free what is held (it goes back accepted) and go on.
+            if self.alloc.allocatable_pages() * PAGE_SIZE < 2 * per_wake * CHUNK_SIZE:
+                self.alloc.release(held)
+                held.clear()
+            try:
+                held.extend(self._touch(owner, vcpu, per_wake * CHUNK_SIZE, actor=owner))
+            except BootFailure:
+                self.alloc.release(held)
+                return
 
-        return task
+
+def record_run(config: RunConfig, *, boot: BootRecord | None = None, sanitize: bool = True) -> RunRecord:
+    """Boot ``config.vm`` (or continue ``boot``, a record of it) and record its run without a
+    clock, for what does not depend on time (the safety rules, what is accepted in the end): every
+    batch is taken to last no time, so each vCPU in turn runs its next batch, and a thread
+    waiting for a time runs once every vCPU has caught up with it.  Times come only from the
+    simulator (:func:`lazyaccept.sim.runtime.simulate_run`), which asks :class:`RunThreads` for
+    each vCPU's next work when its clock says the vCPU is free."""
+    boot = boot if boot is not None else build_record(config.vm, sanitize=sanitize)
+    threads = RunThreads(config, boot)
+    now = dict.fromkeys(threads.busy_vcpus, 0.0)
+    served = dict.fromkeys(now, 0)
+    while now:
+        v = min(now, key=lambda u: (now[u], served[u], u))
+        served[v] += 1
+        events = threads.phase.events
+        before = len(events)
+        if threads.next_work(v, now[v]) == 0:
+            del now[v]
+            continue
+        last = events[-1]
+        if len(events) == before + 1 and isinstance(last, WaitEvent):
+            now[v] = last.at_s
+    return threads.finish(sanitize=sanitize)

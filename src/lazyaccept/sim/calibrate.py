@@ -63,7 +63,7 @@ from ..guest.patches import parse_patches
 from ..scenario.boot_record import BootRecord
 from ..scenario.build import build_record
 from ..scenario.config import GuestRequest, VMConfig
-from ..scenario.runtime import Pace, RunConfig, RunRecord, build_run
+from ..scenario.runtime import RunConfig
 from ..scenario.workloads import Workload
 from .profile import CostProfile, FittedTo
 from .run import resolve
@@ -460,25 +460,22 @@ def read_calibration(path: str) -> list[CalibrationPoint]:
 class Predictor:
     """Predicts the points of one profile with any values of its costs; models each boot once.
 
-    A run-time point is recorded once, with the nominal pace (:class:`~lazyaccept.scenario.runtime.Pace`:
-    the rates that order the run's batches before the engine times them), not with the pace of
-    the profile the fit starts from: so the fit depends only on the data, the bounds and the fixed
-    parameters, and refitting a fitted profile gives it again.  ``lazyaccept run`` orders the
-    batches with the profile's own pace, so its times for these points can differ by a few
-    percent (the README's calibration table shows this predictor's)."""
+    A boot is recorded once and timed with each profile.  A run-time point is recorded anew with
+    each profile, as ``lazyaccept run`` records it: its workload's batches happen when the
+    engine's clock says, so what they find (which chunks are left, whose they are) depends on the
+    costs."""
 
     def __init__(self, points: list[CalibrationPoint], profile: CostProfile) -> None:
         self.points = points
         self.records: dict[VMConfig, BootRecord] = {}
         #: Per point, the resolved configuration of each boot it needs, by policy.
         self.configs: list[dict[AcceptPolicy, VMConfig]] = []
-        #: Per run-time point, its run record (a boot and its workload, recorded once).
-        self.runs: dict[int, RunRecord] = {}
+        #: Per run-time point, its run (a boot and its workload).
+        self.runs: dict[int, RunConfig] = {}
         for i, p in enumerate(points):
             if p.metric in RUNTIME_METRICS:
                 vm = resolve(p.request, profile)
-                self.runs[i] = build_run(RunConfig(vm, (Workload.parse(p.workload),)), boot=build_record(vm),
-                                         pace=Pace())
+                self.runs[i] = RunConfig(vm, (Workload.parse(p.workload),))
                 self.configs.append({})
                 continue
             by_policy = {}
@@ -490,14 +487,13 @@ class Predictor:
             self.configs.append(by_policy)
 
     def predict(self, profile: CostProfile) -> list[float]:
-        from .runtime import measure_run
+        from .runtime import measure_run, time_run
 
         timelines = {cfg: simulate(rec.phases, profile) for cfg, rec in self.records.items()}
         out = []
         for i, (p, by_policy) in enumerate(zip(self.points, self.configs, strict=True)):
             if i in self.runs:
-                run = self.runs[i]
-                result = measure_run(run, simulate(run.boot.phases, profile))
+                result = measure_run(*time_run(self.runs[i], profile))
                 start = result.workloads[0].start_s
                 end = result.fully_accepted_s if result.fully_accepted_s is not None else result.workloads[0].end_s
                 out.append(end - start)

@@ -53,6 +53,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,11 @@ from .queueing import PathShare, share_path, share_path_one
 
 #: A running item whose remaining fraction is at most this is complete (absorbs float rounding).
 _DONE_FRACTION = 1e-9
+
+#: What a phase whose work is decided as it runs (the workloads after the shell) asks for more:
+#: called with a vCPU that has run out of items and the seconds since the phase started, it
+#: returns that vCPU's next items (none: the vCPU has nothing more to do in the phase).
+Feed = Callable[[int, float], list["WorkItem"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,24 +237,61 @@ def fair_level(asks: np.ndarray, capacity: float, extra_ask: float = 0.0, extra_
     return float(levels[k])
 
 
+#: What :func:`_step` computes from a running set, whatever its progress: the rates, how the
+#: path was shared, and which items were held back by the path rather than the bandwidth.
+_Rates = tuple[np.ndarray, PathShare, np.ndarray, np.ndarray]
+
+
 def _step(
     frac: np.ndarray, running: np.ndarray, cpu: np.ndarray, nbytes: np.ndarray, hpath: np.ndarray,
     host: Host, idle: int, idle_spec: Idle, spinning: int = 0, max_dt: float = math.inf,
+    memo: dict[tuple[bytes, bytes, bytes, int, int], _Rates] | None = None,
 ) -> tuple[float, list[int], PathShare, float, float]:
     """Advance the running items to the next completion.
 
     Returns the time step, the positions that finished, how the path was shared in the step,
     and the vCPU-seconds lost in the step to the host path and to memory bandwidth.  Updates
-    ``frac`` and ``running`` in place."""
+    ``frac`` and ``running`` in place.  ``memo`` keeps the rates of running sets already seen
+    (a phase of many alike workers meets the same few sets again and again)."""
     run_idx = np.flatnonzero(running)
     if len(run_idx) == 1:
         return _step_one(int(run_idx[0]), frac, running, cpu, nbytes, hpath, host, idle, idle_spec, spinning, max_dt)
     c, b, h = cpu[run_idx], nbytes[run_idx], hpath[run_idx]
+    key = (c.tobytes(), b.tobytes(), h.tobytes(), idle, spinning)
+    known = memo.get(key) if memo is not None else None
+    if known is None:
+        known = _rates(c, b, h, host, idle, idle_spec, spinning)
+        if memo is not None:
+            if len(memo) >= _MEMO_SETS:
+                memo.clear()
+            memo[key] = known
+    rates, share, rate_alone, path_bound = known
+    f = frac[run_idx]
+    dt = min(float(np.min(f / rates)), max_dt)
+    # The share of the step an item spent waiting: 1 - rate / rate_alone, charged to its tightest resource.
+    lost = (1.0 - rates / rate_alone) * dt
+    path_wait = float(lost[path_bound].sum())
+    bw_wait = float(lost[~path_bound].sum())
+    left = f - rates * dt
+    frac[run_idx] = left
+    finished = run_idx[left <= _DONE_FRACTION]
+    running[finished] = False
+    return dt, finished.tolist(), share, path_wait, bw_wait
+
+
+#: Running sets whose rates a phase remembers at most (bounds the memory of a long phase).
+_MEMO_SETS = 4096
+
+
+def _rates(c: np.ndarray, b: np.ndarray, h: np.ndarray, host: Host, idle: int, idle_spec: Idle,
+           spinning: int) -> _Rates:
+    """The rate of each running item (CPU ``c``, bytes ``b``, path ``h``): the least of alone, its
+    bandwidth share and its path response, time-shared over the host CPUs."""
     think = c + b / host.vcpu_bandwidth
     alone = think + h
     rate_alone = 1.0 / alone
-    rate_bw = np.full(len(run_idx), math.inf)
-    rate_path = np.full(len(run_idx), math.inf)
+    rate_bw = np.full(len(c), math.inf)
+    rate_path = np.full(len(c), math.inf)
     streaming = b > 0
     if streaming.any():
         asks = b[streaming] / alone[streaming]
@@ -263,21 +306,10 @@ def _step(
     if host.cpus is not None:
         # More runnable vCPUs (spinning ones included: a spin burns its host CPU) than host CPUs:
         # the host time-shares them fairly, and every vCPU runs that fraction of the time.
-        active = len(run_idx) + spinning
+        active = len(c) + spinning
         if active > host.cpus:
             rates = rates * (host.cpus / active)
-    f = frac[run_idx]
-    dt = min(float(np.min(f / rates)), max_dt)
-    # The share of the step an item spent waiting: 1 - rate / rate_alone, charged to its tightest resource.
-    lost = (1.0 - rates / rate_alone) * dt
-    path_bound = rate_path <= rate_bw
-    path_wait = float(lost[path_bound].sum())
-    bw_wait = float(lost[~path_bound].sum())
-    left = f - rates * dt
-    frac[run_idx] = left
-    finished = run_idx[left <= _DONE_FRACTION]
-    running[finished] = False
-    return dt, finished.tolist(), share, path_wait, bw_wait
+    return rates, share, rate_alone, rate_path <= rate_bw
 
 
 def _step_one(
@@ -349,7 +381,8 @@ class PhaseRun:
 
     def __init__(
         self, items_by_vcpu: dict[int, list[WorkItem]], start: float, host: Host, idle: Idle | None = None,
-        fifo_order: list[tuple[int, int]] | None = None,
+        fifo_order: list[tuple[int, int]] | None = None, feed: Feed | None = None,
+        shared_fifos: frozenset[str] = frozenset(),
     ) -> None:
         self.items = items_by_vcpu
         self.vcpus = sorted(items_by_vcpu)
@@ -357,9 +390,12 @@ class PhaseRun:
             for i, item in enumerate(items_by_vcpu[v]):
                 _check_item(v, i, item)
         self.host = host
+        #: With a feed, every vCPU of ``items_by_vcpu`` asks it for more when its items run out, at
+        #: the time the clock reaches that point: what the guest does next is decided then.
+        self.feed = feed
         self.idle_spec = idle if idle is not None else Idle(online=max(1, len(self.vcpus)))
         #: Online vCPUs with nothing (left) to do: they take the tick if the phase says so.
-        self.idle = max(0, self.idle_spec.online - sum(1 for v in self.vcpus if items_by_vcpu[v]))
+        self.idle = max(0, self.idle_spec.online - sum(1 for v in self.vcpus if items_by_vcpu[v] or feed))
         self.t = float(start)
         self.ticks = 0.0
         self.timing = PhaseTiming(start=self.t, end=self.t)
@@ -375,6 +411,7 @@ class PhaseRun:
         #: vCPUs waiting for their next item's ``not_before`` time: (wake time, vCPU).
         self.sleeping: list[tuple[float, int]] = []
         self.phase_start = float(start)
+        self.memo: dict[tuple[bytes, bytes, bytes, int, int], _Rates] = {}
         # Per-vCPU state of the current item, as arrays (position = index in ``vcpus``).
         self.pos = {v: i for i, v in enumerate(self.vcpus)}
         n = len(self.vcpus)
@@ -387,6 +424,10 @@ class PhaseRun:
         # against every holder is one vectorised test.  The call in progress is
         # ``first + min(k - 1, floor((1 - frac) * k)) * stride`` (k = 1 for a call on its own).
         self.streams = _fifo_streams(items_by_vcpu, fifo_order)
+        # With a feed the lists' users are known only as the phase runs: the caller names the lists
+        # several vCPUs may draw on, and each fed item's chunks join its list's stream in feed order.
+        for name in shared_fifos:
+            self.streams.setdefault(name, deque())
         self.holding = np.zeros(n, dtype=bool)
         self.h_first = np.zeros(n, dtype=np.int64)
         self.h_width = np.zeros(n, dtype=np.int64)
@@ -427,7 +468,7 @@ class PhaseRun:
             next_wake = self.sleeping[0][0] - self.t if self.sleeping else math.inf
             dt, done, share, path_wait, bw_wait = _step(
                 self.frac, self.running, self.cpu, self.nbytes, self.hpath, self.host,
-                self.idle, self.idle_spec, len(self.waiting_since), next_wake,
+                self.idle, self.idle_spec, len(self.waiting_since), next_wake, self.memo,
             )
             self._idle_ticks(share, dt)
             self.timing.path_wait_s += path_wait
@@ -464,7 +505,7 @@ class PhaseRun:
         takes the item's lock or queues for it, takes its range on the accepting list or spins
         for it.  True if an item with work to do has started (the caller sets it running)."""
         items = self.items[v]
-        while self.next_item[v] < len(items):
+        while self.next_item[v] < len(items) or (self.feed is not None and self._fed(v)):
             item = items[self.next_item[v]]
             if v in self.calls_left:  # the next call of a segmented item
                 return self._call(v, item)
@@ -498,9 +539,24 @@ class PhaseRun:
             if lock is not None:
                 self._released(lock)
         self.timing.vcpus[v].end = self.t
-        if items:
+        if items or self.feed is not None:
             self.idle += 1  # its last item is done: the vCPU is idle for the rest of the phase
         return False
+
+    def _fed(self, v: int) -> bool:
+        """Ask the feed for vCPU ``v``'s next items, now; True if it gave any."""
+        assert self.feed is not None
+        new = self.feed(v, self.t - self.phase_start)
+        items = self.items[v]
+        for item in new:
+            _check_item(v, len(items), item)
+            items.append(item)
+            e = item.entry
+            stream = self.streams.get(e.fifo) if e is not None and e.fifo is not None else None
+            if stream is not None:
+                assert e is not None
+                stream.extend((e.first + j * e.stride, e.end + j * e.stride) for j in range(max(1, item.requests)))
+        return bool(new)
 
     # -- the accepting list ------------------------------------------------------------------
     def _call(self, v: int, item: WorkItem) -> bool:
@@ -651,13 +707,16 @@ class PhaseRun:
 
 def simulate_phase(
     items_by_vcpu: dict[int, list[WorkItem]], start: float, host: Host, idle: Idle | None = None,
-    fifo_order: list[tuple[int, int]] | None = None,
+    fifo_order: list[tuple[int, int]] | None = None, feed: Feed | None = None,
+    shared_fifos: frozenset[str] = frozenset(),
 ) -> PhaseTiming:
     """Run each vCPU's items in order, all vCPUs in parallel, from ``start``.
 
     Returns the phase timing; the phase ends when the last vCPU finishes its last item (a
     barrier).  ``fifo_order`` gives the record's order of the items that draw chunks from a FIFO
-    list, as (vCPU, item index).  See the module docstring for the shared resources, the lock
-    and the accepting-list rules.
+    list, as (vCPU, item index).  With a ``feed``, each vCPU of ``items_by_vcpu`` asks it for its
+    next items when it runs out (see :data:`Feed`); ``shared_fifos`` names the FIFO lists that
+    more than one of them may draw on.  See the module docstring for the shared resources, the
+    lock and the accepting-list rules.
     """
-    return PhaseRun(items_by_vcpu, start, host, idle, fifo_order).run()
+    return PhaseRun(items_by_vcpu, start, host, idle, fifo_order, feed, shared_fifos).run()

@@ -32,17 +32,14 @@ from typing import Any
 import numpy as np
 
 from ..base.choices import BootPhase
-from ..base.record import AcceptEvent, WaitEvent, WorkEvent
-from ..base.units import CHUNK_SIZE, PAGE_SIZE
+from ..base.record import AcceptEvent, WaitEvent
 from ..guest.policies import Policy, PolicyKind
-from ..scenario.boot_record import BootRecord
 from ..scenario.build import build_record
-from ..scenario.runtime import NOMINAL_ACCEPT_RATE, Pace, RunConfig, RunRecord, build_run
+from ..scenario.runtime import RunConfig, RunRecord, RunThreads
 from .engine import Host
-from .pricing import price
 from .profile import CostProfile
 from .run import check_profile_fits
-from .timeline import Timeline, simulate, timed_calls
+from .timeline import LivePhase, Timeline, simulate, timed_calls
 from .uncertainty import Range, perturbed_profiles, spread
 
 
@@ -116,13 +113,8 @@ def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = Tr
     host = profile.host
     if config.host_cpus is not None:
         host = Host(host.memory_bandwidth, host.vcpu_bandwidth, config.host_cpus)
-    boot = build_record(config.vm)
-    record = build_run(config, boot=boot, pace=pace_of(boot, profile, host))
-    at_start = record.boot.platform.host.added_bytes
-    timeline = simulate(record.boot.phases, profile, committed_at_start=at_start, host=host)
-    result = measure_run(record, timeline)
-    moved = [measure_run(record, simulate(record.boot.phases, q, committed_at_start=at_start, host=host))
-             for q in (perturbed_profiles(profile) if ranges else [])]
+    result = _timed_run(config, profile, host)
+    moved = [_timed_run(config, q, host) for q in (perturbed_profiles(profile) if ranges else [])]
     if moved:
         result.boot_range = spread(result.boot_s, [m.boot_s for m in moved])
         for i, w in enumerate(result.workloads):
@@ -152,20 +144,21 @@ def _known_baselines(profile: CostProfile) -> dict[RunConfig, list[float]]:
     return _BASELINES.setdefault(profile.fingerprint, {})
 
 
-def pace_of(boot: BootRecord, profile: CostProfile, host: Host) -> Pace:
-    """How fast one thread touches and accepts on this host, from pricing one chunk of each on
-    its own: they order the run's batches in time (see :class:`~lazyaccept.scenario.runtime.Pace`)."""
-    chunk_events = [e for p in boot.phases for e in p.events
-                    if isinstance(e, AcceptEvent) and e.stats.bytes_accepted >= CHUNK_SIZE and e.actor != "firmware"]
-    accept_bps = NOMINAL_ACCEPT_RATE
-    if chunk_events:
-        ev = max(chunk_events, key=lambda e: e.stats.bytes_accepted)
-        item = price(profile, ev)
-        alone = item.cpu_s + item.bytes / host.vcpu_bandwidth + item.host_s
-        if alone > 0:
-            accept_bps = ev.stats.bytes_accepted / alone
-    touch = price(profile, WorkEvent("user_fault", 0, 1.0)).cpu_s + PAGE_SIZE / host.vcpu_bandwidth
-    return Pace(touch_bps=PAGE_SIZE / touch, accept_bps=accept_bps)
+def _timed_run(config: RunConfig, profile: CostProfile, host: Host) -> RunResult:
+    """Boot ``config.vm`` and run its workloads on one clock: the engine times the boot's phases,
+    then asks the guest for each vCPU's next work whenever that vCPU is free."""
+    record, timeline = time_run(config, profile, host)
+    return measure_run(record, timeline)
+
+
+def time_run(config: RunConfig, profile: CostProfile, host: Host | None = None) -> tuple[RunRecord, Timeline]:
+    """The record of ``config``'s run and its timeline, recorded as the engine's clock runs it."""
+    boot = build_record(config.vm)
+    threads = RunThreads(config, boot)
+    live = LivePhase(threads.phase, threads.busy_vcpus, threads.next_work, threads.shared_fifos)
+    at_start = boot.platform.host.added_bytes
+    timeline = simulate(boot.phases, profile, committed_at_start=at_start, host=host, live=live)
+    return threads.finish(), timeline
 
 
 def measure_run(record: RunRecord, tl: Timeline) -> RunResult:

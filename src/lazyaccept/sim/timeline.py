@@ -8,11 +8,11 @@ last vCPU finishes), and the result says where the time went.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..base.record import AcceptEvent, Event, Phase
-from .engine import Host, Idle, PhaseTiming, WorkItem, simulate_phase
+from .engine import Feed, Host, Idle, PhaseTiming, WorkItem, simulate_phase
 from .pricing import price
 from .profile import CostProfile
 
@@ -77,13 +77,47 @@ class Timeline:
         raise KeyError(name)
 
 
+@dataclass(frozen=True)
+class LivePhase:
+    """A phase the guest records as the clock runs it (the workloads after the shell): when a
+    vCPU of ``vcpus`` runs out of work, ``next_work(vcpu, t)`` records what it does next at ``t``
+    seconds into the phase (events appended to ``phase``, all on that vCPU) and returns how many
+    events it recorded (0: nothing more).  ``shared_fifos`` names the FIFO lists of unaccepted
+    chunks that more than one of them may draw on."""
+
+    phase: Phase
+    vcpus: tuple[int, ...]
+    next_work: Callable[[int, float], int]
+    shared_fifos: frozenset[str] = frozenset()
+
+
+def _feed(live: LivePhase, profile: CostProfile, actors: dict[int, list[str | None]]) -> Feed:
+    """The engine's feed for ``live``: the events the guest records for a vCPU, priced."""
+    events = live.phase.events
+
+    def feed(vcpu: int, t: float) -> list[WorkItem]:
+        before = len(events)
+        live.next_work(vcpu, t)
+        new = events[before:]
+        wrong = [e for e in new if e.vcpu != vcpu]
+        if wrong:
+            raise RuntimeError(f"the guest recorded work on vCPU {wrong[0].vcpu} when vCPU {vcpu} asked for its own")
+        actors[vcpu].extend(e.actor if isinstance(e, AcceptEvent) else None for e in new)
+        return [price(profile, e) for e in new]
+
+    return feed
+
+
 def simulate(
-    phases: list[Phase], profile: CostProfile, *, committed_at_start: int = 0, host: Host | None = None
+    phases: list[Phase], profile: CostProfile, *, committed_at_start: int = 0, host: Host | None = None,
+    live: LivePhase | None = None,
 ) -> Timeline:
     """Price every event of ``phases`` with ``profile`` and run the phases in order from t = 0.
 
     ``committed_at_start`` is host memory committed before the guest runs (pages the host added
-    at build time); the committed series starts there."""
+    at build time); the committed series starts there.  ``live``, one of ``phases``, is recorded
+    as the clock reaches it (:class:`LivePhase`): the guest decides what happens next when the
+    engine says its vCPU is free."""
     host = host if host is not None else profile.host
     t = 0.0
     spans: list[PhaseSpan] = []
@@ -98,6 +132,13 @@ def simulate(
         items: dict[int, list[WorkItem]] = {}
         actors: dict[int, list[str | None]] = {}
         fifo_order: list[tuple[int, int]] = []
+        feed: Feed | None = None
+        if live is not None and phase is live.phase:
+            if phase.events:
+                raise RuntimeError("a live phase starts empty: its events are recorded as it runs")
+            items = {v: [] for v in live.vcpus}
+            actors = {v: [] for v in live.vcpus}
+            feed = _feed(live, profile, actors)
         for ev in phase.events:
             vcpu_items = items.setdefault(ev.vcpu, [])
             if isinstance(ev, AcceptEvent) and ev.entry is not None and ev.entry.fifo is not None:
@@ -105,7 +146,8 @@ def simulate(
             vcpu_items.append(price(profile, ev))
             actors.setdefault(ev.vcpu, []).append(ev.actor if isinstance(ev, AcceptEvent) else None)
         idle = Idle(online=phase.online_vcpus, tick_hz=phase.tick_hz, exit_s=profile.si("host.path_idle_exit"))
-        timing = simulate_phase(items, t, host, idle, fifo_order)
+        timing = simulate_phase(items, t, host, idle, fifo_order, feed,
+                                live.shared_fifos if feed is not None and live is not None else frozenset())
         phase_accept = 0.0
         for v, vt in timing.vcpus.items():
             busy[v] = busy.get(v, 0.0) + vt.busy_s
