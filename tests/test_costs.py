@@ -371,3 +371,46 @@ def test_to_toml_round_trips(doc):
 def test_shipped_profiles_round_trip(name):
     prof = load_profile(name)
     assert parse_profile(prof.to_toml(), prof.path).params == prof.params
+
+
+def test_price_of_guest_exits_by_hand():
+    # 1,000 I/O exits: on TDX each a TD exit on the vCPU (td_exit) and an exit and re-entry at the
+    # host path (path_idle_exit); on SNP each a VMGEXIT round trip (psc_request).
+    from lazyaccept.base.record import GUEST_EXITS
+
+    for name, exit_key in (("tdx", "accept.td_exit"), ("snp", "accept.psc_request")):
+        prof = load_profile(name)
+        item = price(prof, WorkEvent(GUEST_EXITS, 0, 1000))
+        assert item.cpu_s == pytest.approx(1000 * prof.params[exit_key].si)
+        assert item.host_s == pytest.approx(1000 * prof.params["host.path_idle_exit"].si)
+        assert item.bytes == 0
+
+
+def test_the_boot_cpus_initcall_exits_pay_the_contended_round_trip():
+    # The same exits in early-initcalls cost about their uncontended round trip with one vCPU, and
+    # with 248 vCPUs ticking at 1000 Hz (Dstack's guest) about the contended one: Dstack measured
+    # the TD-exit round trip at 8-10 us with 32 vCPUs and 160-200 us with 248.
+    from lazyaccept.base.record import GUEST_EXITS
+    from lazyaccept.base.units import GiB
+    from lazyaccept.scenario.build import build_record
+    from lazyaccept.scenario.config import GuestRequest
+    from lazyaccept.sim.run import resolve
+    from lazyaccept.sim.timeline import simulate, timed_events
+
+    prof = load_profile("tdx")
+
+    def per_exit(vcpus: int) -> float:
+        req = GuestRequest(32 * GiB, vcpus=vcpus, kernel="6.18",
+                           kconfig=("HZ=1000", "DEFERRED_STRUCT_PAGE_INIT=n"))
+        rec = build_record(resolve(req, prof))
+        tl = simulate(rec.phases, prof)
+        for phase, span in zip(rec.phases, tl.phases, strict=True):
+            if phase.name == "early-initcalls":
+                for ev, s, e, _ in timed_events(phase, span):
+                    if isinstance(ev, WorkEvent) and ev.kind == GUEST_EXITS:
+                        return (e - s) / ev.amount
+        raise AssertionError("no guest exits in early-initcalls")
+
+    alone = prof.si("accept.td_exit") + prof.si("host.path_idle_exit")
+    assert per_exit(1) == pytest.approx(alone, rel=0.01)
+    assert 160e-6 * 0.75 < per_exit(248) < 200e-6 * 1.25

@@ -163,6 +163,10 @@ class WaitEvent:
 
 Event = AcceptEvent | WorkEvent | ConvertEvent | WaitEvent
 
+#: The work kind of a vCPU's exits out of the guest that are not acceptance (port and MMIO I/O to
+#: emulated devices, MSRs, hypercalls): ``amount`` exits, each a round trip through the host.
+GUEST_EXITS = "guest_exits"
+
 
 @dataclass
 class Phase:

@@ -45,6 +45,18 @@ class BootFootprint:
     #: Page allocations between deferred init and the watermarks (kthreads, driver_init(), the
     #: pure, core and early postcore initcalls; assumed, like early_page_allocs).
     pre_watermark_allocs: int = 256
+    #: Exits of the boot CPU in driver_init() and the pure to subsys initcalls (with the APs
+    #: online and, until the fs initcalls, taking the tick), and in the device and late
+    #: initcalls: every port or MMIO access to an emulated device is a #VE and a TDVMCALL on TDX
+    #: (arch/x86/coco/tdx/tdx.c, handle_io() and handle_mmio()) or a #VC and a VMGEXIT on SNP
+    #: (arch/x86/coco/sev/vc-handle.c), as are MSRs the TDX module does not virtualise and
+    #: hypercalls.  Assumed counts: PCI enumeration of a q35 machine through ECAM (a config read
+    #: per function probed, the BARs of a dozen devices) and ACPI AML port I/O in the subsys
+    #: initcalls; virtio probes (feature negotiation, queue set-up per device) and the 8250
+    #: console (a port write and a status read per character printed) in the device initcalls.
+    #: No published count; a serial console at a verbose log level can add tens of thousands.
+    early_initcall_exits: int = 10_000
+    initcall_exits: int = 10_000
     #: Memory touched from the first user-space process to a shell prompt (assumed: a small
     #: distribution user space; page cache and anonymous memory).
     shell_footprint: int = 256 * MiB

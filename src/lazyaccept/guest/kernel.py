@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from ..base.choices import AcceptPolicy, AcceptRoutine, BootPhase, Tee
 from ..base.errors import SafetyViolation
 from ..base.ranges import RangeSet
-from ..base.record import Recorder
+from ..base.record import GUEST_EXITS, Recorder
 from ..base.units import PAGE_SIZE, GiB, MiB, align_down, align_up
 from ..formats.e820 import E820_TYPE_RAM, E820Entry
 from ..formats.efi_memmap import EfiMemoryDescriptor, MemoryType
@@ -197,6 +197,8 @@ class Kernel:
         # the watermarks), arch and subsys (hugepage_init: THP's min_free_kbytes) initcalls.
         rec.begin(BootPhase.EARLY_INITCALLS, "kernel", online_vcpus=self.vcpus, tick_hz=hz)
         alloc.alloc(self.fp.pre_watermark_allocs, actor="page_alloc:initcalls", vcpu=0)
+        # The boot CPU's device I/O here queues at the host path behind the APs' ticks.
+        rec.work(GUEST_EXITS, 0, self.fp.early_initcall_exits)
         alloc.setup_watermarks()
         if self.kconfig.transparent_hugepage is not ThpMode.NEVER:
             alloc.raise_min_free_kbytes_for_thp()
@@ -210,6 +212,7 @@ class Kernel:
 
         rec.begin(BootPhase.INITCALLS, "kernel", online_vcpus=self.vcpus, tick_hz=tick_after_nohz)
         rec.work("initcalls", 0)
+        rec.work(GUEST_EXITS, 0, self.fp.initcall_exits)
 
         rec.begin(BootPhase.USERSPACE, "userspace", online_vcpus=self.vcpus, tick_hz=tick_after_nohz)
         rec.work("userspace_to_shell", 0)

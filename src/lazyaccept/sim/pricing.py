@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from ..base.choices import Tee
 from ..base.errors import ConfigError
-from ..base.record import AcceptEvent, AcceptStats, ConvertEvent, Event, WaitEvent, WorkEvent
+from ..base.record import GUEST_EXITS, AcceptEvent, AcceptStats, ConvertEvent, Event, WaitEvent, WorkEvent
 from .engine import WorkItem
 from .profile import CostProfile
 from .profile_schema import BOOT
@@ -46,8 +46,25 @@ def _price_convert(profile: CostProfile, event: ConvertEvent) -> WorkItem:
     )
 
 
+#: One exit out of the guest and back, outside the host path, by TEE: a TD exit (TDVMCALL) on
+#: TDX, a VMGEXIT round trip on SNP.
+EXIT_COST = {Tee.TDX: "accept.td_exit", Tee.SNP: "accept.psc_request"}
+
+
+def _price_guest_exits(profile: CostProfile, event: WorkEvent) -> WorkItem:
+    """``amount`` exits of the guest: each the TEE's round trip on the vCPU and, at the host's
+    serialised path, the exit and re-entry an idle vCPU's tick also makes (``path_idle_exit``)."""
+    n = float(event.amount)
+    if not (math.isfinite(n) and n >= 0):
+        raise ConfigError(f"{GUEST_EXITS} on vCPU {event.vcpu}: the count must be >= 0, not {event.amount!r}")
+    return WorkItem(event.vcpu, n * profile.si(EXIT_COST[profile.tee]), 0.0, None, GUEST_EXITS,
+                    host_s=n * profile.si("host.path_idle_exit"), onlines=event.onlines)
+
+
 def _price_work(profile: CostProfile, event: WorkEvent) -> WorkItem:
     kind = event.kind
+    if kind == GUEST_EXITS:
+        return _price_guest_exits(profile, event)
     if kind not in profile.work_kinds:
         if kind in BOOT and BOOT[kind].optional:
             return WorkItem(event.vcpu, 0.0, 0.0, None, kind, onlines=event.onlines)
