@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..sim.deadlines import Verdict, describe_miss, first_failing
+from ..sim.deadlines import Verdict, first_failing
 from ..sim.uncertainty import format_range
 
 
@@ -30,11 +30,8 @@ def print_deadlines(console: Console, verdicts: list[Verdict]) -> None:
         t.add_row(v.deadline.stage.value, f"{v.deadline.timeout_s:g} s", format_range(m.at_s, m.range),
                   f"{v.margin_s:+.2f} s", "yes" if v.met else "[bold]no[/bold]", escape(v.deadline.label))
     console.print(t)
-    first = first_failing(verdicts)
-    if first is None:
+    if first_failing(verdicts) is None:  # a miss is the command's one line on stderr
         console.print("All deadlines met.")
-    else:
-        console.print(f"[bold]First to fail:[/bold] {escape(describe_miss(first))}")
     for v in verdicts:
         if v.deadline.assumed:
             console.print(f"assumed ({escape(v.deadline.label)}): {escape(v.deadline.assumed)}", highlight=False)

@@ -77,7 +77,7 @@ def memory_budget(rec: BootRecord) -> MemoryBudget:
     after = (
         Item("allocated by the end of the boot (kernel, user space to a shell)", total - free,
              "mm/page_alloc.c; assumed: the shell's footprint, 256 MiB"),
-        Item("watermark reserve (the zones' high watermarks)", free - available,
-             "mm/page_alloc.c, __setup_per_zone_wmarks(); mm/show_mem.c, si_mem_available()"),
+        Item("reserve (each zone's high watermark and lowmem reserve)", free - available,
+             "mm/page_alloc.c, calculate_totalreserve_pages(); mm/show_mem.c, si_mem_available()"),
     )
     return MemoryBudget(rec.config.memory, tuple(items), total, after, available)
