@@ -65,6 +65,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "Is this a TDX or SEV-SNP guest, how does it accept memory, how much is still unaccepted?"),
     "drain": ("drain", "drain_cmd",
               "Accept this guest's unaccepted memory in the background, within a rate and CPU budget."),
+    "size": ("size", "size_cmd",
+             "Find the smallest guest that boots and leaves a workload its memory; show where the rest goes "
+             "(MemTotal, MemAvailable), the host memory committed and the overhead an orchestrator needs."),
     "attribute": ("attribute", "attribute_cmd",
                   "Attribute a boot's measured seconds to mechanisms and put the model's prediction beside each."),
 }

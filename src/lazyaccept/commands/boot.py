@@ -1,7 +1,10 @@
 """``lazyaccept boot``: model and simulate one boot, report what was accepted, by whom, when.
 
 Exit status 0 when the modelled guest boots, 3 when it fails (a crash, an out-of-memory: a
-result of the model, reported as ``lazyaccept: guest failed: ...``), 2 for bad input.
+result of the model, reported as ``lazyaccept: guest failed: ...``), 2 for bad input.  A deadline
+(``--orchestrator``, ``--deadline``) the boot misses is such a result too: the report is printed
+in full, then the first deadline to fail on one line and exit status 3, as the orchestrator would
+give up on the guest there.
 """
 
 from __future__ import annotations
@@ -13,16 +16,22 @@ from ..base.fileio import STDOUT, write_output
 from ..base.units import parse_size
 from ..presentation.boot_report import boot_summary, failure_document, print_boot
 from ..presentation.console import json_text, make_console, wrote
+from ..presentation.deadline_report import deadlines_document, print_deadlines
 from ..presentation.like_report import like_document, print_like, print_milestones
 from ..scenario.artefacts import check_dump_folder, write_dump
 from ..scenario.like import add_assumed
+from ..sim.deadlines import Deadline, Stage, Verdict, describe_miss, evaluate, first_failing
+from ..sim.milestones import boot_milestones
 from ..sim.outcome import Failure, try_run
-from ..sim.run import resolve
+from ..sim.profile import CostProfile
+from ..sim.run import BootResult, resolve
 from .options import (
     check_output_file,
     check_plot_file,
     check_stdout_once,
+    deadline_options,
     enum_choice,
+    given_deadlines,
     guest_options,
     guest_profile,
     guest_request,
@@ -46,6 +55,7 @@ def report_failure(failure: Failure, document: dict[str, object] | None) -> None
 @click.option("--policy", type=enum_choice(AcceptPolicy), default=None,
               help="accept_memory= kernel parameter (default: lazy).")
 @guest_options
+@deadline_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--dump", "dump_dir", default=None, metavar="DIR",
               help="Write the EFI memory map, unaccepted table, TD HOB, e820, meminfo, vmstat, dmesg and the "
@@ -60,8 +70,9 @@ def report_failure(failure: Failure, document: dict[str, object] | None) -> None
               help="Write a one-page report (self-contained HTML) of this boot (- for stdout).")
 def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_json: bool, dump_dir: str | None,
              plot_file: str | None, html_file: str | None, force: bool, like_log: str | None,
-             **guest: object) -> None:
+             orchestrator: str | None, deadlines: tuple[str, ...], **guest: object) -> None:
     """Simulate one boot of a confidential guest and report its acceptance."""
+    held, _ = given_deadlines(orchestrator, deadlines)
     check_plot_file(plot_file)
     check_output_file(html_file, stdout=True)
     check_stdout_once(("--json", as_json), ("--plot -", plot_file == STDOUT), ("--html -", html_file == STDOUT))
@@ -103,11 +114,15 @@ def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_jso
         from ..presentation.result_pages import boot_page
 
         write_output(html_file, boot_page(result, prof, likeness))
+    verdicts = _verdicts(result, prof, held)
     if as_json:
         summary = boot_summary(result, prof.name)
         if likeness is not None:
             summary["like"] = like_document(likeness, result)
+        if held:
+            summary |= deadlines_document(verdicts)
         click.echo(json_text(summary))
+        _exit_if_missed(verdicts)
         return
     console = make_console(stderr=STDOUT in (plot_file, html_file))
     if likeness is not None:
@@ -120,3 +135,24 @@ def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_jso
     for written in (plot_file, html_file):
         if written is not None and written != STDOUT:
             console.print(wrote(written), markup=False, highlight=False)
+    if held:
+        print_deadlines(console, verdicts)
+    _exit_if_missed(verdicts)
+
+
+def _verdicts(result: BootResult, profile: CostProfile, held: list[Deadline]) -> list[Verdict]:
+    """Each deadline held against this boot's milestones (the range of /init's time is worked out
+    only when a deadline names it)."""
+    if not held:
+        return []
+    marks = boot_milestones(result.record.phases, result.timeline, result.boot_s, result.boot_range, profile,
+                            init_range=any(d.stage is Stage.INIT for d in held))
+    return evaluate(held, marks)
+
+
+def _exit_if_missed(verdicts: list[Verdict]) -> None:
+    """A missed deadline: one line on stderr and exit status 3, after the report."""
+    first = first_failing(verdicts)
+    if first is not None:
+        click.echo(f"lazyaccept: guest failed: {describe_miss(first)}", err=True)
+        click.get_current_context().exit(EXIT_GUEST_FAILED)

@@ -17,6 +17,8 @@ from ..base.units import parse_size
 from ..guest.footprint import BootFootprint
 from ..scenario.config import GuestRequest
 from ..scenario.like import FIELDS, Likeness, merge, read_like
+from ..sim.deadlines import Deadline, parse_deadline, stage_names
+from ..sim.orchestrators import Overhead, load_orchestrator, orchestrator_names
 from ..sim.profile import CostProfile, load_profile
 
 
@@ -175,3 +177,30 @@ def like_options(log: str, guest: dict[str, object], *, memory: str | None, poli
     if guest.get("vcpus") is None and "vcpus" in likeness.values:
         guest["vcpus"] = int(likeness.values["vcpus"])
     return likeness
+
+
+def deadline_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--orchestrator NAME`` and ``--deadline STAGE=SECONDS`` (repeatable)."""
+    opts = [
+        click.option("--orchestrator", default=None, metavar="NAME",
+                     help="Hold the guest to a stack's timeouts: " + ", ".join(orchestrator_names()) + "."),
+        click.option("--deadline", "deadlines", multiple=True, metavar="STAGE=SECONDS",
+                     help="A deadline of one's own (repeatable): a stage (" + ", ".join(stage_names())
+                          + ") reached within SECONDS of the VM's start."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def given_deadlines(orchestrator: str | None, deadlines: tuple[str, ...]) -> tuple[list[Deadline], Overhead | None]:
+    """The deadlines the options give, checked before any work (the orchestrator's first), and
+    the orchestrator's memory overhead if it ships one."""
+    out: list[Deadline] = []
+    overhead = None
+    if orchestrator is not None:
+        orch = load_orchestrator(orchestrator)
+        out.extend(orch.deadlines)
+        overhead = orch.overhead
+    out.extend(parse_deadline(d) for d in deadlines)
+    return out, overhead

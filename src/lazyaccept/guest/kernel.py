@@ -24,7 +24,7 @@ Boot order, each a recorded phase (:class:`~lazyaccept.base.choices.BootPhase`):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..base.choices import AcceptPolicy, AcceptRoutine, BootPhase, Tee
 from ..base.errors import SafetyViolation
@@ -60,6 +60,9 @@ class KernelState:
     table_reserved: tuple[int, int] | None
     #: Free pages right after memblock_free_all() (what the kernel's "Memory:" line reports).
     free_after_memblock: int = 0
+    #: What memblock kept from the page allocator, by name: ``first-mib``, ``kernel-image``,
+    #: ``unaccepted-table`` and each early allocation (``memmap``, ``swiotlb`` ...), ``[start, end)``.
+    reservations: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def table(self) -> UnacceptedTable | None:
@@ -134,6 +137,7 @@ class Kernel:
         mb = Memblock(ram)
         mb.reserve(0, FIRST_MIB)  # x86 always reserves the first MiB
         mb.reserve(*kernel_image)
+        reservations = {"first-mib": (0, FIRST_MIB), "kernel-image": kernel_image}
         table_reserved = None
         if stub.table is not None and stub.table_addr is not None and not self.rules.table_in_acpi_reclaim:
             # v6.5: the table is loader data, i.e. RAM already mapped; memblock_reserve() it.
@@ -150,7 +154,9 @@ class Kernel:
             self._check_table_mapped(stub.table_addr, stub.table.size, mapped)
         mem = UnacceptedMemory(stub.table, self.platform, self.rules, AcceptRoutine.LINUX)
         alloc = PageAllocator(ram, mem, self.platform, self.rules, rec, lazy=self.policy is AcceptPolicy.LAZY)
-        swiotlb = self._memblock_allocations(mb, mem, ram)
+        if table_reserved is not None:
+            reservations["unaccepted-table"] = table_reserved
+        swiotlb = self._memblock_allocations(mb, mem, ram, reservations)
         deferred_start = self._deferred_start(alloc) if self.kconfig.deferred_struct_page_init else None
         early_pages = sum(
             (e - s) // PAGE_SIZE for s, e in ram.intersection(0, deferred_start or (1 << 62))
@@ -219,7 +225,8 @@ class Kernel:
         npages = self.fp.shell_footprint // PAGE_SIZE
         alloc.alloc(npages, actor="page_alloc:userspace", vcpu=0)
         rec.work("userspace_touch", 0, float(self.fp.shell_footprint))
-        return KernelState(stub, mb, mem, alloc, ram, deferred_start, table_reserved, free_after_memblock)
+        return KernelState(stub, mb, mem, alloc, ram, deferred_start, table_reserved, free_after_memblock,
+                           reservations)
 
     def _check_table_mapped(self, addr: int, size: int, reserved: tuple[int, int]) -> None:
         """The kernel reads the whole table through the direct map: a table page left out of
@@ -240,9 +247,10 @@ class Kernel:
                 "page fault in accept_memory()",
             )
 
-    def _memblock_allocations(self, mb: Memblock, mem: UnacceptedMemory, ram: RangeSet) -> int:
-        """memblock allocations of early boot, each accepted before use (memblock_alloc_range_nid).
-        Returns the size of the SWIOTLB buffer it got."""
+    def _memblock_allocations(self, mb: Memblock, mem: UnacceptedMemory, ram: RangeSet,
+                              reservations: dict[str, tuple[int, int]]) -> int:
+        """memblock allocations of early boot, each accepted before use (memblock_alloc_range_nid),
+        each recorded in ``reservations`` by name.  Returns the size of the SWIOTLB buffer it got."""
         total = ram.total()
         pages = total // PAGE_SIZE
         allocs: list[tuple[str, int, int | None]] = []
@@ -264,6 +272,7 @@ class Kernel:
         got_swiotlb = 0
         for name, size, limit in allocs:
             start, end = self._alloc(mb, name, size, limit)
+            reservations[name] = (start, end)
             # memblock_alloc_range_nid() accepts the size it was asked for, not the page-aligned
             # range it reserved (accept_memory(found, size), mm/memblock.c).
             stats = mem.accept_memory(start, min(size, end - start), actor="memblock", vcpu=0)

@@ -37,7 +37,10 @@ def meminfo_fields(rec: BootRecord) -> dict[str, int]:
     a = rec.kernel.allocator
     total = a.managed_pages()
     free = a.free_pages()
-    reserve = sum(z.wmark_high for z in a.zones)
+    # totalreserve_pages (calculate_totalreserve_pages(), mm/page_alloc.c): per zone its high
+    # watermark and its largest lowmem reserve, at most its managed pages; si_mem_available()
+    # takes them off free memory.
+    reserve = sum(min(z.managed_pages, z.wmark_high + z.lowmem_reserve) for z in a.zones)
     anon = rec.config.footprint.shell_footprint // PAGE_SIZE
     percpu = rec.config.vcpus * rec.config.footprint.percpu_unit // 1024
     fields = {
