@@ -65,6 +65,15 @@ def test_the_first_to_fail_is_the_missed_deadline_whose_timer_runs_out_first() -
     assert first_failing(evaluate([_d(Stage.READY, 200)], marks)) is None
 
 
+def test_a_later_stage_the_run_lacks_is_reached_with_the_one_before_it() -> None:
+    later = [LaterStage("agent", 20.0, 22.0, Range(21.0, 24.0)), LaterStage("modelload:4G,from=1G", 22.0, 30.0)]
+    marks = milestones(Milestone(10.0), Milestone(20.0), later)
+    assert marks["attest"] == marks["agent"] == Milestone(22.0, Range(21.0, 24.0))
+    assert marks["modelload"] == Milestone(30.0)
+    bare = milestones(Milestone(10.0), Milestone(20.0))
+    assert bare["agent"] == bare["attest"] == bare["modelload"] == bare["ready"] == Milestone(20.0)
+
+
 def test_later_stages_plug_in_by_name_and_ready_is_the_last_of_them() -> None:
     later = [LaterStage("agent", 20.0, 22.0, Range(21.0, 24.0)), LaterStage("attestation", 22.0, 30.0)]
     marks = milestones(Milestone(10.0), Milestone(20.0), later)
@@ -83,7 +92,7 @@ def test_deadline_text_and_the_shell_alias() -> None:
 
 
 @pytest.mark.parametrize("text", ["ready", "ready=", "=45", "ready=abc", "ready=nan", "ready=inf", "ready=-1",
-                                  "ready=0", "agent=45", "boot=1e999"])
+                                  "ready=0", "login=45", "boot=1e999"])
 def test_bad_deadline_text_is_refused(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_deadline(text)
@@ -126,7 +135,7 @@ def test_an_orchestrator_value_without_a_source_is_refused() -> None:
 
 @pytest.mark.parametrize("args,needle", [
     (["--orchestrator", "kubernetes"], "known are cloud-vm, kata-qemu-nvidia-gpu, kata-qemu-snp, kata-qemu-tdx"),
-    (["--deadline", "agent=45"], "known stages are init, boot, ready, shell"),
+    (["--deadline", "login=45"], "known stages are init, boot, agent, attest, modelload, ready, shell"),
     (["--deadline", "ready"], "give STAGE=SECONDS"),
     (["--deadline", "ready=nan"], "finite number above 0"),
     (["--deadline", "ready=-3"], "finite number above 0"),
@@ -142,13 +151,14 @@ def test_boot_reports_each_deadline_and_a_miss_is_exit_3_after_the_report() -> N
     r = run_cli("boot", "--memory", "4G", "--orchestrator", "kata-qemu-tdx", "--deadline", "init=0.5", "--json")
     assert r.code == 3, r.err
     doc = json.loads(r.out)
-    assert [d["stage"] for d in doc["deadlines"]] == ["ready", "ready", "init"]
+    assert [d["stage"] for d in doc["deadlines"]] == ["agent", "ready", "init"]
     for d in doc["deadlines"]:
         upper = d["range"][1] if d["range"] else d["predicted_s"]
         assert d["margin_s"] == pytest.approx(d["timeout_s"] - upper)
         assert d["met"] == (d["margin_s"] >= 0)
-    ready = doc["deadlines"][0]
-    assert ready["predicted_s"] == pytest.approx(doc["boot_s"]) and ready["range"] == doc["boot_s_range"]
+    # boot models no stage after the shell: the agent and ready are both reached there
+    for d in doc["deadlines"][:2]:
+        assert d["predicted_s"] == pytest.approx(doc["boot_s"]) and d["range"] == doc["boot_s_range"]
     assert doc["first_failing"]["stage"] == "init"
     assert r.err_lines == [r.err_lines[0]] and r.err.startswith("lazyaccept: guest failed: deadline missed: init")
 

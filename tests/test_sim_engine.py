@@ -478,3 +478,37 @@ def test_a_fed_vcpu_with_nothing_to_do_ticks_as_an_idle_vcpu():
     t = simulate_phase({0: [cpu(0, 1.0)], 1: []}, 0.0, HOST, idle, feed=lambda v, tt: [])
     assert t.end == pytest.approx(1.0)
     assert t.idle_exit_series[-1][1] == pytest.approx(1000, rel=1e-3)
+
+
+def test_a_vcpu_whose_work_waits_for_another_vcpus_idles_until_it_is_done():
+    # vCPU 1's one item (1 s) may start only when vCPU 0's thread is done with its two items of
+    # 2 s each, which it learns when vCPU 0 asks for more at 4 s: until then the feed says "not
+    # yet" (None) and vCPU 1 idles and ticks.  vCPU 1 runs from 4 s to 5 s.
+    left = {0: 2, 1: 1}
+    finished = {0: False}
+    idle = Idle(online=2, tick_hz=1000, exit_s=1e-6)
+
+    def feed(v: int, t: float) -> list[WorkItem] | None:
+        if v == 0:
+            if not left[0]:
+                finished[0] = True
+                return []
+            left[0] -= 1
+            return [cpu(0, 2.0)]
+        if not finished[0]:
+            return None
+        if not left[1]:
+            return []
+        left[1] -= 1
+        return [cpu(1, 1.0)]
+
+    t = simulate_phase({0: [], 1: []}, 0.0, HOST, idle, feed=feed)
+    assert t.item_start[1] == pytest.approx([4.0])
+    assert t.end == pytest.approx(5.0)
+    # vCPU 1 idle for 4 s, vCPU 0 for 1 s: 5,000 ticks
+    assert t.idle_exit_series[-1][1] == pytest.approx(5000, rel=1e-3)
+
+
+def test_work_that_waits_for_work_that_never_finishes_is_an_error_not_a_hang():
+    with pytest.raises(RuntimeError, match="wait for work"):
+        simulate_phase({0: [cpu(0, 1.0)], 1: []}, 0.0, HOST, feed=lambda v, t: None if v == 1 else [])

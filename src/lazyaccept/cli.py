@@ -49,8 +49,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "inspect": ("inspect", "inspect_cmd",
                 "Read firmware images (OVMF, IGVM), kernel logs, /proc/meminfo, /proc/vmstat and binary dumps."),
     "run": ("run", "run_cmd",
-            "Boot a confidential guest, then run workloads on the same clock: first-touch stalls, slowdown "
-            "against an eagerly accepted guest, IRQs-off time, when memory is fully accepted."),
+            "Boot a confidential guest, then run workloads and the stages to ready on the same clock: "
+            "first-touch stalls, slowdown against an eagerly accepted guest, IRQs-off time, when memory is "
+            "fully accepted, when the guest is ready, and the deadlines it meets or misses."),
     "advise": ("advise", "advise_cmd",
                "Try firmware accept amounts and acceptance policies; say which meet the boot deadline with the "
                "smallest run-time price (workload slowdown, then p99 first-touch stall), and why."),

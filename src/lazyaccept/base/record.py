@@ -166,6 +166,9 @@ Event = AcceptEvent | WorkEvent | ConvertEvent | WaitEvent
 #: The work kind of a vCPU's exits out of the guest that are not acceptance (port and MMIO I/O to
 #: emulated devices, MSRs, hypercalls): ``amount`` exits, each a round trip through the host.
 GUEST_EXITS = "guest_exits"
+#: The work kind of CPU time a stage spends that no profile cost describes (its own data says how
+#: much): ``amount`` seconds of the vCPU.
+CPU_SECONDS = "cpu_seconds"
 
 
 @dataclass

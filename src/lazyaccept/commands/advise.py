@@ -21,11 +21,11 @@ from ..guest.policies import Policy
 from ..presentation.console import make_console
 from ..presentation.deadline_report import deadlines_document
 from ..sim.deadlines import Deadline, Stage, Verdict, describe_miss, evaluate, first_failing
-from ..sim.milestones import boot_milestones
+from ..sim.milestones import run_milestones
 from ..sim.profile import CostProfile
 from ..sim.runtime import RunResult, simulate_run
 from .options import FiniteFloat, deadline_options, given_deadlines, guest_options, guest_profile, guest_request
-from .run import run_config, runtime_options
+from .run import given_stages, run_config, runtime_options
 
 #: Kata Containers' agent gives a guest 45 s to come up (kata-containers/kata-containers
 #: src/runtime-rs/config/configuration-qemu-tdx-runtime-rs.toml.in, [agent.kata]
@@ -75,9 +75,7 @@ def _held(boot_deadline: float | None, orchestrator: str | None, deadlines: tupl
 
 
 def _verdicts(r: RunResult, prof: CostProfile, held: list[Deadline]) -> list[Verdict]:
-    marks = boot_milestones(r.record.boot.phases, r.timeline, r.boot_s, r.boot_range, prof,
-                            init_range=any(d.stage is Stage.INIT for d in held))
-    return evaluate(held, marks)
+    return evaluate(held, run_milestones(r, prof, init_range=any(d.stage is Stage.INIT for d in held)))
 
 
 @click.command("advise")
@@ -90,11 +88,12 @@ def _verdicts(r: RunResult, prof: CostProfile, held: list[Deadline]) -> list[Ver
 @runtime_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def advise_cmd(memory: str, boot_deadline: float | None, orchestrator: str | None, deadlines: tuple[str, ...],
-               profile: str | None, workloads: tuple[str, ...], thp: str, host_cpus: int | None,
-               watchdog_thresh: float, as_json: bool, **guest: object) -> None:
+               profile: str | None, workloads: tuple[str, ...], stages: tuple[str, ...], thp: str,
+               host_cpus: int | None, watchdog_thresh: float, as_json: bool, **guest: object) -> None:
     """Try firmware accept amounts and acceptance policies; say which meet the boot deadline with
     the smallest run-time price (workload slowdown, then p99 first-touch stall), and why."""
     held = _held(boot_deadline, orchestrator, deadlines)
+    parsed_stages = given_stages(stages, orchestrator)
     prof = guest_profile(profile, guest)
     fixed_fw = guest.pop("firmware_accept", None)  # given: only that amount is tried
     base = guest_request(parse_size(memory), **guest)  # type: ignore[arg-type]
@@ -108,8 +107,8 @@ def advise_cmd(memory: str, boot_deadline: float | None, orchestrator: str | Non
     for fw, pol in _candidates(vcpus, fixed_fw):  # type: ignore[arg-type]
         request = replace(base, firmware_accept=FirmwareAccept.parse(fw))
         policy = Policy.parse(pol)
-        result = simulate_run(run_config(request, policy, prof, workloads, thp, host_cpus, watchdog_thresh), prof,
-                              baselines=baselines)
+        result = simulate_run(run_config(request, policy, prof, workloads, thp, host_cpus, watchdog_thresh,
+                                         stages=parsed_stages), prof, baselines=baselines)
         rows.append((fw, policy, result))
     verdicts = {id(r): _verdicts(r, prof, held) for _, _, r in rows}
 

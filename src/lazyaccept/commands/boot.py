@@ -20,26 +20,25 @@ from ..presentation.deadline_report import deadlines_document, print_deadlines
 from ..presentation.like_report import like_document, print_like, print_milestones
 from ..scenario.artefacts import check_dump_folder, write_dump
 from ..scenario.like import add_assumed
-from ..sim.deadlines import Deadline, Stage, Verdict, describe_miss, evaluate, first_failing
+from ..sim.deadlines import Deadline, Stage, Verdict, evaluate
 from ..sim.milestones import boot_milestones
 from ..sim.outcome import Failure, try_run
 from ..sim.profile import CostProfile
 from ..sim.run import BootResult, resolve
 from .options import (
+    EXIT_GUEST_FAILED,
     check_output_file,
     check_plot_file,
     check_stdout_once,
     deadline_options,
     enum_choice,
+    exit_if_missed,
     given_deadlines,
     guest_options,
     guest_profile,
     guest_request,
     like_options,
 )
-
-#: Exit status of a modelled guest failure.
-EXIT_GUEST_FAILED = 3
 
 
 def report_failure(failure: Failure, document: dict[str, object] | None) -> None:
@@ -122,7 +121,7 @@ def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_jso
         if held:
             summary |= deadlines_document(verdicts)
         click.echo(json_text(summary))
-        _exit_if_missed(verdicts)
+        exit_if_missed(verdicts)
         return
     console = make_console(stderr=STDOUT in (plot_file, html_file))
     if likeness is not None:
@@ -137,7 +136,7 @@ def boot_cmd(memory: str | None, policy: str | None, profile: str | None, as_jso
             console.print(wrote(written), markup=False, highlight=False)
     if held:
         print_deadlines(console, verdicts)
-    _exit_if_missed(verdicts)
+    exit_if_missed(verdicts)
 
 
 def _verdicts(result: BootResult, profile: CostProfile, held: list[Deadline]) -> list[Verdict]:
@@ -148,11 +147,3 @@ def _verdicts(result: BootResult, profile: CostProfile, held: list[Deadline]) ->
     marks = boot_milestones(result.record.phases, result.timeline, result.boot_s, result.boot_range, profile,
                             init_range=any(d.stage is Stage.INIT for d in held))
     return evaluate(held, marks)
-
-
-def _exit_if_missed(verdicts: list[Verdict]) -> None:
-    """A missed deadline: one line on stderr and exit status 3, after the report."""
-    first = first_failing(verdicts)
-    if first is not None:
-        click.echo(f"lazyaccept: guest failed: {describe_miss(first)}", err=True)
-        click.get_current_context().exit(EXIT_GUEST_FAILED)

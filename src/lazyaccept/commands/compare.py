@@ -14,6 +14,7 @@ from ..presentation.compare_report import compare_document, print_compare
 from ..presentation.console import json_text, make_console, wrote
 from ..presentation.like_report import like_document, print_like
 from ..scenario.like import Likeness, add_assumed
+from ..scenario.stages import Stage
 from ..sim.profile import load_profile
 from ..sim.run import check_profile_fits, resolve
 from ..sim.sweep import FailedRow, compare_policies
@@ -64,9 +65,9 @@ COMPARE_ASSUMED = ("platform", "vcpus", "kernel", "firmware_accept", "host_mappi
                    "background:threads=N,rate=R, accept-ahead:chunks=K, userspace-drain:rate=R, accepted-reserve.")
 @runtime_options
 def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: bool, plot_path: str | None,
-                html_path: str | None, policies: tuple[str, ...], workloads: tuple[str, ...], thp: str,
-                host_cpus: int | None, watchdog_thresh: float, like_log: str | None = None,
-                **guest: object) -> None:
+                html_path: str | None, policies: tuple[str, ...], workloads: tuple[str, ...],
+                stages: tuple[str, ...], thp: str, host_cpus: int | None, watchdog_thresh: float,
+                like_log: str | None = None, **guest: object) -> None:
     """Boot time with eager and with lazy acceptance, for each memory size and host profile; with
     --policy or --workload, each policy's boot time and run-time price (stalls, slowdown, IRQs
     off, time to fully accepted, host memory committed)."""
@@ -89,16 +90,17 @@ def compare_cmd(memory: tuple[str, ...], profiles: tuple[str, ...], as_json: boo
     check_plot_file(plot_path)
     check_output_file(html_path, stdout=True)
     check_stdout_once(("--json", as_json), ("--plot -", plot_path == STDOUT), ("--html -", html_path == STDOUT))
-    if (policies or workloads) and html_path is not None:
+    parsed_stages = tuple(Stage.parse(st) for st in stages)
+    if (policies or workloads or stages) and html_path is not None:
         # No page of a policy comparison exists yet: refused rather than silently not written.
-        raise ConfigError("--html is not written for a policy comparison (--policy, --workload); use --json or "
-                          "--plot, or run --html for one policy")
-    if policies or workloads:
+        raise ConfigError("--html is not written for a policy comparison (--policy, --workload, --stage); use "
+                          "--json or --plot, or run --html for one policy")
+    if policies or workloads or stages:
         if likeness is not None:
             add_assumed(likeness, resolve(requests[0], loaded[0]),
                         fields=COMPARE_ASSUMED)
         _compare_policies(sizes, loaded, requests, policies or ("lazy", "eager"), workloads, thp, host_cpus,
-                          watchdog_thresh, as_json, plot_path, likeness)
+                          watchdog_thresh, as_json, plot_path, likeness, parsed_stages)
         return
     # Progress goes to stderr, and only to a terminal: pipes and --json output stay clean.
     err = Console(stderr=True)
@@ -153,7 +155,8 @@ def _exit_if_failed(failed: list[FailedRow]) -> None:
 
 def _compare_policies(sizes: list[int], loaded: list, requests: list, policies: tuple[str, ...],  # noqa: ANN001
                       workloads: tuple[str, ...], thp: str, host_cpus: int | None, watchdog_thresh: float,
-                      as_json: bool, plot_path: str | None, likeness: Likeness | None = None) -> None:
+                      as_json: bool, plot_path: str | None, likeness: Likeness | None = None,
+                      stages: tuple[Stage, ...] = ()) -> None:
     from dataclasses import replace
 
     from ..guest.policies import Policy
@@ -168,7 +171,7 @@ def _compare_policies(sizes: list[int], loaded: list, requests: list, policies: 
         for size in sizes:
             baselines: dict = {}  # the policies of one guest share its eager baseline
             results = [simulate_run(run_config(replace(request, memory=size), pol, prof, workloads, thp, host_cpus,
-                                               watchdog_thresh, parsed), prof, baselines=baselines)
+                                               watchdog_thresh, parsed, stages), prof, baselines=baselines)
                        for pol in parsed_policies]
             groups.append((prof, size, results))
     if plot_path is not None:

@@ -17,7 +17,7 @@ from ..base.units import parse_size
 from ..guest.footprint import BootFootprint
 from ..scenario.config import GuestRequest
 from ..scenario.like import FIELDS, Likeness, merge, read_like
-from ..sim.deadlines import Deadline, parse_deadline, stage_names
+from ..sim.deadlines import Deadline, Verdict, describe_miss, first_failing, parse_deadline, stage_names
 from ..sim.orchestrators import Overhead, load_orchestrator, orchestrator_names
 from ..sim.profile import CostProfile, load_profile
 
@@ -204,3 +204,15 @@ def given_deadlines(orchestrator: str | None, deadlines: tuple[str, ...]) -> tup
         overhead = orch.overhead
     out.extend(parse_deadline(d) for d in deadlines)
     return out, overhead
+
+
+#: Exit status of a modelled guest failure (a crash, an out-of-memory, a missed deadline).
+EXIT_GUEST_FAILED = 3
+
+
+def exit_if_missed(verdicts: list[Verdict]) -> None:
+    """A missed deadline: one line on stderr and exit status 3, after the report."""
+    first = first_failing(verdicts)
+    if first is not None:
+        click.echo(f"lazyaccept: guest failed: {describe_miss(first)}", err=True)
+        click.get_current_context().exit(EXIT_GUEST_FAILED)

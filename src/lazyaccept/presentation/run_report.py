@@ -28,20 +28,32 @@ def print_run(console: Console, result: RunResult, profile: CostProfile) -> None
         f"{escape(str(cfg.policy))}[/bold]  kernel {vm.kernel_release}, profile {profile.name}"
         + (f", {cfg.host_cpus} host CPUs" if cfg.host_cpus else "")
     )
-    # A heading line of its own: a table title wraps at the table's width.
-    console.print("Workloads (simulated; baseline = the same workloads on an eagerly accepted guest)", soft_wrap=True)
-    t = Table()
-    for col in ("workload", "start", "end", "duration", "baseline", "slowdown"):
-        t.add_column(col, justify="left" if col == "workload" else "right")
-    for w in result.workloads:
-        t.add_row(escape(w.name), _s(w.start_s), _s(w.end_s), _ranged(w.duration_s, w.duration_range),
-                  _s(w.baseline_s), "-" if w.slowdown is None else f"{w.slowdown:.2f}x")
-    console.print(t)
+    if result.workloads:
+        # A heading line of its own: a table title wraps at the table's width.
+        console.print("Workloads (simulated; baseline = the same workloads on an eagerly accepted guest)",
+                      soft_wrap=True)
+        t = Table()
+        for col in ("workload", "start", "end", "duration", "baseline", "slowdown"):
+            t.add_column(col, justify="left" if col == "workload" else "right")
+        for w in result.workloads:
+            t.add_row(escape(w.name), _s(w.start_s), _s(w.end_s), _ranged(w.duration_s, w.duration_range),
+                      _s(w.baseline_s), "-" if w.slowdown is None else f"{w.slowdown:.2f}x")
+        console.print(t)
+    if result.stages:
+        console.print("Stages from the shell to ready (each when the one before it is done)", soft_wrap=True)
+        t = Table()
+        for col in ("stage", "start", "end", "duration"):
+            t.add_column(col, justify="left" if col == "stage" else "right")
+        for stage in result.stages:
+            t.add_row(escape(stage.name), _s(stage.start_s), _ranged(stage.end_s, stage.end_range),
+                      _s(stage.duration_s))
+        console.print(t)
     if result.boot_range is not None:
         console.print(f"times in brackets: one-sigma range from {profile.name}'s fitted uncertainties", style="dim")
     st = result.stall_summary()
+    ready = f"; ready {_ranged(result.ready_s, result.ready_range)}" if result.stages else ""
     console.print(
-        f"Boot to shell {_ranged(result.boot_s, result.boot_range)}; first-touch stalls: {st['count']:,} "
+        f"Boot to shell {_ranged(result.boot_s, result.boot_range)}{ready}; first-touch stalls: {st['count']:,} "
         f"(p50 {_s(st['p50_s'])}, p99 {_s(st['p99_s'])}, p99.9 {_s(st['p999_s'])}, max {_s(st['max_s'])})"
     )
     lockup = "[bold red]soft lockup[/bold red]" if result.soft_lockup else "no soft lockup"
@@ -72,8 +84,9 @@ def print_policies(console: Console, results: list[RunResult], profile: CostProf
     # A policy's name is never folded: it is what a user copies into --policy.  Long headers take two
     # lines so the table fits 132 columns (a pipe's width) with the longest policy names.
     t.add_column("policy", no_wrap=True, min_width=max(len(str(r.record.config.policy)) for r in results))
-    for col in ("boot", "workload", "slowdown", "stalls", "p99 stall", "max stall", "IRQs off\nmax",
-                "fully\naccepted", "host\ncommitted"):
+    staged = any(r.stages for r in results)
+    for col in ("boot", *(("ready",) if staged else ()), "workload", "slowdown", "stalls", "p99 stall", "max stall",
+                "IRQs off\nmax", "fully\naccepted", "host\ncommitted"):
         t.add_column(col, justify="right", overflow="fold")
     for r in results:
         st = r.stall_summary()
@@ -81,7 +94,8 @@ def print_policies(console: Console, results: list[RunResult], profile: CostProf
         dur = max((w.end_s for w in r.workloads), default=r.boot_s) - min((w.start_s for w in r.workloads),
                                                                             default=r.boot_s)
         one = r.workloads[0].duration_range if len(r.workloads) == 1 else None
-        t.add_row(escape(str(r.record.config.policy)), _ranged(r.boot_s, r.boot_range), _ranged(dur, one),
+        ready = (_ranged(r.ready_s, r.ready_range),) if staged else ()
+        t.add_row(escape(str(r.record.config.policy)), _ranged(r.boot_s, r.boot_range), *ready, _ranged(dur, one),
                   f"{max(slow):.2f}x" if slow else "-", f"{st['count']:,}", _s(st["p99_s"]), _s(st["max_s"]),
                   _s(r.irqs_off_max_s), _s(r.fully_accepted_s) if r.fully_accepted_s is not None else "never",
                   format_size(r.record.boot.platform.host_committed))

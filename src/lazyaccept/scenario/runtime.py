@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from ..base.choices import BootPhase
 from ..base.errors import ConfigError, SafetyViolation
-from ..base.record import AcceptEvent, WaitEvent
+from ..base.record import CPU_SECONDS, AcceptEvent, WaitEvent
 from ..base.units import CHUNK_SIZE, PAGE_SIZE, align_up
 from ..guest import kexec
 from ..guest.hotplug import DeviceMemory, hot_add
@@ -36,6 +36,8 @@ from .boot_record import BootRecord
 from .build import build_record
 from .config import VMConfig
 from .sanitizer import check_boot
+from .stages import Stage, StageKind
+from .stages import costs as stage_costs
 from .workloads import Workload, WorkloadKind
 
 #: Batches per workload at most: bounds the events of a run whatever its size.
@@ -59,6 +61,8 @@ class RunConfig:
     host_cpus: int | None = None
     #: ``kernel.watchdog_thresh`` (s): the soft-lockup watchdog warns at twice it.
     watchdog_thresh: float = 10.0
+    #: Stages from the shell to ready, in order (scenario/stages.py).
+    stages: tuple[Stage, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return self.vm.as_dict() | {
@@ -67,6 +71,7 @@ class RunConfig:
             "thp": "always" if self.thp else "never",
             "host_cpus": self.host_cpus,
             "watchdog_thresh_s": self.watchdog_thresh,
+            "stages": [st.name for st in self.stages],
         }
 
 
@@ -83,6 +88,8 @@ class RunRecord:
     unaccepted_at_end: int
     #: Whether the run drained every unaccepted chunk (then the last accept is the moment).
     drained: bool
+    #: Per stage, the seconds into the workload phase at which its first thread first ran.
+    stage_starts: dict[str, float] = field(default_factory=dict)
 
 
 #: A thread's step yields when it is next ready: ``None``, as soon as its vCPU is free again;
@@ -93,7 +100,8 @@ Steps = Iterator[Ready]
 
 @dataclass
 class _Thread:
-    """One thread of the run on its vCPU: ``steps`` records one batch per ``next()``."""
+    """One thread of the run on its vCPU: ``steps`` records one batch per ``next()``, and yields
+    once more after its last, so that it is finished only when its vCPU has done that batch."""
 
     owner: str
     vcpu: int
@@ -102,6 +110,13 @@ class _Thread:
     #: When it last ran on its vCPU, as a turn number: the vCPU runs the runnable thread that has
     #: waited longest.
     turn: int = -1
+    #: Threads that must all have finished before this one starts (a stage's, the stage before).
+    after: tuple[_Thread, ...] = ()
+    done: bool = False
+
+    @property
+    def blocked(self) -> bool:
+        return any(not th.done for th in self.after)
 
 
 class RunThreads:
@@ -132,9 +147,14 @@ class RunThreads:
         self.stopped = False  # kexec -e: the first kernel is gone
         self.device_memory = DeviceMemory(self.alloc.ram.last() or 0)
         self.threads: dict[int, list[_Thread]] = {}
+        #: The seconds into the phase at which the vCPU now asking is free.
+        self.now = 0.0
+        self.stage_names = {st.name for st in config.stages}
+        self.stage_starts: dict[str, float] = {}
         for w in config.workloads:
             self._start_workload(w)
         self._start_policy()
+        self._start_stages()
         allocating = {v for v, ths in self.threads.items() for th in ths}
         #: FIFO lists more than one vCPU may draw chunks from (each zone's), else none.
         self.shared_fifos = frozenset(z.name for z in self.alloc.zones) if len(allocating) > 1 else frozenset()
@@ -145,25 +165,33 @@ class RunThreads:
         return tuple(sorted(self.threads))
 
     # -- what a vCPU does next ---------------------------------------------------------------
-    def next_work(self, vcpu: int, t: float) -> int:
+    def next_work(self, vcpu: int, t: float) -> int | None:
         """vCPU ``vcpu`` is free ``t`` seconds into the phase: record what it does next (the batch
         of its runnable thread that has waited longest, or a wait for its next thread's time) and
-        return how many events that was (0: nothing more to do)."""
+        return how many events that was (0: nothing more to do; ``None``: its threads wait for
+        threads elsewhere to finish)."""
         before = len(self.phase.events)
+        self.now = t
         threads = self.threads.get(vcpu, [])
         while threads and not self.stopped:
-            runnable = [th for th in threads if th.ready_at is None or th.ready_at <= t + 1e-12]
+            free = [th for th in threads if not th.blocked]
+            if not free:
+                return None
+            runnable = [th for th in free if th.ready_at is None or th.ready_at <= t + 1e-12]
             if not runnable:
-                th = min(threads, key=lambda th: th.ready_at or 0.0)
+                th = min(free, key=lambda th: th.ready_at or 0.0)
                 assert th.ready_at is not None
                 self._record(th.owner, self.rec.wait_until, vcpu, th.ready_at, th.owner)
                 return len(self.phase.events) - before
             th = min(runnable, key=lambda th: th.turn)
+            if th.owner in self.stage_names:
+                self.stage_starts.setdefault(th.owner, t)
             th.turn = self.turns
             self.turns += 1
             try:
                 th.ready_at = next(th.steps)
             except StopIteration:
+                th.done = True
                 threads.remove(th)
             if len(self.phase.events) > before:
                 return len(self.phase.events) - before
@@ -174,16 +202,19 @@ class RunThreads:
         if sanitize:
             check_boot(self.boot)
         left = self.alloc.nr_unaccepted()
-        return RunRecord(self.config, self.boot, self.owners, left * PAGE_SIZE, left == 0)
+        return RunRecord(self.config, self.boot, self.owners, left * PAGE_SIZE, left == 0, dict(self.stage_starts))
 
     # -- threads -------------------------------------------------------------------------------
-    def _add(self, owner: str, vcpu: int, steps: Steps) -> None:
-        th = _Thread(owner, vcpu, steps)
-        try:
-            th.ready_at = next(steps)  # a thread's first yield says when it starts; it records nothing
-        except StopIteration:
-            return
+    def _add(self, owner: str, vcpu: int, steps: Steps, after: tuple[_Thread, ...] = ()) -> _Thread:
+        th = _Thread(owner, vcpu, steps, after=after)
+        if not after:  # a thread's first yield says when it starts; it records nothing
+            try:
+                th.ready_at = next(steps)
+            except StopIteration:
+                th.done = True
+                return th
         self.threads.setdefault(vcpu, []).append(th)
+        return th
 
     def _vcpus_for(self, n: int) -> list[int]:
         out = [(self.next_vcpu + j) % self.vcpus for j in range(n)]
@@ -245,6 +276,7 @@ class RunThreads:
         for at, nbytes in batches:
             yield at
             self._touch(w.name, vcpu, nbytes)
+        yield None
 
     def _drain(self, w: Workload, vcpu: int, batch: int) -> Steps:
         """A worker that allocates while anything is unaccepted and memory is left to take."""
@@ -300,6 +332,59 @@ class RunThreads:
                                   "it (kexec_core accepts the destinations since v6.15)") from None
         kexec.check_next_kernel_private(rules, shared)
         self.stopped = True
+
+    # -- stages ------------------------------------------------------------------------------
+    def _start_stages(self) -> None:
+        """Each stage's threads start when every thread of the stage before has finished."""
+        before: tuple[_Thread, ...] = ()
+        tee = self.config.vm.tee
+        for st in self.config.stages:
+            c = stage_costs(st.kind, tee)
+            if st.kind is StageKind.AGENT:
+                cpu = c.cpu_s if st.seconds is None else st.seconds
+                before = (self._add(st.name, 0, self._agent(st, cpu, c.memory), before),)
+            elif st.kind is StageKind.ATTEST:
+                host = c.host_s if st.seconds is None else st.seconds
+                before = (self._add(st.name, 0, self._attest(st, c.cpu_s, host), before),)
+            else:
+                share = st.size // st.threads
+                batch = max(CHUNK_SIZE, align_up(max(1, share // (MAX_BATCHES // st.threads or 1)), CHUNK_SIZE))
+                before = tuple(self._add(st.name, v, self._modelload(st, v, share, batch, c.copy_bps), before)
+                               for v in self._vcpus_for(st.threads))
+
+    def _agent(self, st: Stage, cpu_s: float, memory: int) -> Steps:
+        """The agent's start: its CPU time, then its memory touched."""
+        yield None
+        self._record(st.name, self.rec.work, CPU_SECONDS, 0, cpu_s)
+        yield None
+        if memory:
+            self._touch(st.name, 0, memory)
+        yield None  # done once its vCPU comes back from the last of it
+
+    def _attest(self, st: Stage, guest_s: float, host_s: float) -> Steps:
+        """The guest's request, then idle until the host's service has answered."""
+        yield None
+        self._record(st.name, self.rec.work, CPU_SECONDS, 0, guest_s)
+        yield None
+        self._record(st.name, self.rec.wait_until, 0, self.now + host_s, st.name)
+        yield None  # done once the answer is in
+
+    def _modelload(self, st: Stage, vcpu: int, left: int, batch: int, copy_bps: float) -> Steps:
+        """A loader thread: batch k's data has arrived ``(k + 1) * batch / rate`` after the stage
+        began (its share of the storage rate); it copies each into fresh memory once it has."""
+        yield None
+        began = self.now
+        per_thread = st.rate / st.threads
+        k = 0
+        while left > 0:
+            n = min(batch, left)
+            k += 1
+            yield began + k * batch / per_thread
+            self._touch(st.name, vcpu, n)
+            # the copy out of the page cache, beyond the first touch's zeroing
+            self._record(st.name, self.rec.work, CPU_SECONDS, vcpu, n / copy_bps)
+            left -= n
+        yield None  # done once its vCPU comes back from the last batch
 
     # -- policies ----------------------------------------------------------------------------
     def _start_policy(self) -> None:
@@ -357,12 +442,21 @@ def record_run(config: RunConfig, *, boot: BootRecord | None = None, sanitize: b
     threads = RunThreads(config, boot)
     now = dict.fromkeys(threads.busy_vcpus, 0.0)
     served = dict.fromkeys(now, 0)
+    blocked: set[int] = set()  # vCPUs whose threads wait for others, until something moves
     while now:
-        v = min(now, key=lambda u: (now[u], served[u], u))
+        free = [u for u in now if u not in blocked]
+        if not free:
+            raise RuntimeError(f"vCPUs {sorted(blocked)} wait for threads that never finish")
+        v = min(free, key=lambda u: (now[u], served[u], u))
         served[v] += 1
         events = threads.phase.events
         before = len(events)
-        if threads.next_work(v, now[v]) == 0:
+        n = threads.next_work(v, now[v])
+        if n is None:
+            blocked.add(v)
+            continue
+        blocked.clear()
+        if n == 0:
             del now[v]
             continue
         last = events[-1]

@@ -29,6 +29,13 @@ class Stage(StrEnum):
     INIT = "init"
     #: The model's boot end: a shell, the boot time every command reports (``boot_s``).
     BOOT = "boot"
+    #: The orchestrator's agent has started (``--stage agent``), the attestation has its answer
+    #: (``--stage attest``), the model or data set is in memory (``--stage modelload:...``).
+    #: A stage the run does not model is reached when the one before it is: with no agent stage,
+    #: the agent is taken to answer at the shell.
+    AGENT = "agent"
+    ATTEST = "attest"
+    MODELLOAD = "modelload"
     #: The guest is ready for work: the end of the last later stage, else the boot end.
     READY = "ready"
 
@@ -118,14 +125,24 @@ class LaterStage:
     end_range: Range | None = None
 
 
+#: The later stages in the order a guest reaches them.
+LATER = (Stage.AGENT, Stage.ATTEST, Stage.MODELLOAD)
+
+
 def milestones(init: Milestone, boot: Milestone, later: Sequence[LaterStage] = ()) -> dict[str, Milestone]:
-    """Every named milestone of one boot: ``init``, ``boot``, each later stage by its name, and
-    ``ready`` (the last later stage's end, else the boot's end)."""
+    """Every named milestone of one boot: ``init``, ``boot``, each later stage by its name (a
+    stage's kind, ``agent``, ``attest``, ``modelload``, names the last stage of that kind; a kind
+    the run does not have is reached with the stage before it), and ``ready`` (the last later
+    stage's end, else the boot's end)."""
     out = {Stage.INIT.value: init, Stage.BOOT.value: boot}
     for st in later:
         out[st.name] = Milestone(st.end_s, st.end_range)
     last = max(later, key=lambda s: s.end_s, default=None)
     out[Stage.READY.value] = boot if last is None else Milestone(last.end_s, last.end_range)
+    before = boot
+    for kind in LATER:
+        ends = [st for st in later if st.name.split(":")[0].lower() == kind.value]
+        out[kind.value] = before = Milestone(ends[-1].end_s, ends[-1].end_range) if ends else before
     return out
 
 

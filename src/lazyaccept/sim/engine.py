@@ -67,8 +67,10 @@ _DONE_FRACTION = 1e-9
 
 #: What a phase whose work is decided as it runs (the workloads after the shell) asks for more:
 #: called with a vCPU that has run out of items and the seconds since the phase started, it
-#: returns that vCPU's next items (none: the vCPU has nothing more to do in the phase).
-Feed = Callable[[int, float], list["WorkItem"]]
+#: returns that vCPU's next items (none: the vCPU has nothing more to do in the phase), or
+#: ``None``: the vCPU's work waits for work elsewhere to finish (a stage for the one before it);
+#: the vCPU idles and asks again whenever another vCPU's feed has moved on.
+Feed = Callable[[int, float], "list[WorkItem] | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +398,10 @@ class PhaseRun:
         self.idle_spec = idle if idle is not None else Idle(online=max(1, len(self.vcpus)))
         #: Online vCPUs with nothing (left) to do: they take the tick if the phase says so.
         self.idle = max(0, self.idle_spec.online - sum(1 for v in self.vcpus if items_by_vcpu[v] or feed))
+        #: vCPUs whose feed said their work waits for other work (idle meanwhile), and whether a
+        #: feed has given work or ended a vCPU since they last asked.
+        self.parked: list[int] = []
+        self.feed_moved = False
         self.t = float(start)
         self.ticks = 0.0
         self.timing = PhaseTiming(start=self.t, end=self.t)
@@ -458,6 +464,9 @@ class PhaseRun:
                 if self._started(v):
                     self._set_running(v)
             self._retry_if_changed()
+            if self.parked and self.feed_moved:
+                self.feed_moved = False
+                self._unpark()
             if self.ready:
                 continue
             if not self.running.any():
@@ -480,6 +489,8 @@ class PhaseRun:
                 self._wake_next()
         if self.waiting_since:  # cannot happen: an owner is always running its item
             raise RuntimeError(f"lock wait never ended on vCPUs {sorted(self.waiting_since)}")
+        if self.parked:  # their work waits for work that never comes: the feed's own error
+            raise RuntimeError(f"vCPUs {sorted(self.parked)} wait for work that never finished")
         self.timing.end = max((vt.end for vt in self.timing.vcpus.values()), default=self.timing.start)
         self.timing.idle_at_end = self.idle
         return self.timing
@@ -494,6 +505,10 @@ class PhaseRun:
         if self.idle and share.idle_rate > 0:
             self.ticks += share.idle_rate * self.idle * dt
             self.timing.idle_exit_series.append((self.t + dt, self.ticks, self.idle))
+
+    def _unpark(self) -> None:
+        """Parked vCPUs ask their feed again (in the order they parked)."""
+        self.ready.extend(self.parked)
 
     def _wake_next(self) -> None:
         wake, v = heapq.heappop(self.sleeping)
@@ -539,14 +554,26 @@ class PhaseRun:
             if lock is not None:
                 self._released(lock)
         self.timing.vcpus[v].end = self.t
+        if v in self.parked:
+            return False
         if items or self.feed is not None:
             self.idle += 1  # its last item is done: the vCPU is idle for the rest of the phase
         return False
 
     def _fed(self, v: int) -> bool:
-        """Ask the feed for vCPU ``v``'s next items, now; True if it gave any."""
+        """Ask the feed for vCPU ``v``'s next items, now; True if it gave any.  A vCPU whose work
+        waits for other work is parked (idle) until the feed moves on elsewhere."""
         assert self.feed is not None
         new = self.feed(v, self.t - self.phase_start)
+        if new is None:
+            if v not in self.parked:
+                self.parked.append(v)
+                self.idle += 1
+            return False
+        self.feed_moved = True
+        if v in self.parked:
+            self.parked.remove(v)
+            self.idle -= 1
         items = self.items[v]
         for item in new:
             _check_item(v, len(items), item)

@@ -14,6 +14,7 @@ from ..base.record import Phase
 from .deadlines import LaterStage, Milestone, milestones
 from .engine import Host
 from .profile import CostProfile
+from .runtime import RunResult
 from .timeline import Timeline, simulate
 from .uncertainty import Range, predict_range
 
@@ -34,3 +35,11 @@ def boot_milestones(phases: list[Phase], timeline: Timeline, boot_s: float, boot
     if init_range:
         rng = predict_range(lambda p: init_time(simulate(phases, p, host=host)), profile, at)
     return milestones(Milestone(at, rng), Milestone(boot_s, boot_range), later)
+
+
+def run_milestones(result: RunResult, profile: CostProfile, *, init_range: bool = True) -> dict[str, Milestone]:
+    """The milestones of a run: its boot's, and each stage from the shell to ready."""
+    boot_phases = [p for p in result.record.boot.phases if p.name != BootPhase.WORKLOAD]
+    later = [LaterStage(st.name, st.start_s, st.end_s, st.end_range) for st in result.stages]
+    return boot_milestones(boot_phases, result.timeline, result.boot_s, result.boot_range, profile,
+                           host=None, init_range=init_range, later=later)

@@ -7,6 +7,8 @@ file and key in the public repository, or the documentation page) and/or ``assum
 could not be confirmed, and why); ``note`` is optional.  A value with neither is refused.  An
 optional ``[overhead]`` table gives the memory the stack adds to a workload's limit to size the
 VM (``memory_mib``, ``key``, ``source``), which ``lazyaccept size`` sets its answer beside.
+Optional ``stages`` (``--stage`` texts) are what the stack runs from the shell to ready, with
+``stages_source``; commands that run stages use them when given no ``--stage``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class Orchestrator:
     description: str
     deadlines: tuple[Deadline, ...]
     overhead: Overhead | None = None
+    #: The stages the stack runs from the shell to ready (``--stage`` texts), and their source.
+    stages: tuple[str, ...] = ()
+    stages_source: str = ""
 
 
 def orchestrator_names() -> list[str]:
@@ -81,8 +86,13 @@ def parse_orchestrator(text: str, where: str) -> Orchestrator:
         out.append(Deadline(parse_stage(str(e.get("stage", ""))), check_timeout(at, float(timeout)),
                             f"{doc.get('name', where)} {setting}", e.get("source") or "assumed", e.get("assumed"),
                             e.get("note")))
+    stages = doc.get("stages", [])
+    if not isinstance(stages, list) or not all(isinstance(x, str) for x in stages):
+        raise ConfigError(f"orchestrator {where}: stages must be a list of --stage texts")
+    if stages and not doc.get("stages_source"):
+        raise ConfigError(f"orchestrator {where}: its stages need stages_source")
     return Orchestrator(str(doc.get("name", where)), str(doc.get("description", "")), tuple(out),
-                        _overhead(doc.get("overhead"), where))
+                        _overhead(doc.get("overhead"), where), tuple(stages), str(doc.get("stages_source", "")))
 
 
 def _overhead(table: object, where: str) -> Overhead | None:

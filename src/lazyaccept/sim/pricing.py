@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from ..base.choices import Tee
 from ..base.errors import ConfigError
-from ..base.record import GUEST_EXITS, AcceptEvent, AcceptStats, ConvertEvent, Event, WaitEvent, WorkEvent
+from ..base.record import CPU_SECONDS, GUEST_EXITS, AcceptEvent, AcceptStats, ConvertEvent, Event, WaitEvent, WorkEvent
 from .engine import WorkItem
 from .profile import CostProfile
 from .profile_schema import BOOT
@@ -65,6 +65,8 @@ def _price_work(profile: CostProfile, event: WorkEvent) -> WorkItem:
     kind = event.kind
     if kind == GUEST_EXITS:
         return _price_guest_exits(profile, event)
+    if kind == CPU_SECONDS:  # a stage's own CPU time, from the stage's data
+        return WorkItem(event.vcpu, float(event.amount), 0.0, None, kind, onlines=event.onlines)
     if kind not in profile.work_kinds:
         if kind in BOOT and BOOT[kind].optional:
             return WorkItem(event.vcpu, 0.0, 0.0, None, kind, onlines=event.onlines)

@@ -64,6 +64,21 @@ class WorkloadTiming:
 
 
 @dataclass
+class StageTiming:
+    """A stage from the shell to ready: when it started (its first thread ran) and ended."""
+
+    name: str
+    start_s: float
+    end_s: float
+    #: The end's one-sigma range from the profile's fitted uncertainties.
+    end_range: Range | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass
 class RunResult:
     record: RunRecord
     timeline: Timeline
@@ -78,6 +93,17 @@ class RunResult:
     boot_range: Range | None = None
     #: The longest stretch in accept_memory() the soft-lockup watchdog sees without a touch.
     watchdog_stretch_max_s: float = 0.0
+    #: The stages from the shell to ready, in order.
+    stages: list[StageTiming] = field(default_factory=list)
+
+    @property
+    def ready_s(self) -> float:
+        """When the guest is ready: the end of its last stage, else the shell."""
+        return self.stages[-1].end_s if self.stages else self.boot_s
+
+    @property
+    def ready_range(self) -> Range | None:
+        return self.stages[-1].end_range if self.stages else self.boot_range
 
     @property
     def soft_lockup(self) -> bool:
@@ -119,6 +145,8 @@ def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = Tr
         result.boot_range = spread(result.boot_s, [m.boot_s for m in moved])
         for i, w in enumerate(result.workloads):
             w.duration_range = spread(w.duration_s, [m.workloads[i].duration_s for m in moved])
+        for i, st in enumerate(result.stages):
+            st.end_range = spread(st.end_s, [m.stages[i].end_s for m in moved])
     if baseline and config.workloads:
         eager = replace(config, vm=replace(config.vm, policy=Policy(PolicyKind.EAGER).accept_memory),
                         policy=Policy(PolicyKind.EAGER))
@@ -169,13 +197,18 @@ def measure_run(record: RunRecord, tl: Timeline) -> RunResult:
     work_phase = phases[-1]
     work_span = spans[-1]
     windows: dict[str, list[float]] = {}
+    stage_names = {st.name for st in record.config.stages}
+    #: A stage's span counts its waits (for its data, for the host's answer).
+    stage_ends: dict[str, float] = {}
     stall_s: list[float] = []
     stall_w: list[int] = []
     last_accept_end = None
     policy = record.config.policy
     group = 1 + (policy.chunks if policy.kind is PolicyKind.ACCEPT_AHEAD else 0)
     for (ev, s, e, reached, calls, _), owner in zip(timed_calls(work_phase, work_span), record.owners, strict=True):
-        if not isinstance(ev, WaitEvent):  # a wait is not the workload's work
+        if owner in stage_names:
+            stage_ends[owner] = max(stage_ends.get(owner, e), e)
+        elif not isinstance(ev, WaitEvent):  # a wait is not the workload's work
             win = windows.setdefault(owner, [e, e])
             win[0], win[1] = min(win[0], s), max(win[1], e)
         if isinstance(ev, AcceptEvent) and ev.stats.bytes_accepted:
@@ -187,6 +220,12 @@ def measure_run(record: RunRecord, tl: Timeline) -> RunResult:
         start = boot_end + w.start
         win = windows.get(w.name, [start, start])
         workloads.append(WorkloadTiming(w.name, start, max(win[1], start)))
+    stages = []
+    at = boot_end
+    for st in record.config.stages:
+        begun = work_span.start + record.stage_starts[st.name] if st.name in record.stage_starts else at
+        stages.append(StageTiming(st.name, begun, max(stage_ends.get(st.name, begun), begun)))
+        at = stages[-1].end_s
     irqs_off = 0.0
     untouched = 0.0
     touched = record.config.vm.kernel.touch_softlockup_after_accept
@@ -215,7 +254,7 @@ def measure_run(record: RunRecord, tl: Timeline) -> RunResult:
         record=record, timeline=tl, boot_s=boot_end, workloads=workloads,
         stall_s=np.array(stall_s, dtype=float), stall_weight=np.array(stall_w, dtype=float),
         irqs_off_max_s=irqs_off, fully_accepted_s=fully, accept_by=dict(tl.accept_by_actor),
-        watchdog_stretch_max_s=untouched,
+        watchdog_stretch_max_s=untouched, stages=stages,
     )
 
 
@@ -247,6 +286,13 @@ def run_document(result: RunResult, profile: CostProfile) -> dict[str, Any]:
         "config": cfg.as_dict() | {"profile": profile.name},
         "boot_s": result.boot_s,
         "boot_s_range": None if result.boot_range is None else result.boot_range.as_list(),
+        "ready_s": result.ready_s,
+        "ready_s_range": None if result.ready_range is None else result.ready_range.as_list(),
+        "stages": [
+            {"name": st.name, "start_s": st.start_s, "end_s": st.end_s, "duration_s": st.duration_s,
+             "end_s_range": None if st.end_range is None else st.end_range.as_list()}
+            for st in result.stages
+        ],
         "workloads": [
             {"name": w.name, "start_s": w.start_s, "end_s": w.end_s, "duration_s": w.duration_s,
              "duration_s_range": None if w.duration_range is None else w.duration_range.as_list(),

@@ -82,12 +82,13 @@ class LivePhase:
     """A phase the guest records as the clock runs it (the workloads after the shell): when a
     vCPU of ``vcpus`` runs out of work, ``next_work(vcpu, t)`` records what it does next at ``t``
     seconds into the phase (events appended to ``phase``, all on that vCPU) and returns how many
-    events it recorded (0: nothing more).  ``shared_fifos`` names the FIFO lists of unaccepted
-    chunks that more than one of them may draw on."""
+    events it recorded (0: nothing more; ``None``: its work waits for work on other vCPUs).
+    ``shared_fifos`` names the FIFO lists of unaccepted chunks that more than one of them may
+    draw on."""
 
     phase: Phase
     vcpus: tuple[int, ...]
-    next_work: Callable[[int, float], int]
+    next_work: Callable[[int, float], int | None]
     shared_fifos: frozenset[str] = frozenset()
 
 
@@ -95,9 +96,10 @@ def _feed(live: LivePhase, profile: CostProfile, actors: dict[int, list[str | No
     """The engine's feed for ``live``: the events the guest records for a vCPU, priced."""
     events = live.phase.events
 
-    def feed(vcpu: int, t: float) -> list[WorkItem]:
+    def feed(vcpu: int, t: float) -> list[WorkItem] | None:
         before = len(events)
-        live.next_work(vcpu, t)
+        if live.next_work(vcpu, t) is None:
+            return None
         new = events[before:]
         wrong = [e for e in new if e.vcpu != vcpu]
         if wrong:
