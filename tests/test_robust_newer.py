@@ -450,12 +450,16 @@ def test_compare_policies_with_html_is_refused_not_dropped(tmp_path: Path) -> No
     assert not page.exists()
 
 
-def test_advise_takes_the_firmware_accept_it_is_given() -> None:
+def test_advise_starts_from_the_firmware_accept_it_is_given_and_keeps_it_when_fixed() -> None:
     r = run_cli("advise", "--memory", "8G", "--firmware-accept", "all", "--json")
     assert r.code == 0, r.err
     doc = json.loads(r.out)
+    assert doc["baseline"]["firmware_accept"] == "all"
+    assert "below-4g" in {c["firmware_accept"] for c in doc["candidates"]}
+    r = run_cli("advise", "--memory", "8G", "--firmware-accept", "all", "--fixed", "firmware-accept", "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
     assert {c["firmware_accept"] for c in doc["candidates"]} == {"all"}
-    assert doc["recommended"]["firmware_accept"] == "all"
 
 
 def test_compare_like_with_policies_keeps_the_provenance() -> None:

@@ -245,11 +245,8 @@ def test_advise_recommends_something_that_meets_the_deadline():
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     rec = doc["recommended"]
-    chosen = next(c for c in doc["candidates"]
-                  if (c["firmware_accept"], c["policy"]) == (rec["firmware_accept"], rec["policy"]))
-    assert chosen["meets_deadline"] and chosen["boot_s"] <= 30
-    meeting = [c for c in doc["candidates"] if c["meets_deadline"]]
-    assert chosen["slowdown"] == min(c["slowdown"] for c in meeting)
+    assert rec["ranged"] and rec["meets_deadline"] and rec["boot_s_range"][1] <= 30
+    assert doc["run_time"] == "measured" and rec["slowdown"] >= 1.0
 
 
 def test_replace_keeps_the_request_frozen():

@@ -53,8 +53,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
             "first-touch stalls, slowdown against an eagerly accepted guest, IRQs-off time, when memory is "
             "fully accepted, when the guest is ready, and the deadlines it meets or misses."),
     "advise": ("advise", "advise_cmd",
-               "Try firmware accept amounts and acceptance policies; say which meet the boot deadline with the "
-               "smallest run-time price (workload slowdown, then p99 first-touch stall), and why."),
+               "Does this guest meet its deadlines, and which change makes it? Moves every lever (policy, "
+               "firmware accept, vCPUs, kconfig, patches, kernel, host mapping, THP, the timeout) from the "
+               "configuration given and names the cheapest change that meets every deadline, and why."),
     "sweep": ("sweep", "sweep_cmd",
               "Run every configuration of one grid, GRID.toml, and stream the results to RESULTS.jsonl."),
     "report": ("report", "report_cmd",
