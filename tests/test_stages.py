@@ -128,3 +128,22 @@ def test_agent_memory_is_touched_like_a_workloads():
     assert eager >= cpu
     assert lazy >= eager
     assert eager - cpu < 64 * MiB / 1e9  # zeroing 64 MiB at >1 GB/s
+
+
+def test_a_sweep_with_stages_gives_each_run_its_ready_time_as_run_does(tmp_path):
+    from fleet_helpers import run_rows
+    from lazyaccept.presentation.sweep_report import run_table
+    from lazyaccept.sim.fleet.driver import plan_sweep, run_sweep
+    from lazyaccept.sim.fleet.executors import InlineExecutor
+    from lazyaccept.sim.fleet.grid import parse_grid
+
+    grid = tomllib.loads('[sweep]\nname = "staged"\n[fixed]\nmemory = "8G"\nvcpus = 4\n'
+                        '[dimensions]\npolicy = ["lazy", "eager"]\nstage = [["agent", "attest"]]\n')
+    out = tmp_path / "r.jsonl"
+    run_sweep(plan_sweep(parse_grid(grid)), out, InlineExecutor())
+    rows = {r["point"]["policy"]: r for r in run_rows(out)}
+    for policy, row in rows.items():
+        alone = staged(8, ("agent", "attest"), policy=policy)
+        assert row["ready_s"] == pytest.approx(alone.ready_s, rel=1e-9)
+        assert [s["name"] for s in row["stages"]] == ["agent", "attest"]
+    assert "ready (s, one-sigma range)" in run_table(list(rows.values()))

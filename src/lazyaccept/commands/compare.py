@@ -173,6 +173,8 @@ def _compare_policies(sizes: list[int], loaded: list, requests: list, policies: 
             results = [simulate_run(run_config(replace(request, memory=size), pol, prof, workloads, thp, host_cpus,
                                                watchdog_thresh, parsed, stages), prof, baselines=baselines)
                        for pol in parsed_policies]
+            if stages:  # ranked by when the guest is ready (the upper end of its range), not the boot alone
+                results.sort(key=lambda r: r.ready_range.high if r.ready_range is not None else r.ready_s)
             groups.append((prof, size, results))
     if plot_path is not None:
         from ..presentation.plots import plot_policies

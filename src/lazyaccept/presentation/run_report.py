@@ -87,7 +87,8 @@ def print_policies(console: Console, results: list[RunResult], profile: CostProf
     staged = any(r.stages for r in results)
     for col in ("boot", *(("ready",) if staged else ()), "workload", "slowdown", "stalls", "p99 stall", "max stall",
                 "IRQs off\nmax", "fully\naccepted", "host\ncommitted"):
-        t.add_column(col, justify="right", overflow="fold")
+        # A time and its range stay on one line: the other columns give way.
+        t.add_column(col, justify="right", overflow="fold", no_wrap=col in ("boot", "ready"))
     for r in results:
         st = r.stall_summary()
         slow = [w.slowdown for w in r.workloads if w.slowdown is not None]
@@ -95,7 +96,8 @@ def print_policies(console: Console, results: list[RunResult], profile: CostProf
                                                                             default=r.boot_s)
         one = r.workloads[0].duration_range if len(r.workloads) == 1 else None
         ready = (_ranged(r.ready_s, r.ready_range),) if staged else ()
-        t.add_row(escape(str(r.record.config.policy)), _ranged(r.boot_s, r.boot_range), *ready, _ranged(dur, one),
+        work = _ranged(dur, one) if r.workloads else "-"
+        t.add_row(escape(str(r.record.config.policy)), _ranged(r.boot_s, r.boot_range), *ready, work,
                   f"{max(slow):.2f}x" if slow else "-", f"{st['count']:,}", _s(st["p99_s"]), _s(st["max_s"]),
                   _s(r.irqs_off_max_s), _s(r.fully_accepted_s) if r.fully_accepted_s is not None else "never",
                   format_size(r.record.boot.platform.host_committed))

@@ -29,7 +29,7 @@ _CONFIG_COLUMNS = (
     ("firmware_accept", "firmware accepts"), ("host_mapping", "host mapping"),
 )
 #: Point dimensions shown in their own columns when a grid sets them.
-_EXTRA_DIMENSIONS = (Dimension.SHELL_FOOTPRINT, Dimension.OS_OPT_IN, Dimension.FIRMWARE)
+_EXTRA_DIMENSIONS = (Dimension.SHELL_FOOTPRINT, Dimension.OS_OPT_IN, Dimension.FIRMWARE, Dimension.STAGE)
 
 
 def _size_cell(n: int | None) -> Cell:
@@ -62,10 +62,13 @@ def _value_text(dim: str, v: Any) -> str:
 def run_table(runs: Sequence[dict[str, Any]]) -> str:
     """Every run, one row each, sortable by any column."""
     extras = [d for d in _EXTRA_DIMENSIONS if any(d.value in r["point"] for r in runs)]
+    # Runs with stages after the shell are ranked by when they are ready, not by the boot alone.
+    staged = any(r.get("stages") for r in runs)
     headers = ["profile", "memory", *(label for _, label in _CONFIG_COLUMNS), *(d.value for d in extras),
-               "boot (s, one-sigma range)", "accepting (s)", "accepted", "host committed", "unaccepted at shell",
-               "result"]
-    numeric = [1, 3, *range(2 + len(_CONFIG_COLUMNS) + len(extras), 2 + len(_CONFIG_COLUMNS) + len(extras) + 5)]
+               "boot (s, one-sigma range)", *(["ready (s, one-sigma range)"] if staged else []), "accepting (s)",
+               "accepted", "host committed", "unaccepted at shell", "result"]
+    first = 2 + len(_CONFIG_COLUMNS) + len(extras)
+    numeric = [1, 3, *range(first, first + 5 + staged)]
     rows = []
     for r in runs:
         c = r["config"]
@@ -76,6 +79,8 @@ def run_table(runs: Sequence[dict[str, Any]]) -> str:
             *(sf.policy_of(r) if key == "policy" else str(c[key]) for key, _ in _CONFIG_COLUMNS),
             *(_value_text(d, r["point"].get(d.value, "")) for d in extras),
             _seconds_ranged(r["boot_s"], r.get("boot_s_range")),
+            *([_seconds_ranged(r.get("ready_s", r["boot_s"]), r.get("ready_s_range", r.get("boot_s_range")))]
+              if staged else []),
             _seconds(r["accept_wall_s"]),
             _size_cell(r["accepted_bytes"]),
             _size_cell(r["host_committed_bytes"]),

@@ -27,6 +27,7 @@ from ...guest.patches import parse_patches
 from ...guest.policies import Policy
 from ...guest.rules import kernel_rules
 from ...scenario.config import GuestRequest
+from ...scenario.stages import Stage
 from ...scenario.workloads import Workload
 
 #: A canonical value: what a row's ``point`` holds.
@@ -46,6 +47,7 @@ class Dimension(StrEnum):
     FIRMWARE_ACCEPT = "firmware_accept"
     HOST_MAPPING = "host_mapping"
     WORKLOAD = "workload"
+    STAGE = "stage"
     SHELL_FOOTPRINT = "shell_footprint"
     OS_OPT_IN = "os_opt_in"
     FIRMWARE = "firmware"
@@ -113,6 +115,17 @@ def _policy(v: object) -> str:
     return str(Policy.parse(v))
 
 
+def _stages(v: object) -> str:
+    """The stages from the shell to ready, in order (``agent``, or a list of them); "" for none."""
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
+        raise ConfigError(f"must be a stage like agent or modelload:40G,from=2G, or a list of them, not {v!r}")
+    for st in items:
+        if st:
+            Stage.parse(st)
+    return ";".join(st for st in items if st)
+
+
 def _workloads(v: object) -> str:
     """One workload (``touch:32G``) or several run together (a list); "" for none."""
     items = [v] if isinstance(v, str) else v
@@ -171,8 +184,9 @@ SPECS: dict[Dimension, DimensionSpec] = {
     Dimension.FIRMWARE: DimensionSpec("firmware_path", _image),
     Dimension.KCONFIG: DimensionSpec("kconfig", _items(KernelConfig.parse), _split),
     Dimension.PATCHES: DimensionSpec("patches", _items(parse_patches), lambda v: _split(v) or None),
-    # A run option, not a field of the guest: see RunOptions.
+    # Run options, not fields of the guest: see RunOptions.
     Dimension.WORKLOAD: DimensionSpec(None, _workloads),
+    Dimension.STAGE: DimensionSpec(None, _stages),
 }
 
 #: The profile a grid uses when it names none (as the commands default to TDX).
@@ -213,10 +227,13 @@ class RunOptions:
 
     policy: str = "lazy"
     workloads: tuple[str, ...] = ()
+    #: Stages from the shell to ready (``--stage`` texts), in order.
+    stages: tuple[str, ...] = ()
 
     @property
     def runs_after_boot(self) -> bool:
-        return bool(self.workloads) or Policy.parse(self.policy).kind.value not in ("lazy", "eager")
+        return (bool(self.workloads) or bool(self.stages)
+                or Policy.parse(self.policy).kind.value not in ("lazy", "eager"))
 
 
 @dataclass(frozen=True)
@@ -243,5 +260,6 @@ def to_run(point: Mapping[str, Value], tees: Mapping[str, Tee]) -> RunSpec:
     if Dimension.POLICY in point:
         fields["patches"] = Policy.parse(policy).with_patches(fields.get("patches"))  # type: ignore[arg-type]
     workloads = tuple(w for w in str(point.get(Dimension.WORKLOAD, "")).split(";") if w)
-    options = RunOptions(policy, workloads)
+    stages = tuple(st for st in str(point.get(Dimension.STAGE, "")).split(";") if st)
+    options = RunOptions(policy, workloads, stages)
     return RunSpec(GuestRequest(tee=tees[profile], **fields), profile, options)  # type: ignore[arg-type]

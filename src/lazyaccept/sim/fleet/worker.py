@@ -42,6 +42,7 @@ from ...base.record import AcceptEvent, AcceptStats
 from ...guest.policies import Policy
 from ...scenario.config import VMConfig
 from ...scenario.runtime import RunConfig
+from ...scenario.stages import Stage
 from ...scenario.workloads import Workload
 from ..profile import CostProfile
 from ..run import BootResult, run
@@ -103,10 +104,14 @@ def run_metrics(task: Task, prof: CostProfile) -> dict[str, Any]:
     """A boot and its workloads: the boot's figures, and ``workload`` with its name, duration,
     slowdown against an eagerly accepted guest, and stalls (as quantiles) when it has some."""
     result = simulate_run(RunConfig(task.config, tuple(Workload.parse(w) for w in task.options.workloads),
-                                    Policy.parse(task.options.policy)), prof)
+                                    Policy.parse(task.options.policy),
+                                    stages=tuple(Stage.parse(st) for st in task.options.stages)), prof)
     boot = BootResult(result.record.boot, result.timeline, result.boot_range)
     out = metrics(boot)
     out["boot_s"] = result.boot_s
+    out["ready_s"] = result.ready_s
+    out["ready_s_range"] = None if result.ready_range is None else result.ready_range.as_list()
+    out["stages"] = [{"name": st.name, "start_s": st.start_s, "end_s": st.end_s} for st in result.stages]
     summary = result.stall_summary()
     stalls = [] if not summary["count"] else weighted_quantiles(result.stall_s, result.stall_weight,
                                                                  list(STALL_QUANTILES))
