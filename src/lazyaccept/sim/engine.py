@@ -50,6 +50,7 @@ costs about (items per vCPU) events, whatever the vCPU count.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import deque
@@ -426,21 +427,23 @@ class PhaseRun:
         self.cpu = np.zeros(n)
         self.nbytes = np.zeros(n)
         self.hpath = np.zeros(n)
-        # The accepting list: what each vCPU's current item holds, as arrays so that one check
-        # against every holder is one vectorised test.  The call in progress is
+        # The accepting list.  A holder's call in progress is
         # ``first + min(k - 1, floor((1 - frac) * k)) * stride`` (k = 1 for a call on its own).
         self.streams = _fifo_streams(items_by_vcpu, fifo_order)
         # With a feed the lists' users are known only as the phase runs: the caller names the lists
         # several vCPUs may draw on, and each fed item's chunks join its list's stream in feed order.
         for name in shared_fifos:
             self.streams.setdefault(name, deque())
-        self.holding = np.zeros(n, dtype=bool)
-        self.h_first = np.zeros(n, dtype=np.int64)
-        self.h_width = np.zeros(n, dtype=np.int64)
+        #: A spinning vCPU's wanted calls and their stride, until it takes its range.
         self.h_stride = np.zeros(n, dtype=np.int64)
         self.h_k = np.ones(n, dtype=np.int64)
-        #: Holders by vCPU: (first, width, stride, k); the arrays above mirror it for large counts.
+        #: Holders by vCPU: (first, width, stride, k).
         self.holders: dict[int, tuple[int, int, int, int]] = {}
+        #: The same holders as (first unit, end of their last call, vCPU), sorted by first unit: a
+        #: binary search finds the few that can intersect a request.
+        self.sorted_held: list[tuple[int, int, int]] = []
+        #: The longest span ever held (a bound on how far before a request a holder can start).
+        self.longest_span = 0
         #: vCPUs spinning for a range, in arrival order, with the range they want; whether a
         #: range was dropped (or a multi-call holder moved on) since they last retried.
         self.range_waiters: deque[tuple[int, int, int]] = deque()
@@ -609,37 +612,36 @@ class PhaseRun:
 
     def _conflicts(self, v: int, first: int, end: int, touching: bool) -> bool:
         """Would a request for units ``[first, end)`` on vCPU ``v`` find an intersecting entry?
-        (v6.6: ``entry->end < start`` passes; fixed: ``entry->end <= start``.)"""
-        if not self.holders:
-            return False
-        if len(self.holders) <= 64:
-            frac, pos = self.frac, self.pos
-            for w, (h_first, width, stride, k) in self.holders.items():
-                if w == v:
-                    continue
-                cur = h_first
-                if k > 1:
-                    cur += min(k - 1, max(0, int((1.0 - frac[pos[w]]) * k))) * stride
-                cur_end = cur + width
-                if (cur_end >= first if touching else cur_end > first) and cur < end:
-                    return True
-            return False
-        calls = self.h_k
-        idx = np.minimum(calls - 1, np.floor((1.0 - self.frac) * calls).astype(np.int64))
-        starts = self.h_first + np.maximum(idx, 0) * self.h_stride
-        ends = starts + self.h_width
-        left_clear = ends < first if touching else ends <= first
-        hit = self.holding & ~left_clear & ~(starts >= end)
-        hit[self.pos[v]] = False
-        return bool(hit.any())
+        (v6.6: ``entry->end < start`` passes; fixed: ``entry->end <= start``.)
+
+        Holders are kept sorted by the first unit of their span (all their calls); only those
+        whose span starts before ``end`` and no more than the longest span before ``first`` can
+        intersect, and each of those is checked at the call its progress has reached."""
+        held = self.sorted_held
+        i = bisect.bisect_left(held, (end,)) - 1
+        reach = first - self.longest_span
+        frac, pos = self.frac, self.pos
+        while i >= 0 and held[i][0] >= reach:
+            w = held[i][2]
+            i -= 1
+            if w == v:
+                continue
+            h_first, width, stride, k = self.holders[w]
+            cur = h_first
+            if k > 1:
+                cur += min(k - 1, max(0, int((1.0 - frac[pos[w]]) * k))) * stride
+            cur_end = cur + width
+            if (cur_end >= first if touching else cur_end > first) and cur < end:
+                return True
+        return False
 
     def _hold(self, v: int, first: int, end: int, k: int, stride: int) -> None:
         i = self.pos[v]
         self.holders[v] = (first, end - first, stride, k)
         self.moving_holders += k > 1
-        self.holding[i] = True
-        self.h_first[i] = first
-        self.h_width[i] = end - first
+        span = (k - 1) * stride + (end - first)
+        self.longest_span = max(self.longest_span, span)
+        bisect.insort(self.sorted_held, (first, first + span, v))
         self.h_stride[i] = stride
         self.h_k[i] = k
 
@@ -647,7 +649,8 @@ class PhaseRun:
         held = self.holders.pop(v, None)
         if held is not None:
             self.moving_holders -= held[3] > 1
-            self.holding[self.pos[v]] = False
+            first, width, stride, k = held
+            del self.sorted_held[bisect.bisect_left(self.sorted_held, (first, first + (k - 1) * stride + width, v))]
             self.ranges_changed = True
 
     def _begin_call(self, v: int, item: WorkItem) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from ..base.record import AcceptEvent, Event, Phase
+from ..base.record import AcceptEvent, Event, Phase, WorkEvent
 from .engine import Feed, Host, Idle, PhaseTiming, WorkItem, simulate_phase
 from .pricing import price
 from .profile import CostProfile
@@ -130,6 +130,7 @@ def simulate(
     accepted_steps: list[tuple[float, int]] = []
     committed_steps: list[tuple[float, int]] = []
 
+    work_prices: dict[tuple[str, int, float, int], WorkItem] = {}
     for phase in phases:
         items: dict[int, list[WorkItem]] = {}
         actors: dict[int, list[str | None]] = {}
@@ -145,7 +146,15 @@ def simulate(
             vcpu_items = items.setdefault(ev.vcpu, [])
             if isinstance(ev, AcceptEvent) and ev.entry is not None and ev.entry.fifo is not None:
                 fifo_order.append((ev.vcpu, len(vcpu_items)))
-            vcpu_items.append(price(profile, ev))
+            if isinstance(ev, WorkEvent):
+                # Boot steps repeat (one per AP brought up): priced once per kind, vCPU and amount.
+                key = (ev.kind, ev.vcpu, ev.amount, ev.onlines)
+                item = work_prices.get(key)
+                if item is None:
+                    item = work_prices[key] = price(profile, ev)
+                vcpu_items.append(item)
+            else:
+                vcpu_items.append(price(profile, ev))
             actors.setdefault(ev.vcpu, []).append(ev.actor if isinstance(ev, AcceptEvent) else None)
         idle = Idle(online=phase.online_vcpus, tick_hz=phase.tick_hz, exit_s=profile.si("host.path_idle_exit"))
         timing = simulate_phase(items, t, host, idle, fifo_order, feed,
