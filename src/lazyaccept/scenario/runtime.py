@@ -42,6 +42,8 @@ from .workloads import Workload, WorkloadKind
 
 #: Batches per workload at most: bounds the events of a run whatever its size.
 MAX_BATCHES = 4096
+#: Batches per workload of a coarse run (advise's first screen of many candidates).
+COARSE_BATCHES = 128
 #: Transparent huge pages for the workloads' memory: 512 base pages per fault, an order-9
 #: allocation (HPAGE_PMD_ORDER on x86-64) whose watermark checks run at that order.
 THP_PAGES = 512
@@ -63,6 +65,15 @@ class RunConfig:
     watchdog_thresh: float = 10.0
     #: Stages from the shell to ready, in order (scenario/stages.py).
     stages: tuple[Stage, ...] = ()
+    #: A coarse run, to screen many candidates fast: :data:`COARSE_BATCHES` batches per workload,
+    #: and each batch's ``accept_memory()`` calls timed together even when several CPUs draw on
+    #: one FIFO list (their spinning on each other's neighbouring chunks is then not seen).
+    #: Whatever it ranks is timed again in full.
+    coarse: bool = False
+
+    @property
+    def batches(self) -> int:
+        return COARSE_BATCHES if self.coarse else MAX_BATCHES
 
     def as_dict(self) -> dict[str, object]:
         return self.vm.as_dict() | {
@@ -157,7 +168,8 @@ class RunThreads:
         self._start_stages()
         allocating = {v for v, ths in self.threads.items() for th in ths}
         #: FIFO lists more than one vCPU may draw chunks from (each zone's), else none.
-        self.shared_fifos = frozenset(z.name for z in self.alloc.zones) if len(allocating) > 1 else frozenset()
+        several = len(allocating) > 1 and not config.coarse
+        self.shared_fifos = frozenset(z.name for z in self.alloc.zones) if several else frozenset()
 
     @property
     def busy_vcpus(self) -> tuple[int, ...]:
@@ -241,7 +253,7 @@ class RunThreads:
             (v,) = self._vcpus_for(1)
             if w.rate * w.duration <= 0:
                 return
-            window = max(1.0, w.duration / MAX_BATCHES)
+            window = max(1.0, w.duration / self.config.batches)
             steps = math.ceil(w.duration / window)
             batches = [(w.start + k * window, int(w.rate * min(window, w.duration - k * window))) for k in range(steps)]
             self._add(w.name, v, self._paced(w, v, batches))
@@ -253,12 +265,12 @@ class RunThreads:
             self._add(w.name, 0, self._kexec(w))
             return
         if w.kind is WorkloadKind.DRAIN:
-            batch = max(CHUNK_SIZE, align_up(self.alloc.nr_unaccepted() * PAGE_SIZE // MAX_BATCHES, CHUNK_SIZE))
+            batch = max(CHUNK_SIZE, align_up(self.alloc.nr_unaccepted() * PAGE_SIZE // self.config.batches, CHUNK_SIZE))
             for v in self._vcpus_for(w.threads):
                 self._add(w.name, v, self._drain(w, v, batch))
             return
         threads = w.threads or self.vcpus  # pretouch: one thread per vCPU
-        batch = max(CHUNK_SIZE, align_up(max(1, w.size // MAX_BATCHES), CHUNK_SIZE))
+        batch = max(CHUNK_SIZE, align_up(max(1, w.size // self.config.batches), CHUNK_SIZE))
         for v in self._vcpus_for(threads):
             self._add(w.name, v, self._sequence(w, v, w.size // threads, batch))
 
@@ -348,7 +360,7 @@ class RunThreads:
                 before = (self._add(st.name, 0, self._attest(st, c.cpu_s, host), before),)
             else:
                 share = st.size // st.threads
-                batch = max(CHUNK_SIZE, align_up(max(1, share // (MAX_BATCHES // st.threads or 1)), CHUNK_SIZE))
+                batch = max(CHUNK_SIZE, align_up(max(1, share // (self.config.batches // st.threads or 1)), CHUNK_SIZE))
                 before = tuple(self._add(st.name, v, self._modelload(st, v, share, batch, c.copy_bps), before)
                                for v in self._vcpus_for(st.threads))
 
@@ -393,7 +405,7 @@ class RunThreads:
             return
         threads = p.threads if p.kind is PolicyKind.BACKGROUND else 1
         chunks_left = self.alloc.nr_unaccepted() // (CHUNK_SIZE // PAGE_SIZE)
-        per_wake = max(1, math.ceil(chunks_left / MAX_BATCHES / threads))
+        per_wake = max(1, math.ceil(chunks_left / self.config.batches / threads))
         # Each thread wakes at its share of the rate; one that accepts slower than that finds its
         # next wake-up already past and goes on at once: it cannot go faster than it can accept.
         period = per_wake * CHUNK_SIZE / (p.rate / threads)

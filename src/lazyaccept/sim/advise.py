@@ -3,10 +3,12 @@
 The search starts from the user's configuration (the *baseline*) and moves one lever at a time
 (:class:`Lever`: the acceptance policy, the firmware's accept amount, build options, the vCPU
 count, guest patches, the kernel release, the host's private mapping, THP), on a coarse set of
-values per lever, timing each change without its range.  The changes whose milestones meet every
-deadline (or come closest) are then timed with their one-sigma ranges, and a deadline counts as
-met only when the upper end of its range is within it.  When no single change is enough, pairs
-of the best single changes of different levers are tried.  The timeout itself is a lever too:
+values per lever, timing each change as a coarse run (fewer, larger batches after the shell:
+``RunConfig.coarse``) without its range.  The changes whose milestones meet every deadline are
+then timed in full with their one-sigma ranges (the range from coarse runs with each fitted
+parameter moved), cheapest first, until one meets every deadline by the upper end of its range;
+when none meets even coarsely, those that come closest are.  When no single change is enough,
+pairs of the best single changes of different levers are tried.  The timeout itself is a lever too:
 the smallest timeout each missed deadline would need is the baseline's upper end.
 
 The recommendation is the *cheapest* change that meets every deadline: levers are ordered by
@@ -69,8 +71,8 @@ NOT_UPSTREAM = {
 }
 #: Pairs of single changes tried when no single change is enough.
 PAIRS_FROM = 4
-#: Candidates timed with their ranges at most (each is one extra simulation per fitted parameter).
-RANGED = 6
+#: Candidates timed in full with their ranges at most, cheapest first, until one meets.
+RANGED = 4
 
 
 @dataclass(frozen=True)
@@ -202,8 +204,11 @@ def advise(request: GuestRequest, policy: Policy, thp: bool, profile: CostProfil
     init_range = any(d.stage is Milestone.INIT for d in held)
 
     def time(change: Change, ranged: bool) -> Outcome:
-        result = simulate_run(run_config(change.request, change.policy, change.thp), profile,
-                              baseline=bool(workloads), baselines=baselines, ranges=ranged)
+        # The screen is coarse (fewer, larger batches); a candidate it ranks is timed in full, its
+        # range from coarse runs with each fitted parameter moved.
+        config = replace(run_config(change.request, change.policy, change.thp), coarse=not ranged)
+        result = simulate_run(config, profile, baseline=bool(workloads), baselines=baselines, ranges=ranged,
+                              coarse_ranges=True)
         marks = run_milestones(result, profile, init_range=init_range and ranged)
         if progress is not None:
             progress()
@@ -223,8 +228,12 @@ def advise(request: GuestRequest, policy: Policy, thp: bool, profile: CostProfil
     # their ranges: a deadline is met only by the upper end.
     nominal_ok = sorted((o for o in pool if o.meets), key=lambda o: (o.change.effort, o.ready_upper_s))
     rest = sorted((o for o in pool if not o.meets), key=lambda o: -o.worst_margin_s)
-    finalists = (nominal_ok + rest)[:RANGED]
-    ranged = {id(o): time(o.change, True) for o in finalists}
+    # Cheapest first, until one meets every deadline by its range (or RANGED were timed).
+    ranged: dict[int, Outcome] = {}
+    for o in (nominal_ok + rest)[:RANGED]:
+        ranged[id(o)] = full = time(o.change, True)
+        if full.meets:
+            break
     timed = [ranged.get(id(o), o) for o in pool]
     timed.sort(key=lambda o: (not (o.ranged and o.meets), o.ready_upper_s))
     meeting = [o for o in timed if o.ranged and o.meets]

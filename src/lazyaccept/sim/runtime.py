@@ -127,26 +127,45 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: list[float])
     return [float(v[min(int(np.searchsorted(cum, q * total, side="left")), len(v) - 1)]) for q in qs]
 
 
+def set_ranges(result: RunResult, nominal: RunResult, moved: list[RunResult]) -> None:
+    """Give ``result`` the one-sigma ranges of its boot, workloads and stages from runs with each
+    fitted parameter moved (``moved``) and the same run unmoved (``nominal``): each time moves as
+    the nominal one does.  ``nominal`` is ``result`` itself, or a coarse run of the same guest,
+    whose sensitivities stand in for the full run's (the boot is the same in both)."""
+    if not moved:
+        return
+
+    def shifted(value: float, base: float, values: list[float]) -> Range:
+        return spread(value, [value + v - base for v in values])
+
+    result.boot_range = shifted(result.boot_s, nominal.boot_s, [m.boot_s for m in moved])
+    for i, w in enumerate(result.workloads):
+        w.duration_range = shifted(w.duration_s, nominal.workloads[i].duration_s,
+                                   [m.workloads[i].duration_s for m in moved])
+    for i, st in enumerate(result.stages):
+        st.end_range = shifted(st.end_s, nominal.stages[i].end_s, [m.stages[i].end_s for m in moved])
+
+
 def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = True,
-                 baselines: dict[RunConfig, list[float]] | None = None, ranges: bool = True) -> RunResult:
+                 baselines: dict[RunConfig, list[float]] | None = None, ranges: bool = True,
+                 coarse_ranges: bool = False) -> RunResult:
     """Record and time ``config`` with ``profile``; with ``baseline``, also time the same workloads
     on an eagerly accepted guest for the slowdown.  Callers that run several policies of one
     guest pass one ``baselines`` dict (eager run -> its workloads' durations, for this profile):
     the eager run they share is then timed once.  With ``ranges``, the boot and each workload's
     duration get their one-sigma range from the profile's fitted uncertainties (re-timing the
-    run once per fitted parameter)."""
+    run once per fitted parameter; with ``coarse_ranges``, re-timing a coarse run of it)."""
     check_profile_fits(config.vm, profile)
     host = profile.host
     if config.host_cpus is not None:
         host = Host(host.memory_bandwidth, host.vcpu_bandwidth, config.host_cpus)
     result = _timed_run(config, profile, host)
-    moved = [_timed_run(config, q, host) for q in (perturbed_profiles(profile) if ranges else [])]
-    if moved:
-        result.boot_range = spread(result.boot_s, [m.boot_s for m in moved])
-        for i, w in enumerate(result.workloads):
-            w.duration_range = spread(w.duration_s, [m.workloads[i].duration_s for m in moved])
-        for i, st in enumerate(result.stages):
-            st.end_range = spread(st.end_s, [m.stages[i].end_s for m in moved])
+    if ranges:
+        # A coarse run's ranges come from coarse runs; a full run's from full runs, or, with
+        # ``coarse_ranges``, from coarse ones (see set_ranges).
+        sense = replace(config, coarse=True) if coarse_ranges else config
+        nominal = result if sense == config else _timed_run(sense, profile, host)
+        set_ranges(result, nominal, [_timed_run(sense, q, host) for q in perturbed_profiles(profile)])
     if baseline and config.workloads:
         eager = replace(config, vm=replace(config.vm, policy=Policy(PolicyKind.EAGER).accept_memory),
                         policy=Policy(PolicyKind.EAGER))
