@@ -157,7 +157,7 @@ class RunThreads:
         self._start_stages()
         allocating = {v for v, ths in self.threads.items() for th in ths}
         #: FIFO lists more than one vCPU may draw chunks from (each zone's), else none.
-        self.shared_fifos = frozenset(z.name for z in self.alloc.zones) if len(allocating) > 1 else frozenset()
+        self.shared_fifos = frozenset(z.fifo_name for z in self.alloc.zones) if len(allocating) > 1 else frozenset()
 
     @property
     def busy_vcpus(self) -> tuple[int, ...]:
