@@ -253,3 +253,19 @@ def test_bad_numa_and_swiotlb_are_one_line_and_exit_2(args, message):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_each_node_streams_from_its_own_share_of_the_host_bandwidth():
+    from lazyaccept.sim.engine import Host, WorkItem, simulate_phase
+
+    gb = 1e9
+    host = Host(memory_bandwidth=100 * gb, vcpu_bandwidth=100 * gb)
+    items = {v: [WorkItem(v, 0.0, 1 * gb)] for v in (0, 1, 2)}
+    # One pool: three vCPUs share 100 GB/s, 33.3 GB/s each, 1 GB in 30 ms.
+    one = simulate_phase(items, 0.0, host)
+    assert one.duration == pytest.approx(3 / 100)
+    # Two nodes of 50 GB/s: vCPUs 0 and 1 share node 0's (25 GB/s each, 40 ms); vCPU 2 has node 1's
+    # alone (20 ms).
+    two = simulate_phase(items, 0.0, host.with_nodes((0, 0, 1, 1)))
+    assert two.vcpus[2].end == pytest.approx(1 / 50)
+    assert two.vcpus[0].end == two.vcpus[1].end == pytest.approx(two.duration) == pytest.approx(4 / 100)

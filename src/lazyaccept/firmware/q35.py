@@ -35,9 +35,11 @@ def ram_ranges(ram: int) -> list[tuple[int, int]]:
     return out
 
 
-#: QEMU splits RAM among NUMA nodes given no sizes in multiples of 8 MiB (the x86 machines'
-#: ``numa_mem_align_shift = 23``), the last node taking the remainder
-#: (``numa_default_auto_assign_ram()``, hw/core/numa.c).
+#: An even split of RAM among NUMA nodes as QEMU made it for nodes given no size: multiples of
+#: 8 MiB ("On Linux, each node's border has to be 8MB aligned": ``numa_mem_align_shift = 23`` in
+#: ``machine_class_init()``, hw/core/machine.c), the last node taking the remainder
+#: (``numa_default_auto_assign_ram()``, hw/core/numa.c).  Newer QEMU wants each node's size
+#: (``-numa node,memdev=``); the model takes this split as what a management stack asks for.
 NUMA_NODE_ALIGN = 8 * MiB
 
 

@@ -128,6 +128,10 @@ class Kernel:
         installed_table: UnacceptedTable | None = None,
     ) -> KernelState:
         rec = self.rec
+        if self.numa.nodes > 1:
+            # From the stub on, each vCPU's memory traffic goes to its own node's share of the
+            # host's bandwidth (the firmware knows no nodes: its phases use the one pool).
+            rec.vcpu_nodes = tuple(self.numa.node_of_cpu(v) for v in range(self.vcpus))
         rec.begin(BootPhase.EFI_STUB, "efistub")
         rec.work("kernel_decompress", 0)
         table_type = (MemoryType.EfiACPIReclaimMemory if self.rules.table_in_acpi_reclaim
