@@ -269,3 +269,14 @@ def test_each_node_streams_from_its_own_share_of_the_host_bandwidth():
     two = simulate_phase(items, 0.0, host.with_nodes((0, 0, 1, 1)))
     assert two.vcpus[2].end == pytest.approx(1 / 50)
     assert two.vcpus[0].end == two.vcpus[1].end == pytest.approx(two.duration) == pytest.approx(4 / 100)
+
+
+@pytest.mark.parametrize("command", [
+    ["boot", "--memory", "64G"],
+    ["run", "--memory", "64G", "--workload", "touch:1G"],
+    ["compare", "--memory", "64G"],
+    ["advise", "--memory", "64G", "--firmware-accept", "below-4g"],
+])
+def test_every_guest_command_takes_numa_and_swiotlb(command):
+    r = run_cli(*command, "--vcpus", "4", "--numa", "2", "--swiotlb", "256M", "--json")
+    assert r.code == 0, r.err

@@ -41,6 +41,22 @@ def enum_choice(enum: type) -> click.Choice:
     return click.Choice(choice_values(enum), case_sensitive=False)
 
 
+def large_guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--numa N`` and ``--swiotlb SIZE``: what changes for guests of hundreds of GiB to TiBs."""
+    opts = [
+        click.option("--numa", "numa_nodes", type=int, default=1, show_default=True, metavar="N",
+                     help="NUMA nodes (QEMU -numa node): memory split evenly (8 MiB aligned, the last node the "
+                          "rest), vCPUs in even blocks; one set of zones, deferred-init kthread and memmap per node."),
+        click.option("--swiotlb", default=None, metavar="SIZE",
+                     help="SWIOTLB bounce buffer, the kernel's swiotlb= (in 2 KiB slabs: SIZE / 2 KiB, aligned up to "
+                          "128 slabs), e.g. for a GPU in confidential-computing mode (default: 6% of RAM, "
+                          "64 MiB-1 GiB)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
 def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options that describe a guest, shared by boot-like commands."""
     opts = [
@@ -68,13 +84,6 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--patch", "patches", multiple=True, metavar="NAME",
                      help="Guest kernel patch (repeatable): accepted-reserve, late-swiotlb-convert, "
                           "tdx-hotplug-rfc2, efi-memory-uhp."),
-        click.option("--numa", "numa_nodes", type=int, default=1, show_default=True, metavar="N",
-                     help="NUMA nodes (QEMU -numa node): memory split evenly (8 MiB aligned, the last node the "
-                          "rest), vCPUs in even blocks; one set of zones, deferred-init kthread and memmap per node."),
-        click.option("--swiotlb", default=None, metavar="SIZE",
-                     help="SWIOTLB bounce buffer, the kernel's swiotlb= (in 2 KiB slabs: SIZE / 2 KiB, aligned up to "
-                          "128 slabs), e.g. for a GPU in confidential-computing mode (default: 6%% of RAM, "
-                          "64 MiB-1 GiB)."),
         click.option("--shell-footprint", default=None, metavar="SIZE",
                      help="Memory touched to reach a shell (default 256M)."),
         click.option("--snp-prefault", is_flag=True,
@@ -86,7 +95,7 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for opt in reversed(opts):
         f = opt(f)
-    return f
+    return large_guest_options(f)
 
 
 def guest_request(
