@@ -280,3 +280,13 @@ def test_each_node_streams_from_its_own_share_of_the_host_bandwidth():
 def test_every_guest_command_takes_numa_and_swiotlb(command):
     r = run_cli(*command, "--vcpus", "4", "--numa", "2", "--swiotlb", "256M", "--json")
     assert r.code == 0, r.err
+
+
+def test_a_swiotlb_too_big_for_the_memory_below_4g_is_halved_until_it_fits():
+    # 64 GiB on q35: 2 GiB of RAM below 4 GiB, less the first MiB the kernel reserves, so neither
+    # 4 GiB nor 2 GiB fits there; swiotlb_init_remap() halves to 1 GiB, which does.
+    r = run_cli("boot", "--memory", "64G", "--swiotlb", "4G", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["swiotlb_bytes"] == 1 * GiB
+    text = run_cli("boot", "--memory", "64G", "--swiotlb", "4G")
+    assert "SWIOTLB (swiotlb=2097152): 1 GiB below 4 GiB, converted to shared; 4 GiB did not fit" in text.out
