@@ -290,3 +290,16 @@ def test_a_swiotlb_too_big_for_the_memory_below_4g_is_halved_until_it_fits():
     assert json.loads(r.out)["swiotlb_bytes"] == 1 * GiB
     text = run_cli("boot", "--memory", "64G", "--swiotlb", "4G")
     assert "SWIOTLB (swiotlb=2097152): 1 GiB below 4 GiB, converted to shared; 4 GiB did not fit" in text.out
+
+
+def test_a_section_two_nodes_share_has_one_memmap():
+    # 10 GiB on 3 nodes of 3408, 3408 and 3424 MiB: the node borders fall inside 128 MiB sections.
+    # RAM covers 16 sections below 4 GiB and 64 above: 80 sections of 2 MiB of struct pages each,
+    # however the nodes divide them.
+    def memmap(rec) -> int:
+        early = next(p for p in rec.phases if p.name == BootPhase.EARLY_INIT)
+        return sum(e.end - e.start for e in early.events
+                   if isinstance(e, AcceptEvent) and e.actor == "memblock" and e.reason.startswith("memmap"))
+
+    three, one = build_record(config(10 * GiB, 3, numa=3)), build_record(config(10 * GiB, 3))
+    assert memmap(three) == memmap(one) == 80 * 2 * MiB

@@ -275,12 +275,18 @@ class Kernel:
         # from its own memory (sparse_init_nid(): memblock_alloc_try_nid_raw(..., nid)), all on
         # the boot CPU.
         node_lo: dict[str, int] = {}
-        for node in range(self.numa.nodes):
-            node_ram = ram if self.numa.nodes == 1 else self.numa.node_ram(node, ram)
+        rams = [ram] if self.numa.nodes == 1 else [self.numa.node_ram(node, ram) for node in range(self.numa.nodes)]
+        for node, node_ram in enumerate(rams):
             if not node_ram:
                 continue
             name = "memmap" if node == 0 else f"memmap-node{node}"
             sections = _present_sections(node_ram)
+            # A section two nodes share is the later node's: memblocks_present() sets each
+            # section's node range by range in address order, the last one winning (mm/sparse.c).
+            later = next((r for r in rams[node + 1 :] if r), None)
+            last_section = ((node_ram.last() or 1) - 1) // SECTION_SIZE
+            if later is not None and last_section == (later.first() or 0) // SECTION_SIZE:
+                sections -= 1
             limit = None if self.numa.nodes == 1 else node_ram.last()
             allocs.append((name, sections * (SECTION_SIZE // PAGE_SIZE) * self.fp.memmap_per_page, limit))
             node_lo[name] = 0 if self.numa.nodes == 1 else node_ram.first() or 0
