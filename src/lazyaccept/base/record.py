@@ -184,6 +184,9 @@ class Phase:
     #: Rate (Hz) at which online, idle vCPUs take the periodic timer tick in this phase; 0 when
     #: they are tickless (NOHZ active) or not running the kernel yet.
     tick_hz: int = 0
+    #: The NUMA node of each vCPU while the phase runs (empty: one node, or a phase before the
+    #: kernel knows its nodes).
+    vcpu_nodes: tuple[int, ...] = ()
 
     def vcpus(self) -> list[int]:
         return sorted({e.vcpu for e in self.events})
@@ -201,9 +204,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.phases: list[Phase] = []
+        #: The node of each vCPU, given to every phase begun from when the kernel sets it.
+        self.vcpu_nodes: tuple[int, ...] = ()
 
     def begin(self, name: str, actor: str, online_vcpus: int = 1, tick_hz: int = 0) -> Phase:
-        phase = Phase(name=name, actor=actor, online_vcpus=online_vcpus, tick_hz=tick_hz)
+        phase = Phase(name=name, actor=actor, online_vcpus=online_vcpus, tick_hz=tick_hz, vcpu_nodes=self.vcpu_nodes)
         self.phases.append(phase)
         return phase
 

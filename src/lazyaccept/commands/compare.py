@@ -18,7 +18,15 @@ from ..scenario.stages import Stage
 from ..sim.profile import load_profile
 from ..sim.run import check_profile_fits, resolve
 from ..sim.sweep import FailedRow, compare_policies
-from .options import check_output_file, check_plot_file, check_stdout_once, enum_choice, guest_request, like_options
+from .options import (
+    check_output_file,
+    check_plot_file,
+    check_stdout_once,
+    enum_choice,
+    guest_request,
+    large_guest_options,
+    like_options,
+)
 from .run import run_config, runtime_options
 
 #: What ``compare --like`` takes from a log: not accept_memory= (compare boots both policies).
@@ -42,6 +50,7 @@ COMPARE_ASSUMED = ("platform", "vcpus", "kernel", "firmware_accept", "host_mappi
 @click.option("--firmware", "firmware_path", default=None, metavar="PATH",
               help="OVMF/TDVF image to take TDVF sections from (default: Debian's OVMF_CODE.fd).")
 @click.option("--shell-footprint", default=None, metavar="SIZE", help="Memory touched to reach a shell (default 256M).")
+@large_guest_options
 @click.option("--snp-prefault", is_flag=True,
               help="SNP host option: QEMU pre-faults each range a page-state change makes private "
                    "(KVM_PRE_FAULT_MEMORY), so validation takes no nested page fault per page.")

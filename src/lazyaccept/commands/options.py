@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -14,7 +15,7 @@ from ..base.choices import AcceptPolicy, FirmwareAccept, HostMapping, Tee, choic
 from ..base.errors import ConfigError
 from ..base.fileio import STDOUT, check_writable
 from ..base.units import parse_size
-from ..guest.footprint import BootFootprint
+from ..guest.footprint import IO_TLB_SIZE, BootFootprint
 from ..scenario.config import GuestRequest
 from ..scenario.like import FIELDS, Likeness, merge, read_like
 from ..sim.deadlines import Deadline, Verdict, describe_miss, first_failing, parse_deadline, stage_names
@@ -38,6 +39,22 @@ class FiniteFloat(click.FloatRange):
 def enum_choice(enum: type) -> click.Choice:
     """A click choice of an enum's values, any case."""
     return click.Choice(choice_values(enum), case_sensitive=False)
+
+
+def large_guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--numa N`` and ``--swiotlb SIZE``: what changes for guests of hundreds of GiB to TiBs."""
+    opts = [
+        click.option("--numa", "numa_nodes", type=int, default=1, show_default=True, metavar="N",
+                     help="NUMA nodes (QEMU -numa node): memory split evenly (8 MiB aligned, the last node the "
+                          "rest), vCPUs in even blocks; one set of zones, deferred-init kthread and memmap per node."),
+        click.option("--swiotlb", default=None, metavar="SIZE",
+                     help="SWIOTLB bounce buffer, the kernel's swiotlb= (in 2 KiB slabs: SIZE / 2 KiB, aligned up to "
+                          "128 slabs), e.g. for a GPU in confidential-computing mode (default: 6% of RAM, "
+                          "64 MiB-1 GiB)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
 
 
 def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -78,7 +95,7 @@ def guest_options(f: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for opt in reversed(opts):
         f = opt(f)
-    return f
+    return large_guest_options(f)
 
 
 def guest_request(
@@ -97,13 +114,18 @@ def guest_request(
     kconfig: tuple[str, ...] = (),
     patches: tuple[str, ...] = (),
     snp_prefault: bool = False,
+    numa_nodes: int = 1,
+    swiotlb: str | None = None,
     **_: object,
 ) -> GuestRequest:
     """The guest the options describe; choices parsed into values, nothing defaulted that the
     profile decides."""
     footprint = BootFootprint()
     if shell_footprint is not None:
-        footprint = BootFootprint(shell_footprint=parse_size(shell_footprint))
+        footprint = replace(footprint, shell_footprint=parse_size(shell_footprint))
+    if swiotlb is not None:
+        # swiotlb=<slabs>: the size in 2 KiB slabs, a part slab counting whole.
+        footprint = replace(footprint, swiotlb_slabs=-(-parse_size(swiotlb) // IO_TLB_SIZE))
     return GuestRequest(
         memory=memory,
         tee=Tee(platform.lower()) if platform else Tee.TDX,
@@ -119,6 +141,7 @@ def guest_request(
         kconfig=tuple(kconfig),
         patches=tuple(patches) if patches else None,
         snp_prefault=snp_prefault,
+        numa_nodes=numa_nodes,
     )
 
 

@@ -33,3 +33,37 @@ def ram_ranges(ram: int) -> list[tuple[int, int]]:
     if above:
         out.append((FOUR_GIB, FOUR_GIB + above))
     return out
+
+
+#: An even split of RAM among NUMA nodes as QEMU made it for nodes given no size: multiples of
+#: 8 MiB ("On Linux, each node's border has to be 8MB aligned": ``numa_mem_align_shift = 23`` in
+#: ``machine_class_init()``, hw/core/machine.c), the last node taking the remainder
+#: (``numa_default_auto_assign_ram()``, hw/core/numa.c).  Newer QEMU wants each node's size
+#: (``-numa node,memdev=``); the model takes this split as what a management stack asks for.
+NUMA_NODE_ALIGN = 8 * MiB
+
+
+def numa_node_sizes(ram: int, nodes: int) -> list[int]:
+    """Bytes of RAM per node: an even split aligned down to 8 MiB, the last node the rest."""
+    per = (ram // nodes) // NUMA_NODE_ALIGN * NUMA_NODE_ALIGN
+    return [per] * (nodes - 1) + [ram - per * (nodes - 1)]
+
+
+def numa_node_ranges(ram: int, nodes: int) -> list[list[tuple[int, int]]]:
+    """Each node's RAM as ``[start, end)`` ranges, as QEMU's SRAT gives them (``build_srat()``,
+    hw/i386/acpi-build.c): nodes take consecutive RAM in order, a node reaching the end of the
+    RAM below 4 GiB continuing at 4 GiB."""
+    below, _ = q35_split(ram)
+    out: list[list[tuple[int, int]]] = []
+    offset = 0
+    for size in numa_node_sizes(ram, nodes):
+        lo, hi = offset, offset + size
+        pieces = []
+        if lo < below:
+            pieces.append((lo, min(hi, below)))
+        if hi > below:
+            a = max(lo, below) - below
+            pieces.append((FOUR_GIB + a, FOUR_GIB + hi - below))
+        out.append(pieces)
+        offset = hi
+    return out

@@ -25,7 +25,7 @@ VMALLOC_BULK_BATCH = 100
 def alloc_pages_bulk(allocator: PageAllocator, nr_pages: int, *, actor: str, vcpu: int = 0) -> list[tuple[int, int]]:
     """One ``alloc_pages_bulk(GFP_KERNEL, nr_pages)`` call: the pages it returns (maybe fewer)."""
     rules = allocator.rules
-    zone = allocator.zones[-1]  # the preferred zone of a GFP_KERNEL request: the highest one
+    zone = allocator.zonelist(vcpu)[0]  # the preferred zone of a GFP_KERNEL request: the local node's highest
     if rules.bulk_alloc_accepts:
         allocator.cond_accept(zone, actor=actor, vcpu=vcpu)
     while True:

@@ -12,6 +12,11 @@ from ..base.units import GiB, KiB, MiB
 #: A SWIOTLB slab (1 << IO_TLB_SHIFT) and a segment of slabs (include/linux/swiotlb.h).
 IO_TLB_SIZE = 2 * KiB
 IO_TLB_SEGSIZE = 128
+#: IO_TLB_DEFAULT_SIZE (64 MiB) in slabs: swiotlb_adjust_size() sizes the buffer by RAM only while
+#: ``default_nslabs`` still equals it, i.e. no ``swiotlb=`` changed it (kernel/dma/swiotlb.c).
+IO_TLB_DEFAULT_SLABS = 64 * MiB // IO_TLB_SIZE
+#: IO_TLB_MIN_SLABS (1 MiB): swiotlb_init_remap() halves a buffer it cannot allocate down to this.
+SWIOTLB_MIN = 1 * MiB
 
 
 @dataclass(frozen=True)
@@ -60,17 +65,25 @@ class BootFootprint:
     #: Memory touched from the first user-space process to a shell prompt (assumed: a small
     #: distribution user space; page cache and anonymous memory).
     shell_footprint: int = 256 * MiB
+    #: The kernel's ``swiotlb=`` parameter, in 2 KiB slabs (0: not given): a guest whose devices
+    #: bounce more than the default (a GPU in confidential-computing mode) asks for a bigger
+    #: buffer; ``setup_io_tlb_npages()`` aligns it up to a 128-slab segment.
+    swiotlb_slabs: int = 0
 
     def swiotlb_size(self, total_ram: int, vcpus: int, sized_by_ram: bool = True) -> int:
-        """The default SWIOTLB buffer: 6% of RAM clamped to [64 MiB, 1 GiB] when the kernel sizes
-        it by RAM (mem_encrypt_setup_arch()), else the 64 MiB default; then, as
-        swiotlb_adjust_nareas() / round_up_default_nslabs() do (kernel/dma/swiotlb.c), its 2 KiB
-        slabs are rounded up to a power of two and to at least 128 slabs per area, with one area
-        per possible CPU rounded up to a power of two."""
-        size = max(self.swiotlb_min, min(self.swiotlb_max, int(total_ram * self.swiotlb_fraction)))
-        size = size if sized_by_ram else self.swiotlb_min
-        nslabs = -(-size // IO_TLB_SIZE)
-        nslabs = -(-nslabs // IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE
+        """The SWIOTLB buffer: ``swiotlb=`` slabs when given, else 6% of RAM clamped to [64 MiB,
+        1 GiB] when the kernel sizes it by RAM (mem_encrypt_setup_arch()), else the 64 MiB
+        default; then, as swiotlb_adjust_nareas() / round_up_default_nslabs() do
+        (kernel/dma/swiotlb.c), its 2 KiB slabs are rounded up to a power of two and to at least
+        128 slabs per area, with one area per possible CPU rounded up to a power of two."""
+        given = -(-self.swiotlb_slabs // IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE  # setup_io_tlb_npages()
+        if given and given != IO_TLB_DEFAULT_SLABS:
+            nslabs = given  # swiotlb= given: swiotlb_adjust_size() leaves it as it is
+        else:
+            size = max(self.swiotlb_min, min(self.swiotlb_max, int(total_ram * self.swiotlb_fraction)))
+            size = size if sized_by_ram else self.swiotlb_min
+            nslabs = -(-size // IO_TLB_SIZE)
+            nslabs = -(-nslabs // IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE
         nareas = 1 << (max(1, vcpus) - 1).bit_length()
         nslabs = max(nslabs, IO_TLB_SEGSIZE * nareas)
         nslabs = 1 << (nslabs - 1).bit_length()

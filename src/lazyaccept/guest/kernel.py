@@ -39,6 +39,7 @@ from .efistub import EfiStub, StubResult
 from .footprint import BootFootprint
 from .kconfig import KernelConfig, ThpMode
 from .memblock import Memblock, MemblockError
+from .numa import NumaLayout
 from .page_alloc import PageAllocator, Zone
 from .rules import KernelRules
 from .unaccepted import UnacceptedMemory
@@ -63,6 +64,9 @@ class KernelState:
     #: What memblock kept from the page allocator, by name: ``first-mib``, ``kernel-image``,
     #: ``unaccepted-table`` and each early allocation (``memmap``, ``swiotlb`` ...), ``[start, end)``.
     reservations: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Per node with deferred struct pages, the deferred ``[start, end)`` (node 0's starts at
+    #: ``deferred_start``).
+    deferred_ranges: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def table(self) -> UnacceptedTable | None:
@@ -103,6 +107,7 @@ class Kernel:
         footprint: BootFootprint,
         kconfig: KernelConfig | None = None,
         possible_cpus: int | None = None,
+        numa: NumaLayout | None = None,
     ) -> None:
         self.platform = platform
         self.rules = rules
@@ -113,6 +118,7 @@ class Kernel:
         self.policy = policy
         self.fp = footprint
         self.kconfig = kconfig if kconfig is not None else KernelConfig()
+        self.numa = numa if numa is not None else NumaLayout.single(vcpus)
 
     # -- phases --------------------------------------------------------------------------------
     def boot(
@@ -122,6 +128,10 @@ class Kernel:
         installed_table: UnacceptedTable | None = None,
     ) -> KernelState:
         rec = self.rec
+        if self.numa.nodes > 1:
+            # From the stub on, each vCPU's memory traffic goes to its own node's share of the
+            # host's bandwidth (the firmware knows no nodes: its phases use the one pool).
+            rec.vcpu_nodes = tuple(self.numa.node_of_cpu(v) for v in range(self.vcpus))
         rec.begin(BootPhase.EFI_STUB, "efistub")
         rec.work("kernel_decompress", 0)
         table_type = (MemoryType.EfiACPIReclaimMemory if self.rules.table_in_acpi_reclaim
@@ -153,23 +163,28 @@ class Kernel:
             mapped = table_reserved if self.rules.table_memblock_add else (stub.table_addr, stub.table_addr)
             self._check_table_mapped(stub.table_addr, stub.table.size, mapped)
         mem = UnacceptedMemory(stub.table, self.platform, self.rules, AcceptRoutine.LINUX)
-        alloc = PageAllocator(ram, mem, self.platform, self.rules, rec, lazy=self.policy is AcceptPolicy.LAZY)
+        alloc = PageAllocator(ram, mem, self.platform, self.rules, rec, lazy=self.policy is AcceptPolicy.LAZY,
+                              numa=self.numa)
         if table_reserved is not None:
             reservations["unaccepted-table"] = table_reserved
         swiotlb = self._memblock_allocations(mb, mem, ram, reservations)
-        deferred_start = self._deferred_start(alloc) if self.kconfig.deferred_struct_page_init else None
-        early_pages = sum(
-            (e - s) // PAGE_SIZE for s, e in ram.intersection(0, deferred_start or (1 << 62))
-        )
+        deferred_zones = self._deferred_zones(alloc) if self.kconfig.deferred_struct_page_init else []
+        deferred_ranges = [(lo, zone.end) for zone, lo in deferred_zones]
+        deferred_start = deferred_ranges[0][0] if deferred_ranges else None
+        # What memmap_init() initialises now: everything outside the nodes' deferred ranges.
+        now = RangeSet([(0, 1 << 62)])
+        for lo, hi in deferred_ranges:
+            now.remove(lo, hi)
+        early_pages = sum((e - s) // PAGE_SIZE for a, b in now for s, e in ram.intersection(a, b))
         rec.work("memmap_init", 0, early_pages)
         rec.work("catch_all_per_page", 0, ram.total() // PAGE_SIZE)
 
         rec.begin(BootPhase.MEMBLOCK_FREE, "kernel")
-        limit = deferred_start if deferred_start is not None else 1 << 62
-        for s, e in mb.free_ranges(0, limit):
-            alloc.free_range(s, e, actor="memblock_free_all", vcpu=0)
+        for a, b in now:
+            for s, e in mb.free_ranges(a, b):
+                alloc.free_range(s, e, actor="memblock_free_all", vcpu=0)
         free_after_memblock = alloc.free_pages()
-        deferred = DeferredPages(mb, alloc, ram, deferred_start, rec) if deferred_start is not None else None
+        deferred = DeferredPages(mb, alloc, ram, deferred_zones, rec) if deferred_zones else None
         if deferred is not None:
             alloc.deferred_grow = deferred.grow_one_section
 
@@ -197,7 +212,7 @@ class Kernel:
         rec.begin(BootPhase.DEFERRED_INIT, "deferred_init", online_vcpus=self.vcpus, tick_hz=hz)
         if deferred is not None:
             alloc.deferred_grow = None  # page_alloc_init_late(): the deferred pages are done here
-            deferred.init_in_threads(self.vcpus)
+            deferred.init_in_threads(self.numa)
 
         # do_basic_setup(): driver_init() and the pure, core, postcore (init_per_zone_wmark_min:
         # the watermarks), arch and subsys (hugepage_init: THP's min_free_kbytes) initcalls.
@@ -226,7 +241,7 @@ class Kernel:
         alloc.alloc(npages, actor="page_alloc:userspace", vcpu=0)
         rec.work("userspace_touch", 0, float(self.fp.shell_footprint))
         return KernelState(stub, mb, mem, alloc, ram, deferred_start, table_reserved, free_after_memblock,
-                           reservations)
+                           reservations, deferred_ranges)
 
     def _check_table_mapped(self, addr: int, size: int, reserved: tuple[int, int]) -> None:
         """The kernel reads the whole table through the direct map: a table page left out of
@@ -256,9 +271,25 @@ class Kernel:
         allocs: list[tuple[str, int, int | None]] = []
         # Direct-map page tables: with 1 GiB pages a few pages; model 4 KiB per GiB mapped.
         allocs.append(("page-tables", max(PAGE_SIZE, align_up(total // GiB * PAGE_SIZE, PAGE_SIZE)), None))
-        # memmap: 2 MiB of struct pages per present 128 MiB section (sparse vmemmap).
-        sections = _present_sections(ram)
-        allocs.append(("memmap", sections * (SECTION_SIZE // PAGE_SIZE) * self.fp.memmap_per_page, None))
+        # memmap: 2 MiB of struct pages per present 128 MiB section (sparse vmemmap), each node's
+        # from its own memory (sparse_init_nid(): memblock_alloc_try_nid_raw(..., nid)), all on
+        # the boot CPU.
+        node_lo: dict[str, int] = {}
+        rams = [ram] if self.numa.nodes == 1 else [self.numa.node_ram(node, ram) for node in range(self.numa.nodes)]
+        for node, node_ram in enumerate(rams):
+            if not node_ram:
+                continue
+            name = "memmap" if node == 0 else f"memmap-node{node}"
+            sections = _present_sections(node_ram)
+            # A section two nodes share is the later node's: memblocks_present() sets each
+            # section's node range by range in address order, the last one winning (mm/sparse.c).
+            later = next((r for r in rams[node + 1 :] if r), None)
+            last_section = ((node_ram.last() or 1) - 1) // SECTION_SIZE
+            if later is not None and last_section == (later.first() or 0) // SECTION_SIZE:
+                sections -= 1
+            limit = None if self.numa.nodes == 1 else node_ram.last()
+            allocs.append((name, sections * (SECTION_SIZE // PAGE_SIZE) * self.fp.memmap_per_page, limit))
+            node_lo[name] = 0 if self.numa.nodes == 1 else node_ram.first() or 0
         # Large system hashes (dentry: one 8-byte bucket per two pages; inode: per four pages).
         allocs.append(("dentry-hash", _pow2(pages // 2) * 8, None))
         allocs.append(("inode-hash", _pow2(pages // 4) * 8, None))
@@ -271,7 +302,7 @@ class Kernel:
         allocs.append(("swiotlb", swiotlb, None if self.fp.swiotlb_anywhere else 4 * GiB))
         got_swiotlb = 0
         for name, size, limit in allocs:
-            start, end = self._alloc(mb, name, size, limit)
+            start, end = self._alloc(mb, name, size, limit, node_lo.get(name, 0))
             reservations[name] = (start, end)
             # memblock_alloc_range_nid() accepts the size it was asked for, not the page-aligned
             # range it reserved (accept_memory(found, size), mm/memblock.c).
@@ -283,39 +314,57 @@ class Kernel:
         return got_swiotlb
 
     @staticmethod
-    def _alloc(mb: Memblock, name: str, size: int, limit: int | None) -> tuple[int, int]:
-        """memblock_alloc(); for SWIOTLB, swiotlb_init_remap() halves the buffer and retries when
-        no free range is big enough, down to its 1 MiB minimum."""
+    def _alloc(mb: Memblock, name: str, size: int, limit: int | None, lo: int = 0) -> tuple[int, int]:
+        """memblock_alloc() (within ``[lo, limit)``); for SWIOTLB, swiotlb_init_remap() halves the
+        buffer and retries when no free range is big enough, down to its 1 MiB minimum."""
         while True:
             try:
-                return mb.alloc(size, limit=limit)
+                return mb.alloc(size, limit=limit, lo=lo)
             except MemblockError:
                 if name != "swiotlb" or size // 2 < MiB:
                     raise
                 size //= 2
 
-    def _deferred_start(self, alloc: PageAllocator) -> int | None:
-        """First deferred address (``defer_init()``, mm/mm_init.c): in the node's last zone only,
+    def _deferred_zones(self, alloc: PageAllocator) -> list[tuple[Zone, int]]:
+        """Per node, its last zone and the first deferred address in it (``defer_init()``,
+        mm/mm_init.c, which keeps ``first_deferred_pfn`` per node): in the node's last zone only,
         the first section-aligned pfn once more than PAGES_PER_SECTION of its pages have been
-        initialised, i.e. the zone's start plus one section, aligned up; None when nothing is
-        deferred."""
-        zone = alloc.zones[-1]
-        candidate = align_up(zone.start + SECTION_SIZE, SECTION_SIZE)
-        return candidate if candidate < zone.end else None
+        initialised, i.e. the zone's start plus one section, aligned up; nodes with nothing
+        deferred are left out."""
+        out = []
+        for node in range(self.numa.nodes):
+            zones = alloc.node_zones(node)
+            if not zones:
+                continue
+            zone = zones[-1]
+            candidate = align_up(zone.start + SECTION_SIZE, SECTION_SIZE)
+            if candidate < zone.end:
+                out.append((zone, candidate))
+        return out
 
+
+
+@dataclass
+class NodeDeferred:
+    """One node's deferred struct pages: its last zone, and ``[cursor, end)`` left to initialise."""
+
+    zone: Zone
+    cursor: int
+    end: int
 
 
 class DeferredPages:
-    """The struct pages ``defer_init()`` left for later, in the node's last zone: grown one
+    """The struct pages ``defer_init()`` left for later, in each node's last zone: grown one
     section at a time on demand (``deferred_grow_zone()``, under ``pgdat_resize_lock``, on the
-    allocating CPU) and the rest by ``deferred_init_memmap()`` in padata threads."""
+    allocating CPU) and the rest by ``deferred_init_memmap()``, one kthread per node, each
+    splitting its node's work among padata threads."""
 
-    def __init__(self, mb: Memblock, alloc: PageAllocator, ram: RangeSet, start: int, rec: Recorder) -> None:
+    def __init__(self, mb: Memblock, alloc: PageAllocator, ram: RangeSet, zones: list[tuple[Zone, int]],
+                 rec: Recorder) -> None:
         self.mb = mb
         self.alloc = alloc
         self.ram = ram
-        self.cursor = start
-        self.end = ram.last() or start
+        self.nodes = [NodeDeferred(zone, start, zone.end) for zone, start in zones]
         self.rec = rec
 
     def _init_and_free(self, lo: int, hi: int, vcpu: int, actor: str) -> None:
@@ -326,27 +375,34 @@ class DeferredPages:
 
     def grow_one_section(self, zone: Zone) -> bool:
         """Initialise and free the next section of ``zone``'s deferred pages; False if none."""
-        if zone is not self.alloc.zones[-1] or self.cursor >= self.end:
-            return False
-        hi = min(self.cursor + SECTION_SIZE, self.end)
-        self._init_and_free(self.cursor, hi, 0, "deferred_grow_zone")
-        self.cursor = hi
-        return True
+        for entry in self.nodes:
+            if entry.zone is zone and entry.cursor < entry.end:
+                lo = entry.cursor
+                hi = min(lo + SECTION_SIZE, entry.end)
+                self._init_and_free(lo, hi, 0, "deferred_grow_zone")
+                entry.cursor = hi
+                return True
+        return False
 
-    def init_in_threads(self, vcpus: int) -> None:
-        """deferred_init_memmap(): padata splits what is left into section-aligned pieces, one
-        per thread (at most one per vCPU); each thread initialises its struct pages and frees."""
-        start, end = self.cursor, self.end
-        if start >= end:
-            return
-        span_sections = max(1, -(-(end - start) // SECTION_SIZE))
-        threads = max(1, min(vcpus, span_sections))
-        per = -(-span_sections // threads) * SECTION_SIZE
-        for t in range(threads):
-            lo, hi = start + t * per, min(start + (t + 1) * per, end)
-            if lo < hi:
-                self._init_and_free(lo, hi, t, "deferred_init")
-        self.cursor = end
+    def init_in_threads(self, numa: NumaLayout) -> None:
+        """page_alloc_init_late() starts ``deferred_init_memmap()`` on every node with memory, one
+        kthread each bound to the node's CPUs (mm/mm_init.c); each splits what is left of its node
+        into section-aligned pieces with padata, at most one thread per CPU of the node
+        (``deferred_page_init_max_threads()``, arch/x86/mm/init_64.c: the node's CPU count); each
+        thread initialises its struct pages and frees them.  The nodes run in parallel."""
+        for entry in self.nodes:
+            start, end = entry.cursor, entry.end
+            if start >= end:
+                continue
+            cpus = numa.cpus_of_node(entry.zone.node) or [0]
+            span_sections = max(1, -(-(end - start) // SECTION_SIZE))
+            threads = max(1, min(len(cpus), span_sections))
+            per = -(-span_sections // threads) * SECTION_SIZE
+            for t in range(threads):
+                lo, hi = start + t * per, min(start + (t + 1) * per, end)
+                if lo < hi:
+                    self._init_and_free(lo, hi, cpus[t], "deferred_init")
+            entry.cursor = end
 
 
 def _present_sections(ram: RangeSet) -> int:

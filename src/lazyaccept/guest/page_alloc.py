@@ -25,6 +25,7 @@ from ..base.ranges import RangeSet, true_runs
 from ..base.record import AcceptStats, Recorder
 from ..base.units import CHUNK_SIZE, MAX_ORDER_NR_PAGES, PAGE_SIZE, GiB, MiB, align_down, align_up
 from ..platform.base import Platform
+from .numa import NumaLayout
 from .rules import KernelRules
 from .unaccepted import UnacceptedMemory
 
@@ -68,6 +69,14 @@ class Zone:
     wmark_promo: int = 0
     #: Pages an allocation that could use a higher zone must leave here (lowmem_reserve[Normal]).
     lowmem_reserve: int = 0
+    #: The NUMA node whose zone this is (each node has its own zones and lists, ``pgdat->node_zones``).
+    node: int = 0
+
+    @property
+    def fifo_name(self) -> str:
+        """The name of the zone's list of unaccepted chunks: the zone's name on node 0 (the only
+        node of a guest without NUMA), the node added on the others."""
+        return self.name if self.node == 0 else f"{self.name}@node{self.node}"
 
     @property
     def accepted_free_pages(self) -> int:
@@ -91,6 +100,7 @@ class PageAllocator:
         rules: KernelRules,
         recorder: Recorder,
         lazy: bool = True,
+        numa: NumaLayout | None = None,
     ) -> None:
         self.ram = ram
         self.mem = mem
@@ -98,11 +108,17 @@ class PageAllocator:
         self.rules = rules
         self.rec = recorder
         self.lazy = lazy
+        self.numa = numa if numa is not None else NumaLayout.single(1)
+        #: Every node's zones, node by node, each node's from the lowest.
         self.zones: list[Zone] = []
-        for name, lo, hi in ZONE_BOUNDS:
-            pieces = ram.intersection(lo, hi)
-            if pieces:
-                self.zones.append(Zone(name, pieces[0][0], pieces[-1][1]))
+        for node in range(self.numa.nodes):
+            node_ram = self.numa.node_ram(node, ram)
+            for name, lo, hi in ZONE_BOUNDS:
+                pieces = node_ram.intersection(lo, hi)
+                if pieces:
+                    self.zones.append(Zone(name, pieces[0][0], pieces[-1][1], node=node))
+        self._zonelists: list[list[Zone]] = []
+        self._zonelists_of = -1  # the zone count they were built for (hot-plug may add a zone)
         self.min_free_kbytes = 0
         self.watermarks_ready = False
         #: Grows a zone's deferred struct pages by one section (``_deferred_grow_zone()``); set by
@@ -110,6 +126,21 @@ class PageAllocator:
         self.deferred_grow: Callable[[Zone], bool] | None = None
         #: Chunks every watermark-driven acceptance takes past its target (the accept-ahead policy).
         self.accept_ahead_chunks = 0
+
+    def zonelist(self, vcpu: int) -> list[Zone]:
+        """The zones an allocation on ``vcpu`` tries, in order: its node's first (``numa_node_id()``)."""
+        if self._zonelists_of != len(self.zones):
+            # Per node: the local node's zones from the highest down, then each other node's in
+            # fallback order (node-ordered zonelists, the only order since v4.14).
+            self._zonelists = [
+                [z for n in self.numa.fallback(node) for z in reversed(self.zones) if z.node == n]
+                for node in range(self.numa.nodes)
+            ]
+            self._zonelists_of = len(self.zones)
+        return self._zonelists[self.numa.node_of_cpu(vcpu)]
+
+    def node_zones(self, node: int) -> list[Zone]:
+        return [z for z in self.zones if z.node == node]
 
     # -- accounting ------------------------------------------------------------------------
     def managed_pages(self) -> int:
@@ -244,10 +275,10 @@ class PageAllocator:
             z.wmark_high = wmin + 2 * tmp
             z.wmark_promo = wmin + 3 * tmp
         # What a zone keeps back from allocations that could have used the zones above it: the
-        # managed pages above, divided by this zone's ratio (the allocations modelled here are
-        # GFP_KERNEL / movable, whose highest usable zone is Normal).
+        # managed pages above on the same node, divided by this zone's ratio (the allocations
+        # modelled here are GFP_KERNEL / movable, whose highest usable zone is Normal).
         for i, z in enumerate(self.zones):
-            above = sum(u.managed_pages for u in self.zones[i + 1 :])
+            above = sum(u.managed_pages for u in self.zones[i + 1 :] if u.node == z.node)
             z.lowmem_reserve = above // LOWMEM_RESERVE_RATIO[z.name] if above else 0
 
     # -- taking chunks off the list -----------------------------------------------------------
@@ -266,7 +297,7 @@ class PageAllocator:
                 run[0] = b
             zone.nr_unaccepted -= take * MAX_ORDER_NR_PAGES
             # Consecutive chunks accepted back to back accept their union and the last guard.
-            self._accept(a, b - a, actor, vcpu, reason, requests=take, fifo=zone.name)
+            self._accept(a, b - a, actor, vcpu, reason, requests=take, fifo=zone.fifo_name)
             zone.free_accepted.add(a, b)
             done += take
         return done
@@ -342,7 +373,7 @@ class PageAllocator:
                 remaining -= n
             self._touch(got, actor, vcpu)
             return got
-        for zone in reversed(self.zones):
+        for zone in self.zonelist(vcpu):
             while remaining > 0:
                 n = self._episode(zone, remaining, actor, vcpu, order)
                 if n == 0:
@@ -399,7 +430,7 @@ class PageAllocator:
         """
         if not self.zones:
             return 0
-        zone = self.zones[-1]
+        zone = self.zonelist(vcpu)[0]
         rules = self.rules
         free = zone.accepted_free_pages
         accepts = rules.proactive_accept and rules.zero_wmark_accepts_one and bool(zone.unaccepted)
@@ -459,7 +490,7 @@ class PageAllocator:
         accept both do nothing at watermark 0, so the zone grows one section after the other on
         this CPU until its deferred memory is exhausted (each section freed parked, unaccepted).
         """
-        for zone in reversed(self.zones):
+        for zone in self.zonelist(vcpu):
             while True:
                 if self.rules.proactive_accept:
                     self.cond_accept(zone, actor=actor, vcpu=vcpu, force=False)

@@ -59,11 +59,11 @@ def kswapd(allocator: PageAllocator, reclaimable_pages: dict[str, int]) -> Recla
     """
     rules = allocator.rules
     left = dict(reclaimable_pages)
-    credit = {z.name: 0 for z in allocator.zones}
+    credit = {z.fifo_name: 0 for z in allocator.zones}  # per zone of every node
     rounds = failed = reclaimed = 0
 
     def counted(z: Zone) -> int:
-        return watermark_free_pages(z, rules.proactive_accept) + credit[z.name]
+        return watermark_free_pages(z, rules.proactive_accept) + credit[z.fifo_name]
 
     while True:
         # pgdat_balanced(): the node is balanced when any eligible zone passes at high.
@@ -77,7 +77,7 @@ def kswapd(allocator: PageAllocator, reclaimable_pages: dict[str, int]) -> Recla
         freed = 0
         for z in allocator.zones:
             n = left.get(z.name, 0)
-            credit[z.name] += n
+            credit[z.fifo_name] += n
             freed += n
             left[z.name] = 0
         reclaimed += freed

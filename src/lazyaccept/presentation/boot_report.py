@@ -59,6 +59,7 @@ def boot_summary(result: BootResult, result_profile: str) -> dict[str, Any]:
         "accept_calls": {"4k": total.calls_4k, "2m": total.calls_2m, "1g": total.calls_1g},
         "exits": total.exits,
         "size_mismatch": total.size_mismatch,
+        "swiotlb_bytes": swiotlb_bytes(result),
         "host_committed_bytes": rec.platform.host_committed,
         "unaccepted_after_boot_bytes": rec.unaccepted_after_boot,
         "bitmap": None if table is None else {
@@ -83,14 +84,28 @@ def failure_document(config: VMConfig, result_profile: str, failure: Failure) ->
     }
 
 
+def swiotlb_bytes(result: BootResult) -> int:
+    """The SWIOTLB buffer memblock gave (and the kernel converted to shared)."""
+    lo, hi = result.record.kernel.reservations.get("swiotlb", (0, 0))
+    return hi - lo
+
+
 def print_boot(result: BootResult, console: Console) -> None:
     rec, tl = result.record, result.timeline
     cfg = rec.config
+    nodes = f" on {cfg.numa_nodes} NUMA nodes" if cfg.numa_nodes > 1 else ""
     console.print(
-        f"[bold]{cfg.tee.value.upper()} guest, {format_size(cfg.memory)}, {cfg.vcpus} vCPU(s), "
+        f"[bold]{cfg.tee.value.upper()} guest, {format_size(cfg.memory)}, {cfg.vcpus} vCPU(s){nodes}, "
         f"accept_memory={cfg.policy}[/bold]  kernel {cfg.kernel_release} ({cfg.kernel.name} rules), host maps "
         f"private memory at {cfg.host_mapping.value.upper()}, firmware accepts {cfg.firmware_accept}"
     )
+    slabs = cfg.footprint.swiotlb_slabs
+    if slabs:
+        got = swiotlb_bytes(result)
+        asked = cfg.footprint.swiotlb_size(rec.kernel.ram.total(), cfg.possible_cpus)
+        why = "" if got == asked else (f"; {format_size(asked)} did not fit below 4 GiB, and swiotlb_init_remap() "
+                                       "halved it until it did")
+        console.print(f"SWIOTLB (swiotlb={slabs}): {format_size(got)} below 4 GiB, converted to shared{why}")
     t = Table(title="Timeline (simulated)")
     for col in ("phase", "start s", "end s", "duration s", "accepting vCPU-s"):
         t.add_column(col, justify="left" if col == "phase" else "right")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..base.choices import AcceptPolicy, BootPhase, Tee
 from ..base.errors import ConfigError
+from ..base.ranges import RangeSet
 from ..base.units import PAGE_SIZE
 from ..formats.e820 import E820_TYPE_RAM
 from ..formats.efi_memmap import build_memory_map
@@ -139,14 +140,18 @@ def dmesg_lines(rec: BootRecord, phase_starts: dict[str, float] | None = None) -
         if zone is not None:
             at(boot, f"  {name:<8} [mem {max(lo, zone.start):#018x}-{min(hi, zone.end) - 1:#018x}]")
     if "Normal" in names:
-        z = rec.kernel.allocator.zones[-1]
-        at(boot, f"  Normal   [mem {z.start:#018x}-{z.end - 1:#018x}]")
+        # The zone ranges are the kernel's PFN limits, one line per zone type over every node.
+        normal = [z for z in rec.kernel.allocator.zones if z.name == "Normal"]
+        at(boot, f"  Normal   [mem {normal[0].start:#018x}-{max(z.end for z in normal) - 1:#018x}]")
     else:
         at(boot, "  Normal   empty")
     at(boot, "Early memory node ranges")
+    numa = rec.kernel.allocator.numa
     for e in rec.kernel.e820:
         if e.type == E820_TYPE_RAM:
-            at(boot, f"  node   0: [mem {e.addr:#018x}-{e.end - 1:#018x}]")
+            for node in range(numa.nodes):
+                for a, b in numa.node_ram(node, RangeSet([(e.addr, e.end)])):
+                    at(boot, f"  node {node:>3}: [mem {a:#018x}-{b - 1:#018x}]")
     at(boot, f"smpboot: Allowing {cfg.vcpus} CPUs, 0 hotplug CPUs")
     fp = rec.config.footprint
     at(boot, f"percpu: Embedded {fp.percpu_embedded_pages} pages/cpu u{fp.percpu_unit}")
@@ -157,10 +162,15 @@ def dmesg_lines(rec: BootRecord, phase_starts: dict[str, float] | None = None) -
     at(end(BootPhase.MEMBLOCK_FREE), f"Memory: {free_kb}K/{ram_kb}K available ({ram_kb - free_kb}K reserved)")
     at(end(BootPhase.MEM_ENCRYPT_INIT), f"Memory Encryption Features active: {features}")
     at(start(BootPhase.SMP_BRINGUP), "smp: Bringing up secondary CPUs ...")
-    at(end(BootPhase.SMP_BRINGUP), f"smp: Brought up 1 node, {cfg.vcpus} CPU" + ("s" if cfg.vcpus != 1 else ""))
+    nodes = "1 node" if numa.nodes == 1 else f"{numa.nodes} nodes"
+    at(end(BootPhase.SMP_BRINGUP), f"smp: Brought up {nodes}, {cfg.vcpus} CPU" + ("s" if cfg.vcpus != 1 else ""))
     if rec.kernel.deferred_start is not None:
+        # One line per node's kthread; they run in parallel, each given the phase's time (the
+        # slowest node's: the model keeps no per-node end).
         ms = round((end(BootPhase.DEFERRED_INIT) - start(BootPhase.DEFERRED_INIT)) * 1000)
-        at(end(BootPhase.DEFERRED_INIT), f"node 0 deferred pages initialised in {ms}ms")
+        for lo, _ in rec.kernel.deferred_ranges:
+            node = next(z.node for z in rec.kernel.allocator.zones if z.start <= lo < z.end)
+            at(end(BootPhase.DEFERRED_INIT), f"node {node} deferred pages initialised in {ms}ms")
     image_kb = fp.kernel_image // 1024
     at(start(BootPhase.USERSPACE), f"Freeing unused kernel image (initmem) memory: {image_kb // 20}K")
     at(start(BootPhase.USERSPACE), "Run /init as init process")

@@ -13,8 +13,10 @@ from ..base.choices import Tee
 from ..base.record import Recorder
 from ..firmware.base import Firmware
 from ..firmware.ovmf_sev import OvmfSev
+from ..firmware.q35 import numa_node_ranges
 from ..firmware.tdvf import Tdvf, load_tdvf
 from ..guest.kernel import Kernel
+from ..guest.numa import NumaLayout
 from ..platform.base import Platform
 from ..platform.host import HostPolicy, HostVMM
 from ..platform.snp import SnpPlatform
@@ -51,6 +53,14 @@ def make_platform(config: VMConfig) -> Platform:
     return make(HostVMM(HostPolicy(mapping=config.host_mapping, prefault_on_psc=config.snp_prefault)))
 
 
+def numa_layout(config: VMConfig) -> NumaLayout | None:
+    """The guest's NUMA nodes from the VMM's SRAT (``None``: one node, no ``-numa``)."""
+    if config.numa_nodes == 1:
+        return None
+    ranges = numa_node_ranges(config.memory, config.numa_nodes)
+    return NumaLayout(tuple(tuple(r) for r in ranges), config.vcpus)
+
+
 def build_record(config: VMConfig, *, sanitize: bool = True) -> BootRecord:
     """Run the model of one boot (no time); the sanitizer checks the final state unless told not to."""
     platform = make_platform(config)
@@ -59,7 +69,7 @@ def build_record(config: VMConfig, *, sanitize: bool = True) -> BootRecord:
     fw = make_firmware(config, platform, rec).boot()
     kernel = Kernel(
         platform, config.kernel, rec, vcpus=config.vcpus, policy=config.policy, footprint=config.footprint,
-        kconfig=config.kconfig, possible_cpus=config.possible_cpus,
+        kconfig=config.kconfig, possible_cpus=config.possible_cpus, numa=numa_layout(config),
     )
     state = kernel.boot(fw.memory_map, fw.kernel_image)
     record = BootRecord(config, platform, fw, state, rec.phases)

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from ..base.choices import AcceptPolicy, FirmwareAccept, HostMapping, Tee
 from ..base.errors import ConfigError
 from ..base.units import PAGE_SIZE, MiB, TiB, format_size
+from ..firmware.q35 import numa_node_sizes
 from ..firmware.tdvf import BUILTIN_IMAGE, default_image
 from ..firmware.verdict import firmware_accept_of
-from ..guest.footprint import BootFootprint
+from ..guest.footprint import IO_TLB_SIZE, SWIOTLB_MIN, BootFootprint
 from ..guest.kconfig import KernelConfig
 from ..guest.patches import GuestPatch, apply_patches, parse_patches
 from ..guest.rules import KernelRules, kernel_rules, resolve_kernel
@@ -25,6 +26,10 @@ MIN_MEMORY = 512 * MiB
 #: The model keeps one byte per 2 MiB unit in memory: 64 TiB costs ~0.7 GiB of RSS.
 MAX_MEMORY = 64 * TiB
 MAX_VCPUS = 4096
+#: NUMA nodes: x86-64's CONFIG_NODES_SHIFT defaults to 6 (arch/x86/Kconfig), 64 nodes.
+MAX_NUMA_NODES = 64
+#: The least memory a NUMA node may have: the smallest guest the model boots.
+MIN_NODE_MEMORY = MIN_MEMORY
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class VMConfig:
     snp_prefault: bool = False
     #: Possible CPUs (QEMU ``-smp N,maxcpus=M``: ``num_possible_cpus()``); 0 means ``vcpus``.
     max_vcpus: int = 0
+    #: NUMA nodes (QEMU ``-numa node``), memory and vCPUs split evenly among them.
+    numa_nodes: int = 1
 
     @property
     def possible_cpus(self) -> int:
@@ -97,6 +104,8 @@ class VMConfig:
             "snp_os_opt_in": self.snp_os_opt_in,
             "snp_prefault": self.snp_prefault,
             "shell_footprint_bytes": self.footprint.shell_footprint,
+            "numa_nodes": self.numa_nodes,
+            "swiotlb_slabs": self.footprint.swiotlb_slabs or None,
         }
 
 
@@ -121,6 +130,8 @@ class GuestRequest:
     snp_prefault: bool = False
     #: ``--max-vcpus``: QEMU's ``maxcpus`` (``None``: as many as ``vcpus``).
     max_vcpus: int | None = None
+    #: ``--numa``: NUMA nodes.
+    numa_nodes: int = 1
 
     def resolve(self, defaults: StackDefaults = PLAIN_DEFAULTS) -> VMConfig:
         """Every unset field from ``defaults``; the whole configuration checked."""
@@ -134,6 +145,8 @@ class GuestRequest:
         max_vcpus = self.max_vcpus if self.max_vcpus is not None else vcpus
         if not vcpus <= max_vcpus <= MAX_VCPUS:
             raise ConfigError(f"max-vcpus must be between the vCPU count ({vcpus}) and {MAX_VCPUS}, not {max_vcpus}")
+        self._check_numa(vcpus)
+        self._check_swiotlb()
         if self.snp_prefault and self.tee is not Tee.SNP:
             raise ConfigError("--snp-prefault is a host option of SEV-SNP guests")
         release = self.kernel if self.kernel is not None else defaults.kernel
@@ -161,4 +174,29 @@ class GuestRequest:
             footprint=self.footprint,
             snp_prefault=self.snp_prefault,
             max_vcpus=max_vcpus,
+            numa_nodes=self.numa_nodes,
         )
+
+    def _check_numa(self, vcpus: int) -> None:
+        n = self.numa_nodes
+        if not 1 <= n <= MAX_NUMA_NODES:
+            raise ConfigError(f"numa must be between 1 and {MAX_NUMA_NODES} nodes, not {n}")
+        if n > vcpus:
+            raise ConfigError(f"--numa {n} needs at least one vCPU per node, and the guest has {vcpus}")
+        smallest = min(numa_node_sizes(self.memory, n))
+        if smallest < MIN_NODE_MEMORY:
+            raise ConfigError(
+                f"--numa {n} leaves a node {format_size(smallest)} of {format_size(self.memory)}: "
+                f"each node needs at least {format_size(MIN_NODE_MEMORY)}"
+            )
+
+    def _check_swiotlb(self) -> None:
+        slabs = self.footprint.swiotlb_slabs
+        if slabs == 0:
+            return
+        size = slabs * IO_TLB_SIZE
+        if size < SWIOTLB_MIN or size > self.memory // 2:
+            raise ConfigError(
+                f"swiotlb must be between {format_size(SWIOTLB_MIN)} and half the memory "
+                f"({format_size(self.memory // 2)}), not {format_size(size)}"
+            )

@@ -169,7 +169,7 @@ class RunThreads:
         allocating = {v for v, ths in self.threads.items() for th in ths}
         #: FIFO lists more than one vCPU may draw chunks from (each zone's), else none.
         several = len(allocating) > 1 and not config.coarse
-        self.shared_fifos = frozenset(z.name for z in self.alloc.zones) if several else frozenset()
+        self.shared_fifos = frozenset(z.fifo_name for z in self.alloc.zones) if several else frozenset()
 
     @property
     def busy_vcpus(self) -> tuple[int, ...]:

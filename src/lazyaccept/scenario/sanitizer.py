@@ -83,16 +83,16 @@ def check_allocator(rec: BootRecord) -> None:
         if z.nr_unaccepted != MAX_ORDER_NR_PAGES * chunks:
             raise SafetyViolation(
                 "counters", "page_alloc", None, z.start,
-                f"zone {z.name}: NR_UNACCEPTED {z.nr_unaccepted} != 1024 x {chunks} chunks on the list",
+                f"zone {z.fifo_name}: NR_UNACCEPTED {z.nr_unaccepted} != 1024 x {chunks} chunks on the list",
             )
         if z.free_pages < z.nr_unaccepted:
-            raise SafetyViolation("counters", "page_alloc", None, z.start, f"zone {z.name}: free < unaccepted")
+            raise SafetyViolation("counters", "page_alloc", None, z.start, f"zone {z.fifo_name}: free < unaccepted")
         if z.free_pages - z.nr_unaccepted != z.free_accepted.total() // PAGE_SIZE:
-            raise SafetyViolation("counters", "page_alloc", None, z.start, f"zone {z.name}: free lists disagree")
+            raise SafetyViolation("counters", "page_alloc", None, z.start, f"zone {z.fifo_name}: free lists disagree")
         for s, e in z.free_accepted:
             if not acc.contains(s, e):
                 gap = acc.gaps(s, e)[0][0]
-                raise SafetyViolation("touch-unaccepted", "page_alloc", None, gap, f"zone {z.name} free list")
+                raise SafetyViolation("touch-unaccepted", "page_alloc", None, gap, f"zone {z.fifo_name} free list")
 
 
 def silent_data_losses(platform: Platform) -> RangeSet:

@@ -26,6 +26,10 @@ The mechanisms, each one rule:
   (``WorkItem.onlines``), so a long phase on the boot vCPU sees the path get busier as it goes.
   The path time the idle vCPUs were granted (their ticks, fewer than ``HZ`` each only when an
   exit takes longer than a tick period) is recorded.
+* **NUMA nodes** (``Host.nodes``: each vCPU's node) split the bandwidth into one pool per node,
+  ``memory_bandwidth / nodes`` each, shared max-min fairly by that node's vCPUs only: a node's
+  share of the host, its memory behind its own controllers.  A vCPU's traffic counts in its own
+  node's pool (the kernel allocates on the local node first); without nodes there is one pool.
 * An item progresses at the rate its tightest resource allows: the path's, or the bandwidth's.
 * **Locks** are named.  Items with the same ``lock`` never overlap in time, on any vCPUs.  A
   vCPU whose next item needs a lock held elsewhere *spins*: it is busy but makes no progress
@@ -111,6 +115,18 @@ class Host:
     memory_bandwidth: float
     vcpu_bandwidth: float
     cpus: int | None = None
+    #: The NUMA node of each vCPU (empty: one node), and how many nodes share the bandwidth.
+    nodes: tuple[int, ...] = ()
+    node_count: int = 1
+
+    def with_nodes(self, nodes: tuple[int, ...]) -> Host:
+        """This host with the vCPUs on ``nodes`` (the node of each vCPU; empty: one node)."""
+        return Host(self.memory_bandwidth, self.vcpu_bandwidth, self.cpus, nodes, max(nodes) + 1 if nodes else 1)
+
+    @property
+    def node_bandwidth(self) -> float:
+        """What each node's pool holds: an even share of the host's bandwidth."""
+        return self.memory_bandwidth / self.node_count
 
     def __post_init__(self) -> None:
         for name in ("memory_bandwidth", "vcpu_bandwidth"):
@@ -119,6 +135,8 @@ class Host:
                 raise ConfigError(f"host {name} must be a positive number of bytes/s, not {v!r}")
         if self.cpus is not None and (not isinstance(self.cpus, int) or self.cpus < 1):
             raise ConfigError(f"host CPUs must be a whole number >= 1, not {self.cpus!r}")
+        if self.node_count != (max(self.nodes) + 1 if self.nodes else 1) or min(self.nodes, default=0) < 0:
+            raise ConfigError(f"host nodes {self.nodes!r} do not number {self.node_count} nodes from 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,22 +266,25 @@ _Rates = tuple[np.ndarray, PathShare, np.ndarray, np.ndarray]
 def _step(
     frac: np.ndarray, running: np.ndarray, cpu: np.ndarray, nbytes: np.ndarray, hpath: np.ndarray,
     host: Host, idle: int, idle_spec: Idle, spinning: int = 0, max_dt: float = math.inf,
-    memo: dict[tuple[bytes, bytes, bytes, int, int], _Rates] | None = None,
+    memo: dict[tuple[bytes, bytes, bytes, int, int, bytes], _Rates] | None = None,
+    node: np.ndarray | None = None,
 ) -> tuple[float, list[int], PathShare, float, float]:
     """Advance the running items to the next completion.
 
     Returns the time step, the positions that finished, how the path was shared in the step,
     and the vCPU-seconds lost in the step to the host path and to memory bandwidth.  Updates
     ``frac`` and ``running`` in place.  ``memo`` keeps the rates of running sets already seen
-    (a phase of many alike workers meets the same few sets again and again)."""
+    (a phase of many alike workers meets the same few sets again and again).  ``node`` is the
+    NUMA node of each position (``None``: one node)."""
     run_idx = np.flatnonzero(running)
     if len(run_idx) == 1:
         return _step_one(int(run_idx[0]), frac, running, cpu, nbytes, hpath, host, idle, idle_spec, spinning, max_dt)
     c, b, h = cpu[run_idx], nbytes[run_idx], hpath[run_idx]
-    key = (c.tobytes(), b.tobytes(), h.tobytes(), idle, spinning)
+    n = node[run_idx] if node is not None else None
+    key = (c.tobytes(), b.tobytes(), h.tobytes(), idle, spinning, n.tobytes() if n is not None else b"")
     known = memo.get(key) if memo is not None else None
     if known is None:
-        known = _rates(c, b, h, host, idle, idle_spec, spinning)
+        known = _rates(c, b, h, host, idle, idle_spec, spinning, n)
         if memo is not None:
             if len(memo) >= _MEMO_SETS:
                 memo.clear()
@@ -287,7 +308,7 @@ _MEMO_SETS = 4096
 
 
 def _rates(c: np.ndarray, b: np.ndarray, h: np.ndarray, host: Host, idle: int, idle_spec: Idle,
-           spinning: int) -> _Rates:
+           spinning: int, node: np.ndarray | None = None) -> _Rates:
     """The rate of each running item (CPU ``c``, bytes ``b``, path ``h``): the least of alone, its
     bandwidth share and its path response, time-shared over the host CPUs."""
     think = c + b / host.vcpu_bandwidth
@@ -296,7 +317,14 @@ def _rates(c: np.ndarray, b: np.ndarray, h: np.ndarray, host: Host, idle: int, i
     rate_bw = np.full(len(c), math.inf)
     rate_path = np.full(len(c), math.inf)
     streaming = b > 0
-    if streaming.any():
+    if streaming.any() and node is not None:
+        for k in np.unique(node[streaming]):
+            mine = streaming & (node == k)
+            asks = b[mine] / alone[mine]
+            level = fair_level(asks, host.node_bandwidth)
+            if level != math.inf:
+                rate_bw[mine] = np.minimum(asks, level) / b[mine]
+    elif streaming.any():
         asks = b[streaming] / alone[streaming]
         level = fair_level(asks, host.memory_bandwidth)
         if level != math.inf:
@@ -326,8 +354,9 @@ def _step_one(
     alone = think + h
     rate_alone = 1.0 / alone
     rate_bw = math.inf
-    if b > 0 and b / alone > host.memory_bandwidth:
-        rate_bw = host.memory_bandwidth / b
+    pool = host.node_bandwidth  # the whole host's without nodes
+    if b > 0 and b / alone > pool:
+        rate_bw = pool / b
     response, r_idle, idle_rate, queue = share_path_one(think, h, idle, idle_spec.exit_s, idle_spec.tick_period)
     rate_path = 1.0 / (think + response) if h > 0 else math.inf
     rate = min(rate_alone, rate_bw, rate_path)
@@ -418,10 +447,13 @@ class PhaseRun:
         #: vCPUs waiting for their next item's ``not_before`` time: (wake time, vCPU).
         self.sleeping: list[tuple[float, int]] = []
         self.phase_start = float(start)
-        self.memo: dict[tuple[bytes, bytes, bytes, int, int], _Rates] = {}
+        self.memo: dict[tuple[bytes, bytes, bytes, int, int, bytes], _Rates] = {}
         # Per-vCPU state of the current item, as arrays (position = index in ``vcpus``).
         self.pos = {v: i for i, v in enumerate(self.vcpus)}
         n = len(self.vcpus)
+        #: Each position's NUMA node (``None``: one node, one pool).
+        self.node = np.array([host.nodes[v] if v < len(host.nodes) else 0 for v in self.vcpus],
+                             dtype=np.int64) if host.nodes else None
         self.frac = np.zeros(n)  # remaining fraction of the current item (or call)
         self.running = np.zeros(n, dtype=bool)
         self.cpu = np.zeros(n)
@@ -480,7 +512,7 @@ class PhaseRun:
             next_wake = self.sleeping[0][0] - self.t if self.sleeping else math.inf
             dt, done, share, path_wait, bw_wait = _step(
                 self.frac, self.running, self.cpu, self.nbytes, self.hpath, self.host,
-                self.idle, self.idle_spec, len(self.waiting_since), next_wake, self.memo,
+                self.idle, self.idle_spec, len(self.waiting_since), next_wake, self.memo, self.node,
             )
             self._idle_ticks(share, dt)
             self.timing.path_wait_s += path_wait

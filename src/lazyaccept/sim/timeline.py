@@ -157,7 +157,8 @@ def simulate(
                 vcpu_items.append(price(profile, ev))
             actors.setdefault(ev.vcpu, []).append(ev.actor if isinstance(ev, AcceptEvent) else None)
         idle = Idle(online=phase.online_vcpus, tick_hz=phase.tick_hz, exit_s=profile.si("host.path_idle_exit"))
-        timing = simulate_phase(items, t, host, idle, fifo_order, feed,
+        phase_host = host.with_nodes(phase.vcpu_nodes) if phase.vcpu_nodes else host
+        timing = simulate_phase(items, t, phase_host, idle, fifo_order, feed,
                                 live.shared_fifos if feed is not None and live is not None else frozenset())
         phase_accept = 0.0
         for v, vt in timing.vcpus.items():
