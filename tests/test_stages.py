@@ -147,3 +147,19 @@ def test_a_sweep_with_stages_gives_each_run_its_ready_time_as_run_does(tmp_path)
         assert row["ready_s"] == pytest.approx(alone.ready_s, rel=1e-9)
         assert [s["name"] for s in row["stages"]] == ["agent", "attest"]
     assert "ready (s, one-sigma range)" in run_table(list(rows.values()))
+
+
+
+def test_a_staged_sweep_reports_ready_time_by_dimension_and_against_memory(tmp_path):
+    from cli_helpers import run_cli
+
+    grid = tmp_path / "g.toml"
+    grid.write_text('[sweep]\nname = "staged"\n[fixed]\nvcpus = 2\nstage = "agent;attest"\n'
+                    '[dimensions]\nmemory = ["4G", "8G"]\npolicy = ["lazy", "eager"]\n')
+    out, page = tmp_path / "r.jsonl", tmp_path / "r.html"
+    assert run_cli("sweep", str(grid), "--out", str(out), "--jobs", "1").code == 0
+    r = run_cli("report", str(out), "--out", str(page))
+    assert r.code == 0, r.err
+    html = page.read_text()
+    assert "Ready time by dimension" in html and "Ready time against memory" in html
+    assert "ready (s, one-sigma range)" in html

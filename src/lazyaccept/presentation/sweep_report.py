@@ -202,6 +202,9 @@ def sweep_report(results: Results, sources: Sequence[str]) -> str:
         fastest = min(ok, key=lambda r: r["boot_s"])
         slowest = max(ok, key=lambda r: r["boot_s"])
         key.append(("boot time", f"{fastest['boot_s']:.2f} s to {slowest['boot_s']:.2f} s"))
+        if sf.staged(ok):
+            readiest = min(ok, key=sf.ready_of)
+            key.append(("ready", f"{sf.ready_of(readiest):.2f} s to {max(sf.ready_of(r) for r in ok):.2f} s"))
     if pairs:
         speeds = sorted(s for _, s in pairs)
         median = speeds[len(speeds) // 2]
@@ -210,12 +213,14 @@ def sweep_report(results: Results, sources: Sequence[str]) -> str:
     page.section("summary", "Key figures", facts(key))
     grid_dims, grid_values = _dimension_order(grid)
     varied = sf.varied_dimensions(runs, grid_dims)
+    # With stages after the shell, the runs are compared by when they were ready.
+    what = "Ready time" if sf.staged(runs) else "Boot time"
     if any(d not in ("memory", "vcpus", "workload") for d in varied):
-        page.section("dimensions", "Boot time by dimension",
+        page.section("dimensions", f"{what} by dimension",
                      _draw(sf.by_dimension(runs, varied, grid_values), "fig-dimensions",
-                           "Boot time by each dimension of the grid"))
-    page.section("boot-memory", "Boot time against memory",
-                 _draw(sf.boot_vs_memory(runs), "fig-boot-memory", "Boot time against guest memory"))
+                           f"{what} by each dimension of the grid"))
+    page.section("boot-memory", f"{what} against memory",
+                 _draw(sf.boot_vs_memory(runs), "fig-boot-memory", f"{what} against guest memory"))
     page.section("vcpus", "vCPU scaling", _draw(sf.vcpu_scaling(runs), "fig-vcpus", "Boot time against vCPUs"))
     page.section("speedup", "Speed-up of lazy over eager",
                  _draw(sf.speedup_vs_memory(runs), "fig-speedup", "Speed-up of lazy over eager"))

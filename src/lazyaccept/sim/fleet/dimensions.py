@@ -116,8 +116,9 @@ def _policy(v: object) -> str:
 
 
 def _stages(v: object) -> str:
-    """The stages from the shell to ready, in order (``agent``, or a list of them); "" for none."""
-    items = [v] if isinstance(v, str) else v
+    """The stages from the shell to ready, in order: one (``agent``), several in one string
+    (``agent;attest``: how a fixed value gives several) or a list of them; "" for none."""
+    items = v.split(";") if isinstance(v, str) else v
     if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
         raise ConfigError(f"must be a stage like agent or modelload:40G,from=2G, or a list of them, not {v!r}")
     for st in items:
