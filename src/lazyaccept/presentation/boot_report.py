@@ -44,6 +44,10 @@ def boot_summary(result: BootResult, result_profile: str) -> dict[str, Any]:
         "config": rec.config.as_dict() | {"profile": result_profile},
         "boot_s": tl.total_s,
         "boot_s_range": None if result.boot_range is None else result.boot_range.as_list(),
+        # A boot runs no stage after the shell (run --stage does): it is ready at its shell.
+        "ready_s": tl.total_s,
+        "ready_s_range": None if result.boot_range is None else result.boot_range.as_list(),
+        "stages": [],
         "accept_s": tl.accept_s,
         "accept_wall_s": tl.accept_wall_s,
         "phases": [
