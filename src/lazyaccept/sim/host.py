@@ -1,0 +1,143 @@
+"""Many guests on one host: each guest's boot and run on one clock and one set of host resources
+(:func:`~lazyaccept.sim.timeline.simulate_many`), the host memory they commit together against
+the host's RAM, and what each guest's company cost it (its times alone on the same host beside
+its times together).
+
+Times of a guest are from its own start (``boot_s`` as ``run`` gives it); the host's series are
+in host seconds (guest ``k`` starts at its ``start``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..scenario.build import build_record
+from ..scenario.runtime import RunConfig, RunThreads
+from .engine import Host
+from .profile import CostProfile
+from .run import check_profile_fits
+from .runtime import RunResult, measure_run, time_run
+from .timeline import GuestBoot, LivePhase, Series, simulate_many
+
+
+@dataclass(frozen=True)
+class HostGuest:
+    """One guest on the host: a name, what it runs, and when it starts (host seconds)."""
+
+    name: str
+    config: RunConfig
+    start: float = 0.0
+
+
+@dataclass
+class GuestOnHost:
+    """What one guest did on the host (``result`` in host seconds) and, if asked, alone."""
+
+    guest: HostGuest
+    result: RunResult
+    alone: RunResult | None = None
+
+    @property
+    def boot_s(self) -> float:
+        return self.result.boot_s - self.guest.start
+
+    @property
+    def end_s(self) -> float | None:
+        """When its last workload ended, from its start (``None``: no workload)."""
+        if not self.result.workloads:
+            return None
+        return max(w.end_s for w in self.result.workloads) - self.guest.start
+
+    @property
+    def boot_alone_s(self) -> float | None:
+        return None if self.alone is None else self.alone.boot_s
+
+    @property
+    def end_alone_s(self) -> float | None:
+        if self.alone is None or not self.alone.workloads:
+            return None
+        return max(w.end_s for w in self.alone.workloads)
+
+    @property
+    def committed(self) -> Series:
+        return self.result.timeline.committed_bytes
+
+
+@dataclass(frozen=True)
+class OutOfMemory:
+    """The host's RAM ran out: when, which guest's commit crossed it, and what was committed then."""
+
+    t: float
+    guest: str
+    committed: int
+
+
+@dataclass
+class HostResult:
+    guests: list[GuestOnHost]
+    host: Host
+    #: The host's RAM (``None``: not given), and host memory committed by all guests over time.
+    host_memory: int | None
+    committed: Series = field(default_factory=list)
+    out_of_memory: OutOfMemory | None = None
+
+    @property
+    def peak_committed(self) -> int:
+        return max((b for _, b in self.committed), default=0)
+
+
+def simulate_host(guests: list[HostGuest], profile: CostProfile, *, host_cpus: int | None = None,
+                  host_memory: int | None = None, alone: bool = True) -> HostResult:
+    """Boot and run ``guests`` together on one host priced by ``profile`` (``host_cpus`` physical
+    CPUs for all their vCPUs, ``None``: one each); with ``alone``, each distinct guest is also
+    timed alone on the same host, for the contention the others cost it."""
+    host = profile.host
+    if host_cpus is not None:
+        host = Host(host.memory_bandwidth, host.vcpu_bandwidth, host_cpus)
+    boots: list[GuestBoot] = []
+    threads: list[RunThreads] = []
+    for g in guests:
+        check_profile_fits(g.config.vm, profile)
+        boot = build_record(g.config.vm)
+        th = RunThreads(g.config, boot)
+        live = LivePhase(th.phase, th.busy_vcpus, th.next_work, th.shared_fifos)
+        boots.append(GuestBoot(boot.phases, profile, boot.platform.host.added_bytes, live, g.start))
+        threads.append(th)
+    timelines = simulate_many(boots, host)
+    solo: dict[RunConfig, RunResult] = {}
+    out = []
+    for g, th, tl in zip(guests, threads, timelines, strict=True):
+        result = measure_run(th.finish(), tl)
+        by_itself = None
+        if alone:
+            if g.config not in solo:
+                solo[g.config] = measure_run(*time_run(g.config, profile, host))
+            by_itself = solo[g.config]
+        out.append(GuestOnHost(g, result, by_itself))
+    committed, oom = committed_sum([(g.guest.name, g.committed) for g in out], host_memory)
+    return HostResult(out, host, host_memory, committed, oom)
+
+
+def committed_sum(series: list[tuple[str, Series]], limit: int | None = None) -> tuple[Series, OutOfMemory | None]:
+    """The sum of step series (each ``(t, cumulative bytes)``, held until its next point), and the
+    first step past ``limit`` with the name of the series whose step crossed it (at one instant,
+    in the order given)."""
+    steps: list[tuple[float, int, int]] = []
+    for k, (_, s) in enumerate(series):
+        before = 0
+        for t, b in s:
+            steps.append((t, k, b - before))
+            before = b
+    steps.sort()
+    out: Series = []
+    total = 0
+    oom = None
+    for t, k, d in steps:
+        total += d
+        if oom is None and limit is not None and total > limit:
+            oom = OutOfMemory(t, series[k][0], total)
+        if out and out[-1][0] == t:
+            out[-1] = (t, total)
+        else:
+            out.append((t, total))
+    return out, oom

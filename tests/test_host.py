@@ -1,0 +1,195 @@
+"""Many guests on one host: the engine's shared resources against hand arithmetic, one guest
+against ``run``, the host's memory against the guests' own series, and the command's errors.
+
+Units in comments: GB = 1e9 bytes, GB/s = 1e9 bytes/s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cli_helpers import run_cli
+from lazyaccept.sim.engine import Host, Idle, WorkItem, simulate_phase
+from lazyaccept.sim.multiguest import GuestPhase, GuestPlan, simulate_guests
+from lazyaccept.sim.queueing import share_path, share_path_classes
+
+GB = 1e9
+HOST = Host(memory_bandwidth=10 * GB, vcpu_bandwidth=8 * GB)
+
+
+def _stream(v: int, nbytes: float) -> WorkItem:
+    return WorkItem(v, 0.0, nbytes, label="stream")
+
+
+def _cpu(v: int, s: float) -> WorkItem:
+    return WorkItem(v, s, 0.0, label="cpu")
+
+
+def _phase(items: dict[int, list[WorkItem]], online: int = 1) -> GuestPhase:
+    return GuestPhase(items, Idle(online=online))
+
+
+def _guest(start: float = 0.0) -> GuestPlan:
+    """A bandwidth-bound phase (16 GB streamed by one vCPU), then 1 s of CPU."""
+    return GuestPlan(1, start, [_phase({0: [_stream(0, 16 * GB)]}), _phase({0: [_cpu(0, 1.0)]})])
+
+
+def test_one_guest_alone_streams_at_its_vcpu_bandwidth():
+    # 16 GB at 8 GB/s (the vCPU's cap; the host's 10 GB/s is not reached) = 2 s, then 1 s of CPU.
+    [phases] = simulate_guests([_guest()], HOST)
+    assert [p.end for p in phases] == pytest.approx([2.0, 3.0], rel=1e-12)
+
+
+def test_two_guests_together_share_the_bandwidth_max_min():
+    # Both ask 8 GB/s, 16 GB/s > 10 GB/s: each gets half, 5 GB/s; 16 GB / 5 GB/s = 3.2 s, then 1 s.
+    a, b = simulate_guests([_guest(), _guest()], HOST)
+    for phases in (a, b):
+        assert [p.end for p in phases] == pytest.approx([3.2, 4.2], rel=1e-12)
+
+
+def test_staggered_guests_that_do_not_overlap_run_as_alone():
+    # The second starts at 10 s, after the first ended at 3 s: each takes 2 s + 1 s from its start.
+    a, b = simulate_guests([_guest(0.0), _guest(10.0)], HOST)
+    assert [p.end for p in a] == pytest.approx([2.0, 3.0], rel=1e-12)
+    assert [p.start for p in b] == pytest.approx([10.0, 12.0], rel=1e-12)
+    assert [p.end for p in b] == pytest.approx([12.0, 13.0], rel=1e-12)
+
+
+def test_partly_overlapping_guests_share_only_while_they_overlap():
+    # B starts at 1 s, when A has streamed 8 GB (1 s at 8 GB/s).  Together each gets 5 GB/s: A's
+    # last 8 GB take 1.6 s (A's phase ends at 2.6 s), while B streams 8 GB; B's last 8 GB run
+    # alone at 8 GB/s: 1 s, so B's stream ends at 3.6 s and its CPU second at 4.6 s.
+    a, b = simulate_guests([_guest(0.0), _guest(1.0)], HOST)
+    assert [p.end for p in a] == pytest.approx([2.6, 3.6], rel=1e-12)
+    assert [p.end for p in b] == pytest.approx([3.6, 4.6], rel=1e-12)
+
+
+def test_a_phase_is_a_barrier_of_its_own_guest_only():
+    # A's first phase ends when its slower vCPU does (3 s), then 1 s; B's CPU-only phases do not
+    # wait for A's barrier: 0.5 s + 0.5 s.
+    a_plan = GuestPlan(2, 0.0, [_phase({0: [_cpu(0, 1.0)], 1: [_cpu(1, 3.0)]}, online=2),
+                                _phase({0: [_cpu(0, 1.0)]}, online=2)])
+    b_plan = GuestPlan(1, 0.0, [_phase({0: [_cpu(0, 0.5)]}), _phase({0: [_cpu(0, 0.5)]})])
+    a, b = simulate_guests([a_plan, b_plan], HOST)
+    assert [p.end for p in a] == pytest.approx([3.0, 4.0], rel=1e-12)
+    assert [p.end for p in b] == pytest.approx([0.5, 1.0], rel=1e-12)
+    assert a[0].vcpus[0].end == pytest.approx(1.0) and a[0].vcpus[1].end == pytest.approx(3.0)
+
+
+def test_one_guest_gives_what_the_engine_gives_phase_by_phase():
+    # Bandwidth, host path with ticking idle vCPUs, host CPUs: the same as simulate_phase's chain.
+    host = Host(memory_bandwidth=10 * GB, vcpu_bandwidth=8 * GB, cpus=2)
+    idle = Idle(online=4, tick_hz=250, exit_s=20e-6)
+    items = {v: [WorkItem(v, 0.01 * (v + 1), 2 * GB, host_s=0.05)] for v in range(3)}
+    plan = GuestPlan(3, 0.0, [GuestPhase(items, idle), GuestPhase({0: [_cpu(0, 0.5)]}, idle)])
+    [got] = simulate_guests([plan], host)
+    first = simulate_phase(items, 0.0, host, idle)
+    second = simulate_phase({0: [_cpu(0, 0.5)]}, first.end, host, idle)
+    assert [p.end for p in got] == [first.end, second.end]
+    assert got[0].idle_host_s == first.idle_host_s
+    assert got[0].path_wait_s == first.path_wait_s
+
+
+def test_idle_classes_with_one_tick_are_one_class():
+    # Schweitzer's per-customer response depends on a class only through R / P: two classes of 3
+    # and 2 vCPUs with the same tick are one class of 5.
+    think, demand = np.array([1e-3, 2e-3]), np.array([1e-4, 5e-5])
+    one = share_path(think, demand, 5, 2e-5, 1 / 250)
+    response, per_class, queue = share_path_classes(think, demand, ((3, 2e-5, 1 / 250), (2, 2e-5, 1 / 250)))
+    assert response == pytest.approx(one.response, rel=1e-9)
+    assert queue == pytest.approx(one.queue, rel=1e-9)
+    assert per_class[0] == pytest.approx((one.idle_response, one.idle_rate), rel=1e-9)
+    assert per_class[1] == pytest.approx((one.idle_response, one.idle_rate), rel=1e-9)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def test_a_single_guest_on_the_host_is_what_run_gives():
+    host = run_cli("host", "--guest", "4G,workload=touch:1G", "--json")
+    run = run_cli("run", "--memory", "4G", "--workload", "touch:1G", "--json")
+    assert host.code == 0 and run.code == 0, host.err + run.err
+    g = json.loads(host.out)["guests"][0]
+    r = json.loads(run.out)
+    assert g["boot_s"] == pytest.approx(r["boot_s"], rel=1e-9)
+    assert g["boot_alone_s"] == pytest.approx(r["boot_s"], rel=1e-9)
+    [w] = g["workloads"]
+    [rw] = r["workloads"]
+    assert (w["start_s"], w["end_s"]) == pytest.approx((rw["start_s"], rw["end_s"]), rel=1e-9)
+
+
+def _at(series: list[list[float]], t: float) -> float:
+    """A step series' value at ``t`` (0 before its first point)."""
+    value = 0.0
+    for ti, b in series:
+        if ti <= t:
+            value = b
+    return value
+
+
+def _host(*args: str) -> tuple[int, dict, str]:  # type: ignore[type-arg]
+    ran = run_cli("host", *args, "--json")
+    return ran.code, json.loads(ran.out), ran.err
+
+
+def test_host_memory_is_the_sum_of_the_guests_series(tmp_path):
+    # Each guest's own committed series, from `run`, shifted by its start, summed by hand.
+    code, doc, err = _host("--guest", "2x4G", "--guest", "4G,workload=touch:1G,start=1", "--stagger", "2")
+    assert code == 0, err
+    starts = [g["start_s"] for g in doc["guests"]]
+    assert starts == [0.0, 2.0, 5.0]
+    own = []
+    for g, memory_args in zip(doc["guests"], (["4G"], ["4G"], ["4G", "--workload", "touch:1G"]), strict=True):
+        r = json.loads(run_cli("run", "--memory", *memory_args, "--json").out)
+        # Overlapping guests change when each step comes, not how much each commits.
+        assert g["committed_bytes"] == r["committed_over_time"][-1][1]
+        own.append(g)
+    total = doc["committed_over_time"]
+    times = [t for t, _ in total]
+    assert times == sorted(times)
+    assert total[-1][1] == sum(g["committed_bytes"] for g in own)
+    assert doc["peak_committed_bytes"] == max(b for _, b in total)
+
+
+def test_host_memory_sum_of_series_step_by_step():
+    from lazyaccept.sim.host import committed_sum
+
+    a = [(0.0, 10), (1.0, 30), (4.0, 35)]
+    b = [(2.0, 100), (4.0, 150)]
+    total, oom = committed_sum([("a", a), ("b", b)], limit=140)
+    for t in (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0):
+        assert _at([list(p) for p in total], t) == _at([list(p) for p in a], t) + _at([list(p) for p in b], t)
+    # At 4 s, a's step (to 35) comes first: 35 + 100 = 135 <= 140; then b's: 35 + 150 = 185 > 140.
+    assert oom is not None and (oom.t, oom.guest, oom.committed) == (4.0, "b", 185)
+
+
+def test_running_out_of_host_memory_is_a_guest_failure_naming_the_guest():
+    ran = run_cli("host", "--guest", "2x4G", "--host-memory", "5G", "--json")
+    assert ran.code == 3
+    doc = json.loads(ran.out)  # the report comes first
+    oom = doc["out_of_memory"]
+    assert oom is not None and oom["committed_bytes"] > 5 * 2**30
+    [line] = ran.err_lines
+    assert line.startswith("lazyaccept: guest failed: ") and f"{oom['guest']}'s first touch" in line
+    # Just before that instant the guests fit.
+    assert _at(doc["committed_over_time"], math.nextafter(oom["t_s"], 0)) <= 5 * 2**30
+
+
+def test_enough_host_memory_is_no_failure():
+    code, doc, _ = _host("--guest", "2x4G", "--host-memory", "64G")
+    assert code == 0 and doc["out_of_memory"] is None
+
+
+@pytest.mark.parametrize("text", [
+    "", "x", "4Q", "0x4G", "2000x4G", "4G,vcpus=0", "4G,vcpus=two", "4G,foo=1", "4G,start=-1", "4G,start=nan",
+    "4G,policy=nope", "4G,workload=bogus:1", "4G,kernel=4.19", "4G,vcpus=2,vcpus=4", "4G,workload=",
+])
+def test_bad_guest_texts_are_one_line_and_exit_2(text):
+    ran = run_cli("host", "--guest", text)
+    assert ran.code == 2, (text, ran.code, ran.err)
+    [line] = ran.err_lines
+    assert line.startswith("lazyaccept: error: --guest ")
