@@ -119,6 +119,10 @@ class HostRun(PhaseRun):
         # Each guest begins when its first vCPU wakes at its start time.
         self.sleeping = [(float(plan.start), bases[k]) for k, plan in enumerate(plans) if plan.vcpus]
         heapq.heapify(self.sleeping)
+        #: Guests in a phase with idle vCPUs that take the tick: the path's idle customers.
+        self.ticking: dict[int, _Guest] = {}
+        #: The mean queue at the path in the last step (for the phases of guests not ticking).
+        self.last_queue = 0.0
         self.multi_memo: dict[tuple[object, ...], tuple[np.ndarray, list[tuple[float, float]], float,
                                                            np.ndarray, np.ndarray]] = {}
 
@@ -138,7 +142,10 @@ class HostRun(PhaseRun):
             off = g.index * _GUEST_UNITS
             e = replace(e, first=e.first + off, end=e.end + off,
                         fifo=None if e.fifo is None else f"{g.index}:{g.p}:{e.fifo}")
-        return replace(item, vcpu=g.base + v, entry=e, lock=None if item.lock is None else f"{g.index}:{item.lock}")
+        # The constructor, not replace(): a host of many guests remaps every item it runs.
+        return WorkItem(g.base + v, item.cpu_s, item.bytes, None if item.lock is None else f"{g.index}:{item.lock}",
+                        item.label, item.accepted_bytes, item.committed_bytes, item.host_s, item.onlines,
+                        item.not_before, e, item.requests)
 
     def _fifo_name(self, g: _Guest, name: str) -> str:
         return name if self.single else f"{g.index}:{g.p}:{name}"
@@ -152,6 +159,7 @@ class HostRun(PhaseRun):
             g.streams = []
             if p >= len(g.plan.phases):
                 g.finished = True
+                self.ticking.pop(g.index, None)
                 return
             ph = g.plan.phases[p]
             g.p, g.phase_start, g.spec = p, self.t, ph.idle
@@ -171,6 +179,7 @@ class HostRun(PhaseRun):
                 self.timing.call_spin_s.pop(gv, None)
             workers = sorted(v for v, its in ph.items.items() if its or ph.feed is not None)
             g.idle = max(0, ph.idle.online - len(workers))
+            self._idle_changed(g)
             g.pending = {g.base + v: [self._remap(g, it, v) for it in its] for v, its in ph.items.items() if its}
             g.remaining = {g.base + v for v in workers}
             for name, stream in _fifo_streams(ph.items, ph.fifo_order).items():
@@ -204,6 +213,9 @@ class HostRun(PhaseRun):
                 tm.call_spin_s[v] = self.timing.call_spin_s.pop(gv)
         tm.end = max((vt.end for vt in tm.vcpus.values()), default=tm.start)
         tm.idle_at_end = g.idle
+        if not self.single and g.index not in self.ticking:  # no idle customer at the end
+            tm.idle_host_rate_end = tm.idle_response_end = 0.0
+            tm.path_queue_end = self.last_queue
         g.timings.append(tm)
 
     # -- the engine's hooks ----------------------------------------------------------------------
@@ -211,7 +223,15 @@ class HostRun(PhaseRun):
         return self.guests[int(self.guest_of[v])].phase_start
 
     def _onlined(self, v: int, n: int) -> None:
-        self.guests[int(self.guest_of[v])].idle += n
+        g = self.guests[int(self.guest_of[v])]
+        g.idle += n
+        self._idle_changed(g)
+
+    def _idle_changed(self, g: _Guest) -> None:
+        if g.idle > 0 and g.spec.exit_s > 0 and g.spec.tick_hz > 0:
+            self.ticking[g.index] = g
+        else:
+            self.ticking.pop(g.index, None)
 
     def _out_of_work(self, v: int) -> None:
         """Done in :meth:`_fed`, which every vCPU out of work has just asked."""
@@ -244,12 +264,14 @@ class HostRun(PhaseRun):
                     g.parked.append(v)
                     self.parked.append(v)
                     g.idle += 1
+                    self._idle_changed(g)
                 return False
             g.moved = self.feed_moved = True
             if v in g.parked:
                 g.parked.remove(v)
                 self.parked.remove(v)
                 g.idle -= 1
+                self._idle_changed(g)
             if fed:
                 ph.items[local].extend(fed)
                 items = self.items[v]
@@ -268,6 +290,7 @@ class HostRun(PhaseRun):
             g.remaining.discard(v)
             self.timing.vcpus[v].end = self.t
             g.idle += 1  # idle for the rest of its guest's phase
+            self._idle_changed(g)
             if not g.remaining:
                 self._close(g)
                 self._begin(g, g.p + 1)
@@ -289,10 +312,16 @@ class HostRun(PhaseRun):
 
     def _advance_many(self, max_dt: float) -> tuple[float, list[int]]:
         """:func:`~lazyaccept.sim.engine._step` for several guests: one bandwidth pool, one path
-        with an idle class per guest in a phase, the host CPUs; the waits charged per guest."""
+        whose idle customers are every ticking guest's idle vCPUs (guests with the same tick are
+        one class: the same answer, see :func:`share_path_classes`), the host CPUs; the waits
+        charged per guest."""
         run_idx = np.flatnonzero(self.running)
-        active = [g for g in self.guests if g.in_phase]
-        classes = tuple((g.idle, g.spec.exit_s, g.spec.tick_period) for g in active)
+        groups: dict[tuple[float, float], int] = {}
+        for g in self.ticking.values():
+            tick = (g.spec.exit_s, g.spec.tick_period)
+            groups[tick] = groups.get(tick, 0) + g.idle
+        ticks = sorted(groups)
+        classes = tuple((groups[k], k[0], k[1]) for k in ticks)
         c, b, h = self.cpu[run_idx], self.nbytes[run_idx], self.hpath[run_idx]
         spinning = len(self.waiting_since)
         key = (c.tobytes(), b.tobytes(), h.tobytes(), classes, spinning)
@@ -307,17 +336,20 @@ class HostRun(PhaseRun):
         dt = min(float(np.min(f / rates)), max_dt)
         lost = (1.0 - rates / rate_alone) * dt
         owner = self.guest_of[run_idx]
-        n = len(self.guests)
-        path_wait = np.bincount(owner[path_bound], weights=lost[path_bound], minlength=n)
-        bw_wait = np.bincount(owner[~path_bound], weights=lost[~path_bound], minlength=n)
-        for k in np.flatnonzero(path_wait + bw_wait):
-            self.guests[k].timing.path_wait_s += float(path_wait[k])
-            self.guests[k].timing.bandwidth_wait_s += float(bw_wait[k])
+        if lost.any():
+            n = len(self.guests)
+            path_wait = np.bincount(owner[path_bound], weights=lost[path_bound], minlength=n)
+            bw_wait = np.bincount(owner[~path_bound], weights=lost[~path_bound], minlength=n)
+            for k in np.flatnonzero(path_wait + bw_wait):
+                self.guests[k].timing.path_wait_s += float(path_wait[k])
+                self.guests[k].timing.bandwidth_wait_s += float(bw_wait[k])
         left = f - rates * dt
         self.frac[run_idx] = left
         finished = run_idx[left <= 1e-9]
         self.running[finished] = False
-        for g, (r_idle, rate) in zip(active, per_class, strict=True):
+        self.last_queue = queue
+        for g in self.ticking.values():
+            r_idle, rate = per_class[ticks.index((g.spec.exit_s, g.spec.tick_period))]
             self._tick(g, rate, r_idle, queue, dt)
         return dt, finished.tolist()
 
