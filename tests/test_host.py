@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import run_cli
+from lazyaccept.base.choices import HostPath
 from lazyaccept.sim.engine import Host, Idle, WorkItem, simulate_phase
 from lazyaccept.sim.multiguest import GuestPhase, GuestPlan, simulate_guests
 from lazyaccept.sim.queueing import share_path, share_path_classes
@@ -193,3 +194,22 @@ def test_bad_guest_texts_are_one_line_and_exit_2(text):
     assert ran.code == 2, (text, ran.code, ran.err)
     [line] = ran.err_lines
     assert line.startswith("lazyaccept: error: --guest ")
+
+
+def _path_guest() -> GuestPlan:
+    """One item that is all host path: 1 s of operations at the path, nothing else."""
+    return GuestPlan(1, 0.0, [_phase({0: [WorkItem(0, 0.0, 0.0, host_s=1.0)]})])
+
+
+def test_one_path_for_all_guests_serialises_their_operations():
+    # Two customers that never think (Z = 0), 1 s of demand each: with Schweitzer's approximation
+    # each sees the other's whole queue, R = D (1 + S - q) = 1 s x (1 + 2 - 1) = 2 s: both end at
+    # 2 s (the path's one second per second, shared).
+    a, b = simulate_guests([_path_guest(), _path_guest()], HOST)
+    assert a[0].end == pytest.approx(2.0, rel=1e-9) and b[0].end == pytest.approx(2.0, rel=1e-9)
+
+
+def test_a_path_per_guest_keeps_guests_out_of_each_others_queue():
+    # Each guest's path serves its own operation alone: R = D = 1 s.
+    a, b = simulate_guests([_path_guest(), _path_guest()], HOST, HostPath.PER_GUEST)
+    assert a[0].end == pytest.approx(1.0, rel=1e-9) and b[0].end == pytest.approx(1.0, rel=1e-9)

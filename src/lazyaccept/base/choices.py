@@ -34,6 +34,15 @@ class HostMapping(StrEnum):
     PAGE_2M = "2m"
 
 
+class HostPath(StrEnum):
+    """Whose operations queue at the host's serialised path when several guests share a host:
+    every guest's at one path (``shared``: locks and structures the host holds for all guests), or
+    each guest's at its own (``per-guest``: KVM's ``kvm->mmu_lock`` is a lock of one VM)."""
+
+    SHARED = "shared"
+    PER_GUEST = "per-guest"
+
+
 class AcceptRoutine(StrEnum):
     """The code that accepts a range, as each actor runs it.
 

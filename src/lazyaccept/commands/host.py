@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..base.choices import HostPath
 from ..base.errors import ConfigError
 from ..base.fileio import STDOUT
 from ..base.units import format_size, parse_size
@@ -16,7 +17,15 @@ from ..scenario.runtime import RunConfig
 from ..scenario.workloads import Workload
 from ..sim.host import HostGuest, simulate_host
 from ..sim.profile import CostProfile
-from .options import EXIT_GUEST_FAILED, FiniteFloat, check_plot_file, check_stdout_once, guest_profile, guest_request
+from .options import (
+    EXIT_GUEST_FAILED,
+    FiniteFloat,
+    check_plot_file,
+    check_stdout_once,
+    enum_choice,
+    guest_profile,
+    guest_request,
+)
 from .run import run_config
 
 
@@ -55,13 +64,16 @@ def _config(spec: GuestSpec, profile: CostProfile) -> RunConfig:
               help="Physical CPUs the host runs all the guests' vCPUs on (default: one per vCPU).")
 @click.option("--host-memory", default=None, metavar="SIZE",
               help="The host's RAM for guests: running out of it is a modelled failure (exit status 3).")
+@click.option("--host-path", type=enum_choice(HostPath), default=HostPath.SHARED.value, show_default=True,
+              help="The host's serialised path (faults, AUG, page removals): one for all guests, or one per guest "
+                   "(KVM's mmu_lock is a lock of one VM).")
 @click.option("--profile", default=None, metavar="NAME|PATH", help="Host cost profile (default: tdx's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--plot", "plot_file", default=None, metavar="FILE",
               help="Draw each guest's timeline and the host memory committed against its RAM (.png, .svg or .pdf "
                    "by the suffix; - for PNG on stdout).")
 def host_cmd(guests: tuple[str, ...], stagger: float, host_cpus: int | None, host_memory: str | None,
-             profile: str | None, as_json: bool, plot_file: str | None) -> None:
+             host_path: str, profile: str | None, as_json: bool, plot_file: str | None) -> None:
     """Boot many guests on one host, on one clock: each guest's boot and workloads together and alone,
     and the host memory they commit against its RAM.
 
@@ -70,7 +82,8 @@ def host_cmd(guests: tuple[str, ...], stagger: float, host_cpus: int | None, hos
     check_stdout_once(("--json", as_json), ("--plot -", plot_file == STDOUT))
     ram = parse_size(host_memory) if host_memory is not None else None
     prof = guest_profile(profile, {})
-    result = simulate_host(host_guests(guests, stagger, prof), prof, host_cpus=host_cpus, host_memory=ram)
+    result = simulate_host(host_guests(guests, stagger, prof), prof, host_cpus=host_cpus, host_memory=ram,
+                           path=HostPath(host_path.lower()))
     if plot_file is not None:
         from ..presentation.host_plot import plot_host
 

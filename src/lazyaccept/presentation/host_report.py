@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..base.choices import HostPath
 from ..base.units import format_size
 from ..sim.host import GuestOnHost, HostResult
 from ..sim.profile import CostProfile
@@ -21,7 +22,7 @@ def _s(x: float | None) -> str:
 def _more(together: float | None, alone: float | None) -> str:
     if together is None or alone is None or alone <= 0:
         return "-"
-    return f"{(together / alone - 1) * 100:+.1f}%"
+    return f"{round((together / alone - 1) * 100, 1) + 0.0:+.1f}%"  # + 0.0: no "-0.0%" for a rounding's sign
 
 
 def _guest_line(g: GuestOnHost) -> str:
@@ -34,8 +35,9 @@ def print_host(console: Console, result: HostResult, profile: CostProfile) -> No
     host = result.host
     cpus = f"{host.cpus} CPUs" if host.cpus else "a CPU per vCPU"
     ram = format_size(result.host_memory) if result.host_memory else "RAM not given"
+    path = "one serialised path for all guests" if result.path is HostPath.SHARED else "a serialised path per guest"
     console.print(f"[bold]{len(result.guests)} guest(s) on one host[/bold]: {cpus}, {ram}, "
-                  f"memory bandwidth {host.memory_bandwidth / 1e9:g} GB/s, profile {profile.name}")
+                  f"memory bandwidth {host.memory_bandwidth / 1e9:g} GB/s, {path}, profile {profile.name}")
     console.print("Times from each guest's start; alone = the same guest by itself on this host", soft_wrap=True)
     t = Table()
     for col in ("guest", "start", "boot", "alone", "contention", "workload end", "alone ", "contention ",
@@ -62,6 +64,7 @@ def host_document(result: HostResult, profile: CostProfile) -> dict[str, Any]:
     oom = result.out_of_memory
     return {
         "host": {"profile": profile.name, "cpus": result.host.cpus, "memory_bytes": result.host_memory,
+                 "path": result.path.value,
                  "memory_bandwidth_bps": result.host.memory_bandwidth},
         "guests": [
             {"name": g.guest.name, "start_s": g.guest.start, "config": g.result.record.config.as_dict(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..base.choices import HostPath
 from ..scenario.build import build_record
 from ..scenario.runtime import RunConfig, RunThreads
 from .engine import Host
@@ -76,6 +77,7 @@ class OutOfMemory:
 class HostResult:
     guests: list[GuestOnHost]
     host: Host
+    path: HostPath
     #: The host's RAM (``None``: not given), and host memory committed by all guests over time.
     host_memory: int | None
     committed: Series = field(default_factory=list)
@@ -87,9 +89,10 @@ class HostResult:
 
 
 def simulate_host(guests: list[HostGuest], profile: CostProfile, *, host_cpus: int | None = None,
-                  host_memory: int | None = None, alone: bool = True) -> HostResult:
+                  host_memory: int | None = None, alone: bool = True, path: HostPath = HostPath.SHARED) -> HostResult:
     """Boot and run ``guests`` together on one host priced by ``profile`` (``host_cpus`` physical
-    CPUs for all their vCPUs, ``None``: one each); with ``alone``, each distinct guest is also
+    CPUs for all their vCPUs, ``None``: one each; ``path``: one serialised path for all guests, or
+    one each); with ``alone``, each distinct guest is also
     timed alone on the same host, for the contention the others cost it."""
     host = profile.host
     if host_cpus is not None:
@@ -103,7 +106,7 @@ def simulate_host(guests: list[HostGuest], profile: CostProfile, *, host_cpus: i
         live = LivePhase(th.phase, th.busy_vcpus, th.next_work, th.shared_fifos)
         boots.append(GuestBoot(boot.phases, profile, boot.platform.host.added_bytes, live, g.start))
         threads.append(th)
-    timelines = simulate_many(boots, host)
+    timelines = simulate_many(boots, host, path)
     solo: dict[RunConfig, RunResult] = {}
     out = []
     for g, th, tl in zip(guests, threads, timelines, strict=True):
@@ -115,7 +118,7 @@ def simulate_host(guests: list[HostGuest], profile: CostProfile, *, host_cpus: i
             by_itself = solo[g.config]
         out.append(GuestOnHost(g, result, by_itself))
     committed, oom = committed_sum([(g.guest.name, g.committed) for g in out], host_memory)
-    return HostResult(out, host, host_memory, committed, oom)
+    return HostResult(out, host, path, host_memory, committed, oom)
 
 
 def committed_sum(series: list[tuple[str, Series]], limit: int | None = None) -> tuple[Series, OutOfMemory | None]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..base.choices import HostPath
 from .engine import (
     _MEMO_SETS,
     Feed,
@@ -42,7 +43,7 @@ from .engine import (
     _step,
     fair_level,
 )
-from .queueing import IdleClass, share_path_classes
+from .queueing import IdleClass, share_path, share_path_classes
 
 #: Unit offset between guests' accepting-list ranges: guest k's ranges start at k times this, so
 #: no two guests' ranges ever intersect (a bitmap unit is at least 2 MiB: 2**40 units is 2 EiB).
@@ -107,13 +108,14 @@ def _no_feed(v: int, t: float) -> list[WorkItem] | None:  # pragma: no cover - H
 class HostRun(PhaseRun):
     """Every guest's phases on one clock (see the module docstring)."""
 
-    def __init__(self, plans: list[GuestPlan], host: Host) -> None:
+    def __init__(self, plans: list[GuestPlan], host: Host, path: HostPath = HostPath.SHARED) -> None:
         bases = [0]
         for plan in plans:
             bases.append(bases[-1] + plan.vcpus)
         super().__init__({g: [] for g in range(bases[-1])}, 0.0, host, Idle(online=0), None, _no_feed)
         self.guests = [_Guest(k, bases[k], plan) for k, plan in enumerate(plans)]
         self.single = len(plans) == 1
+        self.path_per_guest = path is HostPath.PER_GUEST
         self.guest_of = np.repeat(np.arange(len(plans)), [p.vcpus for p in plans])
         self.ready = deque()
         # Each guest begins when its first vCPU wakes at its start time.
@@ -123,6 +125,8 @@ class HostRun(PhaseRun):
         self.ticking: dict[int, _Guest] = {}
         #: The mean queue at the path in the last step (for the phases of guests not ticking).
         self.last_queue = 0.0
+        self.guest_memo: dict[tuple[object, ...], tuple[np.ndarray, list[tuple[float, float, float]], float,
+                                                          np.ndarray, np.ndarray]] = {}
         self.multi_memo: dict[tuple[object, ...], tuple[np.ndarray, list[tuple[float, float]], float,
                                                            np.ndarray, np.ndarray]] = {}
 
@@ -316,6 +320,8 @@ class HostRun(PhaseRun):
         one class: the same answer, see :func:`share_path_classes`), the host CPUs; the waits
         charged per guest."""
         run_idx = np.flatnonzero(self.running)
+        if self.path_per_guest:
+            return self._advance_per_guest(run_idx, max_dt)
         groups: dict[tuple[float, float], int] = {}
         for g in self.ticking.values():
             tick = (g.spec.exit_s, g.spec.tick_period)
@@ -332,6 +338,40 @@ class HostRun(PhaseRun):
                 self.multi_memo.clear()
             self.multi_memo[key] = known
         rates, per_class, queue, rate_alone, path_bound = known
+        dt, finished = self._progress(run_idx, rates, rate_alone, path_bound, max_dt)
+        self.last_queue = queue
+        for g in self.ticking.values():
+            r_idle, rate = per_class[ticks.index((g.spec.exit_s, g.spec.tick_period))]
+            self._tick(g, rate, r_idle, queue, dt)
+        return dt, finished
+
+    def _advance_per_guest(self, run_idx: np.ndarray, max_dt: float) -> tuple[float, list[int]]:
+        """As :meth:`_advance_many` with a path of each guest's own: a guest's items and ticking
+        idle vCPUs queue only behind each other (bandwidth and host CPUs stay shared)."""
+        owner = self.guest_of[run_idx]
+        ticking = sorted(self.ticking)
+        classes = tuple((k, self.guests[k].idle, self.guests[k].spec.exit_s, self.guests[k].spec.tick_period)
+                        for k in ticking)
+        c, b, h = self.cpu[run_idx], self.nbytes[run_idx], self.hpath[run_idx]
+        spinning = len(self.waiting_since)
+        key = (c.tobytes(), b.tobytes(), h.tobytes(), owner.tobytes(), classes, spinning)
+        known = self.guest_memo.get(key)
+        if known is None:
+            known = _rates_per_guest(c, b, h, owner, self.host, classes, spinning)
+            if len(self.guest_memo) >= _MEMO_SETS:
+                self.guest_memo.clear()
+            self.guest_memo[key] = known
+        rates, per_class, _, rate_alone, path_bound = known
+        dt, finished = self._progress(run_idx, rates, rate_alone, path_bound, max_dt)
+        self.last_queue = 0.0
+        for k, (r_idle, rate, queue) in zip(ticking, per_class, strict=True):
+            self._tick(self.guests[k], rate, r_idle, queue, dt)
+        return dt, finished
+
+    def _progress(self, run_idx: np.ndarray, rates: np.ndarray, rate_alone: np.ndarray, path_bound: np.ndarray,
+                  max_dt: float) -> tuple[float, list[int]]:
+        """The running items progress at ``rates`` to the next completion (or ``max_dt``); what
+        they lost to the path or the bandwidth is charged to their guests."""
         f = self.frac[run_idx]
         dt = min(float(np.min(f / rates)), max_dt)
         lost = (1.0 - rates / rate_alone) * dt
@@ -347,10 +387,6 @@ class HostRun(PhaseRun):
         self.frac[run_idx] = left
         finished = run_idx[left <= 1e-9]
         self.running[finished] = False
-        self.last_queue = queue
-        for g in self.ticking.values():
-            r_idle, rate = per_class[ticks.index((g.spec.exit_s, g.spec.tick_period))]
-            self._tick(g, rate, r_idle, queue, dt)
         return dt, finished.tolist()
 
     def _tick(self, g: _Guest, idle_rate: float, idle_response: float, queue: float, dt: float) -> None:
@@ -392,7 +428,43 @@ def _rates_many(c: np.ndarray, b: np.ndarray, h: np.ndarray, host: Host, classes
     return rates, per_class, queue, rate_alone, rate_path <= rate_bw
 
 
-def simulate_guests(plans: list[GuestPlan], host: Host) -> list[list[PhaseTiming]]:
+def _rates_per_guest(c: np.ndarray, b: np.ndarray, h: np.ndarray, owner: np.ndarray, host: Host,
+                     classes: tuple[tuple[int, int, float, float], ...], spinning: int
+                     ) -> tuple[np.ndarray, list[tuple[float, float, float]], float, np.ndarray, np.ndarray]:
+    """:func:`_rates_many` with a path per guest: ``owner`` is each item's guest, ``classes`` the
+    ticking guests' (guest, idle vCPUs, demand per tick, tick period)."""
+    think = c + b / host.vcpu_bandwidth
+    alone = think + h
+    rate_alone = 1.0 / alone
+    rate_bw = np.full(len(c), math.inf)
+    rate_path = np.full(len(c), math.inf)
+    streaming = b > 0
+    if streaming.any():
+        asks = b[streaming] / alone[streaming]
+        level = fair_level(asks, host.memory_bandwidth)
+        if level != math.inf:
+            rate_bw[streaming] = np.minimum(asks, level) / b[streaming]
+    idle = {k: (n, d, p) for k, n, d, p in classes}
+    per_class: dict[int, tuple[float, float, float]] = {}
+    response = np.zeros(len(c))
+    on_path = h > 0
+    for k in sorted(set(owner[on_path].tolist()) | set(idle)):
+        mine = owner == k
+        n, d, p = idle.get(k, (0, 0.0, math.inf))
+        share = share_path(think[mine], h[mine], n, d, p)
+        response[mine] = share.response
+        per_class[k] = (share.idle_response, share.idle_rate, share.queue)
+    if on_path.any():
+        rate_path[on_path] = 1.0 / (think[on_path] + response[on_path])
+    rates = np.minimum(rate_alone, np.minimum(rate_bw, rate_path))
+    if host.cpus is not None:
+        active = len(c) + spinning
+        if active > host.cpus:
+            rates = rates * (host.cpus / active)
+    return rates, [per_class[k] for k, _, _, _ in classes], 0.0, rate_alone, rate_path <= rate_bw
+
+
+def simulate_guests(plans: list[GuestPlan], host: Host, path: HostPath = HostPath.SHARED) -> list[list[PhaseTiming]]:
     """Run every guest's phases on one host from t = 0 (each from its own start): per guest, its
     phases' timings in order.  One guest gives what :func:`simulate_phase` gives phase by phase."""
-    return HostRun(plans, host).run_guests()
+    return HostRun(plans, host, path).run_guests()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ..base.choices import HostPath
 from ..base.record import AcceptEvent, Event, Phase
 from .engine import Feed, Host, Idle, PhaseTiming, WorkItem, simulate_phase
 from .multiguest import GuestPhase, GuestPlan, simulate_guests
@@ -179,7 +180,7 @@ class GuestBoot:
     start: float = 0.0
 
 
-def simulate_many(guests: list[GuestBoot], host: Host) -> list[Timeline]:
+def simulate_many(guests: list[GuestBoot], host: Host, path: HostPath = HostPath.SHARED) -> list[Timeline]:
     """Every guest's phases on one host and one clock (:mod:`lazyaccept.sim.multiguest`): per
     guest its timeline, in host seconds (a guest's boot starts at its ``start``).  One guest at
     0 gives what :func:`simulate` gives."""
@@ -188,7 +189,7 @@ def simulate_many(guests: list[GuestBoot], host: Host) -> list[Timeline]:
         GuestPlan(max((v + 1 for p in prep for v in p.engine.items), default=0), gb.start, [p.engine for p in prep])
         for gb, prep in zip(guests, prepared, strict=True)
     ]
-    timings = simulate_guests(plans, host)
+    timings = simulate_guests(plans, host, path)
     return [
         _assemble(gb.phases, prep, tms, gb.profile, gb.committed_at_start, gb.start)
         for gb, prep, tms in zip(guests, prepared, timings, strict=True)
