@@ -173,11 +173,14 @@ def test_running_out_of_host_memory_is_a_guest_failure_naming_the_guest():
     assert ran.code == 3
     doc = json.loads(ran.out)  # the report comes first
     oom = doc["out_of_memory"]
-    assert oom is not None and oom["committed_bytes"] > 5 * 2**30
+    # The guests get the host's RAM less TDX's static PAMT: 5 GiB x 16 B / 4 KiB = 20 MiB.
+    assert doc["host"]["reserved_bytes"] == 20 << 20
+    limit = (5 << 30) - (20 << 20)
+    assert oom is not None and oom["committed_bytes"] > limit
     [line] = ran.err_lines
     assert line.startswith("lazyaccept: guest failed: ") and f"{oom['guest']}'s first touch" in line
     # Just before that instant the guests fit.
-    assert _at(doc["committed_over_time"], math.nextafter(oom["t_s"], 0)) <= 5 * 2**30
+    assert _at(doc["committed_over_time"], math.nextafter(oom["t_s"], 0)) <= limit
 
 
 def test_enough_host_memory_is_no_failure():
@@ -213,3 +216,52 @@ def test_a_path_per_guest_keeps_guests_out_of_each_others_queue():
     # Each guest's path serves its own operation alone: R = D = 1 s.
     a, b = simulate_guests([_path_guest(), _path_guest()], HOST, HostPath.PER_GUEST)
     assert a[0].end == pytest.approx(1.0, rel=1e-9) and b[0].end == pytest.approx(1.0, rel=1e-9)
+
+
+# --- host features ------------------------------------------------------------------------------
+
+
+def test_dynamic_pamt_adds_a_page_pair_and_a_seamcall_per_2m_region_backed_at_4k():
+    from lazyaccept.base.record import AcceptEvent, AcceptStats
+    from lazyaccept.sim.host_features import DPAMT_ADD_S, _dpamt_price
+    from lazyaccept.sim.pricing import price
+    from lazyaccept.sim.profile import load_profile
+
+    prof = load_profile("tdx")
+    # 1,025 pages backed at 4 KiB: three 2 MiB regions (512 + 512 + 1), each 2 x 4 KiB of PAMT.
+    ev = AcceptEvent("kernel", 0, 0, 1025 * 4096, AcceptStats(bytes_accepted=1025 * 4096, calls_4k=1025,
+                                                              host_backed_4k=1025))
+    plain, dpamt = price(prof, ev), _dpamt_price(prof, ev)
+    assert dpamt.committed_bytes - plain.committed_bytes == 3 * 8192
+    assert dpamt.host_s - plain.host_s == pytest.approx(3 * DPAMT_ADD_S, rel=1e-12)
+    assert dpamt.cpu_s == plain.cpu_s and dpamt.bytes == plain.bytes
+
+
+def test_static_pamt_is_kept_from_the_guests_and_dynamic_pamt_keeps_a_bitmap():
+    # 256 GiB x 16 B / 4 KiB = 1 GiB of PAMT_4K; Dynamic PAMT keeps one bit per 4 KiB page: 8 MiB.
+    code, doc, err = _host("--guest", "4G", "--host-memory", "256G")
+    assert code == 0, err
+    assert doc["host"]["reserved_bytes"] == 1 << 30
+    code, doc, err = _host("--guest", "4G", "--host-memory", "256G", "--host-feature", "tdx-dpamt")
+    assert code == 0, err
+    assert doc["host"]["reserved_bytes"] == 8 << 20 and doc["host"]["features"] == ["tdx-dpamt"]
+    code, doc, err = _host("--guest", "4G", "--host-memory", "256G", "--profile", "snp")
+    assert code == 0, err
+    assert doc["host"]["reserved_bytes"] == 0
+
+
+def test_2m_private_mappings_are_runs_host_mapping():
+    code, doc, err = _host("--guest", "4G", "--host-feature", "tdx-2m")
+    assert code == 0, err
+    run = json.loads(run_cli("run", "--memory", "4G", "--host-mapping", "2m", "--json").out)
+    assert doc["guests"][0]["config"]["host_mapping"] == "2m"
+    assert doc["guests"][0]["boot_s"] == pytest.approx(run["boot_s"], rel=1e-9)
+
+
+def test_snp_prefault_is_runs_snp_prefault_and_only_for_snp():
+    code, doc, err = _host("--guest", "4G", "--profile", "snp", "--host-feature", "snp-prefault")
+    assert code == 0, err
+    run = json.loads(run_cli("run", "--memory", "4G", "--profile", "snp", "--snp-prefault", "--json").out)
+    assert doc["guests"][0]["boot_s"] == pytest.approx(run["boot_s"], rel=1e-9)
+    ran = run_cli("host", "--guest", "4G", "--host-feature", "snp-prefault")
+    assert ran.code == 2 and len(ran.err_lines) == 1

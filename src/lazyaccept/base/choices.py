@@ -43,6 +43,17 @@ class HostPath(StrEnum):
     PER_GUEST = "per-guest"
 
 
+class HostFeature(StrEnum):
+    """Host features pending upstream, as what-ifs of ``lazyaccept host``."""
+
+    #: TDX Dynamic PAMT: the 4 KiB level of the PAMT added per 2 MiB region on its first AUG.
+    TDX_DPAMT = "tdx-dpamt"
+    #: TDX private memory mapped at 2 MiB (the proposed huge-page design): ``--host-mapping 2m``.
+    TDX_2M = "tdx-2m"
+    #: QEMU pre-faults what an SNP page-state change makes private: ``--snp-prefault``.
+    SNP_PREFAULT = "snp-prefault"
+
+
 class AcceptRoutine(StrEnum):
     """The code that accepts a range, as each actor runs it.
 

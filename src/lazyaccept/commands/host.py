@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..base.choices import HostPath
+from ..base.choices import HostFeature, HostPath
 from ..base.errors import ConfigError
 from ..base.fileio import STDOUT
 from ..base.units import format_size, parse_size
@@ -16,6 +16,7 @@ from ..scenario.host_guests import MAX_GUESTS, GuestSpec
 from ..scenario.runtime import RunConfig
 from ..scenario.workloads import Workload
 from ..sim.host import HostGuest, simulate_host
+from ..sim.host_features import HostFeatures
 from ..sim.profile import CostProfile
 from .options import (
     EXIT_GUEST_FAILED,
@@ -67,13 +68,17 @@ def _config(spec: GuestSpec, profile: CostProfile) -> RunConfig:
 @click.option("--host-path", type=enum_choice(HostPath), default=HostPath.SHARED.value, show_default=True,
               help="The host's serialised path (faults, AUG, page removals): one for all guests, or one per guest "
                    "(KVM's mmu_lock is a lock of one VM).")
+@click.option("--host-feature", "host_features", multiple=True, type=enum_choice(HostFeature),
+              help="A host feature pending upstream, as a what-if (repeatable): tdx-dpamt (Dynamic PAMT), tdx-2m "
+                   "(2 MiB private mappings), snp-prefault (QEMU pre-faults page-state changes).")
 @click.option("--profile", default=None, metavar="NAME|PATH", help="Host cost profile (default: tdx's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--plot", "plot_file", default=None, metavar="FILE",
               help="Draw each guest's timeline and the host memory committed against its RAM (.png, .svg or .pdf "
                    "by the suffix; - for PNG on stdout).")
 def host_cmd(guests: tuple[str, ...], stagger: float, host_cpus: int | None, host_memory: str | None,
-             host_path: str, profile: str | None, as_json: bool, plot_file: str | None) -> None:
+             host_path: str, host_features: tuple[str, ...], profile: str | None, as_json: bool,
+             plot_file: str | None) -> None:
     """Boot many guests on one host, on one clock: each guest's boot and workloads together and alone,
     and the host memory they commit against its RAM.
 
@@ -82,8 +87,9 @@ def host_cmd(guests: tuple[str, ...], stagger: float, host_cpus: int | None, hos
     check_stdout_once(("--json", as_json), ("--plot -", plot_file == STDOUT))
     ram = parse_size(host_memory) if host_memory is not None else None
     prof = guest_profile(profile, {})
+    features = HostFeatures.parse(host_features, prof.tee)
     result = simulate_host(host_guests(guests, stagger, prof), prof, host_cpus=host_cpus, host_memory=ram,
-                           path=HostPath(host_path.lower()))
+                           path=HostPath(host_path.lower()), features=features)
     if plot_file is not None:
         from ..presentation.host_plot import plot_host
 
@@ -101,6 +107,7 @@ def host_cmd(guests: tuple[str, ...], stagger: float, host_cpus: int | None, hos
             console.print(wrote(plot_file), markup=False, highlight=False)
     oom = result.out_of_memory
     if oom is not None:
-        click.echo(f"lazyaccept: guest failed: the host's {format_size(ram or 0)} of RAM runs out at {oom.t:.2f} s: "
-                   f"{oom.guest}'s first touch commits past it", err=True)
+        kept = f" (less {format_size(result.reserved_bytes)} of static PAMT)" if result.reserved_bytes else ""
+        click.echo(f"lazyaccept: guest failed: the host's {format_size(ram or 0)} of RAM{kept} runs out at "
+                   f"{oom.t:.2f} s: {oom.guest}'s first touch commits past it", err=True)
         click.get_current_context().exit(EXIT_GUEST_FAILED)

@@ -36,8 +36,10 @@ def print_host(console: Console, result: HostResult, profile: CostProfile) -> No
     cpus = f"{host.cpus} CPUs" if host.cpus else "a CPU per vCPU"
     ram = format_size(result.host_memory) if result.host_memory else "RAM not given"
     path = "one serialised path for all guests" if result.path is HostPath.SHARED else "a serialised path per guest"
+    what_ifs = sorted(f.value for f in result.features.features)
     console.print(f"[bold]{len(result.guests)} guest(s) on one host[/bold]: {cpus}, {ram}, "
-                  f"memory bandwidth {host.memory_bandwidth / 1e9:g} GB/s, {path}, profile {profile.name}")
+                  f"memory bandwidth {host.memory_bandwidth / 1e9:g} GB/s, {path}, profile {profile.name}"
+                  + (f"; what-ifs: {', '.join(what_ifs)}" if what_ifs else ""))
     console.print("Times from each guest's start; alone = the same guest by itself on this host", soft_wrap=True)
     t = Table()
     for col in ("guest", "start", "boot", "alone", "contention", "workload end", "alone ", "contention ",
@@ -53,6 +55,9 @@ def print_host(console: Console, result: HostResult, profile: CostProfile) -> No
     of = f" of {format_size(result.host_memory)}" if result.host_memory else ""
     console.print(f"Host memory committed by the guests: peak {format_size(peak)}{of} "
                   f"at {peak_t:.2f} s (host time)")
+    if result.reserved_bytes:
+        kept = format_size(result.reserved_bytes)
+        console.print(f"Kept by the TDX module whatever the guests do (static PAMT): {kept} of the host's RAM")
     oom = result.out_of_memory
     if oom is not None:
         console.print(f"[bold red]The host's RAM runs out at {oom.t:.2f} s[/bold red]: {escape(oom.guest)}'s "
@@ -64,7 +69,8 @@ def host_document(result: HostResult, profile: CostProfile) -> dict[str, Any]:
     oom = result.out_of_memory
     return {
         "host": {"profile": profile.name, "cpus": result.host.cpus, "memory_bytes": result.host_memory,
-                 "path": result.path.value,
+                 "path": result.path.value, "features": sorted(f.value for f in result.features.features),
+                 "reserved_bytes": result.reserved_bytes,
                  "memory_bandwidth_bps": result.host.memory_bandwidth},
         "guests": [
             {"name": g.guest.name, "start_s": g.guest.start, "config": g.result.record.config.as_dict(),

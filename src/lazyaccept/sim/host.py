@@ -9,15 +9,16 @@ in host seconds (guest ``k`` starts at its ``start``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..base.choices import HostPath
 from ..scenario.build import build_record
 from ..scenario.runtime import RunConfig, RunThreads
 from .engine import Host
+from .host_features import HostFeatures
 from .profile import CostProfile
 from .run import check_profile_fits
-from .runtime import RunResult, measure_run, time_run
+from .runtime import RunResult, measure_run
 from .timeline import GuestBoot, LivePhase, Series, simulate_many
 
 
@@ -82,6 +83,9 @@ class HostResult:
     host_memory: int | None
     committed: Series = field(default_factory=list)
     out_of_memory: OutOfMemory | None = None
+    features: HostFeatures = field(default_factory=HostFeatures)
+    #: Host memory the TEE keeps whatever the guests do (TDX's static PAMT): not the guests'.
+    reserved_bytes: int = 0
 
     @property
     def peak_committed(self) -> int:
@@ -89,36 +93,48 @@ class HostResult:
 
 
 def simulate_host(guests: list[HostGuest], profile: CostProfile, *, host_cpus: int | None = None,
-                  host_memory: int | None = None, alone: bool = True, path: HostPath = HostPath.SHARED) -> HostResult:
+                  host_memory: int | None = None, alone: bool = True, path: HostPath = HostPath.SHARED,
+                  features: HostFeatures | None = None) -> HostResult:
     """Boot and run ``guests`` together on one host priced by ``profile`` (``host_cpus`` physical
     CPUs for all their vCPUs, ``None``: one each; ``path``: one serialised path for all guests, or
-    one each); with ``alone``, each distinct guest is also
-    timed alone on the same host, for the contention the others cost it."""
+    one each; ``features``: the host's what-ifs); with ``alone``, each distinct guest is also timed
+    alone on the same host, for the contention the others cost it."""
+    features = features if features is not None else HostFeatures()
     host = profile.host
     if host_cpus is not None:
         host = Host(host.memory_bandwidth, host.vcpu_bandwidth, host_cpus)
-    boots: list[GuestBoot] = []
-    threads: list[RunThreads] = []
+    guests = [replace(g, config=replace(g.config, vm=features.guest(g.config.vm))) for g in guests]
     for g in guests:
         check_profile_fits(g.config.vm, profile)
-        boot = build_record(g.config.vm)
-        th = RunThreads(g.config, boot)
-        live = LivePhase(th.phase, th.busy_vcpus, th.next_work, th.shared_fifos)
-        boots.append(GuestBoot(boot.phases, profile, boot.platform.host.added_bytes, live, g.start))
-        threads.append(th)
-    timelines = simulate_many(boots, host, path)
+    together = _run(guests, profile, host, path, features)
     solo: dict[RunConfig, RunResult] = {}
     out = []
-    for g, th, tl in zip(guests, threads, timelines, strict=True):
-        result = measure_run(th.finish(), tl)
+    for g, result in zip(guests, together, strict=True):
         by_itself = None
         if alone:
             if g.config not in solo:
-                solo[g.config] = measure_run(*time_run(g.config, profile, host))
+                [solo[g.config]] = _run([replace(g, start=0.0)], profile, host, path, features)
             by_itself = solo[g.config]
         out.append(GuestOnHost(g, result, by_itself))
-    committed, oom = committed_sum([(g.guest.name, g.committed) for g in out], host_memory)
-    return HostResult(out, host, path, host_memory, committed, oom)
+    reserved = features.static_bytes(host_memory, profile.tee) if host_memory is not None else 0
+    limit = host_memory - reserved if host_memory is not None else None
+    committed, oom = committed_sum([(g.guest.name, g.committed) for g in out], limit)
+    return HostResult(out, host, path, host_memory, committed, oom, features, reserved)
+
+
+def _run(guests: list[HostGuest], profile: CostProfile, host: Host, path: HostPath,
+         features: HostFeatures) -> list[RunResult]:
+    """``guests`` booted and run together, each measured as ``run`` measures one."""
+    boots: list[GuestBoot] = []
+    threads: list[RunThreads] = []
+    for g in guests:
+        boot = build_record(g.config.vm)
+        th = RunThreads(g.config, boot)
+        live = LivePhase(th.phase, th.busy_vcpus, th.next_work, th.shared_fifos)
+        boots.append(GuestBoot(boot.phases, profile, boot.platform.host.added_bytes, live, g.start, features.pricing))
+        threads.append(th)
+    timelines = simulate_many(boots, host, path)
+    return [measure_run(th.finish(), tl) for th, tl in zip(threads, timelines, strict=True)]
 
 
 def committed_sum(series: list[tuple[str, Series]], limit: int | None = None) -> tuple[Series, OutOfMemory | None]:

@@ -94,7 +94,13 @@ class LivePhase:
     shared_fifos: frozenset[str] = frozenset()
 
 
-def _feed(live: LivePhase, profile: CostProfile, actors: dict[int, list[str | None]]) -> Feed:
+#: How an event is priced: :func:`~lazyaccept.sim.pricing.price`, or a host's own (a host feature
+#: that adds to what the host does for some events).
+Pricing = Callable[[CostProfile, Event], WorkItem]
+
+
+def _feed(live: LivePhase, profile: CostProfile, actors: dict[int, list[str | None]],
+          pricing: Pricing = price) -> Feed:
     """The engine's feed for ``live``: the events the guest records for a vCPU, priced."""
     events = live.phase.events
 
@@ -107,7 +113,7 @@ def _feed(live: LivePhase, profile: CostProfile, actors: dict[int, list[str | No
         if wrong:
             raise RuntimeError(f"the guest recorded work on vCPU {wrong[0].vcpu} when vCPU {vcpu} asked for its own")
         actors[vcpu].extend(e.actor if isinstance(e, AcceptEvent) else None for e in new)
-        return [price(profile, e) for e in new]
+        return [pricing(profile, e) for e in new]
 
     return feed
 
@@ -120,7 +126,7 @@ class _Prepared:
     actors: dict[int, list[str | None]]
 
 
-def _prepare(phase: Phase, profile: CostProfile, live: LivePhase | None) -> _Prepared:
+def _prepare(phase: Phase, profile: CostProfile, live: LivePhase | None, pricing: Pricing = price) -> _Prepared:
     """``phase``'s events priced as the engine's items (a live phase: its feed), its idle vCPUs."""
     items: dict[int, list[WorkItem]] = {}
     actors: dict[int, list[str | None]] = {}
@@ -132,13 +138,13 @@ def _prepare(phase: Phase, profile: CostProfile, live: LivePhase | None) -> _Pre
             raise RuntimeError("a live phase starts empty: its events are recorded as it runs")
         items = {v: [] for v in live.vcpus}
         actors = {v: [] for v in live.vcpus}
-        feed = _feed(live, profile, actors)
+        feed = _feed(live, profile, actors, pricing)
         shared = live.shared_fifos
     for ev in phase.events:
         vcpu_items = items.setdefault(ev.vcpu, [])
         if isinstance(ev, AcceptEvent) and ev.entry is not None and ev.entry.fifo is not None:
             fifo_order.append((ev.vcpu, len(vcpu_items)))
-        vcpu_items.append(price(profile, ev))
+        vcpu_items.append(pricing(profile, ev))
         actors.setdefault(ev.vcpu, []).append(ev.actor if isinstance(ev, AcceptEvent) else None)
     idle = Idle(online=phase.online_vcpus, tick_hz=phase.tick_hz, exit_s=profile.si("host.path_idle_exit"))
     return _Prepared(GuestPhase(items, idle, fifo_order, feed, shared), actors)
@@ -178,13 +184,14 @@ class GuestBoot:
     committed_at_start: int = 0
     live: LivePhase | None = None
     start: float = 0.0
+    pricing: Pricing = price
 
 
 def simulate_many(guests: list[GuestBoot], host: Host, path: HostPath = HostPath.SHARED) -> list[Timeline]:
     """Every guest's phases on one host and one clock (:mod:`lazyaccept.sim.multiguest`): per
     guest its timeline, in host seconds (a guest's boot starts at its ``start``).  One guest at
     0 gives what :func:`simulate` gives."""
-    prepared = [[_prepare(phase, gb.profile, gb.live) for phase in gb.phases] for gb in guests]
+    prepared = [[_prepare(phase, gb.profile, gb.live, gb.pricing) for phase in gb.phases] for gb in guests]
     plans = [
         GuestPlan(max((v + 1 for p in prep for v in p.engine.items), default=0), gb.start, [p.engine for p in prep])
         for gb, prep in zip(guests, prepared, strict=True)
