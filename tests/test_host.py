@@ -265,3 +265,11 @@ def test_snp_prefault_is_runs_snp_prefault_and_only_for_snp():
     assert doc["guests"][0]["boot_s"] == pytest.approx(run["boot_s"], rel=1e-9)
     ran = run_cli("host", "--guest", "4G", "--host-feature", "snp-prefault")
     assert ran.code == 2 and len(ran.err_lines) == 1
+
+
+def test_plot_is_written(tmp_path):
+    out = tmp_path / "host.png"
+    ran = run_cli("host", "--guest", "2x4G", "--stagger", "1", "--host-memory", "64G", "--plot", str(out))
+    assert ran.code == 0, ran.err
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {out}" in ran.out
