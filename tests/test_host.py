@@ -273,3 +273,11 @@ def test_plot_is_written(tmp_path):
     assert ran.code == 0, ran.err
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"wrote {out}" in ran.out
+
+
+def test_a_guests_own_failure_is_exit_3_naming_that_guest():
+    # Released kernels leave hot-added memory out of the bitmap: the guest fails (as `run` says).
+    ran = run_cli("host", "--guest", "4G", "--guest", "4G,workload=hotplug:1G")
+    assert ran.code == 3
+    [line] = ran.err_lines
+    assert line.startswith("lazyaccept: guest failed: g2: hotplug-unaccepted")

@@ -42,7 +42,9 @@ def host_figure(result: HostResult) -> object:
     ax2.step(ts, [b / GiB for _, b in result.committed], where="post", color="tab:green", lw=2,
              label="committed by all guests")
     if result.host_memory:
-        ax2.axhline(result.host_memory / GiB, color="tab:red", ls="--", label="host RAM")
+        kept = " less static PAMT" if result.reserved_bytes else ""
+        ax2.axhline((result.host_memory - result.reserved_bytes) / GiB, color="tab:red", ls="--",
+                    label=f"host RAM{kept}")
     if result.out_of_memory is not None:
         ax2.axvline(result.out_of_memory.t, color="tab:red", ls=":", label=f"runs out ({result.out_of_memory.guest})")
     ax2.set_xlabel("host time (s)")

@@ -9,9 +9,12 @@ in host seconds (guest ``k`` starts at its ``start``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from ..base.choices import HostPath
+from ..base.errors import GuestFailure
 from ..scenario.build import build_record
 from ..scenario.runtime import RunConfig, RunThreads
 from .engine import Host
@@ -128,13 +131,37 @@ def _run(guests: list[HostGuest], profile: CostProfile, host: Host, path: HostPa
     boots: list[GuestBoot] = []
     threads: list[RunThreads] = []
     for g in guests:
-        boot = build_record(g.config.vm)
-        th = RunThreads(g.config, boot)
-        live = LivePhase(th.phase, th.busy_vcpus, th.next_work, th.shared_fifos)
+        with _named(g.name):
+            boot = build_record(g.config.vm)
+            th = RunThreads(g.config, boot)
+        live = LivePhase(th.phase, th.busy_vcpus, _named_work(th.next_work, g.name), th.shared_fifos)
         boots.append(GuestBoot(boot.phases, profile, boot.platform.host.added_bytes, live, g.start, features.pricing))
         threads.append(th)
     timelines = simulate_many(boots, host, path)
-    return [measure_run(th.finish(), tl) for th, tl in zip(threads, timelines, strict=True)]
+    out = []
+    for g, th, tl in zip(guests, threads, timelines, strict=True):
+        with _named(g.name):
+            out.append(measure_run(th.finish(), tl))
+    return out
+
+
+@contextmanager
+def _named(name: str) -> Iterator[None]:
+    """A guest's modelled failure says which guest failed (``g3: ...``)."""
+    try:
+        yield
+    except GuestFailure as exc:
+        if exc.args and isinstance(exc.args[0], str) and not exc.args[0].startswith(f"{name}: "):
+            exc.args = (f"{name}: {exc.args[0]}", *exc.args[1:])
+        raise
+
+
+def _named_work(next_work: Callable[[int, float], int | None], name: str) -> Callable[[int, float], int | None]:
+    def work(vcpu: int, t: float) -> int | None:
+        with _named(name):
+            return next_work(vcpu, t)
+
+    return work
 
 
 def committed_sum(series: list[tuple[str, Series]], limit: int | None = None) -> tuple[Series, OutOfMemory | None]:
