@@ -281,3 +281,41 @@ def test_a_guests_own_failure_is_exit_3_naming_that_guest():
     assert ran.code == 3
     [line] = ran.err_lines
     assert line.startswith("lazyaccept: guest failed: g2: hotplug-unaccepted")
+
+
+def test_gmem_1g_commits_and_zeroes_a_whole_gib_on_its_first_fault():
+    from lazyaccept.base.choices import Tee
+    from lazyaccept.base.record import AcceptEvent, AcceptStats
+    from lazyaccept.sim.host_features import HostFeatures
+    from lazyaccept.sim.pricing import price
+    from lazyaccept.sim.profile import load_profile
+
+    prof = load_profile("tdx")
+    pricing = HostFeatures.parse(("gmem-1g",), Tee.TDX).pricing()
+    mib4 = 4 << 20
+
+    def chunk(start: int) -> AcceptEvent:  # a 4 MiB chunk the host backs at 4 KiB and zeroes
+        pages = mib4 // 4096
+        return AcceptEvent("kernel", 0, start, start + mib4, AcceptStats(
+            bytes_accepted=mib4, calls_4k=pages, host_backed_4k=pages, host_zeroed_bytes=mib4))
+
+    first, again, next_gib = chunk(0), chunk(8 << 20), chunk(1 << 30)
+    plain = price(prof, first)
+    a, b, c = pricing(prof, first), pricing(prof, again), pricing(prof, next_gib)
+    # The first fault into GiB 0 commits and zeroes all of it; another chunk of it commits nothing
+    # and zeroes nothing on the host; GiB 1's first fault commits and zeroes 1 GiB again.
+    assert (a.committed_bytes, a.bytes) == (1 << 30, plain.bytes - mib4 + (1 << 30))
+    assert (b.committed_bytes, b.bytes) == (0, plain.bytes - mib4)
+    assert c.committed_bytes == 1 << 30
+    # The mapping is the TEE's as before: the same AUGs at the path, the same CPU time.
+    assert (a.host_s, a.cpu_s) == (plain.host_s, plain.cpu_s)
+    # A fresh guest has its own pages.
+    assert HostFeatures.parse(("gmem-1g",), Tee.TDX).pricing()(prof, again).committed_bytes == 1 << 30
+
+
+def test_gmem_1g_host_memory_grows_in_gib_steps():
+    code, doc, err = _host("--guest", "4G,workload=touch:1G", "--host-feature", "gmem-1g")
+    assert code == 0, err
+    series = doc["committed_over_time"]
+    at_start = series[0][1]
+    assert all((b - at_start) % (1 << 30) == 0 for _, b in series)

@@ -52,6 +52,8 @@ class HostFeature(StrEnum):
     TDX_2M = "tdx-2m"
     #: QEMU pre-faults what an SNP page-state change makes private: ``--snp-prefault``.
     SNP_PREFAULT = "snp-prefault"
+    #: guest_memfd backed by 1 GiB HugeTLB pages: a 1 GiB page committed on its first fault.
+    GMEM_1G = "gmem-1g"
 
 
 class AcceptRoutine(StrEnum):

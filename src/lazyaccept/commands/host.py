@@ -70,7 +70,8 @@ def _config(spec: GuestSpec, profile: CostProfile) -> RunConfig:
                    "(KVM's mmu_lock is a lock of one VM).")
 @click.option("--host-feature", "host_features", multiple=True, type=enum_choice(HostFeature),
               help="A host feature pending upstream, as a what-if (repeatable): tdx-dpamt (Dynamic PAMT), tdx-2m "
-                   "(2 MiB private mappings), snp-prefault (QEMU pre-faults page-state changes).")
+                   "(2 MiB private mappings), snp-prefault (QEMU pre-faults page-state changes), gmem-1g (guest_memfd "
+                   "1 GiB pages).")
 @click.option("--profile", default=None, metavar="NAME|PATH", help="Host cost profile (default: tdx's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--plot", "plot_file", default=None, metavar="FILE",

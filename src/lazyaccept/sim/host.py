@@ -135,7 +135,7 @@ def _run(guests: list[HostGuest], profile: CostProfile, host: Host, path: HostPa
             boot = build_record(g.config.vm)
             th = RunThreads(g.config, boot)
         live = LivePhase(th.phase, th.busy_vcpus, _named_work(th.next_work, g.name), th.shared_fifos)
-        boots.append(GuestBoot(boot.phases, profile, boot.platform.host.added_bytes, live, g.start, features.pricing))
+        boots.append(GuestBoot(boot.phases, profile, boot.platform.host.added_bytes, live, g.start, features.pricing()))
         threads.append(th)
     timelines = simulate_many(boots, host, path)
     out = []

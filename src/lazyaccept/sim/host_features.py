@@ -11,6 +11,12 @@
   4 KiB level is added per 2 MiB region when a TD first uses memory of it, as a page pair handed
   to ``TDH.PHYMEM.PAMT.ADD``.  So a guest commits, beside each 2 MiB region it first has AUGed at
   4 KiB, 8 KiB more host memory, and the fault that AUGs it does one SEAMCALL more.
+* ``gmem-1g``: guest_memfd backed by 1 GiB HugeTLB pages (A. Tng et al., "1G page support for
+  guest_memfd", RFC, LKML 2024-2025).  The private mapping stays what the TEE maps (4 KiB or 2 MiB
+  AUGs and RMP entries), but the host allocates, zeroes and commits a whole 1 GiB page on the first
+  fault into it: a guest's host memory grows in 1 GiB steps, and the first accept into each 1 GiB
+  pays the zeroing of all of it.  The pages the host added at build time are counted as before
+  (a few MiB, not rounded up to their 1 GiB pages).
 
 Every figure below has its source or says ``assumed:`` and why.
 """
@@ -45,6 +51,9 @@ DPAMT_BYTES_PER_2M = 2 * PAGE_SIZE
 #: profiles price (page_remove: a handful of SEAMCALLs of a few us each); on the path, with the AUG
 #: it precedes.
 DPAMT_ADD_S = 2e-6
+
+#: A guest_memfd HugeTLB page: 1 GiB (x86-64 PUD size).
+GMEM_PAGE = 1 << 30
 
 _TDX_ONLY = {HostFeature.TDX_DPAMT, HostFeature.TDX_2M}
 _SNP_ONLY = {HostFeature.SNP_PREFAULT}
@@ -89,9 +98,32 @@ class HostFeatures:
         fraction = DPAMT_STATIC_FRACTION if HostFeature.TDX_DPAMT in self else STATIC_PAMT_FRACTION
         return int(host_memory * fraction)
 
-    @property
     def pricing(self) -> Pricing:
-        return _dpamt_price if HostFeature.TDX_DPAMT in self else price
+        """How one guest's events are priced on this host (a fresh one per guest: ``gmem-1g``
+        remembers which 1 GiB pages the guest has)."""
+        dpamt = HostFeature.TDX_DPAMT in self
+        if HostFeature.GMEM_1G not in self:
+            return _dpamt_price if dpamt else price
+        return _Gmem1G(_dpamt_price if dpamt else price)
+
+
+class _Gmem1G:
+    """Pricing with guest_memfd 1 GiB pages: an accept the host backs commits the 1 GiB pages of
+    ``[start, end)`` not yet committed (zeroing them whole) instead of the pages it backed."""
+
+    def __init__(self, inner: Pricing) -> None:
+        self.inner = inner
+        self.pages: set[int] = set()
+
+    def __call__(self, profile: CostProfile, event: Event) -> WorkItem:
+        item = self.inner(profile, event)
+        if not isinstance(event, AcceptEvent) or not event.stats.host_backed_bytes:
+            return item
+        new = [p for p in range(event.start // GMEM_PAGE, (event.end - 1) // GMEM_PAGE + 1) if p not in self.pages]
+        self.pages.update(new)
+        extra = item.committed_bytes - event.stats.host_backed_bytes  # what the inner pricing added (PAMT)
+        return replace(item, committed_bytes=len(new) * GMEM_PAGE + extra,
+                       bytes=item.bytes - event.stats.host_zeroed_bytes + len(new) * GMEM_PAGE)
 
 
 def _dpamt_price(profile: CostProfile, event: Event) -> WorkItem:
