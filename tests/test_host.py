@@ -50,6 +50,9 @@ def test_two_guests_together_share_the_bandwidth_max_min():
     a, b = simulate_guests([_guest(), _guest()], HOST)
     for phases in (a, b):
         assert [p.end for p in phases] == pytest.approx([3.2, 4.2], rel=1e-12)
+        # Each lost 3.2 - 2 = 1.2 s to the bandwidth (its time alone is 2 s), none to the path.
+        assert phases[0].bandwidth_wait_s == pytest.approx(1.2, rel=1e-9)
+        assert phases[0].path_wait_s == 0.0 and phases[1].bandwidth_wait_s == 0.0
 
 
 def test_staggered_guests_that_do_not_overlap_run_as_alone():

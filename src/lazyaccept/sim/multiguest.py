@@ -121,6 +121,11 @@ class HostRun(PhaseRun):
         # Each guest begins when its first vCPU wakes at its start time.
         self.sleeping = [(float(plan.start), bases[k]) for k, plan in enumerate(plans) if plan.vcpus]
         heapq.heapify(self.sleeping)
+        #: Several guests: vCPU-seconds each guest's items lost to the path and to the bandwidth,
+        #: summed over the run, and their values when each guest's phase began.
+        self.path_wait = np.zeros(len(plans))
+        self.bw_wait = np.zeros(len(plans))
+        self.waits_at_begin = [(0.0, 0.0)] * len(plans)
         #: Guests in a phase with idle vCPUs that take the tick: the path's idle customers.
         self.ticking: dict[int, _Guest] = {}
         #: The mean queue at the path in the last step (for the phases of guests not ticking).
@@ -168,6 +173,7 @@ class HostRun(PhaseRun):
             ph = g.plan.phases[p]
             g.p, g.phase_start, g.spec = p, self.t, ph.idle
             g.timing = PhaseTiming(start=self.t, end=self.t)
+            self.waits_at_begin[g.index] = (float(self.path_wait[g.index]), float(self.bw_wait[g.index]))
             g.ticks = 0.0
             g.memo = {}
             g.parked = []
@@ -217,6 +223,10 @@ class HostRun(PhaseRun):
                 tm.call_spin_s[v] = self.timing.call_spin_s.pop(gv)
         tm.end = max((vt.end for vt in tm.vcpus.values()), default=tm.start)
         tm.idle_at_end = g.idle
+        if not self.single:
+            path0, bw0 = self.waits_at_begin[g.index]
+            tm.path_wait_s = float(self.path_wait[g.index]) - path0
+            tm.bandwidth_wait_s = float(self.bw_wait[g.index]) - bw0
         if not self.single and g.index not in self.ticking:  # no idle customer at the end
             tm.idle_host_rate_end = tm.idle_response_end = 0.0
             tm.path_queue_end = self.last_queue
@@ -376,13 +386,10 @@ class HostRun(PhaseRun):
         dt = min(float(np.min(f / rates)), max_dt)
         lost = (1.0 - rates / rate_alone) * dt
         owner = self.guest_of[run_idx]
-        if lost.any():
+        if lost.any():  # per guest, summed on; a guest's phase takes its part when it closes
             n = len(self.guests)
-            path_wait = np.bincount(owner[path_bound], weights=lost[path_bound], minlength=n)
-            bw_wait = np.bincount(owner[~path_bound], weights=lost[~path_bound], minlength=n)
-            for k in np.flatnonzero(path_wait + bw_wait):
-                self.guests[k].timing.path_wait_s += float(path_wait[k])
-                self.guests[k].timing.bandwidth_wait_s += float(bw_wait[k])
+            self.path_wait += np.bincount(owner[path_bound], weights=lost[path_bound], minlength=n)
+            self.bw_wait += np.bincount(owner[~path_bound], weights=lost[~path_bound], minlength=n)
         left = f - rates * dt
         self.frac[run_idx] = left
         finished = run_idx[left <= 1e-9]
