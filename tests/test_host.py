@@ -322,3 +322,15 @@ def test_gmem_1g_host_memory_grows_in_gib_steps():
     series = doc["committed_over_time"]
     at_start = series[0][1]
     assert all((b - at_start) % (1 << 30) == 0 for _, b in series)
+
+
+@pytest.mark.parametrize("args", [
+    ("--host-memory", "0"), ("--host-memory", "lots"), ("--stagger", "-1"), ("--stagger", "nan"),
+    ("--host-cpus", "0"), ("--plot", "host.txt"), ("--json", "--plot", "-"), ("--host-path", "both"),
+    ("--profile", "no-such-profile"), ("--host-feature", "tdx-dpamt", "--profile", "snp"),
+])
+def test_bad_host_options_are_one_line_and_exit_2(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ran = run_cli("host", "--guest", "4G", *args)
+    assert ran.code == 2, (args, ran.code, ran.err)
+    assert len(ran.err_lines) == 1 and "Traceback" not in ran.err
