@@ -70,6 +70,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "size": ("size", "size_cmd",
              "Find the smallest guest that boots and leaves a workload its memory; show where the rest goes "
              "(MemTotal, MemAvailable), the host memory committed and the overhead an orchestrator needs."),
+    "host": ("host", "host_cmd",
+             "Boot many guests on one host, on one clock: each guest's boot and workloads together and alone, "
+             "and the host memory they commit against its RAM."),
     "attribute": ("attribute", "attribute_cmd",
                   "Attribute a boot's measured seconds to mechanisms and put the model's prediction beside each."),
 }

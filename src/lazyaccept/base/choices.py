@@ -34,6 +34,28 @@ class HostMapping(StrEnum):
     PAGE_2M = "2m"
 
 
+class HostPath(StrEnum):
+    """Whose operations queue at the host's serialised path when several guests share a host:
+    every guest's at one path (``shared``: locks and structures the host holds for all guests), or
+    each guest's at its own (``per-guest``: KVM's ``kvm->mmu_lock`` is a lock of one VM)."""
+
+    SHARED = "shared"
+    PER_GUEST = "per-guest"
+
+
+class HostFeature(StrEnum):
+    """Host features pending upstream, as what-ifs of ``lazyaccept host``."""
+
+    #: TDX Dynamic PAMT: the 4 KiB level of the PAMT added per 2 MiB region on its first AUG.
+    TDX_DPAMT = "tdx-dpamt"
+    #: TDX private memory mapped at 2 MiB (the proposed huge-page design): ``--host-mapping 2m``.
+    TDX_2M = "tdx-2m"
+    #: QEMU pre-faults what an SNP page-state change makes private: ``--snp-prefault``.
+    SNP_PREFAULT = "snp-prefault"
+    #: guest_memfd backed by 1 GiB HugeTLB pages: a 1 GiB page committed on its first fault.
+    GMEM_1G = "gmem-1g"
+
+
 class AcceptRoutine(StrEnum):
     """The code that accepts a range, as each actor runs it.
 

@@ -510,13 +510,7 @@ class PhaseRun:
                 self._wake_next()
                 continue
             next_wake = self.sleeping[0][0] - self.t if self.sleeping else math.inf
-            dt, done, share, path_wait, bw_wait = _step(
-                self.frac, self.running, self.cpu, self.nbytes, self.hpath, self.host,
-                self.idle, self.idle_spec, len(self.waiting_since), next_wake, self.memo, self.node,
-            )
-            self._idle_ticks(share, dt)
-            self.timing.path_wait_s += path_wait
-            self.timing.bandwidth_wait_s += bw_wait
+            dt, done = self._advance(next_wake)
             self.t += dt
             for i in done:
                 self._ended(self.vcpus[i])
@@ -529,6 +523,18 @@ class PhaseRun:
         self.timing.end = max((vt.end for vt in self.timing.vcpus.values()), default=self.timing.start)
         self.timing.idle_at_end = self.idle
         return self.timing
+
+    def _advance(self, max_dt: float) -> tuple[float, list[int]]:
+        """Run the running items to the next completion (or ``max_dt``): the step and the
+        positions that finished; the idle vCPUs' ticks and the waits are counted."""
+        dt, done, share, path_wait, bw_wait = _step(
+            self.frac, self.running, self.cpu, self.nbytes, self.hpath, self.host,
+            self.idle, self.idle_spec, len(self.waiting_since), max_dt, self.memo, self.node,
+        )
+        self._idle_ticks(share, dt)
+        self.timing.path_wait_s += path_wait
+        self.timing.bandwidth_wait_s += bw_wait
+        return dt, done
 
     def _idle_ticks(self, share: PathShare, dt: float) -> None:
         """Count the ticks idle vCPUs took in a step of ``dt`` seconds, and the path's state."""
@@ -559,8 +565,8 @@ class PhaseRun:
             item = items[self.next_item[v]]
             if v in self.calls_left:  # the next call of a segmented item
                 return self._call(v, item)
-            if item.not_before is not None and self.phase_start + item.not_before > self.t + 1e-12:
-                heapq.heappush(self.sleeping, (self.phase_start + item.not_before, v))
+            if item.not_before is not None and self._start_of(v) + item.not_before > self.t + 1e-12:
+                heapq.heappush(self.sleeping, (self._start_of(v) + item.not_before, v))
                 return False
             lock = item.lock
             if lock is not None and self.lock_owner.get(lock) != v:
@@ -585,15 +591,27 @@ class PhaseRun:
             # Nothing to do: the item ends as it starts.
             self.timing.item_end[v].append(self.t)
             self.next_item[v] += 1
-            self.idle += item.onlines
+            self._onlined(v, item.onlines)
             if lock is not None:
                 self._released(lock)
+        self._out_of_work(v)
+        return False
+
+    def _start_of(self, v: int) -> float:
+        """When the phase of vCPU ``v`` started (its items' ``not_before`` count from it)."""
+        return self.phase_start
+
+    def _onlined(self, v: int, n: int) -> None:
+        """``n`` vCPUs came online (idle) as an item of vCPU ``v`` ended."""
+        self.idle += n
+
+    def _out_of_work(self, v: int) -> None:
+        """vCPU ``v`` has no item to run now."""
         self.timing.vcpus[v].end = self.t
         if v in self.parked:
-            return False
-        if items or self.feed is not None:
+            return
+        if self.items[v] or self.feed is not None:
             self.idle += 1  # its last item is done: the vCPU is idle for the rest of the phase
-        return False
 
     def _fed(self, v: int) -> bool:
         """Ask the feed for vCPU ``v``'s next items, now; True if it gave any.  A vCPU whose work
@@ -750,7 +768,7 @@ class PhaseRun:
             self.item_begun.pop(v, None)
         self.timing.item_end[v].append(self.t)
         self.next_item[v] += 1
-        self.idle += item.onlines
+        self._onlined(v, item.onlines)
         if item.lock is not None:
             self._released(item.lock)
         self.ready.append(v)

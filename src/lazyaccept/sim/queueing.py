@@ -162,3 +162,38 @@ def _root(f, hi: float) -> float:  # noqa: ANN001
                 f_lo *= 0.5
             side = -1
     return 0.5 * (lo + hi)
+
+
+#: An idle class at the path: (idle vCPUs, demand per tick, tick period).
+IdleClass = tuple[int, float, float]
+
+
+def share_path_classes(think: np.ndarray, demand: np.ndarray,
+                       idle: tuple[IdleClass, ...]) -> tuple[np.ndarray, list[tuple[float, float]], float]:
+    """:func:`share_path` with several idle classes (the idle vCPUs of several guests, each with
+    its own tick rate and exit cost, customers of the one path): (each item's response, per
+    class an idle vCPU's response per tick and its tick rate, the mean queue).  An idle class's
+    per-customer response depends on the class only through ``q / n = R / P``, so one class of
+    ``n`` vCPUs and two of ``n1 + n2 = n`` with the same tick give the same answer."""
+    on = demand > 0
+    z, d = think[on], demand[on]
+    ticking = [(n if (dd > 0 and math.isfinite(p)) else 0, dd, p) for n, dd, p in idle]
+    n_idle = sum(n for n, _, _ in ticking)
+    response = np.zeros(len(demand))
+    if not len(d) and not n_idle:
+        return response, [(0.0, 0.0)] * len(idle), 0.0
+
+    def excess(s: float) -> float:
+        q = float(_singleton_queues(s, z, d).sum()) if len(d) else 0.0
+        for n, dd, p in ticking:
+            q += _idle_response(s, n, dd, p)[1]
+        return q - s
+
+    s = _root(excess, float(len(d) + n_idle))
+    if len(d):
+        response[on] = d * (1.0 + s - _singleton_queues(s, z, d))
+    per_class = []
+    for n, dd, p in ticking:
+        r_idle, _ = _idle_response(s, n, dd, p)
+        per_class.append((r_idle, 1.0 / max(p, r_idle) if n else 0.0))
+    return response, per_class, s

@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ..base.choices import HostPath
+from ..base.errors import ConfigError
 from ..base.record import AcceptEvent, Event, Phase, WorkEvent
 from .engine import Feed, Host, Idle, PhaseTiming, WorkItem, simulate_phase
+from .multiguest import GuestPhase, GuestPlan, simulate_guests
 from .pricing import price
 from .profile import CostProfile
 
@@ -92,7 +95,13 @@ class LivePhase:
     shared_fifos: frozenset[str] = frozenset()
 
 
-def _feed(live: LivePhase, profile: CostProfile, actors: dict[int, list[str | None]]) -> Feed:
+#: How an event is priced: :func:`~lazyaccept.sim.pricing.price`, or a host's own (a host feature
+#: that adds to what the host does for some events).
+Pricing = Callable[[CostProfile, Event], WorkItem]
+
+
+def _feed(live: LivePhase, profile: CostProfile, actors: dict[int, list[str | None]],
+          pricing: Pricing = price) -> Feed:
     """The engine's feed for ``live``: the events the guest records for a vCPU, priced."""
     events = live.phase.events
 
@@ -105,9 +114,50 @@ def _feed(live: LivePhase, profile: CostProfile, actors: dict[int, list[str | No
         if wrong:
             raise RuntimeError(f"the guest recorded work on vCPU {wrong[0].vcpu} when vCPU {vcpu} asked for its own")
         actors[vcpu].extend(e.actor if isinstance(e, AcceptEvent) else None for e in new)
-        return [price(profile, e) for e in new]
+        return [pricing(profile, e) for e in new]
 
     return feed
+
+
+@dataclass
+class _Prepared:
+    """A phase priced for the engine, and the actor of each item (``None``: not an accept)."""
+
+    engine: GuestPhase
+    actors: dict[int, list[str | None]]
+
+
+def _prepare(phase: Phase, profile: CostProfile, live: LivePhase | None, pricing: Pricing = price,
+             work_prices: dict[tuple[str, int, float, int], WorkItem] | None = None) -> _Prepared:
+    """``phase``'s events priced as the engine's items (a live phase: its feed), its idle vCPUs.
+    ``work_prices`` keeps boot steps already priced (they repeat: one per AP brought up)."""
+    items: dict[int, list[WorkItem]] = {}
+    actors: dict[int, list[str | None]] = {}
+    fifo_order: list[tuple[int, int]] = []
+    feed: Feed | None = None
+    shared: frozenset[str] = frozenset()
+    if live is not None and phase is live.phase:
+        if phase.events:
+            raise RuntimeError("a live phase starts empty: its events are recorded as it runs")
+        items = {v: [] for v in live.vcpus}
+        actors = {v: [] for v in live.vcpus}
+        feed = _feed(live, profile, actors, pricing)
+        shared = live.shared_fifos
+    for ev in phase.events:
+        vcpu_items = items.setdefault(ev.vcpu, [])
+        if isinstance(ev, AcceptEvent) and ev.entry is not None and ev.entry.fifo is not None:
+            fifo_order.append((ev.vcpu, len(vcpu_items)))
+        if work_prices is not None and isinstance(ev, WorkEvent):
+            key = (ev.kind, ev.vcpu, ev.amount, ev.onlines)
+            item = work_prices.get(key)
+            if item is None:
+                item = work_prices[key] = pricing(profile, ev)
+            vcpu_items.append(item)
+        else:
+            vcpu_items.append(pricing(profile, ev))
+        actors.setdefault(ev.vcpu, []).append(ev.actor if isinstance(ev, AcceptEvent) else None)
+    idle = Idle(online=phase.online_vcpus, tick_hz=phase.tick_hz, exit_s=profile.si("host.path_idle_exit"))
+    return _Prepared(GuestPhase(items, idle, fifo_order, feed, shared), actors)
 
 
 def simulate(
@@ -122,6 +172,57 @@ def simulate(
     engine says its vCPU is free."""
     host = host if host is not None else profile.host
     t = 0.0
+    prepared: list[_Prepared] = []
+    timings: list[PhaseTiming] = []
+    work_prices: dict[tuple[str, int, float, int], WorkItem] = {}
+    for phase in phases:
+        prep = _prepare(phase, profile, live, work_prices=work_prices)
+        e = prep.engine
+        # NUMA: each vCPU's traffic in its own node's bandwidth pool.
+        phase_host = host.with_nodes(phase.vcpu_nodes) if phase.vcpu_nodes else host
+        timing = simulate_phase(e.items, t, phase_host, e.idle, e.fifo_order, e.feed, e.shared_fifos)
+        prepared.append(prep)
+        timings.append(timing)
+        t = timing.end
+    return _assemble(phases, prepared, timings, profile, committed_at_start)
+
+
+@dataclass(frozen=True)
+class GuestBoot:
+    """One guest of several on a host: its phases (``live`` one of them, or ``None``), its cost
+    profile, the host memory committed when it is created, and when it starts (host seconds)."""
+
+    phases: list[Phase]
+    profile: CostProfile
+    committed_at_start: int = 0
+    live: LivePhase | None = None
+    start: float = 0.0
+    pricing: Pricing = price
+
+
+def simulate_many(guests: list[GuestBoot], host: Host, path: HostPath = HostPath.SHARED) -> list[Timeline]:
+    """Every guest's phases on one host and one clock (:mod:`lazyaccept.sim.multiguest`): per
+    guest its timeline, in host seconds (a guest's boot starts at its ``start``).  One guest at
+    0 gives what :func:`simulate` gives."""
+    if any(phase.vcpu_nodes for gb in guests for phase in gb.phases):
+        raise ConfigError("several guests on one host are modelled without NUMA nodes (leave out --numa)")
+    prepared = [[_prepare(phase, gb.profile, gb.live, gb.pricing, {} if gb.pricing is price else None)
+                 for phase in gb.phases] for gb in guests]
+    plans = [
+        GuestPlan(max((v + 1 for p in prep for v in p.engine.items), default=0), gb.start, [p.engine for p in prep])
+        for gb, prep in zip(guests, prepared, strict=True)
+    ]
+    timings = simulate_guests(plans, host, path)
+    return [
+        _assemble(gb.phases, prep, tms, gb.profile, gb.committed_at_start, gb.start)
+        for gb, prep, tms in zip(guests, prepared, timings, strict=True)
+    ]
+
+
+def _assemble(phases: list[Phase], prepared: list[_Prepared], timings: list[PhaseTiming], profile: CostProfile,
+              committed_at_start: int, start: float = 0.0) -> Timeline:
+    """The timeline of phases the engine has timed."""
+    t = start
     spans: list[PhaseSpan] = []
     busy: dict[int, float] = {}
     spin: dict[int, float] = {}
@@ -129,37 +230,8 @@ def simulate(
     accept_intervals: list[tuple[float, float]] = []
     accepted_steps: list[tuple[float, int]] = []
     committed_steps: list[tuple[float, int]] = []
-
-    work_prices: dict[tuple[str, int, float, int], WorkItem] = {}
-    for phase in phases:
-        items: dict[int, list[WorkItem]] = {}
-        actors: dict[int, list[str | None]] = {}
-        fifo_order: list[tuple[int, int]] = []
-        feed: Feed | None = None
-        if live is not None and phase is live.phase:
-            if phase.events:
-                raise RuntimeError("a live phase starts empty: its events are recorded as it runs")
-            items = {v: [] for v in live.vcpus}
-            actors = {v: [] for v in live.vcpus}
-            feed = _feed(live, profile, actors)
-        for ev in phase.events:
-            vcpu_items = items.setdefault(ev.vcpu, [])
-            if isinstance(ev, AcceptEvent) and ev.entry is not None and ev.entry.fifo is not None:
-                fifo_order.append((ev.vcpu, len(vcpu_items)))
-            if isinstance(ev, WorkEvent):
-                # Boot steps repeat (one per AP brought up): priced once per kind, vCPU and amount.
-                key = (ev.kind, ev.vcpu, ev.amount, ev.onlines)
-                item = work_prices.get(key)
-                if item is None:
-                    item = work_prices[key] = price(profile, ev)
-                vcpu_items.append(item)
-            else:
-                vcpu_items.append(price(profile, ev))
-            actors.setdefault(ev.vcpu, []).append(ev.actor if isinstance(ev, AcceptEvent) else None)
-        idle = Idle(online=phase.online_vcpus, tick_hz=phase.tick_hz, exit_s=profile.si("host.path_idle_exit"))
-        phase_host = host.with_nodes(phase.vcpu_nodes) if phase.vcpu_nodes else host
-        timing = simulate_phase(items, t, phase_host, idle, fifo_order, feed,
-                                live.shared_fifos if feed is not None and live is not None else frozenset())
+    for phase, prep, timing in zip(phases, prepared, timings, strict=True):
+        items, actors = prep.engine.items, prep.actors
         phase_accept = 0.0
         for v, vt in timing.vcpus.items():
             busy[v] = busy.get(v, 0.0) + vt.busy_s
@@ -203,8 +275,8 @@ def simulate(
         accept_s=sum(accept_by_actor.values()),
         accept_by_actor=accept_by_actor,
         accept_wall_s=_union_length(accept_intervals),
-        accepted_bytes=_cumulative(accepted_steps),
-        committed_bytes=_cumulative(committed_steps, committed_at_start),
+        accepted_bytes=_cumulative(accepted_steps, 0, start),
+        committed_bytes=_cumulative(committed_steps, committed_at_start, start),
     )
 
 
@@ -236,8 +308,8 @@ def timed_calls(
         yield ev, s, e, reached, calls.get(ev.vcpu, {}).get(i), spins.get(ev.vcpu, {}).get(i)
 
 
-def _cumulative(steps: Iterable[tuple[float, int]], start: int = 0) -> Series:
-    out: Series = [(0.0, start)]
+def _cumulative(steps: Iterable[tuple[float, int]], start: int = 0, t0: float = 0.0) -> Series:
+    out: Series = [(t0, start)]
     total = start
     for t, b in sorted(steps):
         total += b
