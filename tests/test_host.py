@@ -334,3 +334,33 @@ def test_bad_host_options_are_one_line_and_exit_2(args, tmp_path, monkeypatch):
     ran = run_cli("host", "--guest", "4G", *args)
     assert ran.code == 2, (args, ran.code, ran.err)
     assert len(ran.err_lines) == 1 and "Traceback" not in ran.err
+
+
+def test_a_sweep_ranks_host_features_per_scenario(tmp_path):
+    # The example grid's dimension, on a small grid: Dynamic PAMT commits a page pair (8 KiB) per
+    # 2 MiB region an eager guest has AUGed at 4 KiB, beside what it commits without; tdx-2m is
+    # the guest booted with --host-mapping 2m.
+    import tomllib
+
+    from fleet_helpers import run_rows
+    from lazyaccept.base.units import GiB
+    from lazyaccept.scenario.config import GuestRequest
+    from lazyaccept.sim.fleet.driver import plan_sweep, run_sweep
+    from lazyaccept.sim.fleet.executors import InlineExecutor
+    from lazyaccept.sim.fleet.grid import parse_grid
+    from lazyaccept.sim.profile import load_profile
+    from lazyaccept.sim.run import resolve, run
+
+    grid = tomllib.loads('[sweep]\nname = "features"\n[fixed]\nmemory = "8G"\nvcpus = 2\npolicy = "eager"\n'
+                        '[dimensions]\nhost_feature = ["none", "tdx-dpamt", "tdx-2m"]\n')
+    out = tmp_path / "r.jsonl"
+    run_sweep(plan_sweep(parse_grid(grid)), out, InlineExecutor())
+    rows = {r["point"]["host_feature"]: r for r in run_rows(out)}
+    assert all(r["ok"] for r in rows.values())
+    extra = rows["tdx-dpamt"]["host_committed_bytes"] - rows["none"]["host_committed_bytes"]
+    regions_4k = rows["none"]["host_committed_bytes"] // (2 << 20)  # every committed 2 MiB AUGed at 4 KiB
+    assert extra == pytest.approx(regions_4k * 8192, rel=0.01)
+    prof = load_profile("tdx")
+    two_m = run(resolve(GuestRequest(8 * GiB, vcpus=2, policy="eager", host_mapping="2m"), prof), prof)
+    assert rows["tdx-2m"]["boot_s"] == pytest.approx(two_m.boot_s, rel=1e-12)
+    assert rows["tdx-2m"]["config"]["host_mapping"] == "2m"

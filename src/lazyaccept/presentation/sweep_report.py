@@ -29,7 +29,8 @@ _CONFIG_COLUMNS = (
     ("firmware_accept", "firmware accepts"), ("host_mapping", "host mapping"),
 )
 #: Point dimensions shown in their own columns when a grid sets them.
-_EXTRA_DIMENSIONS = (Dimension.SHELL_FOOTPRINT, Dimension.OS_OPT_IN, Dimension.FIRMWARE, Dimension.STAGE)
+_EXTRA_DIMENSIONS = (Dimension.SHELL_FOOTPRINT, Dimension.OS_OPT_IN, Dimension.FIRMWARE, Dimension.STAGE,
+                     Dimension.HOST_FEATURE)
 
 
 def _size_cell(n: int | None) -> Cell:

@@ -6,14 +6,16 @@ processes and machines.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..base.errors import ConfigError
 from ..scenario.boot_record import BootRecord
 from ..scenario.build import build_record
 from ..scenario.config import GuestRequest, VMConfig
+from .pricing import price
 from .profile import CostProfile
-from .timeline import Timeline, simulate
+from .timeline import Pricing, Timeline, simulate
 from .uncertainty import Range, predict_range
 
 
@@ -45,11 +47,14 @@ def resolve(request: GuestRequest, profile: CostProfile) -> VMConfig:
     return request.resolve(profile.defaults)
 
 
-def run(config: VMConfig, profile: CostProfile) -> BootResult:
-    """Model one boot and simulate its timeline with ``profile``."""
+def run(config: VMConfig, profile: CostProfile, prices: Callable[[], Pricing] | None = None) -> BootResult:
+    """Model one boot and simulate its timeline with ``profile``; ``prices`` makes a fresh
+    pricing per simulation (a host feature's, see :mod:`lazyaccept.sim.host_features`)."""
     check_profile_fits(config, profile)
     record = build_record(config)
     at_start = record.platform.host.added_bytes  # pages added at build time
-    timeline = simulate(record.phases, profile, committed_at_start=at_start)
-    boot_range = predict_range(lambda p: simulate(record.phases, p).total_s, profile, timeline.total_s)
+    fresh = prices if prices is not None else (lambda: price)
+    timeline = simulate(record.phases, profile, committed_at_start=at_start, pricing=fresh())
+    boot_range = predict_range(lambda p: simulate(record.phases, p, pricing=fresh()).total_s, profile,
+                               timeline.total_s)
     return BootResult(record, timeline, boot_range)

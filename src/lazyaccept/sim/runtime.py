@@ -26,6 +26,7 @@ What it measures (all seconds unless said):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,9 +38,10 @@ from ..guest.policies import Policy, PolicyKind
 from ..scenario.build import build_record
 from ..scenario.runtime import RunConfig, RunRecord, RunThreads
 from .engine import Host
+from .pricing import price
 from .profile import CostProfile
 from .run import check_profile_fits
-from .timeline import LivePhase, Timeline, simulate, timed_calls
+from .timeline import LivePhase, Pricing, Timeline, simulate, timed_calls
 from .uncertainty import Range, perturbed_profiles, spread
 
 
@@ -148,30 +150,32 @@ def set_ranges(result: RunResult, nominal: RunResult, moved: list[RunResult]) ->
 
 def simulate_run(config: RunConfig, profile: CostProfile, *, baseline: bool = True,
                  baselines: dict[RunConfig, list[float]] | None = None, ranges: bool = True,
-                 coarse_ranges: bool = False) -> RunResult:
+                 coarse_ranges: bool = False, prices: Callable[[], Pricing] | None = None) -> RunResult:
     """Record and time ``config`` with ``profile``; with ``baseline``, also time the same workloads
     on an eagerly accepted guest for the slowdown.  Callers that run several policies of one
     guest pass one ``baselines`` dict (eager run -> its workloads' durations, for this profile):
     the eager run they share is then timed once.  With ``ranges``, the boot and each workload's
     duration get their one-sigma range from the profile's fitted uncertainties (re-timing the
-    run once per fitted parameter; with ``coarse_ranges``, re-timing a coarse run of it)."""
+    run once per fitted parameter; with ``coarse_ranges``, re-timing a coarse run of it).
+    ``prices`` makes a fresh pricing per simulation (a host feature's)."""
     check_profile_fits(config.vm, profile)
     host = profile.host
     if config.host_cpus is not None:
         host = Host(host.memory_bandwidth, host.vcpu_bandwidth, config.host_cpus)
-    result = _timed_run(config, profile, host)
+    result = _timed_run(config, profile, host, prices)
     if ranges:
         # A coarse run's ranges come from coarse runs; a full run's from full runs, or, with
         # ``coarse_ranges``, from coarse ones (see set_ranges).
         sense = replace(config, coarse=True) if coarse_ranges else config
-        nominal = result if sense == config else _timed_run(sense, profile, host)
-        set_ranges(result, nominal, [_timed_run(sense, q, host) for q in perturbed_profiles(profile)])
+        nominal = result if sense == config else _timed_run(sense, profile, host, prices)
+        set_ranges(result, nominal, [_timed_run(sense, q, host, prices) for q in perturbed_profiles(profile)])
     if baseline and config.workloads:
         eager = replace(config, vm=replace(config.vm, policy=Policy(PolicyKind.EAGER).accept_memory),
                         policy=Policy(PolicyKind.EAGER))
         known = baselines if baselines is not None else _known_baselines(profile)
         if eager not in known:
-            known[eager] = [w.duration_s for w in simulate_run(eager, profile, baseline=False, ranges=False).workloads]
+            known[eager] = [w.duration_s for w in simulate_run(eager, profile, baseline=False, ranges=False,
+                                                                prices=prices).workloads]
         for w, b in zip(result.workloads, known[eager], strict=True):
             w.baseline_s = b
     return result
@@ -191,20 +195,23 @@ def _known_baselines(profile: CostProfile) -> dict[RunConfig, list[float]]:
     return _BASELINES.setdefault(profile.fingerprint, {})
 
 
-def _timed_run(config: RunConfig, profile: CostProfile, host: Host) -> RunResult:
+def _timed_run(config: RunConfig, profile: CostProfile, host: Host,
+               prices: Callable[[], Pricing] | None = None) -> RunResult:
     """Boot ``config.vm`` and run its workloads on one clock: the engine times the boot's phases,
     then asks the guest for each vCPU's next work whenever that vCPU is free."""
-    record, timeline = time_run(config, profile, host)
+    record, timeline = time_run(config, profile, host, prices)
     return measure_run(record, timeline)
 
 
-def time_run(config: RunConfig, profile: CostProfile, host: Host | None = None) -> tuple[RunRecord, Timeline]:
+def time_run(config: RunConfig, profile: CostProfile, host: Host | None = None,
+             prices: Callable[[], Pricing] | None = None) -> tuple[RunRecord, Timeline]:
     """The record of ``config``'s run and its timeline, recorded as the engine's clock runs it."""
     boot = build_record(config.vm)
     threads = RunThreads(config, boot)
     live = LivePhase(threads.phase, threads.busy_vcpus, threads.next_work, threads.shared_fifos)
     at_start = boot.platform.host.added_bytes
-    timeline = simulate(boot.phases, profile, committed_at_start=at_start, host=host, live=live)
+    pricing = prices() if prices is not None else price
+    timeline = simulate(boot.phases, profile, committed_at_start=at_start, host=host, live=live, pricing=pricing)
     return threads.finish(), timeline
 
 

@@ -162,21 +162,22 @@ def _prepare(phase: Phase, profile: CostProfile, live: LivePhase | None, pricing
 
 def simulate(
     phases: list[Phase], profile: CostProfile, *, committed_at_start: int = 0, host: Host | None = None,
-    live: LivePhase | None = None,
+    live: LivePhase | None = None, pricing: Pricing = price,
 ) -> Timeline:
     """Price every event of ``phases`` with ``profile`` and run the phases in order from t = 0.
 
     ``committed_at_start`` is host memory committed before the guest runs (pages the host added
     at build time); the committed series starts there.  ``live``, one of ``phases``, is recorded
     as the clock reaches it (:class:`LivePhase`): the guest decides what happens next when the
-    engine says its vCPU is free."""
+    engine says its vCPU is free.  ``pricing`` prices each event (a host feature's own: see
+    :mod:`lazyaccept.sim.host_features`)."""
     host = host if host is not None else profile.host
     t = 0.0
     prepared: list[_Prepared] = []
     timings: list[PhaseTiming] = []
     work_prices: dict[tuple[str, int, float, int], WorkItem] = {}
     for phase in phases:
-        prep = _prepare(phase, profile, live, work_prices=work_prices)
+        prep = _prepare(phase, profile, live, pricing, work_prices if pricing is price else None)
         e = prep.engine
         # NUMA: each vCPU's traffic in its own node's bandwidth pool.
         phase_host = host.with_nodes(phase.vcpu_nodes) if phase.vcpu_nodes else host

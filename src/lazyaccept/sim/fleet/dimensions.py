@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from ...base.choices import FirmwareAccept, HostMapping, Tee, choice_values
+from ...base.choices import FirmwareAccept, HostFeature, HostMapping, Tee, choice_values
 from ...base.errors import ConfigError
 from ...base.units import parse_size
 from ...guest.footprint import BootFootprint
@@ -48,6 +48,7 @@ class Dimension(StrEnum):
     HOST_MAPPING = "host_mapping"
     WORKLOAD = "workload"
     STAGE = "stage"
+    HOST_FEATURE = "host_feature"
     SHELL_FOOTPRINT = "shell_footprint"
     OS_OPT_IN = "os_opt_in"
     FIRMWARE = "firmware"
@@ -127,6 +128,20 @@ def _stages(v: object) -> str:
     return ";".join(st for st in items if st)
 
 
+def _host_feature(v: object) -> str:
+    """A host feature pending upstream (``lazyaccept host --host-feature``), or "none"."""
+    if not isinstance(v, str):
+        raise ConfigError(f"must be a host feature name or \"none\", not {v!r}")
+    name = v.strip().lower()
+    if name in ("", "none"):
+        return "none"
+    try:
+        return HostFeature(name).value
+    except ValueError:
+        known = ", ".join(f.value for f in HostFeature)
+        raise ConfigError(f"must be none or a host feature ({known}), not {v!r}") from None
+
+
 def _workloads(v: object) -> str:
     """One workload (``touch:32G``) or several run together (a list); "" for none."""
     items = [v] if isinstance(v, str) else v
@@ -188,6 +203,7 @@ SPECS: dict[Dimension, DimensionSpec] = {
     # Run options, not fields of the guest: see RunOptions.
     Dimension.WORKLOAD: DimensionSpec(None, _workloads),
     Dimension.STAGE: DimensionSpec(None, _stages),
+    Dimension.HOST_FEATURE: DimensionSpec(None, _host_feature),
 }
 
 #: The profile a grid uses when it names none (as the commands default to TDX).
@@ -230,6 +246,8 @@ class RunOptions:
     workloads: tuple[str, ...] = ()
     #: Stages from the shell to ready (``--stage`` texts), in order.
     stages: tuple[str, ...] = ()
+    #: A host feature pending upstream the run's host has ("" for none).
+    host_feature: str = ""
 
     @property
     def runs_after_boot(self) -> bool:
@@ -262,5 +280,6 @@ def to_run(point: Mapping[str, Value], tees: Mapping[str, Tee]) -> RunSpec:
         fields["patches"] = Policy.parse(policy).with_patches(fields.get("patches"))  # type: ignore[arg-type]
     workloads = tuple(w for w in str(point.get(Dimension.WORKLOAD, "")).split(";") if w)
     stages = tuple(st for st in str(point.get(Dimension.STAGE, "")).split(";") if st)
-    options = RunOptions(policy, workloads, stages)
+    feature = str(point.get(Dimension.HOST_FEATURE, "none"))
+    options = RunOptions(policy, workloads, stages, "" if feature == "none" else feature)
     return RunSpec(GuestRequest(tee=tees[profile], **fields), profile, options)  # type: ignore[arg-type]
