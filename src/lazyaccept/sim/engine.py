@@ -309,13 +309,26 @@ _MEMO_SETS = 4096
 
 def _rates(c: np.ndarray, b: np.ndarray, h: np.ndarray, host: Host, idle: int, idle_spec: Idle,
            spinning: int, node: np.ndarray | None = None) -> _Rates:
-    """The rate of each running item (CPU ``c``, bytes ``b``, path ``h``): the least of alone, its
-    bandwidth share and its path response, time-shared over the host CPUs."""
+    """The rate of each running item (CPU ``c``, bytes ``b``, path ``h``) with one path shared
+    by the items and the phase's idle vCPUs (:func:`limited_rates`)."""
     think = c + b / host.vcpu_bandwidth
+    share = share_path(think, h, idle, idle_spec.exit_s, idle_spec.tick_period)
+    rates, rate_alone, path_bound = limited_rates(think, b, h, share.response, host, spinning, node)
+    return rates, share, rate_alone, path_bound
+
+
+def limited_rates(think: np.ndarray, b: np.ndarray, h: np.ndarray, response: np.ndarray, host: Host,
+                  spinning: int, node: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each running item's rate (items per second) given its own work ``think`` (CPU and its
+    bytes ``b`` at the vCPU's bandwidth), its path demand ``h`` and its response ``response`` at
+    the path (however the caller's path model shares it): the least of alone, its bandwidth share
+    (max-min fair in the host's pool, or in its NUMA ``node``'s) and its path rate, time-shared
+    over the host CPUs.  Returns the rates, the rates alone, and which items the path (rather
+    than the bandwidth) held back."""
     alone = think + h
     rate_alone = 1.0 / alone
-    rate_bw = np.full(len(c), math.inf)
-    rate_path = np.full(len(c), math.inf)
+    rate_bw = np.full(len(think), math.inf)
+    rate_path = np.full(len(think), math.inf)
     streaming = b > 0
     if streaming.any() and node is not None:
         for k in np.unique(node[streaming]):
@@ -329,18 +342,17 @@ def _rates(c: np.ndarray, b: np.ndarray, h: np.ndarray, host: Host, idle: int, i
         level = fair_level(asks, host.memory_bandwidth)
         if level != math.inf:
             rate_bw[streaming] = np.minimum(asks, level) / b[streaming]
-    share = share_path(think, h, idle, idle_spec.exit_s, idle_spec.tick_period)
     on_path = h > 0
     if on_path.any():
-        rate_path[on_path] = 1.0 / (think[on_path] + share.response[on_path])
+        rate_path[on_path] = 1.0 / (think[on_path] + response[on_path])
     rates = np.minimum(rate_alone, np.minimum(rate_bw, rate_path))
     if host.cpus is not None:
         # More runnable vCPUs (spinning ones included: a spin burns its host CPU) than host CPUs:
         # the host time-shares them fairly, and every vCPU runs that fraction of the time.
-        active = len(c) + spinning
+        active = len(think) + spinning
         if active > host.cpus:
             rates = rates * (host.cpus / active)
-    return rates, share, rate_alone, rate_path <= rate_bw
+    return rates, rate_alone, rate_path <= rate_bw
 
 
 def _step_one(

@@ -41,7 +41,7 @@ from .engine import (
     _check_item,
     _fifo_streams,
     _step,
-    fair_level,
+    limited_rates,
 )
 from .queueing import IdleClass, share_path, share_path_classes
 
@@ -413,26 +413,9 @@ def _rates_many(c: np.ndarray, b: np.ndarray, h: np.ndarray, host: Host, classes
                 spinning: int) -> tuple[np.ndarray, list[tuple[float, float]], float, np.ndarray, np.ndarray]:
     """:func:`~lazyaccept.sim.engine._rates` with several idle classes at the path."""
     think = c + b / host.vcpu_bandwidth
-    alone = think + h
-    rate_alone = 1.0 / alone
-    rate_bw = np.full(len(c), math.inf)
-    rate_path = np.full(len(c), math.inf)
-    streaming = b > 0
-    if streaming.any():
-        asks = b[streaming] / alone[streaming]
-        level = fair_level(asks, host.memory_bandwidth)
-        if level != math.inf:
-            rate_bw[streaming] = np.minimum(asks, level) / b[streaming]
     response, per_class, queue = share_path_classes(think, h, classes)
-    on_path = h > 0
-    if on_path.any():
-        rate_path[on_path] = 1.0 / (think[on_path] + response[on_path])
-    rates = np.minimum(rate_alone, np.minimum(rate_bw, rate_path))
-    if host.cpus is not None:
-        active = len(c) + spinning
-        if active > host.cpus:
-            rates = rates * (host.cpus / active)
-    return rates, per_class, queue, rate_alone, rate_path <= rate_bw
+    rates, rate_alone, path_bound = limited_rates(think, b, h, response, host, spinning)
+    return rates, per_class, queue, rate_alone, path_bound
 
 
 def _rates_per_guest(c: np.ndarray, b: np.ndarray, h: np.ndarray, owner: np.ndarray, host: Host,
@@ -441,34 +424,17 @@ def _rates_per_guest(c: np.ndarray, b: np.ndarray, h: np.ndarray, owner: np.ndar
     """:func:`_rates_many` with a path per guest: ``owner`` is each item's guest, ``classes`` the
     ticking guests' (guest, idle vCPUs, demand per tick, tick period)."""
     think = c + b / host.vcpu_bandwidth
-    alone = think + h
-    rate_alone = 1.0 / alone
-    rate_bw = np.full(len(c), math.inf)
-    rate_path = np.full(len(c), math.inf)
-    streaming = b > 0
-    if streaming.any():
-        asks = b[streaming] / alone[streaming]
-        level = fair_level(asks, host.memory_bandwidth)
-        if level != math.inf:
-            rate_bw[streaming] = np.minimum(asks, level) / b[streaming]
     idle = {k: (n, d, p) for k, n, d, p in classes}
     per_class: dict[int, tuple[float, float, float]] = {}
     response = np.zeros(len(c))
-    on_path = h > 0
-    for k in sorted(set(owner[on_path].tolist()) | set(idle)):
+    for k in sorted(set(owner[h > 0].tolist()) | set(idle)):
         mine = owner == k
         n, d, p = idle.get(k, (0, 0.0, math.inf))
         share = share_path(think[mine], h[mine], n, d, p)
         response[mine] = share.response
         per_class[k] = (share.idle_response, share.idle_rate, share.queue)
-    if on_path.any():
-        rate_path[on_path] = 1.0 / (think[on_path] + response[on_path])
-    rates = np.minimum(rate_alone, np.minimum(rate_bw, rate_path))
-    if host.cpus is not None:
-        active = len(c) + spinning
-        if active > host.cpus:
-            rates = rates * (host.cpus / active)
-    return rates, [per_class[k] for k, _, _, _ in classes], 0.0, rate_alone, rate_path <= rate_bw
+    rates, rate_alone, path_bound = limited_rates(think, b, h, response, host, spinning)
+    return rates, [per_class[k] for k, _, _, _ in classes], 0.0, rate_alone, path_bound
 
 
 def simulate_guests(plans: list[GuestPlan], host: Host, path: HostPath = HostPath.SHARED) -> list[list[PhaseTiming]]:
