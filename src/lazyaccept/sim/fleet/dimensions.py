@@ -116,16 +116,22 @@ def _policy(v: object) -> str:
     return str(Policy.parse(v))
 
 
+def _run_items(v: object, parse: Callable[[str], object], example: str, *, split: bool) -> str:
+    """Run options given as one text or a list of them, each checked with ``parse``, joined with
+    ";" (their canonical form); with ``split``, one text may list several with ";"."""
+    items = (v.split(";") if split else [v]) if isinstance(v, str) else v
+    if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
+        raise ConfigError(f"must be {example} or a list of them, not {v!r}")
+    for item in items:
+        if item:
+            parse(item)
+    return ";".join(item for item in items if item)
+
+
 def _stages(v: object) -> str:
     """The stages from the shell to ready, in order: one (``agent``), several in one string
     (``agent;attest``: how a fixed value gives several) or a list of them; "" for none."""
-    items = v.split(";") if isinstance(v, str) else v
-    if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
-        raise ConfigError(f"must be a stage like agent or modelload:40G,from=2G, or a list of them, not {v!r}")
-    for st in items:
-        if st:
-            Stage.parse(st)
-    return ";".join(st for st in items if st)
+    return _run_items(v, Stage.parse, "a stage like agent or modelload:40G,from=2G,", split=True)
 
 
 def _host_feature(v: object) -> str:
@@ -144,13 +150,7 @@ def _host_feature(v: object) -> str:
 
 def _workloads(v: object) -> str:
     """One workload (``touch:32G``) or several run together (a list); "" for none."""
-    items = [v] if isinstance(v, str) else v
-    if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
-        raise ConfigError(f"must be a workload like touch:32G or a list of them, not {v!r}")
-    for w in items:
-        if w:
-            Workload.parse(w)
-    return ";".join(w for w in items if w)
+    return _run_items(v, Workload.parse, "a workload like touch:32G", split=False)
 
 
 def _profile(v: object) -> str:
