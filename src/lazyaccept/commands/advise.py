@@ -26,6 +26,7 @@ from ..scenario.workloads import Workload
 from ..sim.advise import Advice, Lever, Outcome, advise
 from ..sim.deadlines import Deadline, Stage, describe_miss, first_failing
 from ..sim.runtime import RunResult
+from ..sim.uncertainty import Range, format_range
 from .options import FiniteFloat, deadline_options, given_deadlines, guest_options, guest_profile, guest_request
 from .run import given_stages, run_config, runtime_options
 
@@ -62,10 +63,8 @@ def _price(r: RunResult) -> tuple[float, float]:
     return (slow, p99)
 
 
-def _ranged(value: float, rng: object) -> str:
-    if rng is None:
-        return f"{value:.1f} s"
-    return f"{value:.1f} s ({rng.low:.1f}-{rng.high:.1f})"  # type: ignore[attr-defined]
+def _ranged(value: float, rng: Range | None) -> str:
+    return format_range(value, rng, digits=1)
 
 
 @click.command("advise")
