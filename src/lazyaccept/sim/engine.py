@@ -639,16 +639,20 @@ class PhaseRun:
         if v in self.parked:
             self.parked.remove(v)
             self.idle -= 1
-        items = self.items[v]
         for item in new:
-            _check_item(v, len(items), item)
-            items.append(item)
-            e = item.entry
-            stream = self.streams.get(e.fifo) if e is not None and e.fifo is not None else None
-            if stream is not None:
-                assert e is not None
-                stream.extend((e.first + j * e.stride, e.end + j * e.stride) for j in range(max(1, item.requests)))
+            self._append_fed(v, item)
         return bool(new)
+
+    def _append_fed(self, v: int, item: WorkItem) -> None:
+        """A fed item joins vCPU ``v``'s items, and its calls' chunks its FIFO list's stream."""
+        items = self.items[v]
+        _check_item(v, len(items), item)
+        items.append(item)
+        e = item.entry
+        stream = self.streams.get(e.fifo) if e is not None and e.fifo is not None else None
+        if stream is not None:
+            assert e is not None
+            stream.extend((e.first + j * e.stride, e.end + j * e.stride) for j in range(max(1, item.requests)))
 
     # -- the accepting list ------------------------------------------------------------------
     def _call(self, v: int, item: WorkItem) -> bool:

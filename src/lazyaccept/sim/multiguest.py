@@ -38,7 +38,6 @@ from .engine import (
     PhaseTiming,
     VcpuTiming,
     WorkItem,
-    _check_item,
     _fifo_streams,
     _step,
     limited_rates,
@@ -288,17 +287,8 @@ class HostRun(PhaseRun):
                 self._idle_changed(g)
             if fed:
                 ph.items[local].extend(fed)
-                items = self.items[v]
                 for item in fed:
-                    item = self._remap(g, item, local)
-                    _check_item(v, len(items), item)
-                    items.append(item)
-                    e = item.entry
-                    stream = self.streams.get(e.fifo) if e is not None and e.fifo is not None else None
-                    if stream is not None:
-                        assert e is not None
-                        calls = range(max(1, item.requests))
-                        stream.extend((e.first + j * e.stride, e.end + j * e.stride) for j in calls)
+                    self._append_fed(v, self._remap(g, item, local))
                 return True
         if v in g.remaining:
             g.remaining.discard(v)
